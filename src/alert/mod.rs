@@ -1,0 +1,260 @@
+//! Alerts: which alerts an occurrence concerns, the payload each gets, and
+//! delivery to their targets.
+//!
+//! Each target (one webhook URL, or the MQTT connection) has its own task and
+//! bounded queue, so a receiver that is down or slow delays only itself. A
+//! [`Sink`] is the one small trait every transport implements: deliver one
+//! message, say whether it was accepted. Retry with backoff lives here, once,
+//! for all sinks. Delivery in this version is in memory: a daemon crash loses
+//! what is queued (the durable outbox is tracked separately).
+
+pub mod mqtt;
+pub mod payload;
+pub mod webhook;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::config::AlertConfig;
+use crate::matcher::{Occurrence, Phase};
+use crate::types::{AlertId, StreamId};
+pub use payload::Payload;
+
+/// One message for one target.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub payload: Arc<Payload>,
+    /// Serialised body, identical for every target.
+    pub body: Arc<[u8]>,
+    /// MQTT topic (ignored by webhooks).
+    pub topic: String,
+    /// When the frame behind it arrived, for latency.
+    pub frame_arrived: Instant,
+}
+
+/// Why a delivery attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Worth trying again later (timeouts, 5xx, connection refused).
+    #[error("{0}")]
+    Retry(String),
+    /// Will never succeed (4xx other than 408/429).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// A future returned by [`Sink::deliver`].
+pub type DeliverFuture<'a> = Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + 'a>>;
+
+/// A delivery transport.
+pub trait Sink: Send + Sync + 'static {
+    /// A short name for logs, such as `webhook http://host/path`.
+    fn name(&self) -> String;
+    /// Delivers one message; Ok means the receiver accepted it.
+    fn deliver<'a>(&'a self, d: &'a Delivery) -> DeliverFuture<'a>;
+}
+
+/// Delivery counters for one target.
+#[derive(Debug, Default)]
+pub struct TargetStats {
+    pub delivered: AtomicU64,
+    pub failed: AtomicU64,
+    pub retries: AtomicU64,
+    pub overflow: AtomicU64,
+}
+
+/// What happened to a delivered message, for whoever is watching (the demo).
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub target: String,
+    pub payload: Arc<Payload>,
+    pub latency: Duration,
+}
+
+/// Retry policy for a target.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+    pub concurrency: usize,
+}
+
+struct Target {
+    tx: mpsc::Sender<Delivery>,
+    stats: Arc<TargetStats>,
+    name: String,
+}
+
+/// Capacity of each target's queue.
+const TARGET_QUEUE: usize = 4096;
+
+/// Routes occurrences to alert targets.
+pub struct Dispatcher {
+    alerts: Vec<AlertConfig>,
+    stream_urls: HashMap<StreamId, String>,
+    webhooks: HashMap<String, Target>,
+    mqtt: Option<Target>,
+}
+
+impl Dispatcher {
+    /// Starts one delivery task per distinct webhook URL and one for MQTT.
+    /// Must be called inside a tokio runtime.
+    pub fn start(
+        alerts: Vec<AlertConfig>,
+        stream_urls: HashMap<StreamId, String>,
+        webhook: Option<Arc<webhook::WebhookSink>>,
+        mqtt: Option<Arc<dyn Sink>>,
+        policy: RetryPolicy,
+        watch: Option<mpsc::UnboundedSender<Delivered>>,
+    ) -> Dispatcher {
+        let mut webhooks = HashMap::new();
+        if let Some(wh) = webhook {
+            for url in alerts.iter().filter_map(|a| a.callback_url.clone()) {
+                webhooks.entry(url.clone()).or_insert_with(|| {
+                    let sink: Arc<dyn Sink> = Arc::new(wh.for_url(&url));
+                    spawn_target(sink, policy, watch.clone())
+                });
+            }
+        }
+        let mqtt = mqtt.map(|s| spawn_target(s, policy, watch.clone()));
+        Dispatcher {
+            alerts,
+            stream_urls,
+            webhooks,
+            mqtt,
+        }
+    }
+
+    /// Builds and queues the messages of one occurrence; returns how many.
+    pub fn dispatch(&self, occ: &Occurrence) -> usize {
+        let mut n = 0;
+        for a in &self.alerts {
+            if !a.enabled || a.event != occ.event_id {
+                continue;
+            }
+            if !a.streams.is_empty() && !a.streams.contains(&occ.stream_id) {
+                continue;
+            }
+            if occ.phase == Phase::End && !a.send_end {
+                continue;
+            }
+            let url = self.stream_urls.get(&occ.stream_id).map_or("", String::as_str);
+            let payload = Arc::new(payload::build(&a.id, occ, url));
+            let body: Arc<[u8]> = match serde_json::to_vec(&*payload) {
+                Ok(b) => b.into(),
+                Err(e) => {
+                    tracing::error!(alert = %a.id, error = %e, "cannot serialise alert payload");
+                    continue;
+                }
+            };
+            let mk = |topic: String| Delivery {
+                payload: Arc::clone(&payload),
+                body: Arc::clone(&body),
+                topic,
+                frame_arrived: occ.frame_arrived,
+            };
+            if let Some(t) = a.callback_url.as_ref().and_then(|u| self.webhooks.get(u)) {
+                n += enqueue(t, mk(String::new()), &a.id);
+            }
+            if let (Some(tpl), Some(t)) = (&a.mqtt_topic, &self.mqtt) {
+                n += enqueue(t, mk(payload::topic(tpl, &occ.stream_id, &occ.label)), &a.id);
+            }
+        }
+        n
+    }
+
+    /// Counters per target name.
+    pub fn stats(&self) -> Vec<(String, Arc<TargetStats>)> {
+        self.webhooks
+            .values()
+            .chain(self.mqtt.iter())
+            .map(|t| (t.name.clone(), Arc::clone(&t.stats)))
+            .collect()
+    }
+}
+
+fn enqueue(t: &Target, d: Delivery, alert: &AlertId) -> usize {
+    match t.tx.try_send(d) {
+        Ok(()) => 1,
+        Err(e) => {
+            t.stats.overflow.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(target = %t.name, %alert, error = %e, "delivery queue full or closed; message dropped");
+            0
+        }
+    }
+}
+
+fn spawn_target(sink: Arc<dyn Sink>, policy: RetryPolicy, watch: Option<mpsc::UnboundedSender<Delivered>>) -> Target {
+    let (tx, mut rx) = mpsc::channel::<Delivery>(TARGET_QUEUE);
+    let stats = Arc::new(TargetStats::default());
+    let name = sink.name();
+    let slots = Arc::new(tokio::sync::Semaphore::new(policy.concurrency.max(1)));
+    let task_stats = Arc::clone(&stats);
+    tokio::spawn(async move {
+        while let Some(d) = rx.recv().await {
+            let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+                break;
+            };
+            let sink = Arc::clone(&sink);
+            let stats = Arc::clone(&task_stats);
+            let watch = watch.clone();
+            tokio::spawn(async move {
+                deliver_with_retry(&*sink, &d, policy, &stats, watch.as_ref()).await;
+                drop(permit);
+            });
+        }
+    });
+    Target { tx, stats, name }
+}
+
+async fn deliver_with_retry(
+    sink: &dyn Sink,
+    d: &Delivery,
+    policy: RetryPolicy,
+    stats: &TargetStats,
+    watch: Option<&mpsc::UnboundedSender<Delivered>>,
+) {
+    let mut backoff = policy.first_backoff;
+    for attempt in 1..=policy.attempts.max(1) {
+        match sink.deliver(d).await {
+            Ok(()) => {
+                stats.delivered.fetch_add(1, Ordering::Relaxed);
+                let latency = d.frame_arrived.elapsed();
+                tracing::info!(
+                    target = %sink.name(), alert = %d.payload.alert_id, occurrence = %d.payload.occurrence_id,
+                    phase = ?d.payload.phase, latency_ms = latency.as_millis() as u64, "alert delivered"
+                );
+                if let Some(w) = watch {
+                    let _ = w.send(Delivered {
+                        target: sink.name(),
+                        payload: Arc::clone(&d.payload),
+                        latency,
+                    });
+                }
+                return;
+            }
+            Err(SinkError::Permanent(m)) => {
+                tracing::error!(target = %sink.name(), alert = %d.payload.alert_id, error = %m, "delivery refused; not retrying");
+                break;
+            }
+            Err(SinkError::Retry(m)) if attempt < policy.attempts => {
+                stats.retries.fetch_add(1, Ordering::Relaxed);
+                let jitter = backoff.mul_f64(rand::random::<f64>() * 0.5);
+                tracing::warn!(target = %sink.name(), attempt, error = %m, retry_in_ms = (backoff + jitter).as_millis() as u64, "delivery failed");
+                tokio::time::sleep(backoff + jitter).await;
+                backoff = (backoff * 2).min(policy.max_backoff);
+            }
+            Err(SinkError::Retry(m)) => {
+                tracing::error!(target = %sink.name(), alert = %d.payload.alert_id, error = %m, "delivery failed; attempts exhausted");
+            }
+        }
+    }
+    stats.failed.fetch_add(1, Ordering::Relaxed);
+}

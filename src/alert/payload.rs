@@ -1,0 +1,155 @@
+//! The alert message body. One JSON shape serves MQTT, webhooks and (later)
+//! WebSocket: VideoDB's field names (`event_id`, `label`, `confidence`,
+//! `explanation`, `timestamp`, `start_time`, `end_time`, `stream_url`,
+//! `player_url`), its other documented names for the same facts
+//! (`event_label`, `rtstream_id`, `data.text`), and sightline's own ids.
+
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::matcher::{Occurrence, Phase};
+use crate::types::{AlertId, EventId, StreamId};
+
+/// The JSON body of one alert message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Payload {
+    pub alert_id: AlertId,
+    pub occurrence_id: String,
+    pub phase: Phase,
+    pub event_id: EventId,
+    pub label: String,
+    pub event_label: String,
+    pub stream_id: StreamId,
+    pub rtstream_id: StreamId,
+    /// 0–1: the best detection score in the occurrence so far.
+    pub confidence: f32,
+    pub explanation: String,
+    /// ISO 8601 UTC wall-clock time of the frame that caused this message.
+    pub timestamp: String,
+    /// Stream seconds of the first matching frame.
+    pub start_time: f64,
+    /// Stream seconds of the last matching frame (so far, at start).
+    pub end_time: f64,
+    /// The stream's URL with any credentials removed.
+    pub stream_url: String,
+    /// Link to a clip; null until sightline records clips.
+    pub player_url: Option<String>,
+    pub data: Data,
+}
+
+/// VideoDB's `data` object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Data {
+    pub text: String,
+}
+
+/// Builds the payload of `occ` for one alert.
+pub fn build(alert: &AlertId, occ: &Occurrence, stream_url: &str) -> Payload {
+    Payload {
+        alert_id: alert.clone(),
+        occurrence_id: occ.occurrence_id.clone(),
+        phase: occ.phase,
+        event_id: occ.event_id.clone(),
+        label: occ.label.clone(),
+        event_label: occ.label.clone(),
+        stream_id: occ.stream_id.clone(),
+        rtstream_id: occ.stream_id.clone(),
+        confidence: (occ.confidence.clamp(0.0, 1.0) * 1000.0).round() / 1000.0,
+        explanation: occ.explanation.clone(),
+        timestamp: iso8601(occ.frame_wall),
+        start_time: round_ms(occ.start_time),
+        end_time: round_ms(occ.end_time),
+        stream_url: redact(stream_url),
+        player_url: None,
+        data: Data {
+            text: occ.explanation.clone(),
+        },
+    }
+}
+
+fn round_ms(t: f64) -> f64 {
+    (t * 1000.0).round() / 1000.0
+}
+
+/// `2026-11-23T15:47:00.123Z`.
+pub fn iso8601(t: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t)
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+/// Removes `user:password@` from a URL so camera credentials never leave the box.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let auth_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..auth_end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+/// Fills `{stream}` and `{label}` in an MQTT topic template.
+pub fn topic(template: &str, stream: &StreamId, label: &str) -> String {
+    template.replace("{stream}", stream.as_str()).replace("{label}", label)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant, UNIX_EPOCH};
+
+    fn occ(phase: Phase) -> Occurrence {
+        Occurrence {
+            occurrence_id: "occ-1".into(),
+            phase,
+            event_id: EventId::new("person"),
+            label: "security_alert".into(),
+            stream_id: StreamId::new("gate"),
+            start_time: 10.5004,
+            end_time: 11.0,
+            confidence: 0.96789,
+            count: 2,
+            explanation: "2 people detected (best 0.97)".into(),
+            frame_wall: UNIX_EPOCH + Duration::from_millis(1_795_000_000_123),
+            frame_arrived: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn payload_has_every_documented_field() {
+        let p = build(&AlertId::new("a1"), &occ(Phase::Start), "rtsp://u:secret@cam/live");
+        let v = serde_json::to_value(&p).unwrap();
+        for k in [
+            "event_id", "label", "confidence", "explanation", "timestamp", "start_time", "end_time",
+            "stream_url", "player_url", "alert_id", "occurrence_id", "stream_id", "phase",
+            "event_label", "rtstream_id", "data",
+        ] {
+            assert!(v.get(k).is_some(), "missing {k}: {v}");
+        }
+        assert_eq!(v["phase"], "start");
+        assert_eq!(v["timestamp"], "2026-11-18T11:06:40.123Z");
+        assert_eq!(v["stream_url"], "rtsp://cam/live");
+        assert_eq!(v["player_url"], serde_json::Value::Null);
+        assert_eq!(v["data"]["text"], v["explanation"]);
+        assert_eq!(v["confidence"].as_f64().unwrap(), 0.968);
+        assert_eq!(v["start_time"].as_f64().unwrap(), 10.5);
+    }
+
+    #[test]
+    fn redact_keeps_urls_without_credentials() {
+        assert_eq!(redact("rtsp://cam:554/a@b"), "rtsp://cam:554/a@b");
+        assert_eq!(redact("rtsp://admin:pw@10.0.0.2:554/s"), "rtsp://10.0.0.2:554/s");
+        assert_eq!(redact("test:ball"), "test:ball");
+    }
+
+    #[test]
+    fn topic_template_is_filled() {
+        assert_eq!(
+            topic("sightline/{stream}/alerts/{label}", &StreamId::new("gate"), "person"),
+            "sightline/gate/alerts/person"
+        );
+    }
+}

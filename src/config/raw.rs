@@ -1,0 +1,140 @@
+//! The config file exactly as written: serde structs with defaults, no
+//! validation. Unknown keys are not rejected here; `load` collects them all
+//! with `serde_ignored` so that one run reports every mistake at once (serde's
+//! `deny_unknown_fields` stops at the first).
+
+use serde::Deserialize;
+
+/// Top level of a sightline TOML file.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub runtime: RawRuntime,
+    #[serde(default)]
+    pub model: RawModel,
+    #[serde(default)]
+    pub streams: Vec<RawStream>,
+    #[serde(default)]
+    pub events: Vec<RawEvent>,
+    #[serde(default)]
+    pub alerts: Vec<RawAlert>,
+    pub mqtt: Option<RawMqtt>,
+    #[serde(default)]
+    pub webhook: RawWebhook,
+}
+
+/// `[runtime]`: the worker pool and ONNX Runtime.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRuntime {
+    /// Inference worker threads, each with its own ONNX session (default 1).
+    pub workers: Option<i64>,
+    /// ONNX Runtime intra-op threads per worker (default: cores / workers).
+    pub intra_threads: Option<i64>,
+    /// Frames waiting for a worker, over all streams (default 4 per worker, at least 8).
+    pub queue_capacity: Option<i64>,
+    /// A queued frame older than this is dropped instead of scored (default 800 ms).
+    pub max_frame_age_ms: Option<i64>,
+    /// Path of `libonnxruntime.so`; else `ORT_DYLIB_PATH`; else where setup puts it.
+    pub ort_library: Option<String>,
+}
+
+/// `[model]`: which model folder to load.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawModel {
+    /// A folder holding `model.toml`, or the name of a folder under the model directories.
+    pub path: Option<String>,
+}
+
+/// `[[streams]]`: one camera.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawStream {
+    pub id: Option<String>,
+    /// `rtsp://…`, `file:///…` or `test:` (a synthetic pattern).
+    pub url: Option<String>,
+    /// Frames per second sent to the model (default 2).
+    pub fps: Option<f64>,
+    /// Drop non-key frames before the decoder (for fps at or below the keyframe rate).
+    pub keyframes_only: Option<bool>,
+    /// `tcp` (default) or `udp`, for RTSP.
+    pub transport: Option<String>,
+    /// Rebuild the pipeline when no frame arrives for this long (default 10 s).
+    pub stall_timeout_secs: Option<f64>,
+    /// Longest wait between reconnect attempts (default 30 s).
+    pub max_backoff_secs: Option<f64>,
+}
+
+/// `[[events]]`: a reusable detection rule.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawEvent {
+    pub id: Option<String>,
+    /// Free text such as "Detect intruder"; resolved to the model's labels.
+    pub prompt: Option<String>,
+    /// The label carried by alerts, such as "security_alert".
+    pub label: Option<String>,
+    /// Model labels to match; when absent they are resolved from the prompt.
+    pub classes: Option<Vec<String>>,
+    /// Lowest detection score that counts (default 0.5).
+    pub min_confidence: Option<f64>,
+    /// Fewest matching objects in one frame (default 1).
+    pub min_count: Option<i64>,
+    /// Smallest box area as a fraction of the picture (default 0).
+    pub min_area: Option<f64>,
+    pub region: Option<RawRegion>,
+    /// Matching frames needed among the last `window` to start (default 2).
+    pub k: Option<i64>,
+    /// Size of the start window in sampled frames (default 3).
+    pub window: Option<i64>,
+    /// Non-matching frames in a row that end an occurrence (default 4).
+    pub end_after: Option<i64>,
+    /// Longest occurrence in seconds before it is closed (default 300).
+    pub max_duration_secs: Option<f64>,
+    /// Quiet time after an occurrence ends (default 10 s).
+    pub cooldown_secs: Option<f64>,
+}
+
+/// A polygon in normalised picture coordinates.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRegion {
+    pub name: Option<String>,
+    pub points: Option<Vec<[f64; 2]>>,
+}
+
+/// `[[alerts]]`: an event wired to streams and targets.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAlert {
+    pub id: Option<String>,
+    pub event: Option<String>,
+    /// Streams to watch; all streams when absent.
+    pub streams: Option<Vec<String>>,
+    /// Webhook URL that receives a POST per message.
+    pub callback_url: Option<String>,
+    /// Publish over MQTT (needs `[mqtt]`); default true when `[mqtt]` exists.
+    pub mqtt: Option<bool>,
+    /// Topic template; `{stream}` and `{label}` are filled in.
+    pub mqtt_topic: Option<String>,
+    /// Also send a `phase: "end"` message when an occurrence ends (default true).
+    pub send_end: Option<bool>,
+    /// Start disabled.
+    pub enabled: Option<bool>,
+}
+
+/// `[mqtt]`: the broker connection.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawMqtt {
+    pub host: Option<String>,
+    pub port: Option<i64>,
+    pub client_id: Option<String>,
+    pub keep_alive_secs: Option<i64>,
+    /// Default topic template (default `sightline/{stream}/alerts/{label}`).
+    pub topic: Option<String>,
+}
+
+/// `[webhook]`: HTTP delivery settings shared by all callback URLs.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawWebhook {
+    pub timeout_ms: Option<i64>,
+    /// Attempts per message before giving up (default 5).
+    pub attempts: Option<i64>,
+    /// Requests in flight per URL (default 4).
+    pub concurrency: Option<i64>,
+}

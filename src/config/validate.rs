@@ -1,0 +1,377 @@
+//! Turns a [`RawConfig`] into a [`Config`], pushing one [`Problem`] per bad
+//! value instead of stopping at the first.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::raw::{RawAlert, RawEvent, RawRegion, RawStream};
+use super::*;
+
+struct Checker<'a> {
+    problems: &'a mut Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn bad(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    /// An integer in `lo..=hi`, or the default.
+    fn int(&mut self, path: &str, v: Option<i64>, default: i64, lo: i64, hi: i64) -> i64 {
+        match v {
+            None => default,
+            Some(x) if (lo..=hi).contains(&x) => x,
+            Some(x) => {
+                self.bad(path, format!("must be between {lo} and {hi}, got {x}"));
+                default
+            }
+        }
+    }
+
+    /// A float in `(lo, hi]` (or `[lo, hi]` when `lo_inclusive`), or the default.
+    fn float(&mut self, path: &str, v: Option<f64>, default: f64, lo: f64, hi: f64) -> f64 {
+        match v {
+            None => default,
+            Some(x) if x.is_finite() && x >= lo && x <= hi => x,
+            Some(x) => {
+                self.bad(path, format!("must be between {lo} and {hi}, got {x}"));
+                default
+            }
+        }
+    }
+
+    /// A required id made of letters, digits, `_`, `-` and `.` (safe in MQTT topics and URLs).
+    fn id(&mut self, path: &str, v: &Option<String>) -> String {
+        match v {
+            None => {
+                self.bad(path, "is required");
+                String::new()
+            }
+            Some(s) if valid_id(s) => s.clone(),
+            Some(s) => {
+                self.bad(
+                    path,
+                    format!("{s:?} must be 1-64 characters of letters, digits, '_', '-' or '.'"),
+                );
+                s.clone()
+            }
+        }
+    }
+}
+
+/// Whether `s` is usable as a stream, event or alert id.
+pub fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+pub(super) fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
+    let mut c = Checker { problems };
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as i64;
+
+    let workers = c.int("runtime.workers", raw.runtime.workers, 1, 1, 64) as usize;
+    let intra_default = (cores / workers as i64).max(1);
+    let runtime = Runtime {
+        workers,
+        intra_threads: c.int(
+            "runtime.intra_threads",
+            raw.runtime.intra_threads,
+            intra_default,
+            1,
+            256,
+        ) as usize,
+        queue_capacity: c.int(
+            "runtime.queue_capacity",
+            raw.runtime.queue_capacity,
+            (4 * workers as i64).max(8),
+            1,
+            100_000,
+        ) as usize,
+        max_frame_age: Duration::from_millis(c.int(
+            "runtime.max_frame_age_ms",
+            raw.runtime.max_frame_age_ms,
+            800,
+            10,
+            600_000,
+        ) as u64),
+        ort_library: raw.runtime.ort_library.map(PathBuf::from),
+    };
+
+    let model = raw
+        .model
+        .path
+        .unwrap_or_else(|| "ssdlite-person".to_string());
+
+    let mut stream_ids = HashSet::new();
+    let streams: Vec<StreamConfig> = raw
+        .streams
+        .iter()
+        .enumerate()
+        .map(|(i, s)| stream(&mut c, &format!("streams[{i}]"), s, &mut stream_ids))
+        .collect();
+
+    let mut event_ids = HashSet::new();
+    let events: Vec<EventConfig> = raw
+        .events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| event(&mut c, &format!("events[{i}]"), e, &mut event_ids))
+        .collect();
+
+    let mqtt = raw.mqtt.map(|m| MqttConfig {
+        host: m.host.unwrap_or_else(|| "127.0.0.1".into()),
+        port: c.int("mqtt.port", m.port, 1883, 1, 65535) as u16,
+        client_id: match m.client_id {
+            Some(id) if !id.is_empty() && id.len() <= 64 => id,
+            Some(id) => {
+                c.bad("mqtt.client_id", format!("{id:?} must be 1-64 bytes"));
+                id
+            }
+            None => "sightline".into(),
+        },
+        keep_alive: Duration::from_secs(c.int("mqtt.keep_alive_secs", m.keep_alive_secs, 30, 5, 3600) as u64),
+        topic: m
+            .topic
+            .map(|t| topic(&mut c, "mqtt.topic", t))
+            .unwrap_or_else(|| DEFAULT_TOPIC.into()),
+    });
+
+    let mut alert_ids = HashSet::new();
+    let alerts: Vec<AlertConfig> = raw
+        .alerts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let path = format!("alerts[{i}]");
+            alert(&mut c, &path, a, &mut alert_ids, &event_ids, &stream_ids, mqtt.as_ref())
+        })
+        .collect();
+
+    let webhook = WebhookConfig {
+        timeout: Duration::from_millis(c.int("webhook.timeout_ms", raw.webhook.timeout_ms, 2000, 50, 120_000) as u64),
+        attempts: c.int("webhook.attempts", raw.webhook.attempts, 5, 1, 100) as u32,
+        concurrency: c.int("webhook.concurrency", raw.webhook.concurrency, 4, 1, 256) as usize,
+    };
+
+    Config {
+        runtime,
+        model,
+        streams,
+        events,
+        alerts,
+        mqtt,
+        webhook,
+    }
+}
+
+fn stream(c: &mut Checker, p: &str, s: &RawStream, seen: &mut HashSet<String>) -> StreamConfig {
+    let id = c.id(&format!("{p}.id"), &s.id);
+    if !id.is_empty() && !seen.insert(id.clone()) {
+        c.bad(format!("{p}.id"), format!("duplicate stream id {id:?}"));
+    }
+    let url = match &s.url {
+        None => {
+            c.bad(format!("{p}.url"), "is required");
+            SourceUrl::Test("smpte".into())
+        }
+        Some(u) => parse_source(u).unwrap_or_else(|m| {
+            c.bad(format!("{p}.url"), m);
+            SourceUrl::Test("smpte".into())
+        }),
+    };
+    let transport = match s.transport.as_deref() {
+        None | Some("tcp") => Transport::Tcp,
+        Some("udp") => Transport::Udp,
+        Some(t) => {
+            c.bad(format!("{p}.transport"), format!("must be \"tcp\" or \"udp\", got {t:?}"));
+            Transport::Tcp
+        }
+    };
+    StreamConfig {
+        id: StreamId::new(id),
+        url,
+        fps: c.float(&format!("{p}.fps"), s.fps, 2.0, 0.01, 60.0),
+        keyframes_only: s.keyframes_only.unwrap_or(false),
+        transport,
+        stall_timeout: Duration::from_secs_f64(c.float(&format!("{p}.stall_timeout_secs"), s.stall_timeout_secs, 10.0, 1.0, 3600.0)),
+        max_backoff: Duration::from_secs_f64(c.float(&format!("{p}.max_backoff_secs"), s.max_backoff_secs, 30.0, 0.1, 3600.0)),
+    }
+}
+
+/// Parses a stream URL: `rtsp://`, `rtsps://`, `file://` or `test:`.
+pub fn parse_source(u: &str) -> Result<SourceUrl, String> {
+    if let Some(rest) = u.strip_prefix("rtsp://").or_else(|| u.strip_prefix("rtsps://")) {
+        let host = rest.split(['/', '?']).next().unwrap_or("");
+        let host = host.rsplit('@').next().unwrap_or("");
+        if host.is_empty() || rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!("{u:?} is not a valid RTSP URL (no host, or spaces in it)"));
+        }
+        Ok(SourceUrl::Rtsp(u.to_string()))
+    } else if let Some(path) = u.strip_prefix("file://") {
+        if path.is_empty() {
+            return Err("file:// URL has no path".into());
+        }
+        Ok(SourceUrl::File(PathBuf::from(path)))
+    } else if let Some(pattern) = u.strip_prefix("test:") {
+        let pattern = if pattern.is_empty() { "smpte" } else { pattern };
+        if !pattern.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(format!("test pattern {pattern:?} is not a videotestsrc pattern name"));
+        }
+        Ok(SourceUrl::Test(pattern.to_string()))
+    } else {
+        Err(format!("{u:?} must start with rtsp://, rtsps://, file:// or test:"))
+    }
+}
+
+fn event(c: &mut Checker, p: &str, e: &RawEvent, seen: &mut HashSet<String>) -> EventConfig {
+    let id = c.id(&format!("{p}.id"), &e.id);
+    if !id.is_empty() && !seen.insert(id.clone()) {
+        c.bad(format!("{p}.id"), format!("duplicate event id {id:?}"));
+    }
+    let prompt = e.prompt.clone().unwrap_or_default();
+    if prompt.trim().is_empty() && e.classes.is_none() {
+        c.bad(format!("{p}.prompt"), "is required unless classes are given");
+    }
+    let label = match &e.label {
+        Some(l) if valid_id(l) => l.clone(),
+        Some(l) => {
+            c.bad(format!("{p}.label"), format!("{l:?} must be 1-64 characters of letters, digits, '_', '-' or '.'"));
+            l.clone()
+        }
+        None => id.clone(),
+    };
+    if let Some(cl) = &e.classes {
+        if cl.is_empty() {
+            c.bad(format!("{p}.classes"), "must not be empty (leave it out to resolve from the prompt)");
+        }
+    }
+    let defaults = MatchParams::default();
+    let k = c.int(&format!("{p}.k"), e.k, defaults.k as i64, 1, 100) as usize;
+    let window = c.int(&format!("{p}.window"), e.window, defaults.window.max(k) as i64, 1, 100) as usize;
+    if k > window {
+        c.bad(format!("{p}.k"), format!("k ({k}) must not exceed window ({window})"));
+    }
+    EventConfig {
+        id: EventId::new(id),
+        prompt,
+        label,
+        classes: e.classes.clone(),
+        min_confidence: c.float(&format!("{p}.min_confidence"), e.min_confidence, 0.5, 0.0, 1.0) as f32,
+        min_count: c.int(&format!("{p}.min_count"), e.min_count, 1, 1, 1000) as usize,
+        min_area: c.float(&format!("{p}.min_area"), e.min_area, 0.0, 0.0, 1.0) as f32,
+        region: e.region.as_ref().map(|r| region(c, &format!("{p}.region"), r)),
+        matching: MatchParams {
+            k,
+            window,
+            end_after: c.int(&format!("{p}.end_after"), e.end_after, defaults.end_after as i64, 1, 1000) as usize,
+            max_duration: c.float(&format!("{p}.max_duration_secs"), e.max_duration_secs, defaults.max_duration, 0.1, 86_400.0),
+            cooldown: c.float(&format!("{p}.cooldown_secs"), e.cooldown_secs, defaults.cooldown, 0.0, 86_400.0),
+        },
+    }
+}
+
+fn region(c: &mut Checker, p: &str, r: &RawRegion) -> Region {
+    let points = r.points.clone().unwrap_or_default();
+    if points.len() < 3 {
+        c.bad(format!("{p}.points"), format!("a region needs at least 3 points, got {}", points.len()));
+    }
+    for (i, [x, y]) in points.iter().enumerate() {
+        if !(0.0..=1.0).contains(x) || !(0.0..=1.0).contains(y) {
+            c.bad(format!("{p}.points[{i}]"), format!("({x}, {y}) must be within 0..1 (normalised)"));
+        }
+    }
+    Region {
+        name: r.name.clone().unwrap_or_else(|| "region".into()),
+        points: points.iter().map(|[x, y]| (*x as f32, *y as f32)).collect(),
+    }
+}
+
+fn topic(c: &mut Checker, p: &str, t: String) -> String {
+    if t.is_empty() || t.contains(['+', '#', '\0']) {
+        c.bad(p, format!("{t:?} is not a publishable MQTT topic (empty, or has + or #)"));
+    }
+    t
+}
+
+fn alert(
+    c: &mut Checker,
+    p: &str,
+    a: &RawAlert,
+    seen: &mut HashSet<String>,
+    events: &HashSet<String>,
+    streams: &HashSet<String>,
+    mqtt: Option<&MqttConfig>,
+) -> AlertConfig {
+    let id = c.id(&format!("{p}.id"), &a.id);
+    if !id.is_empty() && !seen.insert(id.clone()) {
+        c.bad(format!("{p}.id"), format!("duplicate alert id {id:?}"));
+    }
+    let event = match &a.event {
+        None => {
+            c.bad(format!("{p}.event"), "is required");
+            String::new()
+        }
+        Some(e) if !events.contains(e) => {
+            c.bad(format!("{p}.event"), format!("no event with id {e:?}"));
+            e.clone()
+        }
+        Some(e) => e.clone(),
+    };
+    let mut ids = Vec::new();
+    for (i, s) in a.streams.iter().flatten().enumerate() {
+        if !streams.contains(s) {
+            c.bad(format!("{p}.streams[{i}]"), format!("no stream with id {s:?}"));
+        }
+        ids.push(StreamId::new(s));
+    }
+    if let Some(u) = &a.callback_url {
+        if let Err(m) = check_callback_url(u) {
+            c.bad(format!("{p}.callback_url"), m);
+        }
+    }
+    let wants_mqtt = a.mqtt.unwrap_or(mqtt.is_some() || a.mqtt_topic.is_some());
+    if wants_mqtt && mqtt.is_none() {
+        c.bad(format!("{p}.mqtt"), "publishing over MQTT needs an [mqtt] section");
+    }
+    let mqtt_topic = if wants_mqtt {
+        Some(match &a.mqtt_topic {
+            Some(t) => topic(c, &format!("{p}.mqtt_topic"), t.clone()),
+            None => mqtt.map_or_else(|| DEFAULT_TOPIC.to_string(), |m| m.topic.clone()),
+        })
+    } else {
+        None
+    };
+    if a.callback_url.is_none() && mqtt_topic.is_none() {
+        c.bad(p.to_string(), "has no target: give a callback_url, or MQTT with an [mqtt] section");
+    }
+    AlertConfig {
+        id: AlertId::new(id),
+        event: EventId::new(event),
+        streams: ids,
+        callback_url: a.callback_url.clone(),
+        mqtt_topic,
+        send_end: a.send_end.unwrap_or(true),
+        enabled: a.enabled.unwrap_or(true),
+    }
+}
+
+/// A callback URL must be absolute http(s) with a host and no credentials.
+pub fn check_callback_url(u: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(u).map_err(|e| format!("{u:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{u:?} must be http or https"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{u:?} has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("a callback_url must not carry credentials; use a signing secret instead".into());
+    }
+    Ok(())
+}

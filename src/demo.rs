@@ -1,0 +1,168 @@
+//! `sightline demo`: the whole data path on bundled media, with no camera,
+//! broker or config. A local RTSP server plays a clip made from public-domain
+//! stills (coffee, then an astronaut, then a cat); the daemon watches it with
+//! the default person detector and a "Detect person" event, and a local
+//! webhook receiver prints each alert as it arrives, with its latency.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use axum::{extract::State, http::HeaderMap, routing::post, Router};
+use tokio::sync::mpsc;
+
+use crate::app::{self, Hooks, Summary};
+use crate::config::Config;
+use crate::rtsp_server::RtspServer;
+
+/// The bundled demo clip: 18 s at 640×480, H.264 (see tests/media/PROVENANCE.md).
+pub const DEMO_CLIP: &[u8] = include_bytes!("../tests/media/demo.mp4");
+/// Length of the demo clip in seconds.
+pub const DEMO_SECONDS: u64 = 18;
+
+/// The embedded configuration; `{url}` and `{callback}` are filled in.
+pub const DEMO_CONFIG: &str = r#"
+[runtime]
+workers = 1
+
+[model]
+path = "ssdlite-person"
+
+[[streams]]
+id = "demo"
+url = "{url}"
+fps = 2
+
+[[events]]
+id = "person"
+prompt = "Detect person"
+label = "person_alert"
+min_confidence = 0.5
+cooldown_secs = 2
+
+[[alerts]]
+id = "demo-webhook"
+event = "person"
+callback_url = "{callback}"
+"#;
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub body: serde_json::Value,
+    pub headers: HeaderMap,
+    pub at: SystemTime,
+}
+
+/// A real HTTP server on 127.0.0.1 that records every POST.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    pub rx: mpsc::UnboundedReceiver<Received>,
+}
+
+impl Receiver {
+    /// Starts on a free port; must be called inside a tokio runtime.
+    pub async fn start() -> anyhow::Result<Receiver> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let app = Router::new()
+            .route("/{*path}", post(record))
+            .route("/", post(record))
+            .with_state(tx);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Receiver { addr, rx })
+    }
+
+    /// URL to give as a `callback_url`.
+    pub fn url(&self) -> String {
+        format!("http://{}/alerts", self.addr)
+    }
+}
+
+async fn record(
+    State(tx): State<mpsc::UnboundedSender<Received>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::http::StatusCode {
+    let at = SystemTime::now();
+    match serde_json::from_slice(&body) {
+        Ok(body) => {
+            let _ = tx.send(Received { body, headers, at });
+            axum::http::StatusCode::NO_CONTENT
+        }
+        Err(_) => axum::http::StatusCode::BAD_REQUEST,
+    }
+}
+
+/// Milliseconds from a payload's `timestamp` (frame arrival) to `at`.
+pub fn latency_ms(payload: &serde_json::Value, at: SystemTime) -> Option<f64> {
+    let ts = payload.get("timestamp")?.as_str()?;
+    let frame = chrono::DateTime::parse_from_rfc3339(ts).ok()?;
+    let at = chrono::DateTime::<chrono::Utc>::from(at);
+    Some((at - frame.with_timezone(&chrono::Utc)).num_microseconds()? as f64 / 1000.0)
+}
+
+/// Runs the demo; `seconds` is how long to watch (default: one pass of the clip).
+pub async fn run(seconds: Option<u64>) -> anyhow::Result<Summary> {
+    let dir = std::env::temp_dir().join(format!("sightline-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let clip: PathBuf = dir.join("demo.mp4");
+    std::fs::write(&clip, DEMO_CLIP).with_context(|| format!("writing {}", clip.display()))?;
+    let server = RtspServer::serve_files(0, &[("demo", &clip)]).map_err(|e| anyhow::anyhow!(e))?;
+    let mut receiver = Receiver::start().await?;
+    let text = DEMO_CONFIG
+        .replace("{url}", &server.url("demo"))
+        .replace("{callback}", &receiver.url());
+    let config = Config::parse(&text, "embedded demo config")?;
+
+    println!("sightline demo");
+    println!("  camera : {} (bundled clip: 6 s coffee, 6 s astronaut, 6 s cat)", server.url("demo"));
+    println!("  model  : ssdlite-person (SSDLite-MobileNetV2 person detector, ONNX)");
+    println!("  event  : \"Detect person\" -> label person_alert");
+    println!("  webhook: {}", receiver.url());
+    println!("  watching for {} s ...", seconds.unwrap_or(DEMO_SECONDS + 3));
+
+    let printer = tokio::spawn(async move {
+        let mut n = 0;
+        while let Some(r) = receiver.rx.recv().await {
+            n += 1;
+            let b = &r.body;
+            let latency = latency_ms(b, r.at).map_or("?".into(), |l| format!("{l:.0} ms"));
+            println!(
+                "  webhook <- {:5} {} confidence {:.2}  stream time {:.1}-{:.1} s  \"{}\"  latency {latency}",
+                b["phase"].as_str().unwrap_or("?"),
+                b["label"].as_str().unwrap_or("?"),
+                b["confidence"].as_f64().unwrap_or(0.0),
+                b["start_time"].as_f64().unwrap_or(0.0),
+                b["end_time"].as_f64().unwrap_or(0.0),
+                b["explanation"].as_str().unwrap_or(""),
+            );
+        }
+        n
+    });
+    let watch = Duration::from_secs(seconds.unwrap_or(DEMO_SECONDS + 3));
+    let stop = async move {
+        tokio::select! {
+            _ = tokio::time::sleep(watch) => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    };
+    let summary = app::run(config, Hooks::default(), stop).await;
+    drop(server);
+    printer.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+    let summary = summary?;
+    println!(
+        "  done: {} frames scored (mean {:.1} ms each), {} occurrence messages, {} delivered, {} dropped frames",
+        summary.scored,
+        summary.mean_inference_ms,
+        summary.occurrences,
+        summary.delivered,
+        summary.dropped_full + summary.dropped_stale
+    );
+    Ok(summary)
+}

@@ -1,0 +1,20 @@
+//! sightline: an edge video-analytics daemon. Camera streams come in through
+//! GStreamer, sampled frames are scored by ONNX models on a bounded worker
+//! pool, per-(stream, event) state machines turn scores into occurrences, and
+//! alerts go out over MQTT and webhooks.
+//!
+//! Data flows one way: [`source`] → [`pool`] (with [`model`]) → [`matcher`]
+//! → [`alert`]. [`app`] wires the stages; [`demo`] runs them on bundled media.
+
+pub mod alert;
+pub mod app;
+pub mod config;
+pub mod demo;
+pub mod matcher;
+pub mod model;
+pub mod pool;
+pub mod rtsp_server;
+pub mod sampler;
+pub mod source;
+pub mod telemetry;
+pub mod types;

@@ -1,0 +1,114 @@
+//! The `sightline` command: parses arguments, sets up logging, and calls into
+//! the library. Exit codes: 0 success, 1 runtime failure, 2 bad configuration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use sightline::{app, config::Config, demo, telemetry};
+
+#[derive(Parser)]
+#[command(name = "sightline", version, about = "Edge video analytics: camera streams in, alerts out")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon with a config file.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config file (and its events against the model) and exit.
+    CheckConfig { file: PathBuf },
+    /// Watch a bundled clip with the default model; no camera, broker or config needed.
+    Demo {
+        /// How long to watch, in seconds (default: one pass of the clip).
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { file } => {
+            telemetry::init("warn");
+            let config = match Config::load(&file) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprint!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match app::compile(&config) {
+                Ok((m, events)) => {
+                    println!(
+                        "{}: ok ({} streams, {} events, {} alerts; model {} with labels {:?})",
+                        file.display(),
+                        config.streams.len(),
+                        events.len(),
+                        config.alerts.len(),
+                        m.dir.display(),
+                        m.labels
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{}: {e:#}", file.display());
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Command::Run { config } => {
+            telemetry::init("info");
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprint!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            block_on(async move { app::run(config, app::Hooks::default(), shutdown_signal()).await.map(|_| ()) })
+        }
+        Command::Demo { seconds } => {
+            telemetry::init("warn");
+            block_on(async move { demo::run(seconds).await.map(|_| ()) })
+        }
+    }
+}
+
+fn block_on(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(f) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    match term {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

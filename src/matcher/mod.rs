@@ -1,0 +1,177 @@
+//! Events → occurrences. For every (stream, event) pair a [`state::Tracker`]
+//! turns per-frame verdicts into start and end transitions. Pure: no IO, no
+//! clock of its own (time is the frame's stream time), so it is tested by
+//! feeding scores by hand.
+
+pub mod rule;
+pub mod state;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use crate::config::{EventConfig, MatchParams};
+use crate::types::{EventId, Scores, StreamId};
+pub use rule::{resolve_classes, Rule, Verdict};
+pub use state::{Tracker, Transition};
+
+/// Whether a message opens or closes an occurrence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Start,
+    End,
+}
+
+/// An event compiled for the loaded model.
+#[derive(Debug, Clone)]
+pub struct CompiledEvent {
+    pub id: EventId,
+    pub prompt: String,
+    pub label: String,
+    pub rule: Rule,
+    pub matching: MatchParams,
+}
+
+impl CompiledEvent {
+    /// Compiles a configured event, refusing prompts the model cannot score.
+    pub fn compile(e: &EventConfig, labels: &[Arc<str>]) -> Result<CompiledEvent, String> {
+        Ok(CompiledEvent {
+            id: e.id.clone(),
+            prompt: e.prompt.clone(),
+            label: e.label.clone(),
+            rule: Rule::compile(e, labels)?,
+            matching: e.matching,
+        })
+    }
+}
+
+/// One start or end of an occurrence of an event on a stream.
+#[derive(Debug, Clone)]
+pub struct Occurrence {
+    pub occurrence_id: String,
+    pub phase: Phase,
+    pub event_id: EventId,
+    pub label: String,
+    pub stream_id: StreamId,
+    pub start_time: f64,
+    pub end_time: f64,
+    pub confidence: f32,
+    pub count: usize,
+    pub explanation: String,
+    /// Wall-clock time of the frame that caused this message.
+    pub frame_wall: SystemTime,
+    /// When that frame arrived from the pipeline (for latency).
+    pub frame_arrived: Instant,
+}
+
+struct Slot {
+    tracker: Tracker,
+    occurrence_id: Option<String>,
+}
+
+/// All trackers for all streams and events.
+pub struct Matcher {
+    events: Vec<Arc<CompiledEvent>>,
+    slots: HashMap<(StreamId, EventId), Slot>,
+    next_id: Box<dyn FnMut() -> String + Send>,
+}
+
+impl Matcher {
+    /// A matcher for these events; occurrence ids are random UUIDs.
+    pub fn new(events: Vec<Arc<CompiledEvent>>) -> Self {
+        Self::with_ids(events, Box::new(|| uuid::Uuid::new_v4().to_string()))
+    }
+
+    /// A matcher with a chosen id generator (for deterministic tests).
+    pub fn with_ids(events: Vec<Arc<CompiledEvent>>, next_id: Box<dyn FnMut() -> String + Send>) -> Self {
+        Matcher {
+            events,
+            slots: HashMap::new(),
+            next_id,
+        }
+    }
+
+    /// Feeds one scored frame; returns the starts and ends it caused.
+    pub fn observe(&mut self, s: &Scores) -> Vec<Occurrence> {
+        let mut out = Vec::new();
+        for ev in &self.events {
+            let v = ev.rule.evaluate(&s.detections);
+            let slot = self
+                .slots
+                .entry((s.stream_id.clone(), ev.id.clone()))
+                .or_insert_with(|| Slot {
+                    tracker: Tracker::new(ev.matching),
+                    occurrence_id: None,
+                });
+            let Some(tr) = slot.tracker.observe(s.stream_secs, v.matched, v.best, v.count) else {
+                continue;
+            };
+            out.push(build(ev, slot, &mut self.next_id, tr, s, v.label.as_deref()));
+        }
+        out
+    }
+
+    /// Ends every open occurrence of a stream (it stopped or was removed).
+    pub fn close_stream(&mut self, stream: &StreamId, t: f64, wall: SystemTime) -> Vec<Occurrence> {
+        let mut out = Vec::new();
+        for ev in &self.events {
+            let Some(slot) = self.slots.get_mut(&(stream.clone(), ev.id.clone())) else {
+                continue;
+            };
+            if let Some(tr) = slot.tracker.close(t) {
+                let s = Scores {
+                    stream_id: stream.clone(),
+                    seq: 0,
+                    wall,
+                    arrived: Instant::now(),
+                    stream_secs: t,
+                    detections: Vec::new(),
+                    queued: Default::default(),
+                    inference: Default::default(),
+                };
+                out.push(build(ev, slot, &mut self.next_id, tr, &s, None));
+            }
+        }
+        out
+    }
+}
+
+fn build(
+    ev: &CompiledEvent,
+    slot: &mut Slot,
+    next_id: &mut Box<dyn FnMut() -> String + Send>,
+    tr: Transition,
+    s: &Scores,
+    label: Option<&str>,
+) -> Occurrence {
+    let (phase, start, end, best, count) = match tr {
+        Transition::Start { start, last_match, best, count } => (Phase::Start, start, last_match, best, count),
+        Transition::End { start, end, best, count } => (Phase::End, start, end, best, count),
+    };
+    let occurrence_id = match phase {
+        Phase::Start => {
+            let id = next_id();
+            slot.occurrence_id = Some(id.clone());
+            id
+        }
+        Phase::End => slot.occurrence_id.take().unwrap_or_else(|| next_id()),
+    };
+    Occurrence {
+        occurrence_id,
+        phase,
+        event_id: ev.id.clone(),
+        label: ev.label.clone(),
+        stream_id: s.stream_id.clone(),
+        start_time: start,
+        end_time: end,
+        confidence: best,
+        count,
+        explanation: ev.rule.explain(count, best, label),
+        frame_wall: s.wall,
+        frame_arrived: s.arrived,
+    }
+}
+
+#[cfg(test)]
+mod tests;

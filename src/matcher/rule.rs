@@ -1,0 +1,165 @@
+//! An event's detector conditions, and how a free-text prompt is resolved to
+//! the labels a detector knows.
+
+use std::sync::Arc;
+
+use crate::config::{EventConfig, Region};
+use crate::types::Detection;
+
+/// Words that mean "a person" in prompts. A detector with a `person` label can
+/// answer prompts that use any of them; the table is documented in
+/// docs/EVENTS.md.
+pub const PERSON_SYNONYMS: &[&str] = &[
+    "person", "people", "persons", "human", "humans", "intruder", "intruders", "someone",
+    "somebody", "anyone", "anybody", "pedestrian", "pedestrians", "man", "men", "woman",
+    "women", "child", "children", "kid", "kids", "visitor", "visitors", "trespasser",
+    "trespassers", "worker", "workers", "loiterer", "loiterers", "burglar", "thief",
+];
+
+/// Resolves an event's classes against a model's labels.
+///
+/// Explicit `classes` must all be model labels. Otherwise the prompt's words
+/// are matched against the labels (case-insensitive, `_` read as a space) and
+/// the synonym table. A prompt that names nothing the model detects is an
+/// error that lists the model's vocabulary.
+pub fn resolve_classes(
+    prompt: &str,
+    classes: Option<&[String]>,
+    labels: &[Arc<str>],
+) -> Result<Vec<Arc<str>>, String> {
+    let find = |name: &str| labels.iter().find(|l| l.eq_ignore_ascii_case(name)).cloned();
+    if let Some(classes) = classes {
+        let mut out = Vec::new();
+        for c in classes {
+            match find(c) {
+                Some(l) => out.push(l),
+                None => return Err(format!("class {c:?} is not a label of the model; {}", vocabulary(labels))),
+            }
+        }
+        return Ok(out);
+    }
+    let text = prompt.to_lowercase();
+    let words: Vec<&str> = text
+        .split(|c: char| !c.is_alphanumeric() && c != '_')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let spaced = format!(" {} ", words.join(" "));
+    let mut out: Vec<Arc<str>> = Vec::new();
+    for l in labels {
+        let name = l.to_lowercase().replace('_', " ");
+        let hit = spaced.contains(&format!(" {name} ")) || spaced.contains(&format!(" {name}s "));
+        let synonym = name == "person" && words.iter().any(|w| PERSON_SYNONYMS.contains(w));
+        if (hit || synonym) && !out.contains(l) {
+            out.push(l.clone());
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("the prompt {prompt:?} names nothing this model can detect; {}", vocabulary(labels)));
+    }
+    Ok(out)
+}
+
+fn vocabulary(labels: &[Arc<str>]) -> String {
+    let list: Vec<&str> = labels.iter().map(|l| &**l).collect();
+    let person = if labels.iter().any(|l| l.eq_ignore_ascii_case("person")) {
+        format!(" (for person also: {})", PERSON_SYNONYMS[1..].join(", "))
+    } else {
+        String::new()
+    };
+    format!("the model detects: {}{person}", list.join(", "))
+}
+
+/// What one frame showed for one event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub matched: bool,
+    /// Objects that passed every condition.
+    pub count: usize,
+    /// Best score among them (0 when none).
+    pub best: f32,
+    /// Label of the best one.
+    pub label: Option<Arc<str>>,
+}
+
+/// An event compiled against the loaded model.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub classes: Vec<Arc<str>>,
+    pub min_confidence: f32,
+    pub min_count: usize,
+    pub min_area: f32,
+    pub region: Option<Region>,
+}
+
+impl Rule {
+    /// Compiles an event for a model with the given labels.
+    pub fn compile(e: &EventConfig, labels: &[Arc<str>]) -> Result<Rule, String> {
+        let classes = resolve_classes(&e.prompt, e.classes.as_deref(), labels)
+            .map_err(|m| format!("event {:?}: {m}", e.id.as_str()))?;
+        Ok(Rule {
+            classes,
+            min_confidence: e.min_confidence,
+            min_count: e.min_count,
+            min_area: e.min_area,
+            region: e.region.clone(),
+        })
+    }
+
+    /// Applies the conditions to one frame's detections.
+    pub fn evaluate(&self, dets: &[Detection]) -> Verdict {
+        let mut count = 0;
+        let mut best: Option<&Detection> = None;
+        for d in dets {
+            let ok = d.score >= self.min_confidence
+                && self.classes.iter().any(|c| **c == *d.label)
+                && d.area() >= self.min_area
+                && self.region.as_ref().is_none_or(|r| {
+                    let (x, y) = d.centre();
+                    inside(&r.points, x, y)
+                });
+            if ok {
+                count += 1;
+                if best.is_none_or(|b| d.score > b.score) {
+                    best = Some(d);
+                }
+            }
+        }
+        Verdict {
+            matched: count >= self.min_count,
+            count,
+            best: best.map_or(0.0, |d| d.score),
+            label: best.map(|d| d.label.clone()),
+        }
+    }
+
+    /// A sentence for the alert, such as "2 people detected (best 0.97) in region 'gate'".
+    pub fn explain(&self, count: usize, best: f32, label: Option<&str>) -> String {
+        let label = label.unwrap_or_else(|| self.classes.first().map_or("object", |c| c));
+        let what = match (count, label) {
+            (1, "person") => "1 person".to_string(),
+            (n, "person") => format!("{n} people"),
+            (1, l) => format!("1 {l}"),
+            (n, l) => format!("{n} × {l}"),
+        };
+        let region = self
+            .region
+            .as_ref()
+            .map(|r| format!(" in region '{}'", r.name))
+            .unwrap_or_default();
+        format!("{what} detected (best {best:.2}){region}")
+    }
+}
+
+/// Even-odd point-in-polygon test.
+pub fn inside(poly: &[(f32, f32)], x: f32, y: f32) -> bool {
+    let mut odd = false;
+    let n = poly.len();
+    for i in 0..n {
+        let (xi, yi) = poly[i];
+        let (xj, yj) = poly[(i + n - 1) % n];
+        if (yi > y) != (yj > y) && x < (xj - xi) * (y - yi) / (yj - yi) + xi {
+            odd = !odd;
+        }
+    }
+    odd
+}

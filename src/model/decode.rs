@@ -1,0 +1,258 @@
+//! Turning raw detector tensors into [`Detection`]s. Pure functions over
+//! slices, so both layouts are tested without ONNX Runtime.
+
+use std::sync::Arc;
+
+use crate::types::Detection;
+
+/// Where the picture sits inside the model input (normalised), so boxes can
+/// be mapped back to picture coordinates when the input was letterboxed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Content(pub [f32; 4]);
+
+impl Content {
+    /// The whole input is picture.
+    pub const FULL: Content = Content([0.0, 0.0, 1.0, 1.0]);
+
+    /// Maps a box in input coordinates to picture coordinates, clamped to 0..1.
+    pub fn to_picture(&self, b: [f32; 4]) -> [f32; 4] {
+        let [x0, y0, x1, y1] = self.0;
+        let (w, h) = ((x1 - x0).max(1e-6), (y1 - y0).max(1e-6));
+        [
+            ((b[0] - x0) / w).clamp(0.0, 1.0),
+            ((b[1] - y0) / h).clamp(0.0, 1.0),
+            ((b[2] - x0) / w).clamp(0.0, 1.0),
+            ((b[3] - y0) / h).clamp(0.0, 1.0),
+        ]
+    }
+}
+
+/// Decodes TensorFlow Object Detection API outputs for one image.
+///
+/// `boxes` holds `[ymin, xmin, ymax, xmax]` per slot, normalised; `classes`
+/// holds class ids as floats; `count` is how many slots are valid.
+/// `label_of` maps a class id to a label (None drops the slot).
+pub fn ssd(
+    boxes: &[f32],
+    scores: &[f32],
+    classes: &[f32],
+    count: Option<usize>,
+    min_score: f32,
+    content: Content,
+    label_of: impl Fn(i64) -> Option<Arc<str>>,
+) -> Vec<Detection> {
+    let slots = scores.len().min(classes.len()).min(boxes.len() / 4);
+    let n = count.map_or(slots, |c| c.min(slots));
+    let mut out = Vec::new();
+    for i in 0..n {
+        let score = scores[i];
+        if !(score >= min_score) {
+            continue;
+        }
+        let Some(label) = label_of(classes[i].round() as i64) else {
+            continue;
+        };
+        let b = &boxes[i * 4..i * 4 + 4];
+        out.push(Detection {
+            label,
+            score,
+            bbox: content.to_picture([b[1], b[0], b[3], b[2]]),
+        });
+    }
+    out
+}
+
+/// Shape of a YOLO output tensor for one image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum YoloLayout {
+    /// YOLOv8: `[4 + classes, anchors]`, no objectness.
+    V8 { classes: usize, anchors: usize },
+    /// YOLOv5: `[anchors, 5 + classes]`, objectness in column 4.
+    V5 { classes: usize, anchors: usize },
+}
+
+impl YoloLayout {
+    /// Works out the layout from a `[1, a, b]` output shape and the number of labels.
+    pub fn from_shape(version: u8, shape: &[i64], labels: usize) -> Result<YoloLayout, String> {
+        let dims: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+        let (a, b) = match dims.as_slice() {
+            [1, a, b] | [a, b] => (*a, *b),
+            _ => return Err(format!("expected a [1, rows, cols] output, got {shape:?}")),
+        };
+        match version {
+            8 if a == 4 + labels => Ok(YoloLayout::V8 { classes: labels, anchors: b }),
+            5 if b == 5 + labels => Ok(YoloLayout::V5 { classes: labels, anchors: a }),
+            8 => Err(format!(
+                "YOLOv8 output should be [1, {}, anchors] for {labels} labels, got {shape:?}",
+                4 + labels
+            )),
+            _ => Err(format!(
+                "YOLOv5 output should be [1, anchors, {}] for {labels} labels, got {shape:?}",
+                5 + labels
+            )),
+        }
+    }
+}
+
+/// Decodes a YOLO output with per-class non-maximum suppression.
+///
+/// Boxes in the tensor are centre, width, height in input pixels
+/// (`input_w` × `input_h`).
+#[allow(clippy::too_many_arguments)]
+pub fn yolo(
+    data: &[f32],
+    layout: YoloLayout,
+    input_w: f32,
+    input_h: f32,
+    min_score: f32,
+    iou: f32,
+    content: Content,
+    labels: &[Arc<str>],
+) -> Vec<Detection> {
+    let mut cands: Vec<(usize, f32, [f32; 4])> = Vec::new();
+    let (classes, anchors) = match layout {
+        YoloLayout::V8 { classes, anchors } | YoloLayout::V5 { classes, anchors } => (classes, anchors),
+    };
+    for a in 0..anchors {
+        let (geom, best) = match layout {
+            YoloLayout::V8 { .. } => {
+                let at = |row: usize| data.get(row * anchors + a).copied().unwrap_or(0.0);
+                let best = (0..classes)
+                    .map(|c| (c, at(4 + c)))
+                    .fold((0, f32::MIN), |m, x| if x.1 > m.1 { x } else { m });
+                ([at(0), at(1), at(2), at(3)], best)
+            }
+            YoloLayout::V5 { .. } => {
+                let row = &data[a * (5 + classes)..(a + 1) * (5 + classes)];
+                let obj = row[4];
+                let best = (0..classes)
+                    .map(|c| (c, obj * row[5 + c]))
+                    .fold((0, f32::MIN), |m, x| if x.1 > m.1 { x } else { m });
+                ([row[0], row[1], row[2], row[3]], best)
+            }
+        };
+        if best.1 < min_score {
+            continue;
+        }
+        let [cx, cy, w, h] = geom;
+        let b = [
+            (cx - w / 2.0) / input_w,
+            (cy - h / 2.0) / input_h,
+            (cx + w / 2.0) / input_w,
+            (cy + h / 2.0) / input_h,
+        ];
+        cands.push((best.0, best.1, b));
+    }
+    cands.sort_by(|x, y| y.1.total_cmp(&x.1));
+    let mut kept: Vec<(usize, f32, [f32; 4])> = Vec::new();
+    for c in cands {
+        if kept.len() >= 300 {
+            break;
+        }
+        if kept.iter().all(|k| k.0 != c.0 || iou_of(&k.2, &c.2) <= iou) {
+            kept.push(c);
+        }
+    }
+    kept.into_iter()
+        .filter_map(|(class, score, b)| {
+            Some(Detection {
+                label: labels.get(class)?.clone(),
+                score,
+                bbox: content.to_picture(b),
+            })
+        })
+        .collect()
+}
+
+/// Intersection over union of two `[x0, y0, x1, y1]` boxes.
+pub fn iou_of(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = iw * ih;
+    let area = |r: &[f32; 4]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
+    let union = area(a) + area(b) - inter;
+    if union <= 0.0 {
+        0.0
+    } else {
+        inter / union
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(names: &[&str]) -> Vec<Arc<str>> {
+        names.iter().map(|n| Arc::from(*n)).collect()
+    }
+
+    #[test]
+    fn ssd_reorders_boxes_and_respects_count_and_threshold() {
+        let boxes = [0.1, 0.2, 0.5, 0.6, 0.0, 0.0, 1.0, 1.0, 0.3, 0.3, 0.4, 0.4];
+        let scores = [0.9, 0.3, 0.95];
+        let classes = [1.0, 1.0, 1.0];
+        let l = labels(&["person"]);
+        let got = ssd(&boxes, &scores, &classes, Some(2), 0.5, Content::FULL, |c| {
+            l.get((c - 1) as usize).cloned()
+        });
+        assert_eq!(got.len(), 1, "slot 2 is past count, slot 1 is below threshold");
+        assert_eq!(got[0].bbox, [0.2, 0.1, 0.6, 0.5]);
+        assert_eq!(&*got[0].label, "person");
+    }
+
+    #[test]
+    fn ssd_drops_unknown_classes() {
+        let got = ssd(&[0.0, 0.0, 1.0, 1.0], &[0.9], &[7.0], None, 0.5, Content::FULL, |_| None);
+        assert!(got.is_empty());
+    }
+
+    #[test]
+    fn letterbox_content_maps_back_to_picture() {
+        // A 16:9 picture letterboxed into a square: picture spans y 0.21875..0.78125.
+        let c = Content([0.0, 0.21875, 1.0, 0.78125]);
+        let b = c.to_picture([0.5, 0.21875, 1.0, 0.5]);
+        assert!((b[1] - 0.0).abs() < 1e-6 && (b[3] - 0.5).abs() < 1e-6, "{b:?}");
+    }
+
+    #[test]
+    fn yolo_v8_decodes_and_suppresses_overlaps() {
+        // 2 classes, 3 anchors; layout [4 + 2, 3] row-major.
+        let cx = [50.0, 52.0, 200.0];
+        let cy = [50.0, 50.0, 200.0];
+        let w = [40.0, 40.0, 20.0];
+        let h = [40.0, 40.0, 20.0];
+        let c0 = [0.9, 0.8, 0.1];
+        let c1 = [0.1, 0.1, 0.7];
+        let data: Vec<f32> = [cx, cy, w, h, c0, c1].concat();
+        let layout = YoloLayout::from_shape(8, &[1, 6, 3], 2).unwrap();
+        let got = yolo(&data, layout, 320.0, 320.0, 0.25, 0.45, Content::FULL, &labels(&["a", "b"]));
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(&*got[0].label, "a");
+        assert!((got[0].score - 0.9).abs() < 1e-6);
+        assert!((got[0].bbox[0] - 30.0 / 320.0).abs() < 1e-6);
+        assert_eq!(&*got[1].label, "b");
+    }
+
+    #[test]
+    fn yolo_v5_multiplies_objectness() {
+        // 1 class, 2 anchors; rows [cx, cy, w, h, obj, cls].
+        let data = [10.0, 10.0, 4.0, 4.0, 0.5, 0.9, 30.0, 30.0, 4.0, 4.0, 0.9, 0.9];
+        let layout = YoloLayout::from_shape(5, &[1, 2, 6], 1).unwrap();
+        let got = yolo(&data, layout, 64.0, 64.0, 0.5, 0.45, Content::FULL, &labels(&["x"]));
+        assert_eq!(got.len(), 1);
+        assert!((got[0].score - 0.81).abs() < 1e-6);
+    }
+
+    #[test]
+    fn yolo_layout_mismatch_is_explained() {
+        let e = YoloLayout::from_shape(8, &[1, 22, 2100], 3).unwrap_err();
+        assert!(e.contains("[1, 7, anchors]"), "{e}");
+    }
+
+    #[test]
+    fn iou_of_identical_and_disjoint() {
+        let a = [0.0, 0.0, 1.0, 1.0];
+        assert!((iou_of(&a, &a) - 1.0).abs() < 1e-6);
+        assert_eq!(iou_of(&a, &[2.0, 2.0, 3.0, 3.0]), 0.0);
+    }
+}

@@ -1,0 +1,309 @@
+//! The bounded inference pool: a fixed set of worker threads, each owning its
+//! own scorer (one ONNX session), fed from one bounded queue.
+//!
+//! Admission never blocks the caller (a GStreamer streaming thread). When the
+//! queue is full the oldest queued frame *of the same stream* is replaced; if
+//! that stream has nothing queued, the oldest frame of the stream with the most
+//! queued frames goes, so one busy camera cannot starve the others. Frames that
+//! waited longer than `max_age` are dropped at dequeue: scoring them could only
+//! produce a late alert. Every drop is counted per stream.
+//!
+//! The queue is a `Mutex<VecDeque>` with a `Condvar` rather than a channel
+//! because "evict the oldest frame of stream S" needs to reach into the middle
+//! of the queue. Results leave through a bounded crossbeam channel whose
+//! `send` blocks: scores are never dropped, and a slow matcher shows up as
+//! queue drops here instead of as unbounded memory.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+
+use crate::model::{Content, ModelError};
+use crate::types::{Detection, Frame, Scores, StreamId};
+
+/// Something that turns a frame into detections; one per worker thread.
+pub trait Scorer: Send {
+    fn score(&mut self, frame: &Frame) -> Result<Vec<Detection>, ModelError>;
+}
+
+impl Scorer for crate::model::Detector {
+    fn score(&mut self, frame: &Frame) -> Result<Vec<Detection>, ModelError> {
+        self.detect(&frame.rgb, Content(frame.content))
+    }
+}
+
+/// Pool sizing.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub workers: usize,
+    pub capacity: usize,
+    pub max_age: Duration,
+}
+
+/// What happened to a submitted frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    Queued,
+    /// Queued, and an older frame of this stream was dropped to make room.
+    QueuedReplacing,
+    /// Queued, and another stream's oldest frame was dropped.
+    QueuedEvicting(StreamId),
+    /// The pool is shutting down.
+    Closed,
+}
+
+/// Counters, readable at any time.
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    pub submitted: AtomicU64,
+    pub scored: AtomicU64,
+    pub dropped_full: AtomicU64,
+    pub dropped_stale: AtomicU64,
+    pub errors: AtomicU64,
+    /// Sum of queue waits and inference times in microseconds, for averages.
+    pub queued_us: AtomicU64,
+    pub inference_us: AtomicU64,
+    per_stream_drops: Mutex<HashMap<StreamId, u64>>,
+}
+
+impl PoolStats {
+    /// Frames dropped per stream (full queue or stale).
+    pub fn drops_by_stream(&self) -> HashMap<StreamId, u64> {
+        self.per_stream_drops.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    fn drop_for(&self, s: &StreamId) {
+        if let Ok(mut m) = self.per_stream_drops.lock() {
+            *m.entry(s.clone()).or_default() += 1;
+        }
+    }
+}
+
+struct State {
+    items: VecDeque<Frame>,
+    closed: bool,
+}
+
+struct Queue {
+    state: Mutex<State>,
+    ready: Condvar,
+    capacity: usize,
+    stats: Arc<PoolStats>,
+}
+
+/// Cheap handle for submitting frames; clone one per stream.
+#[derive(Clone)]
+pub struct Submitter {
+    queue: Arc<Queue>,
+}
+
+impl Submitter {
+    /// Queues a frame without blocking, dropping an older one if full.
+    pub fn submit(&self, frame: Frame) -> Admission {
+        let q = &self.queue;
+        let Ok(mut st) = q.state.lock() else {
+            return Admission::Closed;
+        };
+        if st.closed {
+            return Admission::Closed;
+        }
+        q.stats.submitted.fetch_add(1, Ordering::Relaxed);
+        let mut outcome = Admission::Queued;
+        if st.items.len() >= q.capacity {
+            let victim = match st.items.iter().position(|f| f.stream_id == frame.stream_id) {
+                Some(i) => {
+                    outcome = Admission::QueuedReplacing;
+                    Some(i)
+                }
+                None => {
+                    let busiest = busiest_stream(&st.items);
+                    let i = busiest.and_then(|s| st.items.iter().position(|f| f.stream_id == s));
+                    if let Some(i) = i {
+                        outcome = Admission::QueuedEvicting(st.items[i].stream_id.clone());
+                    }
+                    i
+                }
+            };
+            if let Some(old) = victim.and_then(|i| st.items.remove(i)) {
+                q.stats.dropped_full.fetch_add(1, Ordering::Relaxed);
+                q.stats.drop_for(&old.stream_id);
+            }
+        }
+        st.items.push_back(frame);
+        drop(st);
+        q.ready.notify_one();
+        outcome
+    }
+
+    /// Frames waiting now.
+    pub fn queued(&self) -> usize {
+        self.queue.state.lock().map(|s| s.items.len()).unwrap_or(0)
+    }
+}
+
+fn busiest_stream(items: &VecDeque<Frame>) -> Option<StreamId> {
+    let mut counts: HashMap<&StreamId, usize> = HashMap::new();
+    for f in items {
+        *counts.entry(&f.stream_id).or_default() += 1;
+    }
+    // Ties go to the stream whose oldest frame is oldest (first seen).
+    let max = counts.values().copied().max()?;
+    items
+        .iter()
+        .find(|f| counts.get(&f.stream_id) == Some(&max))
+        .map(|f| f.stream_id.clone())
+}
+
+/// The running pool. Dropping it without [`Pool::shutdown`] leaves the workers
+/// to exit when the queue is closed by the last handle.
+pub struct Pool {
+    queue: Arc<Queue>,
+    workers: Vec<JoinHandle<()>>,
+    stats: Arc<PoolStats>,
+}
+
+impl Pool {
+    /// Starts `cfg.workers` threads. `make_scorer(i)` runs on worker `i`'s own
+    /// thread (ONNX sessions are created where they are used); the first error
+    /// stops the start and is returned.
+    pub fn start<F>(cfg: &PoolConfig, make_scorer: F, results: Sender<Scores>) -> Result<Pool, ModelError>
+    where
+        F: Fn(usize) -> Result<Box<dyn Scorer>, ModelError> + Send + Sync + 'static,
+    {
+        let stats = Arc::new(PoolStats::default());
+        let queue = Arc::new(Queue {
+            state: Mutex::new(State {
+                items: VecDeque::with_capacity(cfg.capacity),
+                closed: false,
+            }),
+            ready: Condvar::new(),
+            capacity: cfg.capacity.max(1),
+            stats: Arc::clone(&stats),
+        });
+        let make_scorer = Arc::new(make_scorer);
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<(), ModelError>>(cfg.workers);
+        let mut workers = Vec::new();
+        for i in 0..cfg.workers.max(1) {
+            let queue = Arc::clone(&queue);
+            let make = Arc::clone(&make_scorer);
+            let results = results.clone();
+            let ready = ready_tx.clone();
+            let max_age = cfg.max_age;
+            let handle = std::thread::Builder::new()
+                .name(format!("infer-{i}"))
+                .spawn(move || match make(i) {
+                    Ok(scorer) => {
+                        let _ = ready.send(Ok(()));
+                        drop(ready);
+                        worker_loop(&queue, scorer, &results, max_age);
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                    }
+                })
+                .map_err(|e| ModelError::Runtime(format!("cannot spawn worker thread: {e}")))?;
+            workers.push(handle);
+        }
+        drop(ready_tx);
+        let pool = Pool { queue, workers, stats };
+        for _ in 0..pool.workers.len() {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    pool.close();
+                    return Err(e);
+                }
+                Err(_) => {
+                    pool.close();
+                    return Err(ModelError::Runtime("a worker thread died while loading the model".into()));
+                }
+            }
+        }
+        Ok(pool)
+    }
+
+    /// A handle for submitting frames.
+    pub fn submitter(&self) -> Submitter {
+        Submitter {
+            queue: Arc::clone(&self.queue),
+        }
+    }
+
+    /// The pool's counters.
+    pub fn stats(&self) -> Arc<PoolStats> {
+        Arc::clone(&self.stats)
+    }
+
+    fn close(&self) {
+        if let Ok(mut st) = self.queue.state.lock() {
+            st.closed = true;
+        }
+        self.queue.ready.notify_all();
+    }
+
+    /// Stops admitting, lets workers finish what is queued, and joins them.
+    pub fn shutdown(mut self) {
+        self.close();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+fn next_frame(queue: &Queue) -> Option<Frame> {
+    let mut st = queue.state.lock().ok()?;
+    loop {
+        if let Some(f) = st.items.pop_front() {
+            return Some(f);
+        }
+        if st.closed {
+            return None;
+        }
+        st = queue.ready.wait(st).ok()?;
+    }
+}
+
+fn worker_loop(queue: &Queue, mut scorer: Box<dyn Scorer>, results: &Sender<Scores>, max_age: Duration) {
+    let stats = &queue.stats;
+    while let Some(frame) = next_frame(queue) {
+        let started = Instant::now();
+        let queued = started.saturating_duration_since(frame.arrived);
+        if queued > max_age {
+            stats.dropped_stale.fetch_add(1, Ordering::Relaxed);
+            stats.drop_for(&frame.stream_id);
+            continue;
+        }
+        match scorer.score(&frame) {
+            Ok(detections) => {
+                let inference = started.elapsed();
+                stats.scored.fetch_add(1, Ordering::Relaxed);
+                stats.queued_us.fetch_add(queued.as_micros() as u64, Ordering::Relaxed);
+                stats.inference_us.fetch_add(inference.as_micros() as u64, Ordering::Relaxed);
+                let scores = Scores {
+                    stream_id: frame.stream_id,
+                    seq: frame.seq,
+                    wall: frame.wall,
+                    arrived: frame.arrived,
+                    stream_secs: frame.stream_secs,
+                    detections,
+                    queued,
+                    inference,
+                };
+                if results.send(scores).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(stream = %frame.stream_id, error = %e, "scoring failed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

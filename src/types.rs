@@ -1,0 +1,116 @@
+//! Plain values that flow between the stages: frames, detections, scores and
+//! the id newtypes. Nothing here knows about GStreamer, ONNX Runtime or IO, so
+//! every stage can be tested with values built by hand.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Arc<str>);
+
+        impl $name {
+            /// Wraps a string as this id.
+            pub fn new(s: impl AsRef<str>) -> Self {
+                Self(Arc::from(s.as_ref()))
+            }
+            /// The id as text.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// Identifies one camera stream.
+    StreamId
+);
+id_type!(
+    /// Identifies one event (a reusable detection rule).
+    EventId
+);
+id_type!(
+    /// Identifies one alert (an event wired to a stream and targets).
+    AlertId
+);
+
+/// One decoded, colour-converted and scaled frame, ready for a model.
+#[derive(Clone)]
+pub struct Frame {
+    pub stream_id: StreamId,
+    /// Per-stream sequence number, counting frames handed to the pool.
+    pub seq: u64,
+    /// Wall-clock time the frame arrived from the pipeline.
+    pub wall: SystemTime,
+    /// Monotonic arrival time, for latency measurement.
+    pub arrived: Instant,
+    /// Seconds since the stream started (monotonic across reconnects).
+    pub stream_secs: f64,
+    pub width: u32,
+    pub height: u32,
+    /// Tightly packed RGB, `width * height * 3` bytes.
+    pub rgb: Vec<u8>,
+    /// The part of the frame that holds picture (not letterbox borders), as
+    /// normalised `[xmin, ymin, xmax, ymax]`. `[0, 0, 1, 1]` when stretched.
+    pub content: [f32; 4],
+}
+
+impl fmt::Debug for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Frame")
+            .field("stream_id", &self.stream_id)
+            .field("seq", &self.seq)
+            .field("stream_secs", &self.stream_secs)
+            .field("size", &(self.width, self.height))
+            .finish()
+    }
+}
+
+/// One object a detector found, with its box in normalised picture
+/// coordinates `[xmin, ymin, xmax, ymax]` (letterbox borders removed).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Detection {
+    pub label: Arc<str>,
+    pub score: f32,
+    pub bbox: [f32; 4],
+}
+
+impl Detection {
+    /// Area of the box as a fraction of the picture.
+    pub fn area(&self) -> f32 {
+        ((self.bbox[2] - self.bbox[0]).max(0.0)) * ((self.bbox[3] - self.bbox[1]).max(0.0))
+    }
+    /// Centre of the box.
+    pub fn centre(&self) -> (f32, f32) {
+        (
+            (self.bbox[0] + self.bbox[2]) / 2.0,
+            (self.bbox[1] + self.bbox[3]) / 2.0,
+        )
+    }
+}
+
+/// What the pool hands to the matcher for one frame.
+#[derive(Clone, Debug)]
+pub struct Scores {
+    pub stream_id: StreamId,
+    pub seq: u64,
+    pub wall: SystemTime,
+    pub arrived: Instant,
+    pub stream_secs: f64,
+    pub detections: Vec<Detection>,
+    /// Time the frame waited in the pool's queue.
+    pub queued: std::time::Duration,
+    /// Time spent in the model.
+    pub inference: std::time::Duration,
+}
