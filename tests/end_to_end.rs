@@ -1,0 +1,110 @@
+//! The whole data path on real parts: a real RTSP server (gstreamer-rtsp-server)
+//! plays a clip with known ground truth (0–10 s coffee, 10–20 s pedestrians
+//! from vtest.avi, 20–30 s a cat), the default person detector runs through
+//! ONNX Runtime, and alerts go to a real mosquitto broker and a real HTTP
+//! receiver.
+
+mod common;
+
+use std::time::Duration;
+
+use sightline::app::{self, Hooks};
+use sightline::config::Config;
+use sightline::demo::{latency_ms, Receiver};
+use sightline::rtsp_server::RtspServer;
+
+const ONSET: f64 = 10.0;
+const END: f64 = 20.0;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_occurrence_over_mqtt_and_webhook_matches_ground_truth() {
+    let broker = common::Mosquitto::start();
+    let mut mqtt_rx = common::subscribe(broker.port, "sightline/#").await;
+    let server = RtspServer::serve_files(0, &[("gt", &common::media("ground_truth.mp4"))]).expect("rtsp server");
+    let mut hook = Receiver::start().await.expect("receiver");
+
+    let text = format!(
+        r#"
+[runtime]
+workers = 1
+
+[[streams]]
+id = "yard"
+url = "{url}"
+fps = 2
+
+[[events]]
+id = "person"
+prompt = "Detect intruder"
+label = "security_alert"
+
+[[alerts]]
+id = "yard-intruder"
+event = "person"
+callback_url = "{callback}"
+
+[mqtt]
+port = {port}
+client_id = "sightline-e2e-{pid}"
+"#,
+        url = server.url("gt"),
+        callback = hook.url(),
+        port = broker.port,
+        pid = std::process::id(),
+    );
+    let config = Config::parse(&text, "e2e").expect("valid config");
+    // 30 s clip plus time for the end message (4 misses at 2 fps) and start-up.
+    let summary = app::run(config, Hooks::default(), tokio::time::sleep(Duration::from_secs(34)))
+        .await
+        .expect("daemon runs");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let webhook: Vec<_> = common::drain(&mut hook.rx);
+    let mqtt: Vec<_> = common::drain(&mut mqtt_rx);
+    eprintln!("summary: {summary:?}");
+    for r in &webhook {
+        eprintln!("webhook: {}", r.body);
+    }
+
+    let starts: Vec<_> = webhook.iter().filter(|r| r.body["phase"] == "start").collect();
+    let ends: Vec<_> = webhook.iter().filter(|r| r.body["phase"] == "end").collect();
+    assert_eq!(starts.len(), 1, "exactly one occurrence start over the webhook");
+    assert_eq!(ends.len(), 1, "exactly one occurrence end over the webhook");
+    let start = &starts[0].body;
+    let end = &ends[0].body;
+    assert_eq!(start["occurrence_id"], end["occurrence_id"]);
+
+    let start_time = start["start_time"].as_f64().expect("start_time");
+    let end_time = end["end_time"].as_f64().expect("end_time");
+    assert!((start_time - ONSET).abs() <= 1.0, "start_time {start_time} vs onset {ONSET}");
+    assert!((end_time - END).abs() <= 2.0, "end_time {end_time} vs end {END}");
+
+    // Payload shape.
+    assert_eq!(start["event_id"], "person");
+    assert_eq!(start["label"], "security_alert");
+    assert_eq!(start["event_label"], "security_alert");
+    assert_eq!(start["rtstream_id"], "yard");
+    assert_eq!(start["alert_id"], "yard-intruder");
+    assert_eq!(start["player_url"], serde_json::Value::Null);
+    let confidence = start["confidence"].as_f64().expect("confidence");
+    assert!((0.5..=1.0).contains(&confidence), "{confidence}");
+    assert!(start["explanation"].as_str().unwrap_or("").contains("detected"));
+    assert_eq!(start["data"]["text"], start["explanation"]);
+
+    // Same payloads over MQTT, on the default topic.
+    assert_eq!(mqtt.len(), 2, "start and end over MQTT: {mqtt:?}");
+    let mqtt_start = mqtt.iter().find(|m| m.body["phase"] == "start").expect("mqtt start");
+    assert_eq!(mqtt_start.topic, "sightline/yard/alerts/security_alert");
+    assert_eq!(mqtt_start.body, *start, "identical payloads over MQTT and webhook");
+    let mqtt_end = mqtt.iter().find(|m| m.body["phase"] == "end").expect("mqtt end");
+    assert_eq!(mqtt_end.body, *end);
+
+    // Frame arrival to delivery, both transports.
+    let hook_latency = latency_ms(start, starts[0].at).expect("latency");
+    let mqtt_latency = latency_ms(&mqtt_start.body, mqtt_start.at).expect("latency");
+    eprintln!("latency: webhook {hook_latency:.1} ms, mqtt {mqtt_latency:.1} ms");
+    assert!(hook_latency < 1000.0, "webhook latency {hook_latency} ms");
+    assert!(mqtt_latency < 1000.0, "mqtt latency {mqtt_latency} ms");
+
+    assert!(summary.scored >= 50, "about 2 fps over 30 s: {summary:?}");
+}
