@@ -14,7 +14,9 @@ use anyhow::{anyhow, Context};
 use crossbeam_channel::{bounded, select};
 use tokio::sync::mpsc;
 
-use crate::alert::{mqtt::MqttSink, webhook::WebhookSink, Delivered, Dispatcher, RetryPolicy, Sink};
+use crate::alert::{
+    mqtt::MqttSink, webhook::WebhookSink, Delivered, Dispatcher, RetryPolicy, Sink,
+};
 use crate::config::Config;
 use crate::matcher::{CompiledEvent, Matcher};
 use crate::model::{self, Detector, Manifest, Resize};
@@ -87,16 +89,19 @@ pub async fn run(
     let (scores_tx, scores_rx) = bounded::<Scores>(256);
     let intra = config.runtime.intra_threads;
     let pool_manifest = Arc::clone(&manifest);
-    let pool = Pool::start(
-        &PoolConfig {
-            workers: config.runtime.workers,
-            capacity: config.runtime.queue_capacity,
-            max_age: config.runtime.max_frame_age,
-        },
-        move |_| Ok(Box::new(Detector::load(Arc::clone(&pool_manifest), intra)?) as Box<dyn Scorer>),
-        scores_tx,
-    )
-    .context("starting the inference pool")?;
+    let pool =
+        Pool::start(
+            &PoolConfig {
+                workers: config.runtime.workers,
+                capacity: config.runtime.queue_capacity,
+                max_age: config.runtime.max_frame_age,
+            },
+            move |_| {
+                Ok(Box::new(Detector::load(Arc::clone(&pool_manifest), intra)?) as Box<dyn Scorer>)
+            },
+            scores_tx,
+        )
+        .context("starting the inference pool")?;
     let pool_stats = pool.stats();
 
     // Delivery.
@@ -105,8 +110,11 @@ pub async fn run(
         .mqtt
         .as_ref()
         .map(|m| Arc::new(MqttSink::start(m)) as Arc<dyn Sink>);
-    let stream_urls: HashMap<StreamId, String> =
-        config.streams.iter().map(|s| (s.id.clone(), s.url.to_string())).collect();
+    let stream_urls: HashMap<StreamId, String> = config
+        .streams
+        .iter()
+        .map(|s| (s.id.clone(), s.url.to_string()))
+        .collect();
     let dispatcher = Dispatcher::start(
         config.alerts.clone(),
         stream_urls,
@@ -249,7 +257,8 @@ fn fill_pool_figures(s: &mut Summary, p: &PoolStats) {
     s.dropped_full = p.dropped_full.load(Ordering::Relaxed);
     s.dropped_stale = p.dropped_stale.load(Ordering::Relaxed);
     if s.scored > 0 {
-        s.mean_inference_ms = p.inference_us.load(Ordering::Relaxed) as f64 / s.scored as f64 / 1000.0;
+        s.mean_inference_ms =
+            p.inference_us.load(Ordering::Relaxed) as f64 / s.scored as f64 / 1000.0;
         s.mean_queue_ms = p.queued_us.load(Ordering::Relaxed) as f64 / s.scored as f64 / 1000.0;
     }
 }

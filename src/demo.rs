@@ -120,11 +120,17 @@ pub async fn run(seconds: Option<u64>) -> anyhow::Result<Summary> {
     let config = Config::parse(&text, "embedded demo config")?;
 
     println!("sightline demo");
-    println!("  camera : {} (bundled clip: 6 s coffee, 6 s astronaut, 6 s cat)", server.url("demo"));
+    println!(
+        "  camera : {} (bundled clip: 6 s coffee, 6 s astronaut, 6 s cat)",
+        server.url("demo")
+    );
     println!("  model  : ssdlite-person (SSDLite-MobileNetV2 person detector, ONNX)");
     println!("  event  : \"Detect person\" -> label person_alert");
     println!("  webhook: {}", receiver.url());
-    println!("  watching for {} s ...", seconds.unwrap_or(DEMO_SECONDS + 3));
+    println!(
+        "  watching for {} s ...",
+        seconds.unwrap_or(DEMO_SECONDS + 3)
+    );
 
     let printer = tokio::spawn(async move {
         let mut n = 0;

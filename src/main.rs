@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use sightline::{app, config::Config, demo, telemetry};
 
 #[derive(Parser)]
-#[command(name = "sightline", version, about = "Edge video analytics: camera streams in, alerts out")]
+#[command(
+    name = "sightline",
+    version,
+    about = "Edge video analytics: camera streams in, alerts out"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -71,7 +75,11 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            block_on(async move { app::run(config, app::Hooks::default(), shutdown_signal()).await.map(|_| ()) })
+            block_on(async move {
+                app::run(config, app::Hooks::default(), shutdown_signal())
+                    .await
+                    .map(|_| ())
+            })
         }
         Command::Demo { seconds } => {
             telemetry::init("warn");
@@ -81,7 +89,11 @@ fn main() -> ExitCode {
 }
 
 fn block_on(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -73,7 +73,10 @@ pub struct PoolStats {
 impl PoolStats {
     /// Frames dropped per stream (full queue or stale).
     pub fn drops_by_stream(&self) -> HashMap<StreamId, u64> {
-        self.per_stream_drops.lock().map(|m| m.clone()).unwrap_or_default()
+        self.per_stream_drops
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
     }
 
     fn drop_for(&self, s: &StreamId) {
@@ -170,7 +173,11 @@ impl Pool {
     /// Starts `cfg.workers` threads. `make_scorer(i)` runs on worker `i`'s own
     /// thread (ONNX sessions are created where they are used); the first error
     /// stops the start and is returned.
-    pub fn start<F>(cfg: &PoolConfig, make_scorer: F, results: Sender<Scores>) -> Result<Pool, ModelError>
+    pub fn start<F>(
+        cfg: &PoolConfig,
+        make_scorer: F,
+        results: Sender<Scores>,
+    ) -> Result<Pool, ModelError>
     where
         F: Fn(usize) -> Result<Box<dyn Scorer>, ModelError> + Send + Sync + 'static,
     {
@@ -185,7 +192,8 @@ impl Pool {
             stats: Arc::clone(&stats),
         });
         let make_scorer = Arc::new(make_scorer);
-        let (ready_tx, ready_rx) = crossbeam_channel::bounded::<Result<(), ModelError>>(cfg.workers);
+        let (ready_tx, ready_rx) =
+            crossbeam_channel::bounded::<Result<(), ModelError>>(cfg.workers);
         let mut workers = Vec::new();
         for i in 0..cfg.workers.max(1) {
             let queue = Arc::clone(&queue);
@@ -209,7 +217,11 @@ impl Pool {
             workers.push(handle);
         }
         drop(ready_tx);
-        let pool = Pool { queue, workers, stats };
+        let pool = Pool {
+            queue,
+            workers,
+            stats,
+        };
         for _ in 0..pool.workers.len() {
             match ready_rx.recv() {
                 Ok(Ok(())) => {}
@@ -219,7 +231,9 @@ impl Pool {
                 }
                 Err(_) => {
                     pool.close();
-                    return Err(ModelError::Runtime("a worker thread died while loading the model".into()));
+                    return Err(ModelError::Runtime(
+                        "a worker thread died while loading the model".into(),
+                    ));
                 }
             }
         }
@@ -267,7 +281,12 @@ fn next_frame(queue: &Queue) -> Option<Frame> {
     }
 }
 
-fn worker_loop(queue: &Queue, mut scorer: Box<dyn Scorer>, results: &Sender<Scores>, max_age: Duration) {
+fn worker_loop(
+    queue: &Queue,
+    mut scorer: Box<dyn Scorer>,
+    results: &Sender<Scores>,
+    max_age: Duration,
+) {
     let stats = &queue.stats;
     while let Some(frame) = next_frame(queue) {
         let started = Instant::now();
@@ -281,8 +300,12 @@ fn worker_loop(queue: &Queue, mut scorer: Box<dyn Scorer>, results: &Sender<Scor
             Ok(detections) => {
                 let inference = started.elapsed();
                 stats.scored.fetch_add(1, Ordering::Relaxed);
-                stats.queued_us.fetch_add(queued.as_micros() as u64, Ordering::Relaxed);
-                stats.inference_us.fetch_add(inference.as_micros() as u64, Ordering::Relaxed);
+                stats
+                    .queued_us
+                    .fetch_add(queued.as_micros() as u64, Ordering::Relaxed);
+                stats
+                    .inference_us
+                    .fetch_add(inference.as_micros() as u64, Ordering::Relaxed);
                 let scores = Scores {
                     stream_id: frame.stream_id,
                     seq: frame.seq,

@@ -56,7 +56,9 @@ impl RtspServer {
                 let source = match server.attach(Some(&ctx)) {
                     Ok(s) => s,
                     Err(e) => {
-                        let _ = tx.send(Err(format!("RTSP server cannot listen on port {port}: {e}")));
+                        let _ = tx.send(Err(format!(
+                            "RTSP server cannot listen on port {port}: {e}"
+                        )));
                         return;
                     }
                 };
@@ -86,7 +88,11 @@ impl RtspServer {
 
     /// The URL of a mount.
     pub fn url(&self, mount: &str) -> String {
-        format!("rtsp://127.0.0.1:{}/{}", self.port, mount.trim_start_matches('/'))
+        format!(
+            "rtsp://127.0.0.1:{}/{}",
+            self.port,
+            mount.trim_start_matches('/')
+        )
     }
 }
 

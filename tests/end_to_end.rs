@@ -20,7 +20,8 @@ const END: f64 = 20.0;
 async fn one_occurrence_over_mqtt_and_webhook_matches_ground_truth() {
     let broker = common::Mosquitto::start();
     let mut mqtt_rx = common::subscribe(broker.port, "sightline/#").await;
-    let server = RtspServer::serve_files(0, &[("gt", &common::media("ground_truth.mp4"))]).expect("rtsp server");
+    let server = RtspServer::serve_files(0, &[("gt", &common::media("ground_truth.mp4"))])
+        .expect("rtsp server");
     let mut hook = Receiver::start().await.expect("receiver");
 
     let text = format!(
@@ -54,9 +55,13 @@ client_id = "sightline-e2e-{pid}"
     );
     let config = Config::parse(&text, "e2e").expect("valid config");
     // 30 s clip plus time for the end message (4 misses at 2 fps) and start-up.
-    let summary = app::run(config, Hooks::default(), tokio::time::sleep(Duration::from_secs(34)))
-        .await
-        .expect("daemon runs");
+    let summary = app::run(
+        config,
+        Hooks::default(),
+        tokio::time::sleep(Duration::from_secs(34)),
+    )
+    .await
+    .expect("daemon runs");
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let webhook: Vec<_> = common::drain(&mut hook.rx);
@@ -66,9 +71,19 @@ client_id = "sightline-e2e-{pid}"
         eprintln!("webhook: {}", r.body);
     }
 
-    let starts: Vec<_> = webhook.iter().filter(|r| r.body["phase"] == "start").collect();
-    let ends: Vec<_> = webhook.iter().filter(|r| r.body["phase"] == "end").collect();
-    assert_eq!(starts.len(), 1, "exactly one occurrence start over the webhook");
+    let starts: Vec<_> = webhook
+        .iter()
+        .filter(|r| r.body["phase"] == "start")
+        .collect();
+    let ends: Vec<_> = webhook
+        .iter()
+        .filter(|r| r.body["phase"] == "end")
+        .collect();
+    assert_eq!(
+        starts.len(),
+        1,
+        "exactly one occurrence start over the webhook"
+    );
     assert_eq!(ends.len(), 1, "exactly one occurrence end over the webhook");
     let start = &starts[0].body;
     let end = &ends[0].body;
@@ -76,8 +91,14 @@ client_id = "sightline-e2e-{pid}"
 
     let start_time = start["start_time"].as_f64().expect("start_time");
     let end_time = end["end_time"].as_f64().expect("end_time");
-    assert!((start_time - ONSET).abs() <= 1.0, "start_time {start_time} vs onset {ONSET}");
-    assert!((end_time - END).abs() <= 2.0, "end_time {end_time} vs end {END}");
+    assert!(
+        (start_time - ONSET).abs() <= 1.0,
+        "start_time {start_time} vs onset {ONSET}"
+    );
+    assert!(
+        (end_time - END).abs() <= 2.0,
+        "end_time {end_time} vs end {END}"
+    );
 
     // Payload shape.
     assert_eq!(start["event_id"], "person");
@@ -88,15 +109,27 @@ client_id = "sightline-e2e-{pid}"
     assert_eq!(start["player_url"], serde_json::Value::Null);
     let confidence = start["confidence"].as_f64().expect("confidence");
     assert!((0.5..=1.0).contains(&confidence), "{confidence}");
-    assert!(start["explanation"].as_str().unwrap_or("").contains("detected"));
+    assert!(start["explanation"]
+        .as_str()
+        .unwrap_or("")
+        .contains("detected"));
     assert_eq!(start["data"]["text"], start["explanation"]);
 
     // Same payloads over MQTT, on the default topic.
     assert_eq!(mqtt.len(), 2, "start and end over MQTT: {mqtt:?}");
-    let mqtt_start = mqtt.iter().find(|m| m.body["phase"] == "start").expect("mqtt start");
+    let mqtt_start = mqtt
+        .iter()
+        .find(|m| m.body["phase"] == "start")
+        .expect("mqtt start");
     assert_eq!(mqtt_start.topic, "sightline/yard/alerts/security_alert");
-    assert_eq!(mqtt_start.body, *start, "identical payloads over MQTT and webhook");
-    let mqtt_end = mqtt.iter().find(|m| m.body["phase"] == "end").expect("mqtt end");
+    assert_eq!(
+        mqtt_start.body, *start,
+        "identical payloads over MQTT and webhook"
+    );
+    let mqtt_end = mqtt
+        .iter()
+        .find(|m| m.body["phase"] == "end")
+        .expect("mqtt end");
     assert_eq!(mqtt_end.body, *end);
 
     // Frame arrival to delivery, both transports.

@@ -145,7 +145,10 @@ impl Dispatcher {
             if occ.phase == Phase::End && !a.send_end {
                 continue;
             }
-            let url = self.stream_urls.get(&occ.stream_id).map_or("", String::as_str);
+            let url = self
+                .stream_urls
+                .get(&occ.stream_id)
+                .map_or("", String::as_str);
             let payload = Arc::new(payload::build(&a.id, occ, url));
             let body: Arc<[u8]> = match serde_json::to_vec(&*payload) {
                 Ok(b) => b.into(),
@@ -164,7 +167,11 @@ impl Dispatcher {
                 n += enqueue(t, mk(String::new()), &a.id);
             }
             if let (Some(tpl), Some(t)) = (&a.mqtt_topic, &self.mqtt) {
-                n += enqueue(t, mk(payload::topic(tpl, &occ.stream_id, &occ.label)), &a.id);
+                n += enqueue(
+                    t,
+                    mk(payload::topic(tpl, &occ.stream_id, &occ.label)),
+                    &a.id,
+                );
             }
         }
         n
@@ -191,7 +198,11 @@ fn enqueue(t: &Target, d: Delivery, alert: &AlertId) -> usize {
     }
 }
 
-fn spawn_target(sink: Arc<dyn Sink>, policy: RetryPolicy, watch: Option<mpsc::UnboundedSender<Delivered>>) -> Target {
+fn spawn_target(
+    sink: Arc<dyn Sink>,
+    policy: RetryPolicy,
+    watch: Option<mpsc::UnboundedSender<Delivered>>,
+) -> Target {
     let (tx, mut rx) = mpsc::channel::<Delivery>(TARGET_QUEUE);
     let stats = Arc::new(TargetStats::default());
     let name = sink.name();

@@ -23,7 +23,7 @@ pub struct Payload {
     pub stream_id: StreamId,
     pub rtstream_id: StreamId,
     /// 0–1: the best detection score in the occurrence so far.
-    pub confidence: f32,
+    pub confidence: f64,
     pub explanation: String,
     /// ISO 8601 UTC wall-clock time of the frame that caused this message.
     pub timestamp: String,
@@ -55,7 +55,7 @@ pub fn build(alert: &AlertId, occ: &Occurrence, stream_url: &str) -> Payload {
         event_label: occ.label.clone(),
         stream_id: occ.stream_id.clone(),
         rtstream_id: occ.stream_id.clone(),
-        confidence: (occ.confidence.clamp(0.0, 1.0) * 1000.0).round() / 1000.0,
+        confidence: round_ms(occ.confidence.clamp(0.0, 1.0) as f64),
         explanation: occ.explanation.clone(),
         timestamp: iso8601(occ.frame_wall),
         start_time: round_ms(occ.start_time),
@@ -93,7 +93,9 @@ pub fn redact(url: &str) -> String {
 
 /// Fills `{stream}` and `{label}` in an MQTT topic template.
 pub fn topic(template: &str, stream: &StreamId, label: &str) -> String {
-    template.replace("{stream}", stream.as_str()).replace("{label}", label)
+    template
+        .replace("{stream}", stream.as_str())
+        .replace("{label}", label)
 }
 
 #[cfg(test)]
@@ -120,12 +122,29 @@ mod tests {
 
     #[test]
     fn payload_has_every_documented_field() {
-        let p = build(&AlertId::new("a1"), &occ(Phase::Start), "rtsp://u:secret@cam/live");
+        let p = build(
+            &AlertId::new("a1"),
+            &occ(Phase::Start),
+            "rtsp://u:secret@cam/live",
+        );
         let v = serde_json::to_value(&p).unwrap();
         for k in [
-            "event_id", "label", "confidence", "explanation", "timestamp", "start_time", "end_time",
-            "stream_url", "player_url", "alert_id", "occurrence_id", "stream_id", "phase",
-            "event_label", "rtstream_id", "data",
+            "event_id",
+            "label",
+            "confidence",
+            "explanation",
+            "timestamp",
+            "start_time",
+            "end_time",
+            "stream_url",
+            "player_url",
+            "alert_id",
+            "occurrence_id",
+            "stream_id",
+            "phase",
+            "event_label",
+            "rtstream_id",
+            "data",
         ] {
             assert!(v.get(k).is_some(), "missing {k}: {v}");
         }
@@ -141,14 +160,21 @@ mod tests {
     #[test]
     fn redact_keeps_urls_without_credentials() {
         assert_eq!(redact("rtsp://cam:554/a@b"), "rtsp://cam:554/a@b");
-        assert_eq!(redact("rtsp://admin:pw@10.0.0.2:554/s"), "rtsp://10.0.0.2:554/s");
+        assert_eq!(
+            redact("rtsp://admin:pw@10.0.0.2:554/s"),
+            "rtsp://10.0.0.2:554/s"
+        );
         assert_eq!(redact("test:ball"), "test:ball");
     }
 
     #[test]
     fn topic_template_is_filled() {
         assert_eq!(
-            topic("sightline/{stream}/alerts/{label}", &StreamId::new("gate"), "person"),
+            topic(
+                "sightline/{stream}/alerts/{label}",
+                &StreamId::new("gate"),
+                "person"
+            ),
             "sightline/gate/alerts/person"
         );
     }

@@ -50,7 +50,10 @@ impl Sink for WebhookTarget {
                 .client
                 .post(&self.url)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .header("webhook-id", format!("{}:{}", d.payload.occurrence_id, phase_str(d)))
+                .header(
+                    "webhook-id",
+                    format!("{}:{}", d.payload.occurrence_id, phase_str(d)),
+                )
                 .body(d.body.to_vec())
                 .send()
                 .await

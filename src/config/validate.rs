@@ -135,7 +135,13 @@ pub(super) fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
             }
             None => "sightline".into(),
         },
-        keep_alive: Duration::from_secs(c.int("mqtt.keep_alive_secs", m.keep_alive_secs, 30, 5, 3600) as u64),
+        keep_alive: Duration::from_secs(c.int(
+            "mqtt.keep_alive_secs",
+            m.keep_alive_secs,
+            30,
+            5,
+            3600,
+        ) as u64),
         topic: m
             .topic
             .map(|t| topic(&mut c, "mqtt.topic", t))
@@ -149,12 +155,26 @@ pub(super) fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
         .enumerate()
         .map(|(i, a)| {
             let path = format!("alerts[{i}]");
-            alert(&mut c, &path, a, &mut alert_ids, &event_ids, &stream_ids, mqtt.as_ref())
+            alert(
+                &mut c,
+                &path,
+                a,
+                &mut alert_ids,
+                &event_ids,
+                &stream_ids,
+                mqtt.as_ref(),
+            )
         })
         .collect();
 
     let webhook = WebhookConfig {
-        timeout: Duration::from_millis(c.int("webhook.timeout_ms", raw.webhook.timeout_ms, 2000, 50, 120_000) as u64),
+        timeout: Duration::from_millis(c.int(
+            "webhook.timeout_ms",
+            raw.webhook.timeout_ms,
+            2000,
+            50,
+            120_000,
+        ) as u64),
         attempts: c.int("webhook.attempts", raw.webhook.attempts, 5, 1, 100) as u32,
         concurrency: c.int("webhook.concurrency", raw.webhook.concurrency, 4, 1, 256) as usize,
     };
@@ -189,7 +209,10 @@ fn stream(c: &mut Checker, p: &str, s: &RawStream, seen: &mut HashSet<String>) -
         None | Some("tcp") => Transport::Tcp,
         Some("udp") => Transport::Udp,
         Some(t) => {
-            c.bad(format!("{p}.transport"), format!("must be \"tcp\" or \"udp\", got {t:?}"));
+            c.bad(
+                format!("{p}.transport"),
+                format!("must be \"tcp\" or \"udp\", got {t:?}"),
+            );
             Transport::Tcp
         }
     };
@@ -199,18 +222,35 @@ fn stream(c: &mut Checker, p: &str, s: &RawStream, seen: &mut HashSet<String>) -
         fps: c.float(&format!("{p}.fps"), s.fps, 2.0, 0.01, 60.0),
         keyframes_only: s.keyframes_only.unwrap_or(false),
         transport,
-        stall_timeout: Duration::from_secs_f64(c.float(&format!("{p}.stall_timeout_secs"), s.stall_timeout_secs, 10.0, 1.0, 3600.0)),
-        max_backoff: Duration::from_secs_f64(c.float(&format!("{p}.max_backoff_secs"), s.max_backoff_secs, 30.0, 0.1, 3600.0)),
+        stall_timeout: Duration::from_secs_f64(c.float(
+            &format!("{p}.stall_timeout_secs"),
+            s.stall_timeout_secs,
+            10.0,
+            1.0,
+            3600.0,
+        )),
+        max_backoff: Duration::from_secs_f64(c.float(
+            &format!("{p}.max_backoff_secs"),
+            s.max_backoff_secs,
+            30.0,
+            0.1,
+            3600.0,
+        )),
     }
 }
 
 /// Parses a stream URL: `rtsp://`, `rtsps://`, `file://` or `test:`.
 pub fn parse_source(u: &str) -> Result<SourceUrl, String> {
-    if let Some(rest) = u.strip_prefix("rtsp://").or_else(|| u.strip_prefix("rtsps://")) {
+    if let Some(rest) = u
+        .strip_prefix("rtsp://")
+        .or_else(|| u.strip_prefix("rtsps://"))
+    {
         let host = rest.split(['/', '?']).next().unwrap_or("");
         let host = host.rsplit('@').next().unwrap_or("");
         if host.is_empty() || rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(format!("{u:?} is not a valid RTSP URL (no host, or spaces in it)"));
+            return Err(format!(
+                "{u:?} is not a valid RTSP URL (no host, or spaces in it)"
+            ));
         }
         Ok(SourceUrl::Rtsp(u.to_string()))
     } else if let Some(path) = u.strip_prefix("file://") {
@@ -220,12 +260,19 @@ pub fn parse_source(u: &str) -> Result<SourceUrl, String> {
         Ok(SourceUrl::File(PathBuf::from(path)))
     } else if let Some(pattern) = u.strip_prefix("test:") {
         let pattern = if pattern.is_empty() { "smpte" } else { pattern };
-        if !pattern.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err(format!("test pattern {pattern:?} is not a videotestsrc pattern name"));
+        if !pattern
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(format!(
+                "test pattern {pattern:?} is not a videotestsrc pattern name"
+            ));
         }
         Ok(SourceUrl::Test(pattern.to_string()))
     } else {
-        Err(format!("{u:?} must start with rtsp://, rtsps://, file:// or test:"))
+        Err(format!(
+            "{u:?} must start with rtsp://, rtsps://, file:// or test:"
+        ))
     }
 }
 
@@ -236,42 +283,87 @@ fn event(c: &mut Checker, p: &str, e: &RawEvent, seen: &mut HashSet<String>) -> 
     }
     let prompt = e.prompt.clone().unwrap_or_default();
     if prompt.trim().is_empty() && e.classes.is_none() {
-        c.bad(format!("{p}.prompt"), "is required unless classes are given");
+        c.bad(
+            format!("{p}.prompt"),
+            "is required unless classes are given",
+        );
     }
     let label = match &e.label {
         Some(l) if valid_id(l) => l.clone(),
         Some(l) => {
-            c.bad(format!("{p}.label"), format!("{l:?} must be 1-64 characters of letters, digits, '_', '-' or '.'"));
+            c.bad(
+                format!("{p}.label"),
+                format!("{l:?} must be 1-64 characters of letters, digits, '_', '-' or '.'"),
+            );
             l.clone()
         }
         None => id.clone(),
     };
     if let Some(cl) = &e.classes {
         if cl.is_empty() {
-            c.bad(format!("{p}.classes"), "must not be empty (leave it out to resolve from the prompt)");
+            c.bad(
+                format!("{p}.classes"),
+                "must not be empty (leave it out to resolve from the prompt)",
+            );
         }
     }
     let defaults = MatchParams::default();
     let k = c.int(&format!("{p}.k"), e.k, defaults.k as i64, 1, 100) as usize;
-    let window = c.int(&format!("{p}.window"), e.window, defaults.window.max(k) as i64, 1, 100) as usize;
+    let window = c.int(
+        &format!("{p}.window"),
+        e.window,
+        defaults.window.max(k) as i64,
+        1,
+        100,
+    ) as usize;
     if k > window {
-        c.bad(format!("{p}.k"), format!("k ({k}) must not exceed window ({window})"));
+        c.bad(
+            format!("{p}.k"),
+            format!("k ({k}) must not exceed window ({window})"),
+        );
     }
     EventConfig {
         id: EventId::new(id),
         prompt,
         label,
         classes: e.classes.clone(),
-        min_confidence: c.float(&format!("{p}.min_confidence"), e.min_confidence, 0.5, 0.0, 1.0) as f32,
+        min_confidence: c.float(
+            &format!("{p}.min_confidence"),
+            e.min_confidence,
+            0.5,
+            0.0,
+            1.0,
+        ) as f32,
         min_count: c.int(&format!("{p}.min_count"), e.min_count, 1, 1, 1000) as usize,
         min_area: c.float(&format!("{p}.min_area"), e.min_area, 0.0, 0.0, 1.0) as f32,
-        region: e.region.as_ref().map(|r| region(c, &format!("{p}.region"), r)),
+        region: e
+            .region
+            .as_ref()
+            .map(|r| region(c, &format!("{p}.region"), r)),
         matching: MatchParams {
             k,
             window,
-            end_after: c.int(&format!("{p}.end_after"), e.end_after, defaults.end_after as i64, 1, 1000) as usize,
-            max_duration: c.float(&format!("{p}.max_duration_secs"), e.max_duration_secs, defaults.max_duration, 0.1, 86_400.0),
-            cooldown: c.float(&format!("{p}.cooldown_secs"), e.cooldown_secs, defaults.cooldown, 0.0, 86_400.0),
+            end_after: c.int(
+                &format!("{p}.end_after"),
+                e.end_after,
+                defaults.end_after as i64,
+                1,
+                1000,
+            ) as usize,
+            max_duration: c.float(
+                &format!("{p}.max_duration_secs"),
+                e.max_duration_secs,
+                defaults.max_duration,
+                0.1,
+                86_400.0,
+            ),
+            cooldown: c.float(
+                &format!("{p}.cooldown_secs"),
+                e.cooldown_secs,
+                defaults.cooldown,
+                0.0,
+                86_400.0,
+            ),
         },
     }
 }
@@ -279,11 +371,17 @@ fn event(c: &mut Checker, p: &str, e: &RawEvent, seen: &mut HashSet<String>) -> 
 fn region(c: &mut Checker, p: &str, r: &RawRegion) -> Region {
     let points = r.points.clone().unwrap_or_default();
     if points.len() < 3 {
-        c.bad(format!("{p}.points"), format!("a region needs at least 3 points, got {}", points.len()));
+        c.bad(
+            format!("{p}.points"),
+            format!("a region needs at least 3 points, got {}", points.len()),
+        );
     }
     for (i, [x, y]) in points.iter().enumerate() {
         if !(0.0..=1.0).contains(x) || !(0.0..=1.0).contains(y) {
-            c.bad(format!("{p}.points[{i}]"), format!("({x}, {y}) must be within 0..1 (normalised)"));
+            c.bad(
+                format!("{p}.points[{i}]"),
+                format!("({x}, {y}) must be within 0..1 (normalised)"),
+            );
         }
     }
     Region {
@@ -294,7 +392,10 @@ fn region(c: &mut Checker, p: &str, r: &RawRegion) -> Region {
 
 fn topic(c: &mut Checker, p: &str, t: String) -> String {
     if t.is_empty() || t.contains(['+', '#', '\0']) {
-        c.bad(p, format!("{t:?} is not a publishable MQTT topic (empty, or has + or #)"));
+        c.bad(
+            p,
+            format!("{t:?} is not a publishable MQTT topic (empty, or has + or #)"),
+        );
     }
     t
 }
@@ -326,7 +427,10 @@ fn alert(
     let mut ids = Vec::new();
     for (i, s) in a.streams.iter().flatten().enumerate() {
         if !streams.contains(s) {
-            c.bad(format!("{p}.streams[{i}]"), format!("no stream with id {s:?}"));
+            c.bad(
+                format!("{p}.streams[{i}]"),
+                format!("no stream with id {s:?}"),
+            );
         }
         ids.push(StreamId::new(s));
     }
@@ -337,7 +441,10 @@ fn alert(
     }
     let wants_mqtt = a.mqtt.unwrap_or(mqtt.is_some() || a.mqtt_topic.is_some());
     if wants_mqtt && mqtt.is_none() {
-        c.bad(format!("{p}.mqtt"), "publishing over MQTT needs an [mqtt] section");
+        c.bad(
+            format!("{p}.mqtt"),
+            "publishing over MQTT needs an [mqtt] section",
+        );
     }
     let mqtt_topic = if wants_mqtt {
         Some(match &a.mqtt_topic {
@@ -348,7 +455,10 @@ fn alert(
         None
     };
     if a.callback_url.is_none() && mqtt_topic.is_none() {
-        c.bad(p.to_string(), "has no target: give a callback_url, or MQTT with an [mqtt] section");
+        c.bad(
+            p.to_string(),
+            "has no target: give a callback_url, or MQTT with an [mqtt] section",
+        );
     }
     AlertConfig {
         id: AlertId::new(id),
@@ -371,7 +481,9 @@ pub fn check_callback_url(u: &str) -> Result<(), String> {
         return Err(format!("{u:?} has no host"));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err("a callback_url must not carry credentials; use a signing secret instead".into());
+        return Err(
+            "a callback_url must not carry credentials; use a signing secret instead".into(),
+        );
     }
     Ok(())
 }

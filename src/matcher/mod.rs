@@ -84,7 +84,10 @@ impl Matcher {
     }
 
     /// A matcher with a chosen id generator (for deterministic tests).
-    pub fn with_ids(events: Vec<Arc<CompiledEvent>>, next_id: Box<dyn FnMut() -> String + Send>) -> Self {
+    pub fn with_ids(
+        events: Vec<Arc<CompiledEvent>>,
+        next_id: Box<dyn FnMut() -> String + Send>,
+    ) -> Self {
         Matcher {
             events,
             slots: HashMap::new(),
@@ -104,10 +107,20 @@ impl Matcher {
                     tracker: Tracker::new(ev.matching),
                     occurrence_id: None,
                 });
-            let Some(tr) = slot.tracker.observe(s.stream_secs, v.matched, v.best, v.count) else {
+            let Some(tr) = slot
+                .tracker
+                .observe(s.stream_secs, v.matched, v.best, v.count)
+            else {
                 continue;
             };
-            out.push(build(ev, slot, &mut self.next_id, tr, s, v.label.as_deref()));
+            out.push(build(
+                ev,
+                slot,
+                &mut self.next_id,
+                tr,
+                s,
+                v.label.as_deref(),
+            ));
         }
         out
     }
@@ -146,8 +159,18 @@ fn build(
     label: Option<&str>,
 ) -> Occurrence {
     let (phase, start, end, best, count) = match tr {
-        Transition::Start { start, last_match, best, count } => (Phase::Start, start, last_match, best, count),
-        Transition::End { start, end, best, count } => (Phase::End, start, end, best, count),
+        Transition::Start {
+            start,
+            last_match,
+            best,
+            count,
+        } => (Phase::Start, start, last_match, best, count),
+        Transition::End {
+            start,
+            end,
+            best,
+            count,
+        } => (Phase::End, start, end, best, count),
     };
     let occurrence_id = match phase {
         Phase::Start => {
@@ -155,7 +178,7 @@ fn build(
             slot.occurrence_id = Some(id.clone());
             id
         }
-        Phase::End => slot.occurrence_id.take().unwrap_or_else(|| next_id()),
+        Phase::End => slot.occurrence_id.take().unwrap_or_else(next_id),
     };
     Occurrence {
         occurrence_id,

@@ -10,10 +10,37 @@ use crate::types::Detection;
 /// answer prompts that use any of them; the table is documented in
 /// docs/EVENTS.md.
 pub const PERSON_SYNONYMS: &[&str] = &[
-    "person", "people", "persons", "human", "humans", "intruder", "intruders", "someone",
-    "somebody", "anyone", "anybody", "pedestrian", "pedestrians", "man", "men", "woman",
-    "women", "child", "children", "kid", "kids", "visitor", "visitors", "trespasser",
-    "trespassers", "worker", "workers", "loiterer", "loiterers", "burglar", "thief",
+    "person",
+    "people",
+    "persons",
+    "human",
+    "humans",
+    "intruder",
+    "intruders",
+    "someone",
+    "somebody",
+    "anyone",
+    "anybody",
+    "pedestrian",
+    "pedestrians",
+    "man",
+    "men",
+    "woman",
+    "women",
+    "child",
+    "children",
+    "kid",
+    "kids",
+    "visitor",
+    "visitors",
+    "trespasser",
+    "trespassers",
+    "worker",
+    "workers",
+    "loiterer",
+    "loiterers",
+    "burglar",
+    "thief",
 ];
 
 /// Resolves an event's classes against a model's labels.
@@ -27,13 +54,23 @@ pub fn resolve_classes(
     classes: Option<&[String]>,
     labels: &[Arc<str>],
 ) -> Result<Vec<Arc<str>>, String> {
-    let find = |name: &str| labels.iter().find(|l| l.eq_ignore_ascii_case(name)).cloned();
+    let find = |name: &str| {
+        labels
+            .iter()
+            .find(|l| l.eq_ignore_ascii_case(name))
+            .cloned()
+    };
     if let Some(classes) = classes {
         let mut out = Vec::new();
         for c in classes {
             match find(c) {
                 Some(l) => out.push(l),
-                None => return Err(format!("class {c:?} is not a label of the model; {}", vocabulary(labels))),
+                None => {
+                    return Err(format!(
+                        "class {c:?} is not a label of the model; {}",
+                        vocabulary(labels)
+                    ))
+                }
             }
         }
         return Ok(out);
@@ -54,7 +91,10 @@ pub fn resolve_classes(
         }
     }
     if out.is_empty() {
-        return Err(format!("the prompt {prompt:?} names nothing this model can detect; {}", vocabulary(labels)));
+        return Err(format!(
+            "the prompt {prompt:?} names nothing this model can detect; {}",
+            vocabulary(labels)
+        ));
     }
     Ok(out)
 }

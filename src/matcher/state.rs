@@ -15,16 +15,34 @@ use crate::config::MatchParams;
 pub enum Transition {
     /// An occurrence began. `start` is the first matching frame of the window
     /// that triggered it; `last_match` the triggering frame.
-    Start { start: f64, last_match: f64, best: f32, count: usize },
+    Start {
+        start: f64,
+        last_match: f64,
+        best: f32,
+        count: usize,
+    },
     /// The occurrence ended; `end` is its last matching frame.
-    End { start: f64, end: f64, best: f32, count: usize },
+    End {
+        start: f64,
+        end: f64,
+        best: f32,
+        count: usize,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
 enum Phase {
     Idle,
-    Active { start: f64, last_match: f64, misses: usize, best: f32, count: usize },
-    Cooldown { until: f64 },
+    Active {
+        start: f64,
+        last_match: f64,
+        misses: usize,
+        best: f32,
+        count: usize,
+    },
+    Cooldown {
+        until: f64,
+    },
 }
 
 /// One (stream, event) pair's state.
@@ -51,7 +69,13 @@ impl Tracker {
     }
 
     /// Feeds one sampled frame at stream time `t`.
-    pub fn observe(&mut self, t: f64, matched: bool, best: f32, count: usize) -> Option<Transition> {
+    pub fn observe(
+        &mut self,
+        t: f64,
+        matched: bool,
+        best: f32,
+        count: usize,
+    ) -> Option<Transition> {
         let p = self.params;
         match &mut self.phase {
             Phase::Cooldown { until } => {
@@ -75,10 +99,27 @@ impl Tracker {
                 let best = hits.iter().map(|r| r.2).fold(0.0, f32::max);
                 let count = hits.iter().map(|r| r.3).max().unwrap_or(0);
                 self.recent.clear();
-                self.phase = Phase::Active { start, last_match: t, misses: 0, best, count };
-                Some(Transition::Start { start, last_match: t, best, count })
+                self.phase = Phase::Active {
+                    start,
+                    last_match: t,
+                    misses: 0,
+                    best,
+                    count,
+                };
+                Some(Transition::Start {
+                    start,
+                    last_match: t,
+                    best,
+                    count,
+                })
             }
-            Phase::Active { start, last_match, misses, best: b, count: c } => {
+            Phase::Active {
+                start,
+                last_match,
+                misses,
+                best: b,
+                count: c,
+            } => {
                 if matched {
                     *last_match = t;
                     *misses = 0;
@@ -89,8 +130,15 @@ impl Tracker {
                 }
                 let too_long = t - *start >= p.max_duration;
                 if *misses >= p.end_after || too_long {
-                    let end = Transition::End { start: *start, end: *last_match, best: *b, count: *c };
-                    self.phase = Phase::Cooldown { until: t + p.cooldown };
+                    let end = Transition::End {
+                        start: *start,
+                        end: *last_match,
+                        best: *b,
+                        count: *c,
+                    };
+                    self.phase = Phase::Cooldown {
+                        until: t + p.cooldown,
+                    };
                     return Some(end);
                 }
                 None
@@ -100,9 +148,23 @@ impl Tracker {
 
     /// Closes an open occurrence now (the stream went away).
     pub fn close(&mut self, t: f64) -> Option<Transition> {
-        if let Phase::Active { start, last_match, best, count, .. } = self.phase {
-            self.phase = Phase::Cooldown { until: t + self.params.cooldown };
-            return Some(Transition::End { start, end: last_match, best, count });
+        if let Phase::Active {
+            start,
+            last_match,
+            best,
+            count,
+            ..
+        } = self.phase
+        {
+            self.phase = Phase::Cooldown {
+                until: t + self.params.cooldown,
+            };
+            return Some(Transition::End {
+                start,
+                end: last_match,
+                best,
+                count,
+            });
         }
         None
     }
@@ -114,7 +176,13 @@ mod tests {
     use proptest::prelude::*;
 
     fn params() -> MatchParams {
-        MatchParams { k: 2, window: 3, end_after: 4, max_duration: 60.0, cooldown: 5.0 }
+        MatchParams {
+            k: 2,
+            window: 3,
+            end_after: 4,
+            max_duration: 60.0,
+            cooldown: 5.0,
+        }
     }
 
     /// Feeds a pattern at 2 fps and returns the transitions with their frame times.
@@ -124,7 +192,8 @@ mod tests {
             .enumerate()
             .filter_map(|(i, &m)| {
                 let t = t0 + i as f64 * 0.5;
-                tr.observe(t, m, if m { 0.9 } else { 0.0 }, m as usize).map(|x| (t, x))
+                tr.observe(t, m, if m { 0.9 } else { 0.0 }, m as usize)
+                    .map(|x| (t, x))
             })
             .collect()
     }
@@ -135,7 +204,15 @@ mod tests {
         let got = feed(&mut tr, &[false, true, false, true], 0.0);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].0, 1.5);
-        assert_eq!(got[0].1, Transition::Start { start: 0.5, last_match: 1.5, best: 0.9, count: 1 });
+        assert_eq!(
+            got[0].1,
+            Transition::Start {
+                start: 0.5,
+                last_match: 1.5,
+                best: 0.9,
+                count: 1
+            }
+        );
     }
 
     #[test]
@@ -147,9 +224,21 @@ mod tests {
     #[test]
     fn ends_after_misses_with_last_match_as_end() {
         let mut tr = Tracker::new(params());
-        let got = feed(&mut tr, &[true, true, true, true, false, false, false, false], 0.0);
+        let got = feed(
+            &mut tr,
+            &[true, true, true, true, false, false, false, false],
+            0.0,
+        );
         assert_eq!(got.len(), 2);
-        assert_eq!(got[1].1, Transition::End { start: 0.0, end: 1.5, best: 0.9, count: 1 });
+        assert_eq!(
+            got[1].1,
+            Transition::End {
+                start: 0.0,
+                end: 1.5,
+                best: 0.9,
+                count: 1
+            }
+        );
     }
 
     #[test]
@@ -166,7 +255,10 @@ mod tests {
 
     #[test]
     fn max_duration_closes_a_long_occurrence() {
-        let mut tr = Tracker::new(MatchParams { max_duration: 3.0, ..params() });
+        let mut tr = Tracker::new(MatchParams {
+            max_duration: 3.0,
+            ..params()
+        });
         let got = feed(&mut tr, &[true; 12], 0.0);
         assert!(matches!(got[1].1, Transition::End { .. }), "{got:?}");
         assert!(got[1].0 >= 3.0);
@@ -219,7 +311,7 @@ mod tests {
         #[test]
         fn steady_match_starts_within_k_frames(k in 1usize..5) {
             let mut tr = Tracker::new(MatchParams { k, window: k, ..params() });
-            let got = feed(&mut tr, &vec![true; 10], 0.0);
+            let got = feed(&mut tr, &[true; 10], 0.0);
             prop_assert_eq!(got[0].0, 0.5 * (k as f64 - 1.0));
         }
     }

@@ -1,1 +1,167 @@
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
+use super::*;
+use crate::config::{EventConfig, Region};
+use crate::types::{Detection, EventId, Scores, StreamId};
+
+fn labels(names: &[&str]) -> Vec<Arc<str>> {
+    names.iter().map(|n| Arc::from(*n)).collect()
+}
+
+fn event(prompt: &str) -> EventConfig {
+    EventConfig {
+        id: EventId::new("e"),
+        prompt: prompt.into(),
+        label: "alert".into(),
+        classes: None,
+        min_confidence: 0.5,
+        min_count: 1,
+        min_area: 0.0,
+        region: None,
+        matching: MatchParams::default(),
+    }
+}
+
+fn person(score: f32, x: f32) -> Detection {
+    Detection {
+        label: Arc::from("person"),
+        score,
+        bbox: [x, 0.4, x + 0.1, 0.6],
+    }
+}
+
+fn scores(stream: &str, t: f64, dets: Vec<Detection>) -> Scores {
+    Scores {
+        stream_id: StreamId::new(stream),
+        seq: 0,
+        wall: SystemTime::now(),
+        arrived: Instant::now(),
+        stream_secs: t,
+        detections: dets,
+        queued: Duration::ZERO,
+        inference: Duration::ZERO,
+    }
+}
+
+#[test]
+fn prompts_resolve_through_synonyms() {
+    let l = labels(&["person"]);
+    for p in [
+        "Detect intruder",
+        "someone at the door",
+        "PEDESTRIANS crossing",
+        "a person",
+        "people",
+    ] {
+        assert_eq!(resolve_classes(p, None, &l).unwrap(), l, "{p}");
+    }
+}
+
+#[test]
+fn a_prompt_outside_the_vocabulary_names_the_vocabulary() {
+    let err = resolve_classes("Detect a forklift", None, &labels(&["person"])).unwrap_err();
+    assert!(
+        err.contains("forklift") && err.contains("the model detects: person"),
+        "{err}"
+    );
+    let err = resolve_classes("", Some(&["cat".to_string()]), &labels(&["person"])).unwrap_err();
+    assert!(err.contains("\"cat\""), "{err}");
+}
+
+#[test]
+fn label_names_match_with_underscores_as_spaces() {
+    let l = labels(&["FACE_FEMALE", "FACE_MALE", "FEET_EXPOSED"]);
+    let got = resolve_classes("watch for a face female", None, &l).unwrap();
+    assert_eq!(got, labels(&["FACE_FEMALE"]));
+}
+
+#[test]
+fn conditions_count_region_area_and_confidence() {
+    let mut e = event("person");
+    e.min_count = 2;
+    e.region = Some(Region {
+        name: "left".into(),
+        points: vec![(0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0)],
+    });
+    let rule = Rule::compile(&e, &labels(&["person"])).unwrap();
+    let v = rule.evaluate(&[
+        person(0.9, 0.1),
+        person(0.8, 0.2),
+        person(0.95, 0.7),
+        person(0.3, 0.1),
+    ]);
+    assert_eq!(
+        (v.matched, v.count),
+        (true, 2),
+        "the right-hand and weak ones do not count"
+    );
+    assert!((v.best - 0.9).abs() < 1e-6);
+    assert_eq!(
+        rule.explain(v.count, v.best, Some("person")),
+        "2 people detected (best 0.90) in region 'left'"
+    );
+    let v = rule.evaluate(&[person(0.9, 0.1)]);
+    assert!(!v.matched, "one is below min_count");
+}
+
+#[test]
+fn region_test_is_even_odd() {
+    let square = [(0.2, 0.2), (0.8, 0.2), (0.8, 0.8), (0.2, 0.8)];
+    assert!(rule::inside(&square, 0.5, 0.5));
+    assert!(!rule::inside(&square, 0.1, 0.5));
+    assert!(!rule::inside(&square, 0.9, 0.9));
+}
+
+#[test]
+fn matcher_emits_start_and_end_with_one_occurrence_id_per_stream() {
+    let ev = Arc::new(CompiledEvent::compile(&event("person"), &labels(&["person"])).unwrap());
+    let mut n = 0;
+    let mut m = Matcher::with_ids(
+        vec![ev],
+        Box::new(move || {
+            n += 1;
+            format!("occ-{n}")
+        }),
+    );
+    let mut out = Vec::new();
+    for i in 0..20 {
+        let t = i as f64 * 0.5;
+        let seen = (2.0..6.0).contains(&t);
+        for s in ["a", "b"] {
+            let dets = if seen && (s == "a" || t >= 4.0) {
+                vec![person(0.9, 0.1)]
+            } else {
+                vec![]
+            };
+            out.extend(m.observe(&scores(s, t, dets)));
+        }
+    }
+    let a: Vec<_> = out.iter().filter(|o| o.stream_id.as_str() == "a").collect();
+    let b: Vec<_> = out.iter().filter(|o| o.stream_id.as_str() == "b").collect();
+    assert_eq!(a.len(), 2);
+    assert_eq!((a[0].phase, a[1].phase), (Phase::Start, Phase::End));
+    assert_eq!(a[0].occurrence_id, a[1].occurrence_id);
+    assert_eq!((a[0].start_time, a[1].end_time), (2.0, 5.5));
+    assert_eq!(b.len(), 2);
+    assert_ne!(
+        a[0].occurrence_id, b[0].occurrence_id,
+        "streams are tracked apart"
+    );
+    assert_eq!(b[0].start_time, 4.0);
+}
+
+#[test]
+fn close_stream_ends_open_occurrences() {
+    let ev = Arc::new(CompiledEvent::compile(&event("person"), &labels(&["person"])).unwrap());
+    let mut m = Matcher::new(vec![ev]);
+    for i in 0..3 {
+        m.observe(&scores("a", i as f64 * 0.5, vec![person(0.9, 0.1)]));
+    }
+    let ended = m.close_stream(&StreamId::new("a"), 1.5, SystemTime::now());
+    assert_eq!(ended.len(), 1);
+    assert_eq!(ended[0].phase, Phase::End);
+    assert!(m
+        .close_stream(&StreamId::new("a"), 2.0, SystemTime::now())
+        .is_empty());
+}

@@ -46,7 +46,8 @@ pub fn ssd(
     let mut out = Vec::new();
     for i in 0..n {
         let score = scores[i];
-        if !(score >= min_score) {
+        // NaN scores never pass.
+        if score.is_nan() || score < min_score {
             continue;
         }
         let Some(label) = label_of(classes[i].round() as i64) else {
@@ -80,8 +81,14 @@ impl YoloLayout {
             _ => return Err(format!("expected a [1, rows, cols] output, got {shape:?}")),
         };
         match version {
-            8 if a == 4 + labels => Ok(YoloLayout::V8 { classes: labels, anchors: b }),
-            5 if b == 5 + labels => Ok(YoloLayout::V5 { classes: labels, anchors: a }),
+            8 if a == 4 + labels => Ok(YoloLayout::V8 {
+                classes: labels,
+                anchors: b,
+            }),
+            5 if b == 5 + labels => Ok(YoloLayout::V5 {
+                classes: labels,
+                anchors: a,
+            }),
             8 => Err(format!(
                 "YOLOv8 output should be [1, {}, anchors] for {labels} labels, got {shape:?}",
                 4 + labels
@@ -111,7 +118,9 @@ pub fn yolo(
 ) -> Vec<Detection> {
     let mut cands: Vec<(usize, f32, [f32; 4])> = Vec::new();
     let (classes, anchors) = match layout {
-        YoloLayout::V8 { classes, anchors } | YoloLayout::V5 { classes, anchors } => (classes, anchors),
+        YoloLayout::V8 { classes, anchors } | YoloLayout::V5 { classes, anchors } => {
+            (classes, anchors)
+        }
     };
     for a in 0..anchors {
         let (geom, best) = match layout {
@@ -192,17 +201,35 @@ mod tests {
         let scores = [0.9, 0.3, 0.95];
         let classes = [1.0, 1.0, 1.0];
         let l = labels(&["person"]);
-        let got = ssd(&boxes, &scores, &classes, Some(2), 0.5, Content::FULL, |c| {
-            l.get((c - 1) as usize).cloned()
-        });
-        assert_eq!(got.len(), 1, "slot 2 is past count, slot 1 is below threshold");
+        let got = ssd(
+            &boxes,
+            &scores,
+            &classes,
+            Some(2),
+            0.5,
+            Content::FULL,
+            |c| l.get((c - 1) as usize).cloned(),
+        );
+        assert_eq!(
+            got.len(),
+            1,
+            "slot 2 is past count, slot 1 is below threshold"
+        );
         assert_eq!(got[0].bbox, [0.2, 0.1, 0.6, 0.5]);
         assert_eq!(&*got[0].label, "person");
     }
 
     #[test]
     fn ssd_drops_unknown_classes() {
-        let got = ssd(&[0.0, 0.0, 1.0, 1.0], &[0.9], &[7.0], None, 0.5, Content::FULL, |_| None);
+        let got = ssd(
+            &[0.0, 0.0, 1.0, 1.0],
+            &[0.9],
+            &[7.0],
+            None,
+            0.5,
+            Content::FULL,
+            |_| None,
+        );
         assert!(got.is_empty());
     }
 
@@ -211,7 +238,10 @@ mod tests {
         // A 16:9 picture letterboxed into a square: picture spans y 0.21875..0.78125.
         let c = Content([0.0, 0.21875, 1.0, 0.78125]);
         let b = c.to_picture([0.5, 0.21875, 1.0, 0.5]);
-        assert!((b[1] - 0.0).abs() < 1e-6 && (b[3] - 0.5).abs() < 1e-6, "{b:?}");
+        assert!(
+            (b[1] - 0.0).abs() < 1e-6 && (b[3] - 0.5).abs() < 1e-6,
+            "{b:?}"
+        );
     }
 
     #[test]
@@ -225,7 +255,16 @@ mod tests {
         let c1 = [0.1, 0.1, 0.7];
         let data: Vec<f32> = [cx, cy, w, h, c0, c1].concat();
         let layout = YoloLayout::from_shape(8, &[1, 6, 3], 2).unwrap();
-        let got = yolo(&data, layout, 320.0, 320.0, 0.25, 0.45, Content::FULL, &labels(&["a", "b"]));
+        let got = yolo(
+            &data,
+            layout,
+            320.0,
+            320.0,
+            0.25,
+            0.45,
+            Content::FULL,
+            &labels(&["a", "b"]),
+        );
         assert_eq!(got.len(), 2, "{got:?}");
         assert_eq!(&*got[0].label, "a");
         assert!((got[0].score - 0.9).abs() < 1e-6);
@@ -236,9 +275,20 @@ mod tests {
     #[test]
     fn yolo_v5_multiplies_objectness() {
         // 1 class, 2 anchors; rows [cx, cy, w, h, obj, cls].
-        let data = [10.0, 10.0, 4.0, 4.0, 0.5, 0.9, 30.0, 30.0, 4.0, 4.0, 0.9, 0.9];
+        let data = [
+            10.0, 10.0, 4.0, 4.0, 0.5, 0.9, 30.0, 30.0, 4.0, 4.0, 0.9, 0.9,
+        ];
         let layout = YoloLayout::from_shape(5, &[1, 2, 6], 1).unwrap();
-        let got = yolo(&data, layout, 64.0, 64.0, 0.5, 0.45, Content::FULL, &labels(&["x"]));
+        let got = yolo(
+            &data,
+            layout,
+            64.0,
+            64.0,
+            0.5,
+            0.45,
+            Content::FULL,
+            &labels(&["x"]),
+        );
         assert_eq!(got.len(), 1);
         assert!((got[0].score - 0.81).abs() < 1e-6);
     }

@@ -132,7 +132,11 @@ impl Manifest {
         if m.labels.is_empty() {
             return Err(bad("labels must list at least one class".into()));
         }
-        if m.input.width == 0 || m.input.height == 0 || m.input.width > 4096 || m.input.height > 4096 {
+        if m.input.width == 0
+            || m.input.height == 0
+            || m.input.width > 4096
+            || m.input.height > 4096
+        {
             return Err(bad(format!(
                 "input size {}x{} must be between 1 and 4096",
                 m.input.width, m.input.height
@@ -142,7 +146,10 @@ impl Manifest {
             Kind::Ssd => {
                 let o = &m.outputs;
                 if o.boxes.is_none() || o.scores.is_none() || o.classes.is_none() {
-                    return Err(bad("kind \"ssd\" needs outputs.boxes, outputs.scores and outputs.classes".into()));
+                    return Err(bad(
+                        "kind \"ssd\" needs outputs.boxes, outputs.scores and outputs.classes"
+                            .into(),
+                    ));
                 }
             }
             Kind::Yolo => {
@@ -151,8 +158,17 @@ impl Manifest {
                 }
                 match &m.yolo {
                     Some(y) if y.version == 5 || y.version == 8 => {}
-                    Some(y) => return Err(bad(format!("yolo.version must be 5 or 8, got {}", y.version))),
-                    None => return Err(bad("kind \"yolo\" needs a [yolo] section with version = 5 or 8".into())),
+                    Some(y) => {
+                        return Err(bad(format!(
+                            "yolo.version must be 5 or 8, got {}",
+                            y.version
+                        )))
+                    }
+                    None => {
+                        return Err(bad(
+                            "kind \"yolo\" needs a [yolo] section with version = 5 or 8".into(),
+                        ))
+                    }
                 }
             }
         }
@@ -167,6 +183,8 @@ impl Manifest {
     /// Model label for a raw class id, if any.
     pub fn label(&self, class_id: i64) -> Option<&Arc<str>> {
         let idx = class_id - self.class_offset;
-        usize::try_from(idx).ok().and_then(|i| self.labels_shared.get(i))
+        usize::try_from(idx)
+            .ok()
+            .and_then(|i| self.labels_shared.get(i))
     }
 }

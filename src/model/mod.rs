@@ -51,7 +51,11 @@ pub fn ort_library_candidates(configured: Option<&Path>) -> Vec<PathBuf> {
     }
     out.push(Path::new("/usr/local/lib/sightline").join(ORT_LIB_NAME));
     if let Some(home) = std::env::var_os("HOME") {
-        out.push(Path::new(&home).join(".cache/sightline/ort").join(ORT_LIB_NAME));
+        out.push(
+            Path::new(&home)
+                .join(".cache/sightline/ort")
+                .join(ORT_LIB_NAME),
+        );
     }
     out
 }
@@ -59,7 +63,9 @@ pub fn ort_library_candidates(configured: Option<&Path>) -> Vec<PathBuf> {
 static ENV: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
 
 /// Loads ONNX Runtime once per process. Later calls return the first result.
-pub fn init_runtime(configured: Option<&Path>) -> Result<ort::environment::Environment, ModelError> {
+pub fn init_runtime(
+    configured: Option<&Path>,
+) -> Result<ort::environment::Environment, ModelError> {
     ENV.get_or_init(|| {
         let candidates = ort_library_candidates(configured);
         let path = candidates.iter().find(|p| p.is_file()).ok_or_else(|| {
@@ -147,7 +153,10 @@ impl Detector {
             .find(|i| i.name() == manifest.input.name)
             .ok_or_else(|| {
                 let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
-                load_err(format!("no input {:?}; the model has {names:?}", manifest.input.name))
+                load_err(format!(
+                    "no input {:?}; the model has {names:?}",
+                    manifest.input.name
+                ))
             })?;
         let want = match manifest.input.dtype {
             Dtype::Uint8 => ort::value::TensorElementType::Uint8,
@@ -162,10 +171,15 @@ impl Detector {
             )));
         }
         let o = &manifest.outputs;
-        for name in [&o.boxes, &o.scores, &o.classes, &o.count, &o.output].into_iter().flatten() {
+        for name in [&o.boxes, &o.scores, &o.classes, &o.count, &o.output]
+            .into_iter()
+            .flatten()
+        {
             if !session.outputs().iter().any(|x| x.name() == name) {
                 let names: Vec<&str> = session.outputs().iter().map(|x| x.name()).collect();
-                return Err(load_err(format!("no output {name:?}; the model has {names:?}")));
+                return Err(load_err(format!(
+                    "no output {name:?}; the model has {names:?}"
+                )));
             }
         }
         Ok(Detector {
@@ -191,11 +205,15 @@ impl Detector {
             message,
         };
         if rgb.len() != w * h * 3 {
-            return Err(run_err(format!("frame has {} bytes, expected {w}x{h} RGB", rgb.len())));
+            return Err(run_err(format!(
+                "frame has {} bytes, expected {w}x{h} RGB",
+                rgb.len()
+            )));
         }
         let outputs = match (m.input.dtype, m.input.layout) {
             (Dtype::Uint8, Layout::Nhwc) => {
-                let view = ndarray::ArrayView4::from_shape((1, h, w, 3), rgb).map_err(|e| run_err(e.to_string()))?;
+                let view = ndarray::ArrayView4::from_shape((1, h, w, 3), rgb)
+                    .map_err(|e| run_err(e.to_string()))?;
                 let t = TensorRef::from_array_view(view).map_err(|e| run_err(e.to_string()))?;
                 self.session.run(ort::inputs![m.input.name.as_str() => t])
             }
@@ -205,17 +223,22 @@ impl Detector {
                     Layout::Nchw => (1, 3, h, w),
                     Layout::Nhwc => (1, h, w, 3),
                 };
-                let view = ndarray::ArrayView4::from_shape(shape, &self.scratch).map_err(|e| run_err(e.to_string()))?;
+                let view = ndarray::ArrayView4::from_shape(shape, &self.scratch)
+                    .map_err(|e| run_err(e.to_string()))?;
                 let t = TensorRef::from_array_view(view).map_err(|e| run_err(e.to_string()))?;
                 self.session.run(ort::inputs![m.input.name.as_str() => t])
             }
-            (Dtype::Uint8, Layout::Nchw) => return Err(run_err("uint8 NCHW input is not supported".into())),
+            (Dtype::Uint8, Layout::Nchw) => {
+                return Err(run_err("uint8 NCHW input is not supported".into()))
+            }
         }
         .map_err(|e| run_err(e.to_string()))?;
 
         let tensor = |name: &Option<String>| -> Result<Vec<f32>, ModelError> {
             let name = name.as_deref().unwrap_or_default();
-            let v = outputs.get(name).ok_or_else(|| run_err(format!("output {name:?} missing")))?;
+            let v = outputs
+                .get(name)
+                .ok_or_else(|| run_err(format!("output {name:?} missing")))?;
             let (_, data) = v
                 .try_extract_tensor::<f32>()
                 .map_err(|e| run_err(format!("output {name:?}: {e}")))?;
@@ -224,7 +247,9 @@ impl Detector {
         match m.kind {
             Kind::Ssd => {
                 let count = match &m.outputs.count {
-                    Some(_) => tensor(&m.outputs.count)?.first().map(|c| c.max(0.0) as usize),
+                    Some(_) => tensor(&m.outputs.count)?
+                        .first()
+                        .map(|c| c.max(0.0) as usize),
                     None => None,
                 };
                 Ok(decode::ssd(
@@ -239,7 +264,9 @@ impl Detector {
             }
             Kind::Yolo => {
                 let name = m.outputs.output.as_deref().unwrap_or_default();
-                let v = outputs.get(name).ok_or_else(|| run_err(format!("output {name:?} missing")))?;
+                let v = outputs
+                    .get(name)
+                    .ok_or_else(|| run_err(format!("output {name:?} missing")))?;
                 let (shape, data) = v
                     .try_extract_tensor::<f32>()
                     .map_err(|e| run_err(format!("output {name:?}: {e}")))?;
@@ -247,7 +274,8 @@ impl Detector {
                 let layout = match self.yolo_layout {
                     Some(l) => l,
                     None => {
-                        let l = decode::YoloLayout::from_shape(version, shape, m.labels.len()).map_err(run_err)?;
+                        let l = decode::YoloLayout::from_shape(version, shape, m.labels.len())
+                            .map_err(run_err)?;
                         self.yolo_layout = Some(l);
                         l
                     }

@@ -30,7 +30,11 @@ pub enum SourceEvent {
     /// The pipeline delivered its first frame.
     Up(StreamId),
     /// The pipeline failed or stalled; it will be retried after `retry_in`.
-    Down { stream: StreamId, reason: String, retry_in: Duration },
+    Down {
+        stream: StreamId,
+        reason: String,
+        retry_in: Duration,
+    },
     /// A file source played to its end (live sources reconnect instead).
     Finished(StreamId),
 }
@@ -69,7 +73,12 @@ pub fn init() -> Result<(), String> {
 }
 
 /// Starts a stream's supervisor thread.
-pub fn spawn(cfg: StreamConfig, out: Output, submit: Submitter, report: Reporter) -> std::io::Result<StreamHandle> {
+pub fn spawn(
+    cfg: StreamConfig,
+    out: Output,
+    submit: Submitter,
+    report: Reporter,
+) -> std::io::Result<StreamHandle> {
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(SourceStats::default());
     let id = cfg.id.clone();
@@ -181,7 +190,10 @@ fn run_once(
     clock: &Arc<Mutex<Clock>>,
     seq: &Arc<AtomicU64>,
 ) -> RunEnd {
-    let failed = |reason: String| RunEnd::Failed { reason, had_frames: false };
+    let failed = |reason: String| RunEnd::Failed {
+        reason,
+        had_frames: false,
+    };
     let line = pipeline::launch_line(cfg, out);
     let pipeline = match gst::parse::launch(&line) {
         Ok(p) => p,
@@ -190,7 +202,10 @@ fn run_once(
     let Ok(pipeline) = pipeline.downcast::<gst::Pipeline>() else {
         return failed("launch line did not produce a pipeline".into());
     };
-    let (Some(gate), Some(sink)) = (pipeline.by_name(pipeline::GATE), pipeline.by_name(pipeline::SINK)) else {
+    let (Some(gate), Some(sink)) = (
+        pipeline.by_name(pipeline::GATE),
+        pipeline.by_name(pipeline::SINK),
+    ) else {
         return failed("pipeline is missing its gate or sink element".into());
     };
     let Ok(sink) = sink.downcast::<gst_app::AppSink>() else {
@@ -220,9 +235,18 @@ fn run_once(
     let last_frame = Arc::new(Mutex::new(None::<Instant>));
     let got_frame = Arc::new(AtomicBool::new(false));
     {
-        let (id, submit, stats, seq) = (cfg.id.clone(), submit.clone(), Arc::clone(stats), Arc::clone(seq));
+        let (id, submit, stats, seq) = (
+            cfg.id.clone(),
+            submit.clone(),
+            Arc::clone(stats),
+            Arc::clone(seq),
+        );
         let clock = Arc::clone(clock);
-        let (last_frame, got_frame, report) = (Arc::clone(&last_frame), Arc::clone(&got_frame), Arc::clone(report));
+        let (last_frame, got_frame, report) = (
+            Arc::clone(&last_frame),
+            Arc::clone(&got_frame),
+            Arc::clone(report),
+        );
         let letterbox = out.letterbox;
         let caps_source = gate.static_pad("src");
         sink.set_callbacks(
@@ -232,14 +256,19 @@ fn run_once(
                     let arrived = Instant::now();
                     let wall = SystemTime::now();
                     // Converters keep the pts, so this is the time the gate saw.
-                    let pts = sample.buffer().and_then(|b| b.pts()).map_or(0.0, |p| p.nseconds() as f64 / 1e9);
+                    let pts = sample
+                        .buffer()
+                        .and_then(|b| b.pts())
+                        .map_or(0.0, |p| p.nseconds() as f64 / 1e9);
                     let t = clock.lock().map(|mut c| c.stream_secs(pts)).unwrap_or(0.0);
                     let Some(frame) = copy_rgb(&sample) else {
                         tracing::warn!(stream = %id, "could not read a frame; skipped");
                         return Ok(gst::FlowSuccess::Ok);
                     };
                     let content = if letterbox {
-                        caps_source.as_ref().map_or([0.0, 0.0, 1.0, 1.0], |p| content_rect(p, frame.1, frame.2))
+                        caps_source
+                            .as_ref()
+                            .map_or([0.0, 0.0, 1.0, 1.0], |p| content_rect(p, frame.1, frame.2))
                     } else {
                         [0.0, 0.0, 1.0, 1.0]
                     };
@@ -311,7 +340,10 @@ fn watch_bus(
                     };
                 }
                 MessageView::Error(err) => {
-                    let from = err.src().map(|s| s.path_string().to_string()).unwrap_or_default();
+                    let from = err
+                        .src()
+                        .map(|s| s.path_string().to_string())
+                        .unwrap_or_default();
                     let debug = err.debug().map(|d| format!(" ({d})")).unwrap_or_default();
                     let debug: String = debug.chars().take(300).collect();
                     return RunEnd::Failed {
@@ -326,7 +358,10 @@ fn watch_bus(
         let since = last_frame.lock().ok().and_then(|l| *l).unwrap_or(started);
         if since.elapsed() > cfg.stall_timeout {
             return RunEnd::Failed {
-                reason: format!("no frame for {:.1} s (stalled)", since.elapsed().as_secs_f64()),
+                reason: format!(
+                    "no frame for {:.1} s (stalled)",
+                    since.elapsed().as_secs_f64()
+                ),
                 had_frames: had(),
             };
         }
@@ -353,17 +388,31 @@ fn copy_rgb(sample: &gst::Sample) -> Option<(Vec<u8>, u32, u32)> {
 /// Where a letterboxed picture sits in a `w`×`h` output, from the decoded caps.
 fn content_rect(pad: &gst::Pad, w: u32, h: u32) -> [f32; 4] {
     let full = [0.0, 0.0, 1.0, 1.0];
-    let Some(info) = pad.current_caps().and_then(|c| gst_video::VideoInfo::from_caps(&c).ok()) else {
+    let Some(info) = pad
+        .current_caps()
+        .and_then(|c| gst_video::VideoInfo::from_caps(&c).ok())
+    else {
         return full;
     };
     let par = info.par();
-    let dar = info.width() as f64 * par.numer() as f64 / (info.height() as f64 * par.denom().max(1) as f64);
+    let dar = info.width() as f64 * par.numer() as f64
+        / (info.height() as f64 * par.denom().max(1) as f64);
     let out = w as f64 / h as f64;
     if dar > out {
         let ch = out / dar;
-        [0.0, ((1.0 - ch) / 2.0) as f32, 1.0, ((1.0 + ch) / 2.0) as f32]
+        [
+            0.0,
+            ((1.0 - ch) / 2.0) as f32,
+            1.0,
+            ((1.0 + ch) / 2.0) as f32,
+        ]
     } else {
         let cw = dar / out;
-        [((1.0 - cw) / 2.0) as f32, 0.0, ((1.0 + cw) / 2.0) as f32, 1.0]
+        [
+            ((1.0 - cw) / 2.0) as f32,
+            0.0,
+            ((1.0 + cw) / 2.0) as f32,
+            1.0,
+        ]
     }
 }

@@ -59,7 +59,10 @@ pub fn launch_line(s: &StreamConfig, out: Output) -> String {
             out.width, out.height
         )
     } else {
-        format!("videoscale ! video/x-raw,format=RGB,width={},height={}", out.width, out.height)
+        format!(
+            "videoscale ! video/x-raw,format=RGB,width={},height={}",
+            out.width, out.height
+        )
     };
     // A live source is already paced; a file is played at its own speed.
     let sync = !live;
@@ -89,7 +92,11 @@ mod tests {
 
     #[test]
     fn keyframe_mode_drops_before_the_decoder() {
-        let out = Output { width: 300, height: 300, letterbox: false };
+        let out = Output {
+            width: 300,
+            height: 300,
+            letterbox: false,
+        };
         let line = launch_line(&stream(SourceUrl::Rtsp("rtsp://cam/x".into()), true), out);
         let drop_at = line.find("drop-buffer-flags=delta-unit").unwrap();
         assert!(drop_at < line.find("decodebin").unwrap(), "{line}");
@@ -98,8 +105,15 @@ mod tests {
 
     #[test]
     fn quotes_paths_with_spaces_and_quotes() {
-        let out = Output { width: 8, height: 8, letterbox: true };
-        let line = launch_line(&stream(SourceUrl::File("/a b/\"c\".mp4".into()), false), out);
+        let out = Output {
+            width: 8,
+            height: 8,
+            letterbox: true,
+        };
+        let line = launch_line(
+            &stream(SourceUrl::File("/a b/\"c\".mp4".into()), false),
+            out,
+        );
         assert!(line.contains(r#"location="/a b/\"c\".mp4""#), "{line}");
         assert!(line.contains("add-borders=true"));
     }

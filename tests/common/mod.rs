@@ -11,7 +11,9 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 
 pub fn media(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/media").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/media")
+        .join(name)
 }
 
 /// A port that was free a moment ago (mosquitto cannot take a bound socket).
@@ -35,8 +37,11 @@ impl Mosquitto {
         for _ in 0..5 {
             let port = free_port();
             let conf = dir.path().join("mosquitto.conf");
-            std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"))
-                .expect("write mosquitto.conf");
+            std::fs::write(
+                &conf,
+                format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+            )
+            .expect("write mosquitto.conf");
             let mut child = Command::new("mosquitto")
                 .arg("-c")
                 .arg(&conf)
@@ -47,7 +52,11 @@ impl Mosquitto {
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
                 if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Mosquitto { port, child, _dir: dir };
+                    return Mosquitto {
+                        port,
+                        child,
+                        _dir: dir,
+                    };
                 }
                 if let Ok(Some(_)) = child.try_wait() {
                     break; // port taken in the meantime; try another
@@ -55,6 +64,7 @@ impl Mosquitto {
                 std::thread::sleep(Duration::from_millis(50));
             }
             let _ = child.kill();
+            let _ = child.wait();
         }
         panic!("mosquitto did not start");
     }
@@ -77,10 +87,17 @@ pub struct MqttMessage {
 
 /// Subscribes to `filter` and returns once the broker acknowledged it.
 pub async fn subscribe(port: u16, filter: &str) -> mpsc::UnboundedReceiver<MqttMessage> {
-    let mut opts = MqttOptions::new(format!("test-sub-{}", uuid::Uuid::new_v4()), "127.0.0.1", port);
+    let mut opts = MqttOptions::new(
+        format!("test-sub-{}", uuid::Uuid::new_v4()),
+        "127.0.0.1",
+        port,
+    );
     opts.set_keep_alive(Duration::from_secs(10));
     let (client, mut eventloop) = AsyncClient::new(opts, 64);
-    client.subscribe(filter, QoS::AtLeastOnce).await.expect("subscribe");
+    client
+        .subscribe(filter, QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
     let (tx, rx) = mpsc::unbounded_channel();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
@@ -94,8 +111,13 @@ pub async fn subscribe(port: u16, filter: &str) -> mpsc::UnboundedReceiver<MqttM
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let body = serde_json::from_slice(&p.payload).unwrap_or(serde_json::Value::Null);
-                    let _ = tx.send(MqttMessage { topic: p.topic.clone(), body, at: std::time::SystemTime::now() });
+                    let body =
+                        serde_json::from_slice(&p.payload).unwrap_or(serde_json::Value::Null);
+                    let _ = tx.send(MqttMessage {
+                        topic: p.topic.clone(),
+                        body,
+                        at: std::time::SystemTime::now(),
+                    });
                 }
                 Ok(_) => {}
                 Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,

@@ -1,0 +1,147 @@
+//! The pool's admission and drop policy, with a scorer that just sleeps: the
+//! policy does not depend on what scoring does (the ONNX path is covered by
+//! the integration tests).
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::*;
+
+struct Sleepy(Duration);
+
+impl Scorer for Sleepy {
+    fn score(&mut self, _: &Frame) -> Result<Vec<Detection>, ModelError> {
+        std::thread::sleep(self.0);
+        Ok(Vec::new())
+    }
+}
+
+fn frame(stream: &str, seq: u64) -> Frame {
+    Frame {
+        stream_id: StreamId::new(stream),
+        seq,
+        wall: SystemTime::now(),
+        arrived: Instant::now(),
+        stream_secs: seq as f64,
+        width: 1,
+        height: 1,
+        rgb: vec![0; 3],
+        content: [0.0, 0.0, 1.0, 1.0],
+    }
+}
+
+fn pool(
+    capacity: usize,
+    work: Duration,
+    max_age: Duration,
+) -> (Pool, crossbeam_channel::Receiver<Scores>) {
+    let (tx, rx) = crossbeam_channel::bounded(1000);
+    let cfg = PoolConfig {
+        workers: 1,
+        capacity,
+        max_age,
+    };
+    let p = Pool::start(
+        &cfg,
+        move |_| Ok(Box::new(Sleepy(work)) as Box<dyn Scorer>),
+        tx,
+    )
+    .expect("start");
+    (p, rx)
+}
+
+#[test]
+fn full_queue_replaces_the_oldest_frame_of_the_same_stream() {
+    let (p, rx) = pool(3, Duration::from_millis(200), Duration::from_secs(10));
+    let s = p.submitter();
+    assert_eq!(s.submit(frame("a", 0)), Admission::Queued);
+    std::thread::sleep(Duration::from_millis(50)); // worker takes a0
+    s.submit(frame("a", 1));
+    s.submit(frame("b", 1));
+    s.submit(frame("a", 2));
+    assert_eq!(
+        s.submit(frame("a", 3)),
+        Admission::QueuedReplacing,
+        "a1 goes"
+    );
+    assert_eq!(s.queued(), 3);
+    let stats = p.stats();
+    p.shutdown();
+    let got: Vec<(String, u64)> = rx
+        .try_iter()
+        .map(|x| (x.stream_id.to_string(), x.seq))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("a".into(), 0),
+            ("b".into(), 1),
+            ("a".into(), 2),
+            ("a".into(), 3)
+        ]
+    );
+    assert_eq!(stats.dropped_full.load(Ordering::Relaxed), 1);
+    assert_eq!(stats.drops_by_stream().get(&StreamId::new("a")), Some(&1));
+}
+
+#[test]
+fn a_stream_with_nothing_queued_evicts_the_busiest_stream() {
+    let (p, _rx) = pool(2, Duration::from_millis(300), Duration::from_secs(10));
+    let s = p.submitter();
+    s.submit(frame("a", 0));
+    std::thread::sleep(Duration::from_millis(50));
+    s.submit(frame("a", 1));
+    s.submit(frame("a", 2));
+    assert_eq!(
+        s.submit(frame("b", 0)),
+        Admission::QueuedEvicting(StreamId::new("a"))
+    );
+    p.shutdown();
+}
+
+#[test]
+fn stale_frames_are_dropped_not_scored() {
+    let (p, rx) = pool(10, Duration::from_millis(100), Duration::from_millis(150));
+    let s = p.submitter();
+    for i in 0..5 {
+        s.submit(frame("a", i));
+    }
+    let stats = p.stats();
+    p.shutdown();
+    let scored = rx.try_iter().count() as u64;
+    let stale = stats.dropped_stale.load(Ordering::Relaxed);
+    assert_eq!(scored + stale, 5);
+    assert!(
+        stale >= 2,
+        "frames that waited beyond max_age are dropped: {stale}"
+    );
+}
+
+#[test]
+fn submit_never_blocks_even_when_the_worker_is_stuck() {
+    let (p, _rx) = pool(4, Duration::from_millis(500), Duration::from_secs(10));
+    let s = p.submitter();
+    let t = Instant::now();
+    for i in 0..10_000 {
+        s.submit(frame("a", i));
+    }
+    assert!(
+        t.elapsed() < Duration::from_millis(400),
+        "10k submits took {:?}",
+        t.elapsed()
+    );
+    assert!(s.queued() <= 4);
+    p.shutdown();
+}
+
+#[test]
+fn a_failing_worker_start_is_reported() {
+    let (tx, _rx) = crossbeam_channel::bounded(1);
+    let cfg = PoolConfig {
+        workers: 2,
+        capacity: 4,
+        max_age: Duration::from_secs(1),
+    };
+    let r = Pool::start(&cfg, |_| Err(ModelError::Runtime("boom".into())), tx);
+    assert!(matches!(r, Err(ModelError::Runtime(m)) if m == "boom"));
+}

@@ -1,0 +1,208 @@
+//! Bad input gets a clear error and harms nothing else: a dead camera next to
+//! a live one, webhook receivers that are down or slow next to a healthy
+//! one, malformed configs, prompts the model cannot score, a missing model.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use axum::{routing::post, Router};
+use sightline::app::{self, Hooks};
+use sightline::config::Config;
+use sightline::demo::{latency_ms, Receiver};
+use sightline::rtsp_server::RtspServer;
+
+/// An HTTP receiver that takes 20 s to answer anything.
+async fn slow_receiver() -> String {
+    let app = Router::new().route(
+        "/{*p}",
+        post(|| async {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            "late"
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/hook")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_camera_and_dead_receivers_do_not_hurt_the_rest() {
+    let server =
+        RtspServer::serve_files(0, &[("live", &common::media("demo.mp4"))]).expect("rtsp server");
+    let mut good = Receiver::start().await.expect("receiver");
+    let slow = slow_receiver().await;
+    // A port nobody listens on: connection refused, both for RTSP and HTTP.
+    let closed = common::free_port();
+    let text = format!(
+        r#"
+[[streams]]
+id = "dead"
+url = "rtsp://127.0.0.1:{closed}/nothing"
+max_backoff_secs = 1
+
+[[streams]]
+id = "live"
+url = "{live}"
+
+[[events]]
+id = "person"
+prompt = "Detect person"
+
+[[alerts]]
+id = "to-down"
+event = "person"
+callback_url = "http://127.0.0.1:{closed}/hook"
+
+[[alerts]]
+id = "to-slow"
+event = "person"
+callback_url = "{slow}"
+
+[[alerts]]
+id = "to-good"
+event = "person"
+callback_url = "{good}"
+
+[webhook]
+timeout_ms = 3000
+"#,
+        live = server.url("live"),
+        good = good.url(),
+    );
+    let config = Config::parse(&text, "t").expect("valid config");
+    let run = tokio::spawn(app::run(
+        config,
+        Hooks::default(),
+        tokio::time::sleep(Duration::from_secs(14)),
+    ));
+
+    // The person appears at 6 s of the clip; expect the start well before 14 s.
+    let deadline = Instant::now() + Duration::from_secs(14);
+    let mut got = None;
+    while Instant::now() < deadline {
+        if let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(500), good.rx.recv()).await
+        {
+            got = Some(r);
+            break;
+        }
+    }
+    let r = got.expect("the healthy receiver got the alert");
+    assert_eq!(r.body["stream_id"], "live");
+    assert_eq!(r.body["alert_id"], "to-good");
+    let latency = latency_ms(&r.body, r.at).expect("latency");
+    assert!(
+        latency < 1000.0,
+        "a slow and a dead receiver must not delay the good one: {latency} ms"
+    );
+
+    let summary = run
+        .await
+        .expect("join")
+        .expect("daemon ran despite the dead camera");
+    assert!(
+        summary.stream_restarts >= 3,
+        "the dead camera was retried: {summary:?}"
+    );
+    assert!(
+        summary.scored >= 10,
+        "the live camera kept being scored: {summary:?}"
+    );
+    assert!(
+        summary.delivery_failures >= 1,
+        "the dead receiver's message failed: {summary:?}"
+    );
+}
+
+fn sightline(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .args(args)
+        .output()
+        .expect("run sightline");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn write(dir: &tempfile::TempDir, text: &str) -> String {
+    let p = dir.path().join("sightline.toml");
+    std::fs::write(&p, text).expect("write config");
+    p.to_string_lossy().into_owned()
+}
+
+#[test]
+fn check_config_reports_every_problem_and_exits_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write(
+        &dir,
+        "[[streams]]\nid = \"cam\"\nurl = \"rtsp://\"\nfps = -1\ncolour = 1\n[webhook]\ntimeout_ms = 1\n",
+    );
+    let (code, text) = sightline(&["check-config", &path]);
+    assert_eq!(code, 2, "{text}");
+    for want in [
+        "streams[0].url",
+        "streams[0].fps",
+        "streams.0.colour",
+        "webhook.timeout_ms",
+        "4 problem(s)",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn check_config_refuses_a_prompt_the_model_cannot_score() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write(
+        &dir,
+        "[[events]]\nid = \"fl\"\nprompt = \"Detect a forklift in the walkway\"\n\
+         [[events]]\nid = \"ok\"\nprompt = \"Detect intruder\"\n",
+    );
+    let (code, text) = sightline(&["check-config", &path]);
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("event \"fl\"") && text.contains("the model detects: person"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("event \"ok\""),
+        "a good prompt is not reported: {text}"
+    );
+}
+
+#[test]
+fn check_config_accepts_a_good_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write(&dir, "[[streams]]\nid = \"cam\"\nurl = \"test:ball\"\n[[events]]\nid = \"p\"\nprompt = \"someone\"\n");
+    let (code, text) = sightline(&["check-config", &path]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("ok (1 streams, 1 events"), "{text}");
+}
+
+#[test]
+fn run_with_a_missing_model_fails_clearly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write(&dir, "[model]\npath = \"no-such-model\"\n");
+    let (code, text) = sightline(&["run", "--config", &path]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("model \"no-such-model\" not found; looked in"),
+        "{text}"
+    );
+}
+
+#[test]
+fn run_with_a_missing_config_file_fails_clearly() {
+    let (code, text) = sightline(&["run", "--config", "/nonexistent/sightline.toml"]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("cannot read"), "{text}");
+}

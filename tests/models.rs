@@ -1,0 +1,174 @@
+//! Both detector decoders on real weights through ONNX Runtime, on real
+//! photos from scikit-image (CC0 / public domain), plus model-loading errors.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sightline::model::{prepare_image, Detector, Manifest, ModelError};
+
+fn cache() -> PathBuf {
+    std::env::var_os("SIGHTLINE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/sightline")
+        })
+}
+
+fn still(name: &str) -> image::RgbImage {
+    let p = cache().join("media/sk/skimage/data").join(name);
+    image::open(&p)
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup --test)", p.display()))
+        .to_rgb8()
+}
+
+fn repo_model(name: &str) -> Arc<Manifest> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(name);
+    Arc::new(Manifest::load(&dir).expect("manifest"))
+}
+
+fn detector(m: Arc<Manifest>) -> Detector {
+    sightline::model::init_runtime(None).expect("ONNX Runtime (run scripts/setup)");
+    Detector::load(m, 1).expect("model loads")
+}
+
+fn best(det: &mut Detector, img: &str, label: &str) -> f32 {
+    let (rgb, content) = prepare_image(&still(img), det.manifest());
+    det.detect(&rgb, content)
+        .expect("inference")
+        .iter()
+        .filter(|d| &*d.label == label)
+        .map(|d| d.score)
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn ssd_person_detector_finds_people_and_only_people() {
+    let mut det = detector(repo_model("ssdlite-person"));
+    for img in ["astronaut.png", "camera.png"] {
+        let s = best(&mut det, img, "person");
+        assert!(s > 0.5, "{img}: person score {s}");
+    }
+    for img in ["chelsea.png", "coffee.png", "rocket.jpg"] {
+        let s = best(&mut det, img, "person");
+        assert!(s < 0.5, "{img}: no person expected, got {s}");
+    }
+}
+
+#[test]
+fn ssd_boxes_are_in_picture_coordinates() {
+    let mut det = detector(repo_model("ssdlite-person"));
+    let (rgb, content) = prepare_image(&still("astronaut.png"), det.manifest());
+    let dets = det.detect(&rgb, content).expect("inference");
+    let p = dets.iter().find(|d| d.score > 0.5).expect("a person");
+    // The astronaut fills most of the frame, left of centre to right edge.
+    assert!(p.area() > 0.3, "{p:?}");
+    assert!(p.bbox.iter().all(|v| (0.0..=1.0).contains(v)), "{p:?}");
+}
+
+/// The YOLOv8 decoder on a real YOLOv8n export (NudeNet 320n, AGPL-3.0,
+/// fetched by scripts/setup --test and never committed).
+#[test]
+fn yolo_v8_decoder_finds_the_astronauts_face() {
+    let weights = cache().join("models/nudenet-320n/320n.onnx");
+    assert!(
+        weights.is_file(),
+        "{} missing: run scripts/setup --test",
+        weights.display()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/nudenet-320n/model.toml"),
+        dir.path().join("model.toml"),
+    )
+    .expect("copy manifest");
+    std::os::unix::fs::symlink(&weights, dir.path().join("320n.onnx")).expect("link weights");
+    let m = Arc::new(Manifest::load(dir.path()).expect("manifest"));
+    let mut det = detector(m);
+    let (rgb, content) = prepare_image(&still("astronaut.png"), det.manifest());
+    let dets = det.detect(&rgb, content).expect("inference");
+    let face = dets
+        .iter()
+        .filter(|d| &*d.label == "FACE_FEMALE")
+        .max_by(|a, b| a.score.total_cmp(&b.score))
+        .unwrap_or_else(|| panic!("no FACE_FEMALE in {dets:?}"));
+    assert!(face.score > 0.5, "{face:?}");
+    // The face is in the upper half of the picture, right of centre.
+    let (cx, cy) = face.centre();
+    assert!(cy < 0.5 && cx > 0.3 && cx < 0.8, "{face:?}");
+    assert!(face.area() < 0.2, "a face, not the whole picture: {face:?}");
+    // NMS leaves one box per face.
+    let faces = dets
+        .iter()
+        .filter(|d| &*d.label == "FACE_FEMALE" && d.score > 0.5)
+        .count();
+    assert_eq!(faces, 1, "{dets:?}");
+}
+
+fn copy_manifest_with(onnx: &[u8]) -> (tempfile::TempDir, Arc<Manifest>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ssdlite-person/model.toml"),
+        dir.path().join("model.toml"),
+    )
+    .expect("copy manifest");
+    if !onnx.is_empty() {
+        std::fs::write(dir.path().join("model.onnx"), onnx).expect("write model");
+    }
+    let m = Arc::new(Manifest::load(dir.path()).expect("manifest"));
+    (dir, m)
+}
+
+#[test]
+fn corrupt_model_is_a_clear_error() {
+    sightline::model::init_runtime(None).expect("ONNX Runtime");
+    let (_dir, m) = copy_manifest_with(b"this is not an ONNX protobuf");
+    let err = Detector::load(m, 1).err().expect("must fail");
+    let text = err.to_string();
+    assert!(matches!(err, ModelError::Load { .. }), "{text}");
+    assert!(
+        text.contains("model.onnx") && text.contains("cannot load"),
+        "{text}"
+    );
+}
+
+#[test]
+fn missing_model_file_is_a_clear_error() {
+    sightline::model::init_runtime(None).expect("ONNX Runtime");
+    let (_dir, m) = copy_manifest_with(b"");
+    let text = Detector::load(m, 1).err().expect("must fail").to_string();
+    assert!(text.contains("does not exist"), "{text}");
+}
+
+#[test]
+fn manifest_that_does_not_fit_the_model_is_refused() {
+    sightline::model::init_runtime(None).expect("ONNX Runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ssdlite-person");
+    let text = std::fs::read_to_string(src.join("model.toml")).expect("read");
+    std::fs::write(
+        dir.path().join("model.toml"),
+        text.replace("image_tensor:0", "pixels"),
+    )
+    .expect("write");
+    std::os::unix::fs::symlink(src.join("model.onnx"), dir.path().join("model.onnx"))
+        .expect("link");
+    let m = Arc::new(Manifest::load(dir.path()).expect("manifest parses"));
+    let text = Detector::load(m, 1).err().expect("must fail").to_string();
+    assert!(
+        text.contains("no input \"pixels\"") && text.contains("image_tensor:0"),
+        "{text}"
+    );
+}
+
+#[test]
+fn malformed_manifest_is_refused_with_its_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("model.toml"), "kind = \"yolo\"\nfile = 3\n").expect("write");
+    let text = Manifest::load(dir.path())
+        .err()
+        .expect("must fail")
+        .to_string();
+    assert!(text.contains("model.toml"), "{text}");
+}
