@@ -167,8 +167,7 @@ fn malformed_manifest_is_refused_with_its_path() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("model.toml"), "kind = \"yolo\"\nfile = 3\n").expect("write");
     let text = Manifest::load(dir.path())
-        .err()
-        .expect("must fail")
+        .expect_err("must fail")
         .to_string();
     assert!(text.contains("model.toml"), "{text}");
 }
