@@ -1,1 +1,211 @@
-fn main() {}
+//! Throughput and latency with many cameras: `cargo bench --bench streams`.
+//!
+//! A child process (this binary re-executed) serves N copies of a 720p25
+//! H.264 clip over RTSP from the file as recorded (no re-encoding). The
+//! daemon, in this process, samples each stream at 2 fps with the default
+//! person detector and delivers alerts to a local webhook receiver. Reported:
+//! scored frames/s, dropped frames, CPU of the daemon process, peak RSS, and
+//! p50/p99 of frame arrival → scored and frame arrival → webhook receipt.
+//!
+//! Environment: SIGHTLINE_BENCH_STREAMS (16), SIGHTLINE_BENCH_SECS (25),
+//! SIGHTLINE_BENCH_MODE (`full`, `keyframes` or `both`, default both),
+//! SIGHTLINE_BENCH_WORKERS (2).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sightline::app::{self, Hooks};
+use sightline::config::Config;
+use sightline::demo::{latency_ms, Receiver};
+use sightline::rtsp_server::RtspServer;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Builds the 720p25 clip once (from the committed ground-truth clip), with a
+/// keyframe every 12 frames so keyframe-only mode can still give ~2 fps.
+fn clip() -> PathBuf {
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench/clip720p25.mp4");
+    if out.is_file() {
+        return out;
+    }
+    std::fs::create_dir_all(out.parent().expect("parent")).expect("mkdir");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/media/ground_truth.mp4");
+    let tmp = out.with_extension("tmp.mp4");
+    let line = format!(
+        "filesrc location={} ! qtdemux ! h264parse ! avdec_h264 ! videoconvert ! videoscale ! videorate ! \
+         video/x-raw,format=I420,width=1280,height=720,framerate=25/1 ! \
+         x264enc key-int-max=12 bframes=0 speed-preset=veryfast bitrate=2500 ! h264parse ! mp4mux ! filesink location={}",
+        src.display(),
+        tmp.display()
+    );
+    let status = Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(line.split_whitespace())
+        .status()
+        .expect("gst-launch-1.0 (scripts/setup installs gstreamer1.0-tools)");
+    assert!(status.success(), "encoding the bench clip failed");
+    std::fs::rename(&tmp, &out).expect("rename");
+    out
+}
+
+fn serve(n: usize, clip: &Path) {
+    let names: Vec<String> = (0..n).map(|i| format!("cam{i}")).collect();
+    let mounts: Vec<(&str, &Path)> = names.iter().map(|m| (m.as_str(), clip)).collect();
+    let server = RtspServer::serve_files(0, &mounts).expect("rtsp server");
+    println!("{}", server.port());
+    // Serve until the parent closes our stdin.
+    let mut buf = String::new();
+    let _ = std::io::stdin().read_line(&mut buf);
+}
+
+fn cpu_seconds() -> f64 {
+    // utime + stime of this process, in clock ticks (100 Hz on Linux).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn run(mode: &str, streams: usize, secs: u64, workers: usize, port: u16) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let mut hook = Receiver::start().await.expect("receiver");
+        let mut text = format!("[runtime]\nworkers = {workers}\nintra_threads = 1\n");
+        for i in 0..streams {
+            text += &format!(
+                "[[streams]]\nid = \"cam{i}\"\nurl = \"rtsp://127.0.0.1:{port}/cam{i}\"\nfps = 2\nkeyframes_only = {}\n",
+                mode == "keyframes"
+            );
+        }
+        // Short occurrences so alerts keep coming while people are in view.
+        text += "[[events]]\nid = \"person\"\nprompt = \"person\"\nk = 1\nwindow = 1\nend_after = 1\nmax_duration_secs = 1\ncooldown_secs = 0\n";
+        text += &format!("[[alerts]]\nid = \"bench\"\nevent = \"person\"\nsend_end = false\ncallback_url = \"{}\"\n", hook.url());
+        let config = Config::parse(&text, "bench").expect("bench config");
+
+        let (scored_tx, scored_rx) = crossbeam_channel::bounded(100_000);
+        let hooks = Hooks { scored: Some(scored_tx), ..Hooks::default() };
+        let cpu0 = cpu_seconds();
+        let t0 = Instant::now();
+        let summary = app::run(config, hooks, tokio::time::sleep(Duration::from_secs(secs)))
+            .await
+            .expect("daemon run");
+        let wall = t0.elapsed().as_secs_f64();
+        let cpu = cpu_seconds() - cpu0;
+
+        let mut scored_ms: Vec<f64> = scored_rx
+            .try_iter()
+            .map(|s| (s.queued + s.inference).as_secs_f64() * 1000.0)
+            .collect();
+        let mut hook_ms: Vec<f64> = std::iter::from_fn(|| hook.rx.try_recv().ok())
+            .filter_map(|r| latency_ms(&r.body, r.at))
+            .collect();
+        let dropped = summary.dropped_full + summary.dropped_stale;
+        println!("mode={mode} streams={streams} workers={workers} run={wall:.1}s (2 cores)");
+        println!(
+            "  scored {} frames = {:.1}/s (offered ~{:.0}/s); dropped {} ({} queue-full, {} stale)",
+            summary.scored,
+            summary.scored as f64 / wall,
+            streams as f64 * 2.0,
+            dropped,
+            summary.dropped_full,
+            summary.dropped_stale
+        );
+        println!(
+            "  daemon CPU {:.0}% of one core; peak RSS {:.0} MB; mean inference {:.1} ms, mean queue wait {:.1} ms",
+            100.0 * cpu / wall,
+            peak_rss_mb(),
+            summary.mean_inference_ms,
+            summary.mean_queue_ms
+        );
+        println!(
+            "  frame arrival -> scored: p50 {:.1} ms, p99 {:.1} ms (n={})",
+            pct(&mut scored_ms, 0.5),
+            pct(&mut scored_ms, 0.99),
+            scored_ms.len()
+        );
+        println!(
+            "  frame arrival -> webhook receipt: p50 {:.1} ms, p99 {:.1} ms (n={} alerts)",
+            pct(&mut hook_ms, 0.5),
+            pct(&mut hook_ms, 0.99),
+            hook_ms.len()
+        );
+    });
+}
+
+fn main() {
+    if std::env::var("SIGHTLINE_BENCH_ROLE").as_deref() == Ok("server") {
+        let n = env_or("SIGHTLINE_BENCH_STREAMS", 16);
+        serve(
+            n,
+            Path::new(&std::env::var("SIGHTLINE_BENCH_CLIP").expect("clip")),
+        );
+        return;
+    }
+    if !std::env::args().any(|a| a == "--bench") {
+        // `cargo test --all-targets` also runs bench targets; only `cargo bench` passes --bench.
+        println!("streams bench: run it with `cargo bench --bench streams`");
+        return;
+    }
+    sightline::telemetry::init("warn");
+    let streams = env_or("SIGHTLINE_BENCH_STREAMS", 16usize);
+    let secs = env_or("SIGHTLINE_BENCH_SECS", 25u64);
+    let workers = env_or("SIGHTLINE_BENCH_WORKERS", 2usize);
+    let mode = std::env::var("SIGHTLINE_BENCH_MODE").unwrap_or_else(|_| "both".into());
+    let clip = clip();
+
+    let mut server = Command::new(std::env::current_exe().expect("exe"))
+        .env("SIGHTLINE_BENCH_ROLE", "server")
+        .env("SIGHTLINE_BENCH_STREAMS", streams.to_string())
+        .env("SIGHTLINE_BENCH_CLIP", &clip)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the RTSP server process");
+    let mut line = String::new();
+    {
+        use std::io::BufRead;
+        let out = server.stdout.take().expect("stdout");
+        std::io::BufReader::new(out)
+            .read_line(&mut line)
+            .expect("port");
+    }
+    let port: u16 = line.trim().parse().expect("server port");
+    let modes: Vec<&str> = match mode.as_str() {
+        "both" => vec!["full", "keyframes"],
+        m => vec![m],
+    };
+    for m in modes {
+        run(m, streams, secs, workers, port);
+    }
+    drop(server.stdin.take());
+    let _ = server.wait();
+}

@@ -30,7 +30,7 @@ pub struct RawRuntime {
     pub workers: Option<i64>,
     /// ONNX Runtime intra-op threads per worker (default: cores / workers).
     pub intra_threads: Option<i64>,
-    /// Frames waiting for a worker, over all streams (default 4 per worker, at least 8).
+    /// Frames waiting for a worker, over all streams (default: 2 per stream, at least 4 per worker and 8).
     pub queue_capacity: Option<i64>,
     /// A queued frame older than this is dropped instead of scored (default 800 ms).
     pub max_frame_age_ms: Option<i64>,

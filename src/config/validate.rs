@@ -89,7 +89,11 @@ pub(super) fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
         queue_capacity: c.int(
             "runtime.queue_capacity",
             raw.runtime.queue_capacity,
-            (4 * workers as i64).max(8),
+            // Cameras started together deliver keyframes together: room for
+            // two frames per stream absorbs that burst without drops.
+            (2 * raw.streams.len() as i64)
+                .max(4 * workers as i64)
+                .max(8),
             1,
             100_000,
         ) as usize,

@@ -62,6 +62,21 @@ pub fn ort_library_candidates(configured: Option<&Path>) -> Vec<PathBuf> {
 
 static ENV: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
 
+/// Prepacked weights shared by every session of the same model file, so a
+/// second worker does not hold a second copy of the repacked convolutions.
+fn shared_weights(path: &Path) -> ort::session::builder::PrepackedWeights {
+    static SHARED: OnceLock<
+        std::sync::Mutex<
+            std::collections::HashMap<PathBuf, ort::session::builder::PrepackedWeights>,
+        >,
+    > = OnceLock::new();
+    let map = SHARED.get_or_init(Default::default);
+    let mut map = map.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    map.entry(path.to_path_buf())
+        .or_insert_with(ort::session::builder::PrepackedWeights::new)
+        .clone()
+}
+
 /// Loads ONNX Runtime once per process. Later calls return the first result.
 pub fn init_runtime(
     configured: Option<&Path>,
@@ -145,6 +160,22 @@ impl Detector {
         let session = Session::builder(&env)
             .and_then(|b| b.with_intra_threads(intra_threads).map_err(Into::into))
             .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
+            // Without the arena and memory patterns each session keeps only
+            // what a run needs, and shared prepacked weights avoid a copy per
+            // worker (figures in docs/PERFORMANCE.md). Idle intra-op threads
+            // sleep instead of spinning: the decoders need those cycles.
+            .and_then(|b| b.with_memory_pattern(false).map_err(Into::into))
+            .and_then(|b| b.with_intra_op_spinning(false).map_err(Into::into))
+            .and_then(|b| {
+                b.with_prepacked_weights(&shared_weights(&path))
+                    .map_err(Into::into)
+            })
+            .and_then(|b| {
+                b.with_execution_providers([ort::ep::CPU::default()
+                    .with_arena_allocator(false)
+                    .build()])
+                    .map_err(Into::into)
+            })
             .and_then(|mut b| b.commit_from_file(&path))
             .map_err(|e| load_err(format!("ONNX Runtime cannot load it: {e}")))?;
         let input = session

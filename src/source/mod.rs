@@ -202,6 +202,16 @@ fn run_once(
     let Ok(pipeline) = pipeline.downcast::<gst::Pipeline>() else {
         return failed("launch line did not produce a pipeline".into());
     };
+    // One decoder thread per stream: with many cameras on few cores, libav's
+    // frame threading only adds buffered frames (memory, latency) per stream.
+    pipeline.connect_deep_element_added(|_, _, element| {
+        let is_libav = element
+            .factory()
+            .is_some_and(|f| f.name().starts_with("avdec_"));
+        if is_libav && element.has_property("max-threads") {
+            element.set_property("max-threads", 1i32);
+        }
+    });
     let (Some(gate), Some(sink)) = (
         pipeline.by_name(pipeline::GATE),
         pipeline.by_name(pipeline::SINK),

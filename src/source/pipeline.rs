@@ -1,8 +1,8 @@
 //! The GStreamer launch line for one stream.
 //!
 //! Shape: source → parsebin → [drop delta units] → decodebin → sampler gate
-//! → videoconvert → videoscale → RGB at the model's size → appsink (latest
-//! frame only). Dropping delta units *before* the decoder is what makes
+//! → videoscale to the model's size → videoconvert to RGB → appsink
+//! (latest frame only). Dropping delta units *before* the decoder is what makes
 //! keyframe-only mode cheap: the decoder never sees the other frames.
 //! Frames the sampler refuses are dropped right after the decoder, so colour
 //! conversion and scaling run only for frames that will be scored.
@@ -53,21 +53,22 @@ pub fn launch_line(s: &StreamConfig, out: Output) -> String {
     } else {
         ""
     };
-    let fit = if out.letterbox {
-        format!(
-            "videoscale add-borders=true ! video/x-raw,format=RGB,width={},height={},pixel-aspect-ratio=1/1",
-            out.width, out.height
-        )
+    // Scale first, then convert: colour conversion touches the model's few
+    // pixels instead of the camera's many.
+    let (borders, par) = if out.letterbox {
+        ("true", ",pixel-aspect-ratio=1/1")
     } else {
-        format!(
-            "videoscale ! video/x-raw,format=RGB,width={},height={}",
-            out.width, out.height
-        )
+        ("false", "")
     };
+    let fit = format!(
+        "videoscale add-borders={borders} ! video/x-raw,width={},height={}{par} ! \
+         videoconvert ! video/x-raw,format=RGB",
+        out.width, out.height
+    );
     // A live source is already paced; a file is played at its own speed.
     let sync = !live;
     format!(
-        "{src}{keyframes} ! decodebin ! identity name={GATE} ! videoconvert ! {fit} ! \
+        "{src}{keyframes} ! decodebin ! identity name={GATE} ! {fit} ! \
          appsink name={SINK} max-buffers=1 drop=true sync={sync} emit-signals=false"
     )
 }
