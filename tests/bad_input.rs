@@ -206,3 +206,10 @@ fn run_with_a_missing_config_file_fails_clearly() {
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("cannot read"), "{text}");
 }
+
+#[test]
+fn the_shipped_example_config_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/sightline.example.toml");
+    let (code, text) = sightline(&["check-config", path]);
+    assert_eq!(code, 0, "{text}");
+}
