@@ -65,8 +65,12 @@ fn serve(n: usize, clip: &Path) {
 }
 
 fn cpu_seconds() -> f64 {
-    // utime + stime of this process, in clock ticks (100 Hz on Linux).
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    cpu_seconds_of("self")
+}
+
+fn cpu_seconds_of(pid: &str) -> f64 {
+    // utime + stime of a process, in clock ticks (100 Hz on Linux).
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit(')').next().unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
@@ -91,7 +95,7 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
-fn run(mode: &str, streams: usize, secs: u64, workers: usize, port: u16) {
+fn run(mode: &str, streams: usize, secs: u64, workers: usize, port: u16, server_pid: u32) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -99,7 +103,8 @@ fn run(mode: &str, streams: usize, secs: u64, workers: usize, port: u16) {
         .expect("runtime");
     rt.block_on(async move {
         let mut hook = Receiver::start().await.expect("receiver");
-        let mut text = format!("[runtime]\nworkers = {workers}\nintra_threads = 1\n");
+        let intra: usize = env_or("SIGHTLINE_BENCH_INTRA", 1);
+        let mut text = format!("[runtime]\nworkers = {workers}\nintra_threads = {intra}\n");
         for i in 0..streams {
             text += &format!(
                 "[[streams]]\nid = \"cam{i}\"\nurl = \"rtsp://127.0.0.1:{port}/cam{i}\"\nfps = 2\nkeyframes_only = {}\n",
@@ -113,13 +118,15 @@ fn run(mode: &str, streams: usize, secs: u64, workers: usize, port: u16) {
 
         let (scored_tx, scored_rx) = crossbeam_channel::bounded(100_000);
         let hooks = Hooks { scored: Some(scored_tx), ..Hooks::default() };
-        let cpu0 = cpu_seconds();
+        let server = server_pid.to_string();
+        let (cpu0, server0) = (cpu_seconds(), cpu_seconds_of(&server));
         let t0 = Instant::now();
         let summary = app::run(config, hooks, tokio::time::sleep(Duration::from_secs(secs)))
             .await
             .expect("daemon run");
         let wall = t0.elapsed().as_secs_f64();
         let cpu = cpu_seconds() - cpu0;
+        let server_cpu = cpu_seconds_of(&server) - server0;
 
         let mut scored_ms: Vec<f64> = scored_rx
             .try_iter()
@@ -140,8 +147,9 @@ fn run(mode: &str, streams: usize, secs: u64, workers: usize, port: u16) {
             summary.dropped_stale
         );
         println!(
-            "  daemon CPU {:.0}% of one core; peak RSS {:.0} MB; mean inference {:.1} ms, mean queue wait {:.1} ms",
+            "  daemon CPU {:.0}% of one core (RTSP server process: {:.0}%); peak RSS {:.0} MB; mean inference {:.1} ms, mean queue wait {:.1} ms",
             100.0 * cpu / wall,
+            100.0 * server_cpu / wall,
             peak_rss_mb(),
             summary.mean_inference_ms,
             summary.mean_queue_ms
@@ -204,7 +212,7 @@ fn main() {
         m => vec![m],
     };
     for m in modes {
-        run(m, streams, secs, workers, port);
+        run(m, streams, secs, workers, port, server.id());
     }
     drop(server.stdin.take());
     let _ = server.wait();

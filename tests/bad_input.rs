@@ -209,7 +209,10 @@ fn run_with_a_missing_config_file_fails_clearly() {
 
 #[test]
 fn the_shipped_example_config_is_valid() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/sightline.example.toml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/systemd/sightline.example.toml"
+    );
     let (code, text) = sightline(&["check-config", path]);
     assert_eq!(code, 0, "{text}");
 }

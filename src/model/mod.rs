@@ -160,20 +160,13 @@ impl Detector {
         let session = Session::builder(&env)
             .and_then(|b| b.with_intra_threads(intra_threads).map_err(Into::into))
             .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
-            // Without the arena and memory patterns each session keeps only
-            // what a run needs, and shared prepacked weights avoid a copy per
-            // worker (figures in docs/PERFORMANCE.md). Idle intra-op threads
-            // sleep instead of spinning: the decoders need those cycles.
-            .and_then(|b| b.with_memory_pattern(false).map_err(Into::into))
+            // Shared prepacked weights avoid a copy per worker. Idle intra-op
+            // threads sleep instead of spinning: the decoders need those
+            // cycles. The CPU arena stays on: without it inference was ~20%
+            // slower here (docs/PERFORMANCE.md).
             .and_then(|b| b.with_intra_op_spinning(false).map_err(Into::into))
             .and_then(|b| {
                 b.with_prepacked_weights(&shared_weights(&path))
-                    .map_err(Into::into)
-            })
-            .and_then(|b| {
-                b.with_execution_providers([ort::ep::CPU::default()
-                    .with_arena_allocator(false)
-                    .build()])
                     .map_err(Into::into)
             })
             .and_then(|mut b| b.commit_from_file(&path))

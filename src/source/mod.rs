@@ -307,6 +307,12 @@ fn run_once(
         );
     }
 
+    if let Some(bus) = pipeline.bus() {
+        bus.set_sync_handler(|_, msg| {
+            lower_streaming_thread_priority(msg);
+            gst::BusSyncReply::Pass
+        });
+    }
     let end = watch_bus(cfg, &pipeline, stop, &last_frame, &got_frame);
     let _ = pipeline.set_state(gst::State::Null);
     end
@@ -374,6 +380,29 @@ fn watch_bus(
                 ),
                 had_frames: had(),
             };
+        }
+    }
+}
+
+/// Niceness of GStreamer streaming threads, relative to the inference workers.
+///
+/// When many cameras send keyframes at the same moment, the decoders and the
+/// inference workers compete for the cores. The frames being scored are the
+/// ones an alert waits for, so streaming threads yield to them: measured in
+/// `benches/streams.rs` (docs/PERFORMANCE.md). Raising priority needs
+/// privileges; lowering it does not.
+const STREAMING_NICE: libc::c_int = 5;
+
+/// A `stream-status` ENTER message is posted from the new streaming thread
+/// itself, so a synchronous bus handler can renice that thread.
+fn lower_streaming_thread_priority(msg: &gst::Message) {
+    if let gst::MessageView::StreamStatus(s) = msg.view() {
+        if s.get().0 == gst::StreamStatusType::Enter {
+            // SAFETY: gettid and setpriority have no memory-safety preconditions.
+            unsafe {
+                let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+                libc::setpriority(libc::PRIO_PROCESS, tid, STREAMING_NICE);
+            }
         }
     }
 }
