@@ -189,6 +189,18 @@ fn main() {
     let workers = env_or("SIGHTLINE_BENCH_WORKERS", 2usize);
     let mode = std::env::var("SIGHTLINE_BENCH_MODE").unwrap_or_else(|_| "both".into());
     let clip = clip();
+    if mode == "both" {
+        // One process per mode, so peak RSS is each mode's own.
+        for m in ["full", "keyframes"] {
+            let status = Command::new(std::env::current_exe().expect("exe"))
+                .arg("--bench")
+                .env("SIGHTLINE_BENCH_MODE", m)
+                .status()
+                .expect("run one mode");
+            assert!(status.success(), "mode {m} failed");
+        }
+        return;
+    }
 
     let mut server = Command::new(std::env::current_exe().expect("exe"))
         .env("SIGHTLINE_BENCH_ROLE", "server")
@@ -207,13 +219,7 @@ fn main() {
             .expect("port");
     }
     let port: u16 = line.trim().parse().expect("server port");
-    let modes: Vec<&str> = match mode.as_str() {
-        "both" => vec!["full", "keyframes"],
-        m => vec![m],
-    };
-    for m in modes {
-        run(m, streams, secs, workers, port, server.id());
-    }
+    run(&mode, streams, secs, workers, port, server.id());
     drop(server.stdin.take());
     let _ = server.wait();
 }
