@@ -40,12 +40,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { file } => {
             telemetry::init("warn");
-            let config = match Config::load(&file) {
+            let config = match load(&file) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprint!("{e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             match app::compile(&config) {
                 Ok((m, events)) => {
@@ -68,12 +65,9 @@ fn main() -> ExitCode {
         }
         Command::Run { config } => {
             telemetry::init("info");
-            let config = match Config::load(&config) {
+            let config = match load(&config) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprint!("{e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             block_on(async move {
                 app::run(config, app::Hooks::default(), shutdown_signal())
@@ -86,6 +80,14 @@ fn main() -> ExitCode {
             block_on(async move { demo::run(seconds).await.map(|_| ()) })
         }
     }
+}
+
+/// Loads a config file, printing every problem and giving exit code 2 if bad.
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprint!("{e}");
+        ExitCode::from(2)
+    })
 }
 
 fn block_on(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
