@@ -100,6 +100,17 @@ client_id = "sightline-e2e-{pid}"
         "end_time {end_time} vs end {END}"
     );
 
+    // Idempotency key: stable per (alert, occurrence, phase).
+    let id = starts[0]
+        .headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok());
+    let want = format!(
+        "yard-intruder:{}:start",
+        start["occurrence_id"].as_str().unwrap_or("")
+    );
+    assert_eq!(id, Some(want.as_str()));
+
     // Payload shape.
     assert_eq!(start["event_id"], "person");
     assert_eq!(start["label"], "security_alert");

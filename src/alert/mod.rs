@@ -269,3 +269,109 @@ async fn deliver_with_retry(
     }
     stats.failed.fetch_add(1, Ordering::Relaxed);
 }
+
+#[cfg(test)]
+mod tests {
+    //! Routing only: which alerts an occurrence reaches. The sink here records
+    //! in memory; real webhook and MQTT delivery are covered by the
+    //! integration tests against a real receiver and a real broker.
+    use std::sync::Mutex;
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::types::EventId;
+
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(String, String)>>);
+
+    impl Sink for Recorder {
+        fn name(&self) -> String {
+            "recorder".into()
+        }
+        fn deliver<'a>(&'a self, d: &'a Delivery) -> DeliverFuture<'a> {
+            Box::pin(async move {
+                if let Ok(mut v) = self.0.lock() {
+                    v.push((d.payload.alert_id.to_string(), d.topic.clone()));
+                }
+                Ok(())
+            })
+        }
+    }
+
+    fn alert(id: &str, streams: &[&str], enabled: bool, send_end: bool) -> AlertConfig {
+        AlertConfig {
+            id: AlertId::new(id),
+            event: EventId::new("e"),
+            streams: streams.iter().map(StreamId::new).collect(),
+            callback_url: None,
+            mqtt_topic: Some("t/{stream}/{label}".into()),
+            send_end,
+            enabled,
+        }
+    }
+
+    fn occ(stream: &str, phase: Phase) -> Occurrence {
+        Occurrence {
+            occurrence_id: "o".into(),
+            phase,
+            event_id: EventId::new("e"),
+            label: "lbl".into(),
+            stream_id: StreamId::new(stream),
+            start_time: 1.0,
+            end_time: 2.0,
+            confidence: 0.9,
+            count: 1,
+            explanation: "x".into(),
+            frame_wall: SystemTime::now(),
+            frame_arrived: Instant::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn occurrences_reach_only_matching_enabled_alerts() {
+        let rec = Arc::new(Recorder::default());
+        let policy = RetryPolicy {
+            attempts: 1,
+            first_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(1),
+            concurrency: 1,
+        };
+        let alerts = vec![
+            alert("only-s1", &["s1"], true, true),
+            alert("all", &[], true, false),
+            alert("off", &[], false, true),
+        ];
+        let d = Dispatcher::start(
+            alerts,
+            HashMap::new(),
+            None,
+            Some(rec.clone() as Arc<dyn Sink>),
+            policy,
+            None,
+        );
+        assert_eq!(d.dispatch(&occ("s1", Phase::Start)), 2, "only-s1 and all");
+        assert_eq!(d.dispatch(&occ("s2", Phase::Start)), 1, "all");
+        assert_eq!(
+            d.dispatch(&occ("s1", Phase::End)),
+            1,
+            "only-s1 sends ends; all does not"
+        );
+        for _ in 0..100 {
+            if rec.0.lock().map(|v| v.len()).unwrap_or(0) == 4 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut got = rec.0.lock().map(|v| v.clone()).unwrap_or_default();
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                ("all".into(), "t/s1/lbl".into()),
+                ("all".into(), "t/s2/lbl".into()),
+                ("only-s1".into(), "t/s1/lbl".into()),
+                ("only-s1".into(), "t/s1/lbl".into()),
+            ]
+        );
+    }
+}
