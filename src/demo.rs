@@ -51,6 +51,8 @@ callback_url = "{callback}"
 #[derive(Debug, Clone)]
 pub struct Received {
     pub body: serde_json::Value,
+    /// The body exactly as sent (signatures cover these bytes).
+    pub raw: axum::body::Bytes,
     pub headers: HeaderMap,
     pub at: SystemTime,
 }
@@ -90,8 +92,13 @@ async fn record(
 ) -> axum::http::StatusCode {
     let at = SystemTime::now();
     match serde_json::from_slice(&body) {
-        Ok(body) => {
-            let _ = tx.send(Received { body, headers, at });
+        Ok(json) => {
+            let _ = tx.send(Received {
+                body: json,
+                raw: body,
+                headers,
+                at,
+            });
             axum::http::StatusCode::NO_CONTENT
         }
         Err(_) => axum::http::StatusCode::BAD_REQUEST,

@@ -8,6 +8,7 @@ mod common;
 
 use std::time::Duration;
 
+use sightline::alert::sign::{self, Secret};
 use sightline::app::{self, Hooks};
 use sightline::config::Config;
 use sightline::demo::{latency_ms, Receiver};
@@ -15,6 +16,7 @@ use sightline::rtsp_server::RtspServer;
 
 const ONSET: f64 = 10.0;
 const END: f64 = 20.0;
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_occurrence_over_mqtt_and_webhook_matches_ground_truth() {
@@ -43,6 +45,7 @@ label = "security_alert"
 id = "yard-intruder"
 event = "person"
 callback_url = "{callback}"
+webhook_secrets = ["{secret}"]
 
 [mqtt]
 port = {port}
@@ -52,6 +55,7 @@ client_id = "sightline-e2e-{pid}"
         callback = hook.url(),
         port = broker.port,
         pid = std::process::id(),
+        secret = SECRET,
     );
     let config = Config::parse(&text, "e2e").expect("valid config");
     // 30 s clip plus time for the end message (4 misses at 2 fps) and start-up.
@@ -110,6 +114,26 @@ client_id = "sightline-e2e-{pid}"
         start["occurrence_id"].as_str().unwrap_or("")
     );
     assert_eq!(id, Some(want.as_str()));
+    let secret = Secret::parse(SECRET).expect("secret");
+    for r in &webhook {
+        let header = |name: &str| {
+            r.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+        };
+        let ts: i64 = header("webhook-timestamp")
+            .parse()
+            .expect("webhook-timestamp");
+        let signed = sign::verify(
+            &secret,
+            header("webhook-id"),
+            ts,
+            &r.raw,
+            header("webhook-signature"),
+        );
+        assert!(signed, "signature verifies for {}", r.body);
+    }
 
     // Payload shape.
     assert_eq!(start["event_id"], "person");

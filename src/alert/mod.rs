@@ -10,6 +10,7 @@
 
 pub mod mqtt;
 pub mod payload;
+pub mod sign;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -34,6 +35,8 @@ pub struct Delivery {
     pub body: Arc<[u8]>,
     /// MQTT topic (ignored by webhooks).
     pub topic: String,
+    /// Webhook signing secrets of the alert (ignored by MQTT).
+    pub secrets: Arc<[sign::Secret]>,
     /// When the frame behind it arrived, for latency.
     pub frame_arrived: Instant,
 }
@@ -157,10 +160,12 @@ impl Dispatcher {
                     continue;
                 }
             };
+            let secrets: Arc<[sign::Secret]> = a.webhook_secrets.clone().into();
             let mk = |topic: String| Delivery {
                 payload: Arc::clone(&payload),
                 body: Arc::clone(&body),
                 topic,
+                secrets: Arc::clone(&secrets),
                 frame_arrived: occ.frame_arrived,
             };
             if let Some(t) = a.callback_url.as_ref().and_then(|u| self.webhooks.get(u)) {
@@ -304,6 +309,7 @@ mod tests {
             event: EventId::new("e"),
             streams: streams.iter().map(StreamId::new).collect(),
             callback_url: None,
+            webhook_secrets: Vec::new(),
             mqtt_topic: Some("t/{stream}/{label}".into()),
             send_end,
             enabled,

@@ -1,6 +1,8 @@
 //! Webhook delivery: one JSON POST per message, with a timeout; redirects are
 //! not followed (a 3xx is a failure), 2xx is success, 408/429/5xx and network
-//! errors are retried, other 4xx are permanent.
+//! errors are retried, other 4xx are permanent. Headers follow Standard
+//! Webhooks: `webhook-id`, `webhook-timestamp`, and `webhook-signature` when
+//! the alert has secrets ([`super::sign`]).
 
 use std::time::Duration;
 
@@ -46,14 +48,28 @@ impl Sink for WebhookTarget {
 
     fn deliver<'a>(&'a self, d: &'a Delivery) -> DeliverFuture<'a> {
         Box::pin(async move {
-            let resp = self
+            // Stable per (alert, occurrence, phase): the receiver's idempotency key.
+            let id = format!(
+                "{}:{}:{}",
+                d.payload.alert_id,
+                d.payload.occurrence_id,
+                phase_str(d)
+            );
+            // The timestamp is this attempt's, so receivers can refuse replays.
+            let now = chrono::Utc::now().timestamp();
+            let mut req = self
                 .client
                 .post(&self.url)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .header(
-                    "webhook-id",
-                    format!("{}:{}", d.payload.occurrence_id, phase_str(d)),
-                )
+                .header("webhook-timestamp", now.to_string());
+            if !d.secrets.is_empty() {
+                req = req.header(
+                    "webhook-signature",
+                    super::sign::header(&d.secrets, &id, now, &d.body),
+                );
+            }
+            let resp = req
+                .header("webhook-id", id)
                 .body(d.body.to_vec())
                 .send()
                 .await

@@ -159,6 +159,8 @@ pub struct AlertConfig {
     /// Empty means every stream.
     pub streams: Vec<StreamId>,
     pub callback_url: Option<String>,
+    /// Standard Webhooks signing secrets; requests are unsigned when empty.
+    pub webhook_secrets: Vec<crate::alert::sign::Secret>,
     /// Topic template when the alert publishes over MQTT.
     pub mqtt_topic: Option<String>,
     pub send_end: bool,

@@ -108,6 +108,8 @@ pub struct RawAlert {
     pub streams: Option<Vec<String>>,
     /// Webhook URL that receives a POST per message.
     pub callback_url: Option<String>,
+    /// Signing secrets (`whsec_…`); several during a rotation.
+    pub webhook_secrets: Option<Vec<String>>,
     /// Publish over MQTT (needs `[mqtt]`); default true when `[mqtt]` exists.
     pub mqtt: Option<bool>,
     /// Topic template; `{stream}` and `{label}` are filled in.

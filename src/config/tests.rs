@@ -148,6 +148,26 @@ event = "e"
 }
 
 #[test]
+fn webhook_secrets_are_checked() {
+    let text = r#"
+[[streams]]
+id = "s"
+url = "test:"
+[[events]]
+id = "e"
+prompt = "person"
+[[alerts]]
+id = "a"
+event = "e"
+callback_url = "http://h/x"
+webhook_secrets = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "plain-text"]
+"#;
+    let err = Config::parse(text, "t").expect_err("invalid");
+    let paths: Vec<&str> = err.problems.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(paths, vec!["alerts[0].webhook_secrets[1]"], "{err}");
+}
+
+#[test]
 fn duplicate_ids_are_refused() {
     let text = r#"
 [[streams]]

@@ -443,6 +443,19 @@ fn alert(
             c.bad(format!("{p}.callback_url"), m);
         }
     }
+    let mut webhook_secrets = Vec::new();
+    for (i, s) in a.webhook_secrets.iter().flatten().enumerate() {
+        match crate::alert::sign::Secret::parse(s) {
+            Ok(secret) => webhook_secrets.push(secret),
+            Err(m) => c.bad(format!("{p}.webhook_secrets[{i}]"), m),
+        }
+    }
+    if !webhook_secrets.is_empty() && a.callback_url.is_none() {
+        c.bad(
+            format!("{p}.webhook_secrets"),
+            "signing secrets need a callback_url",
+        );
+    }
     let wants_mqtt = a.mqtt.unwrap_or(mqtt.is_some() || a.mqtt_topic.is_some());
     if wants_mqtt && mqtt.is_none() {
         c.bad(
@@ -469,6 +482,7 @@ fn alert(
         event: EventId::new(event),
         streams: ids,
         callback_url: a.callback_url.clone(),
+        webhook_secrets,
         mqtt_topic,
         send_end: a.send_end.unwrap_or(true),
         enabled: a.enabled.unwrap_or(true),
