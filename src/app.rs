@@ -106,10 +106,9 @@ pub async fn run(
 
     // Delivery.
     let webhook = WebhookSink::new(config.webhook.timeout).context("building the HTTP client")?;
-    let mqtt: Option<Arc<dyn Sink>> = config
-        .mqtt
-        .as_ref()
-        .map(|m| Arc::new(MqttSink::start(m)) as Arc<dyn Sink>);
+    let mqtt_sink: Option<Arc<MqttSink>> =
+        config.mqtt.as_ref().map(|m| Arc::new(MqttSink::start(m)));
+    let mqtt = mqtt_sink.clone().map(|m| m as Arc<dyn Sink>);
     let stream_urls: HashMap<StreamId, String> = config
         .streams
         .iter()
@@ -247,6 +246,9 @@ pub async fn run(
     for (_, s) in &target_stats {
         summary.delivered += s.delivered.load(Ordering::Relaxed);
         summary.delivery_failures += s.failed.load(Ordering::Relaxed);
+    }
+    if let Some(m) = mqtt_sink {
+        m.close(Duration::from_secs(2)).await;
     }
     fill_pool_figures(&mut summary, &pool_stats);
     Ok(summary)

@@ -69,7 +69,18 @@ client_id = "sightline-e2e-{pid}"
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let webhook: Vec<_> = common::drain(&mut hook.rx);
-    let mqtt: Vec<_> = common::drain(&mut mqtt_rx);
+    let all_mqtt: Vec<_> = common::drain(&mut mqtt_rx);
+    // Availability: retained "online" after connecting, "offline" on shutdown.
+    let status: Vec<&str> = all_mqtt
+        .iter()
+        .filter(|m| m.topic == "sightline/status")
+        .map(|m| m.raw.as_str())
+        .collect();
+    assert_eq!(status, vec!["online", "offline"], "availability topic");
+    let mqtt: Vec<_> = all_mqtt
+        .into_iter()
+        .filter(|m| m.topic != "sightline/status")
+        .collect();
     eprintln!("summary: {summary:?}");
     for r in &webhook {
         eprintln!("webhook: {}", r.body);

@@ -175,6 +175,7 @@ pub struct MqttConfig {
     pub client_id: String,
     pub keep_alive: Duration,
     pub topic: String,
+    pub status_topic: String,
 }
 
 /// Webhook delivery settings.

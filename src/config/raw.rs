@@ -129,6 +129,9 @@ pub struct RawMqtt {
     pub keep_alive_secs: Option<i64>,
     /// Default topic template (default `sightline/{stream}/alerts/{label}`).
     pub topic: Option<String>,
+    /// Retained availability topic: `online` while connected, `offline` as
+    /// the Last Will and on clean shutdown (default `sightline/status`).
+    pub status_topic: Option<String>,
 }
 
 /// `[webhook]`: HTTP delivery settings shared by all callback URLs.

@@ -150,6 +150,10 @@ pub(super) fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
             .topic
             .map(|t| topic(&mut c, "mqtt.topic", t))
             .unwrap_or_else(|| DEFAULT_TOPIC.into()),
+        status_topic: m
+            .status_topic
+            .map(|t| topic(&mut c, "mqtt.status_topic", t))
+            .unwrap_or_else(|| "sightline/status".into()),
     });
 
     let mut alert_ids = HashSet::new();

@@ -82,6 +82,7 @@ impl Drop for Mosquitto {
 pub struct MqttMessage {
     pub topic: String,
     pub body: serde_json::Value,
+    pub raw: String,
     pub at: std::time::SystemTime,
 }
 
@@ -116,6 +117,7 @@ pub async fn subscribe(port: u16, filter: &str) -> mpsc::UnboundedReceiver<MqttM
                     let _ = tx.send(MqttMessage {
                         topic: p.topic.clone(),
                         body,
+                        raw: String::from_utf8_lossy(&p.payload).into_owned(),
                         at: std::time::SystemTime::now(),
                     });
                 }
