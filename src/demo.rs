@@ -136,7 +136,7 @@ pub async fn run(seconds: Option<u64>) -> anyhow::Result<Summary> {
     println!("  webhook: {}", receiver.url());
     println!(
         "  watching for {} s ...",
-        seconds.unwrap_or(DEMO_SECONDS + 3)
+        seconds.unwrap_or(DEMO_SECONDS - 1)
     );
 
     let printer = tokio::spawn(async move {
@@ -157,7 +157,9 @@ pub async fn run(seconds: Option<u64>) -> anyhow::Result<Summary> {
         }
         n
     });
-    let watch = Duration::from_secs(seconds.unwrap_or(DEMO_SECONDS + 3));
+    // One pass: stop just before the clip ends (and the server hangs up);
+    // the end message went out 2 s after the astronaut left, at about 14 s.
+    let watch = Duration::from_secs(seconds.unwrap_or(DEMO_SECONDS - 1));
     let stop = async move {
         tokio::select! {
             _ = tokio::time::sleep(watch) => {}
