@@ -27,6 +27,15 @@ enum Command {
     },
     /// Validate a config file (and its events against the model) and exit.
     CheckConfig { file: PathBuf },
+    /// Serve MP4 (H.264) files over RTSP as stand-in cameras, one mount per
+    /// file named after it, until interrupted.
+    Serve {
+        /// Port to listen on (0 picks a free one).
+        #[arg(long, default_value_t = 8554)]
+        port: u16,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Watch a bundled clip with the default model; no camera, broker or config needed.
     Demo {
         /// How long to watch, in seconds (default: one pass of the clip).
@@ -75,11 +84,52 @@ fn main() -> ExitCode {
                     .map(|_| ())
             })
         }
+        Command::Serve { port, files } => {
+            telemetry::init("warn");
+            serve(port, &files)
+        }
         Command::Demo { seconds } => {
             telemetry::init("warn");
             block_on(async move { demo::run(seconds).await.map(|_| ()) })
         }
     }
+}
+
+fn serve(port: u16, files: &[PathBuf]) -> ExitCode {
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| {
+            f.file_stem()
+                .map_or("clip".into(), |s| s.to_string_lossy().into_owned())
+        })
+        .collect();
+    for f in files {
+        if !f.is_file() {
+            eprintln!("error: {} is not a file", f.display());
+            return ExitCode::from(2);
+        }
+    }
+    let mounts: Vec<(&str, &std::path::Path)> = names
+        .iter()
+        .map(String::as_str)
+        .zip(files.iter().map(PathBuf::as_path))
+        .collect();
+    let server = match sightline::rtsp_server::RtspServer::serve_files(port, &mounts) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for n in &names {
+        println!("{}", server.url(n));
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    block_on(async {
+        let _ = tokio::signal::ctrl_c().await;
+        Ok(())
+    })
 }
 
 /// Loads a config file, printing every problem and giving exit code 2 if bad.

@@ -1,3 +1,5 @@
+//! Validation tests: good configs get defaults, bad ones report every problem with its path.
+
 use super::*;
 
 const GOOD: &str = r#"

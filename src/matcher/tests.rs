@@ -1,3 +1,5 @@
+//! Prompt resolution, per-frame conditions and the matcher across streams.
+
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 

@@ -455,3 +455,46 @@ fn content_rect(pad: &gst::Pad, w: u32, h: u32) -> [f32; 4] {
         ]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        let cap = Duration::from_secs(30);
+        for failures in 0..40 {
+            let d = backoff_delay(failures, cap);
+            let full = Duration::from_millis(250)
+                .saturating_mul(1u32 << failures.min(16))
+                .min(cap);
+            assert!(
+                d >= full / 2 && d <= full,
+                "{failures}: {d:?} not in [{:?}, {full:?}]",
+                full / 2
+            );
+        }
+        let many: Vec<Duration> = (0..50).map(|_| backoff_delay(20, cap)).collect();
+        assert!(
+            many.iter().any(|d| *d != many[0]),
+            "jitter spreads reconnects"
+        );
+    }
+
+    #[test]
+    fn stream_time_keeps_rising_across_a_rebuild() {
+        let mut c = Clock {
+            offset: 0.0,
+            first_pts: None,
+            last: None,
+        };
+        assert_eq!(c.stream_secs(100.0), 0.0);
+        assert_eq!(c.stream_secs(102.5), 2.5);
+        std::thread::sleep(Duration::from_millis(20));
+        c.rebase();
+        // A new pipeline starts its pts from zero again.
+        let t = c.stream_secs(0.0);
+        assert!(t >= 2.52, "continues after the gap: {t}");
+        assert!(c.stream_secs(1.0) > t);
+    }
+}
