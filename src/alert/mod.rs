@@ -44,12 +44,29 @@ pub struct Delivery {
 /// Why a delivery attempt failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    /// Worth trying again later (timeouts, 5xx, connection refused).
-    #[error("{0}")]
-    Retry(String),
-    /// Will never succeed (4xx other than 408/429).
+    /// Worth trying again later (timeouts, 3xx, 5xx, connection refused);
+    /// `after` is the receiver's `Retry-After`, if it gave one.
+    #[error("{message}")]
+    Retry {
+        message: String,
+        after: Option<Duration>,
+    },
+    /// This message will never be accepted (4xx other than 408, 410, 429).
     #[error("{0}")]
     Permanent(String),
+    /// The receiver says the endpoint is gone for good (410): stop sending to it.
+    #[error("{0}")]
+    Gone(String),
+}
+
+impl SinkError {
+    /// A retryable failure without a `Retry-After`.
+    pub fn retry(message: impl Into<String>) -> SinkError {
+        SinkError::Retry {
+            message: message.into(),
+            after: None,
+        }
+    }
 }
 
 /// A future returned by [`Sink::deliver`].
@@ -70,6 +87,14 @@ pub struct TargetStats {
     pub failed: AtomicU64,
     pub retries: AtomicU64,
     pub overflow: AtomicU64,
+    /// Why the target was disabled (a 410 from the receiver), if it was.
+    pub disabled: std::sync::Mutex<Option<String>>,
+}
+
+impl TargetStats {
+    fn disabled_reason(&self) -> Option<String> {
+        self.disabled.lock().ok().and_then(|d| d.clone())
+    }
 }
 
 /// What happened to a delivered message, for whoever is watching (the demo).
@@ -97,6 +122,8 @@ struct Target {
 
 /// Capacity of each target's queue.
 const TARGET_QUEUE: usize = 4096;
+/// Longest wait a `Retry-After` can impose on one in-memory retry.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 
 /// Routes occurrences to alert targets.
 pub struct Dispatcher {
@@ -193,6 +220,11 @@ impl Dispatcher {
 }
 
 fn enqueue(t: &Target, d: Delivery, alert: &AlertId) -> usize {
+    if let Some(reason) = t.stats.disabled_reason() {
+        t.stats.failed.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(target = %t.name, %alert, %reason, "target disabled; message not sent");
+        return 0;
+    }
     match t.tx.try_send(d) {
         Ok(()) => 1,
         Err(e) => {
@@ -260,14 +292,26 @@ async fn deliver_with_retry(
                 tracing::error!(target = %sink.name(), alert = %d.payload.alert_id, error = %m, "delivery refused; not retrying");
                 break;
             }
-            Err(SinkError::Retry(m)) if attempt < policy.attempts => {
+            Err(SinkError::Gone(m)) => {
+                tracing::error!(target = %sink.name(), alert = %d.payload.alert_id, error = %m, "receiver is gone; target disabled");
+                if let Ok(mut reason) = stats.disabled.lock() {
+                    reason.get_or_insert(m);
+                }
+                break;
+            }
+            Err(SinkError::Retry { message, after }) if attempt < policy.attempts => {
                 stats.retries.fetch_add(1, Ordering::Relaxed);
                 let jitter = backoff.mul_f64(rand::random::<f64>() * 0.5);
-                tracing::warn!(target = %sink.name(), attempt, error = %m, retry_in_ms = (backoff + jitter).as_millis() as u64, "delivery failed");
-                tokio::time::sleep(backoff + jitter).await;
+                // The receiver's Retry-After is a floor, not a suggestion.
+                let wait = (backoff + jitter).max(after.unwrap_or_default().min(MAX_RETRY_AFTER));
+                tracing::warn!(target = %sink.name(), attempt, error = %message, retry_in_ms = wait.as_millis() as u64, "delivery failed");
+                tokio::time::sleep(wait).await;
                 backoff = (backoff * 2).min(policy.max_backoff);
+                if stats.disabled_reason().is_some() {
+                    break;
+                }
             }
-            Err(SinkError::Retry(m)) => {
+            Err(SinkError::Retry { message: m, .. }) => {
                 tracing::error!(target = %sink.name(), alert = %d.payload.alert_id, error = %m, "delivery failed; attempts exhausted");
             }
         }

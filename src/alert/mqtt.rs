@@ -119,7 +119,7 @@ impl Sink for MqttSink {
             self.client
                 .publish(d.topic.as_str(), QoS::AtLeastOnce, false, d.body.to_vec())
                 .await
-                .map_err(|e| SinkError::Retry(format!("publish to {}: {e}", d.topic)))
+                .map_err(|e| SinkError::retry(format!("publish to {}: {e}", d.topic)))
         })
     }
 }

@@ -73,22 +73,104 @@ impl Sink for WebhookTarget {
                 .body(d.body.to_vec())
                 .send()
                 .await
-                .map_err(|e| SinkError::Retry(format!("POST failed: {e}")))?;
-            let status = resp.status();
-            if status.is_success() {
-                Ok(())
-            } else if status.is_server_error() || status.as_u16() == 408 || status.as_u16() == 429 {
-                Err(SinkError::Retry(format!("receiver answered {status}")))
-            } else {
-                Err(SinkError::Permanent(format!("receiver answered {status}")))
-            }
+                .map_err(|e| SinkError::retry(format!("POST failed: {e}")))?;
+            classify(
+                resp.status(),
+                resp.headers().get(reqwest::header::RETRY_AFTER),
+            )
         })
     }
+}
+
+/// What a receiver's answer means for this message and this target.
+pub fn classify(
+    status: reqwest::StatusCode,
+    retry_after: Option<&reqwest::header::HeaderValue>,
+) -> Result<(), SinkError> {
+    let code = status.as_u16();
+    match code {
+        200..=299 => Ok(()),
+        410 => Err(SinkError::Gone(format!(
+            "receiver answered {status} at {}",
+            chrono::Utc::now().to_rfc3339()
+        ))),
+        // The receiver asks for time: its Retry-After is honoured.
+        429 | 503 => Err(SinkError::Retry {
+            message: format!("receiver answered {status}"),
+            after: retry_after
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after),
+        }),
+        // Redirects are not followed: a moved endpoint is a failure to retry.
+        300..=399 | 408 | 500..=599 => Err(SinkError::retry(format!("receiver answered {status}"))),
+        _ => Err(SinkError::Permanent(format!("receiver answered {status}"))),
+    }
+}
+
+/// `Retry-After` as seconds or as an HTTP date.
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let wait = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(wait.to_std().unwrap_or_default())
 }
 
 fn phase_str(d: &Delivery) -> &'static str {
     match d.payload.phase {
         crate::matcher::Phase::Start => "start",
         crate::matcher::Phase::End => "end",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+    use reqwest::StatusCode;
+
+    #[test]
+    fn answers_are_classified() {
+        assert!(classify(StatusCode::NO_CONTENT, None).is_ok());
+        assert!(matches!(
+            classify(StatusCode::GONE, None),
+            Err(SinkError::Gone(_))
+        ));
+        assert!(matches!(
+            classify(StatusCode::FOUND, None),
+            Err(SinkError::Retry { .. })
+        ));
+        assert!(matches!(
+            classify(StatusCode::BAD_GATEWAY, None),
+            Err(SinkError::Retry { .. })
+        ));
+        assert!(matches!(
+            classify(StatusCode::BAD_REQUEST, None),
+            Err(SinkError::Permanent(_))
+        ));
+        let h = HeaderValue::from_static("7");
+        match classify(StatusCode::TOO_MANY_REQUESTS, Some(&h)) {
+            Err(SinkError::Retry { after, .. }) => assert_eq!(after, Some(Duration::from_secs(7))),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_or_a_date() {
+        assert_eq!(parse_retry_after(" 120 "), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO),
+            "past dates mean now"
+        );
+        let soon = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
+        let d = parse_retry_after(&soon).expect("date");
+        assert!(
+            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
+        assert_eq!(parse_retry_after("soon"), None);
     }
 }
