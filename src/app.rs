@@ -136,44 +136,14 @@ pub async fn run(
     let matcher_thread = std::thread::Builder::new()
         .name("matcher".into())
         .spawn(move || {
-            let mut matcher = Matcher::new(events);
-            let (mut occurrences, mut queued) = (0u64, 0u64);
-            let mut last_time: HashMap<StreamId, f64> = HashMap::new();
-            loop {
-                select! {
-                    recv(scores_rx) -> s => {
-                        let Ok(s) = s else { break };
-                        last_time.insert(s.stream_id.clone(), s.stream_secs);
-                        for occ in matcher.observe(&s) {
-                            occurrences += 1;
-                            tracing::info!(stream = %occ.stream_id, event = %occ.event_id, phase = ?occ.phase,
-                                start = occ.start_time, end = occ.end_time, confidence = occ.confidence, "occurrence");
-                            queued += dispatcher.dispatch(&occ) as u64;
-                        }
-                        if let Some(h) = &scored_hook {
-                            let _ = h.try_send(s);
-                        }
-                    }
-                    recv(events_rx) -> e => {
-                        let Ok(e) = e else { continue };
-                        let stream = match &e {
-                            SourceEvent::Down { stream, .. } => stream.clone(),
-                            SourceEvent::Finished(stream) => {
-                                let _ = finished_tx.send(stream.clone());
-                                stream.clone()
-                            }
-                            SourceEvent::Up(_) => continue,
-                        };
-                        // A stream that went away cannot show the end of what it saw.
-                        let t = last_time.get(&stream).copied().unwrap_or(0.0);
-                        for occ in matcher.close_stream(&stream, t, std::time::SystemTime::now()) {
-                            occurrences += 1;
-                            queued += dispatcher.dispatch(&occ) as u64;
-                        }
-                    }
-                }
-            }
-            (occurrences, queued)
+            match_loop(
+                Matcher::new(events),
+                &dispatcher,
+                scores_rx,
+                events_rx,
+                &finished_tx,
+                scored_hook,
+            )
         })
         .context("spawning the matcher thread")?;
 
@@ -252,6 +222,60 @@ pub async fn run(
     }
     fill_pool_figures(&mut summary, &pool_stats);
     Ok(summary)
+}
+
+/// The matcher thread: scores and source events in, alert messages out.
+/// Returns (occurrence messages, deliveries queued) when the pool closes.
+fn match_loop(
+    mut matcher: Matcher,
+    dispatcher: &Dispatcher,
+    scores_rx: crossbeam_channel::Receiver<Scores>,
+    mut events_rx: crossbeam_channel::Receiver<SourceEvent>,
+    finished_tx: &mpsc::UnboundedSender<StreamId>,
+    scored_hook: Option<crossbeam_channel::Sender<Scores>>,
+) -> (u64, u64) {
+    let (mut occurrences, mut queued) = (0u64, 0u64);
+    let mut last_time: HashMap<StreamId, f64> = HashMap::new();
+    loop {
+        select! {
+            recv(scores_rx) -> s => {
+                let Ok(s) = s else { break };
+                last_time.insert(s.stream_id.clone(), s.stream_secs);
+                for occ in matcher.observe(&s) {
+                    occurrences += 1;
+                    tracing::info!(stream = %occ.stream_id, event = %occ.event_id, phase = ?occ.phase,
+                        start = occ.start_time, end = occ.end_time, confidence = occ.confidence, "occurrence");
+                    queued += dispatcher.dispatch(&occ) as u64;
+                }
+                if let Some(h) = &scored_hook {
+                    let _ = h.try_send(s);
+                }
+            }
+            recv(events_rx) -> e => {
+                let Ok(e) = e else {
+                    // Every source is gone; stop selecting on a closed channel
+                    // (it would be ready forever and spin).
+                    events_rx = crossbeam_channel::never();
+                    continue;
+                };
+                let stream = match &e {
+                    SourceEvent::Down { stream, .. } => stream.clone(),
+                    SourceEvent::Finished(stream) => {
+                        let _ = finished_tx.send(stream.clone());
+                        stream.clone()
+                    }
+                    SourceEvent::Up(_) => continue,
+                };
+                // A stream that went away cannot show the end of what it saw.
+                let t = last_time.get(&stream).copied().unwrap_or(0.0);
+                for occ in matcher.close_stream(&stream, t, std::time::SystemTime::now()) {
+                    occurrences += 1;
+                    queued += dispatcher.dispatch(&occ) as u64;
+                }
+            }
+        }
+    }
+    (occurrences, queued)
 }
 
 fn fill_pool_figures(s: &mut Summary, p: &PoolStats) {
