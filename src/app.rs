@@ -166,6 +166,15 @@ pub async fn run(
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     tracing::info!(streams = streams.len(), "sightline running");
 
+    let stats_task = config.runtime.stats_interval.map(|every| {
+        let sources: Vec<(StreamId, Arc<source::SourceStats>)> = streams
+            .iter()
+            .map(|h| (h.id.clone(), Arc::clone(&h.stats)))
+            .collect();
+        let (pool, targets) = (Arc::clone(&pool_stats), target_stats.clone());
+        tokio::spawn(log_counters(every, sources, pool, targets))
+    });
+
     // Wait.
     let total = streams.len();
     let wait_finished = async {
@@ -186,6 +195,9 @@ pub async fn run(
     }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
 
+    if let Some(t) = stats_task {
+        t.abort();
+    }
     // Shutdown order: no new frames, finish queued frames, drain the matcher.
     let mut summary = Summary::default();
     for h in streams {
@@ -222,6 +234,52 @@ pub async fn run(
     }
     fill_pool_figures(&mut summary, &pool_stats);
     Ok(summary)
+}
+
+/// Logs every counter once per period, so drops and failures show up in the
+/// journal while the daemon runs, not only at exit.
+async fn log_counters(
+    every: Duration,
+    sources: Vec<(StreamId, Arc<source::SourceStats>)>,
+    pool: Arc<PoolStats>,
+    targets: Vec<(String, Arc<crate::alert::TargetStats>)>,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let drops = pool.drops_by_stream();
+        for (id, s) in &sources {
+            tracing::info!(
+                stream = %id,
+                frames = s.frames.load(Ordering::Relaxed),
+                restarts = s.restarts.load(Ordering::Relaxed),
+                dropped = drops.get(id).copied().unwrap_or(0),
+                "stream counters"
+            );
+        }
+        let mut f = Summary::default();
+        fill_pool_figures(&mut f, &pool);
+        tracing::info!(
+            scored = f.scored,
+            dropped_full = f.dropped_full,
+            dropped_stale = f.dropped_stale,
+            errors = pool.errors.load(Ordering::Relaxed),
+            mean_inference_ms = f.mean_inference_ms,
+            mean_queue_ms = f.mean_queue_ms,
+            "pool counters"
+        );
+        for (name, t) in &targets {
+            tracing::info!(
+                target = %name,
+                delivered = t.delivered.load(Ordering::Relaxed),
+                failed = t.failed.load(Ordering::Relaxed),
+                retries = t.retries.load(Ordering::Relaxed),
+                overflow = t.overflow.load(Ordering::Relaxed),
+                "delivery counters"
+            );
+        }
+    }
 }
 
 /// The matcher thread: scores and source events in, alert messages out.

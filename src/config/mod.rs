@@ -67,6 +67,8 @@ pub struct Runtime {
     pub intra_threads: usize,
     pub queue_capacity: usize,
     pub max_frame_age: Duration,
+    /// Period of the counters log line; `None` when turned off.
+    pub stats_interval: Option<Duration>,
     pub ort_library: Option<PathBuf>,
 }
 

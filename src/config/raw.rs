@@ -34,6 +34,8 @@ pub struct RawRuntime {
     pub queue_capacity: Option<i64>,
     /// A queued frame older than this is dropped instead of scored (default 800 ms).
     pub max_frame_age_ms: Option<i64>,
+    /// How often the counters are logged, in seconds; 0 turns it off (default 60).
+    pub stats_interval_secs: Option<i64>,
     /// Path of `libonnxruntime.so`; else `ORT_DYLIB_PATH`; else where setup puts it.
     pub ort_library: Option<String>,
 }

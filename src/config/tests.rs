@@ -43,6 +43,9 @@ fn a_good_config_validates_with_defaults() {
     );
     assert_eq!(c.mqtt.as_ref().map(|m| m.port), Some(1883));
     assert_eq!(c.model, "ssdlite-person");
+    assert_eq!(c.runtime.stats_interval, Some(std::time::Duration::from_secs(60)));
+    let quiet = Config::parse("[runtime]\nstats_interval_secs = 0\n", "t").expect("valid");
+    assert_eq!(quiet.runtime.stats_interval, None, "0 turns the counters log off");
 }
 
 #[test]

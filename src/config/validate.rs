@@ -104,6 +104,16 @@ pub(super) fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
             10,
             600_000,
         ) as u64),
+        stats_interval: match c.int(
+            "runtime.stats_interval_secs",
+            raw.runtime.stats_interval_secs,
+            60,
+            0,
+            86_400,
+        ) {
+            0 => None,
+            s => Some(Duration::from_secs(s as u64)),
+        },
         ort_library: raw.runtime.ort_library.map(PathBuf::from),
     };
 
