@@ -43,9 +43,15 @@ fn a_good_config_validates_with_defaults() {
     );
     assert_eq!(c.mqtt.as_ref().map(|m| m.port), Some(1883));
     assert_eq!(c.model, "ssdlite-person");
-    assert_eq!(c.runtime.stats_interval, Some(std::time::Duration::from_secs(60)));
+    assert_eq!(
+        c.runtime.stats_interval,
+        Some(std::time::Duration::from_secs(60))
+    );
     let quiet = Config::parse("[runtime]\nstats_interval_secs = 0\n", "t").expect("valid");
-    assert_eq!(quiet.runtime.stats_interval, None, "0 turns the counters log off");
+    assert_eq!(
+        quiet.runtime.stats_interval, None,
+        "0 turns the counters log off"
+    );
 }
 
 #[test]
@@ -184,4 +190,73 @@ url = "test:"
 "#;
     let err = Config::parse(text, "t").expect_err("invalid");
     assert!(err.to_string().contains("duplicate stream id"), "{err}");
+}
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    const KEYS: &[&str] = &[
+        "[runtime]",
+        "[[streams]]",
+        "[[events]]",
+        "[[alerts]]",
+        "[mqtt]",
+        "[webhook]",
+        "id",
+        "url",
+        "fps",
+        "workers",
+        "prompt",
+        "label",
+        "event",
+        "callback_url",
+        "streams",
+        "region",
+        "k",
+        "window",
+        "port",
+        "webhook_secrets",
+        "min_confidence",
+        "timeout_ms",
+        "topic",
+    ];
+    const VALUES: &[&str] = &[
+        "\"a\"",
+        "0",
+        "-1",
+        "1e308",
+        "nan",
+        "inf",
+        "true",
+        "[]",
+        "[\"a\"]",
+        "{}",
+        "\"rtsp://\"",
+        "\"whsec_\"",
+        "{ points = [[0, 0]] }",
+        "\"test:\"",
+        "\"http://u:p@h/\"",
+        "9999999999999",
+    ];
+
+    proptest! {
+        /// Arbitrary text, and config-shaped lines of known keys with odd values,
+        /// give a Config or problems, never a panic.
+        #[test]
+        fn on_any_text(s in ".{0,200}") {
+            let _ = Config::parse(&s, "p");
+        }
+
+        #[test]
+        fn on_config_shaped_text(lines in proptest::collection::vec((0..KEYS.len(), 0..VALUES.len()), 0..30)) {
+            let text: String = lines
+                .iter()
+                .map(|&(k, v)| if KEYS[k].starts_with('[') { format!("{}\n", KEYS[k]) } else { format!("{} = {}\n", KEYS[k], VALUES[v]) })
+                .collect();
+            if let Err(e) = Config::parse(&text, "p") {
+                prop_assert!(!e.problems.is_empty());
+            }
+        }
+    }
 }
