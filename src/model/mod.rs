@@ -142,7 +142,6 @@ pub struct Detector {
     session: Session,
     manifest: Arc<Manifest>,
     scratch: Vec<f32>,
-    yolo_layout: Option<decode::YoloLayout>,
 }
 
 impl Detector {
@@ -210,7 +209,6 @@ impl Detector {
             session,
             manifest,
             scratch: Vec::new(),
-            yolo_layout: None,
         })
     }
 
@@ -258,28 +256,28 @@ impl Detector {
         }
         .map_err(|e| run_err(e.to_string()))?;
 
-        let tensor = |name: &Option<String>| -> Result<Vec<f32>, ModelError> {
+        // Outputs are read in place: no copy per frame.
+        let tensor = |name: &Option<String>| {
             let name = name.as_deref().unwrap_or_default();
             let v = outputs
                 .get(name)
                 .ok_or_else(|| run_err(format!("output {name:?} missing")))?;
-            let (_, data) = v
-                .try_extract_tensor::<f32>()
-                .map_err(|e| run_err(format!("output {name:?}: {e}")))?;
-            Ok(data.to_vec())
+            v.try_extract_tensor::<f32>()
+                .map_err(|e| run_err(format!("output {name:?}: {e}")))
         };
         match m.kind {
             Kind::Ssd => {
                 let count = match &m.outputs.count {
                     Some(_) => tensor(&m.outputs.count)?
+                        .1
                         .first()
                         .map(|c| c.max(0.0) as usize),
                     None => None,
                 };
                 Ok(decode::ssd(
-                    &tensor(&m.outputs.boxes)?,
-                    &tensor(&m.outputs.scores)?,
-                    &tensor(&m.outputs.classes)?,
+                    tensor(&m.outputs.boxes)?.1,
+                    tensor(&m.outputs.scores)?.1,
+                    tensor(&m.outputs.classes)?.1,
                     count,
                     FLOOR_SCORE,
                     content,
@@ -287,23 +285,10 @@ impl Detector {
                 ))
             }
             Kind::Yolo => {
-                let name = m.outputs.output.as_deref().unwrap_or_default();
-                let v = outputs
-                    .get(name)
-                    .ok_or_else(|| run_err(format!("output {name:?} missing")))?;
-                let (shape, data) = v
-                    .try_extract_tensor::<f32>()
-                    .map_err(|e| run_err(format!("output {name:?}: {e}")))?;
+                let (shape, data) = tensor(&m.outputs.output)?;
                 let version = m.yolo.as_ref().map_or(8, |y| y.version);
-                let layout = match self.yolo_layout {
-                    Some(l) => l,
-                    None => {
-                        let l = decode::YoloLayout::from_shape(version, shape, m.labels.len())
-                            .map_err(run_err)?;
-                        self.yolo_layout = Some(l);
-                        l
-                    }
-                };
+                let layout = decode::YoloLayout::from_shape(version, shape, m.labels.len())
+                    .map_err(run_err)?;
                 Ok(decode::yolo(
                     data,
                     layout,
