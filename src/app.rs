@@ -14,9 +14,7 @@ use anyhow::{anyhow, Context};
 use crossbeam_channel::{bounded, select};
 use tokio::sync::mpsc;
 
-use crate::alert::{
-    mqtt::MqttSink, webhook::WebhookSink, Delivered, Dispatcher, RetryPolicy, Sink,
-};
+use crate::alert::{mqtt::MqttSink, webhook::WebhookSink, Dispatcher, RetryPolicy, Sink};
 use crate::config::Config;
 use crate::matcher::{CompiledEvent, Matcher};
 use crate::model::{self, Detector, Manifest, Resize};
@@ -27,8 +25,6 @@ use crate::types::{Scores, StreamId};
 /// Optional observers, used by the demo, the benchmark and tests.
 #[derive(Default)]
 pub struct Hooks {
-    /// Receives every successful delivery.
-    pub delivered: Option<mpsc::UnboundedSender<Delivered>>,
     /// Receives every scored frame (after matching).
     pub scored: Option<crossbeam_channel::Sender<Scores>>,
     /// Stop once every stream has finished (file sources) instead of waiting for shutdown.
@@ -125,7 +121,6 @@ pub async fn run(
             max_backoff: Duration::from_secs(30),
             concurrency: config.webhook.concurrency,
         },
-        hooks.delivered.clone(),
     );
     let target_stats = dispatcher.stats();
 

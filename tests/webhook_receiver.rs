@@ -89,7 +89,6 @@ fn dispatcher(url: &str) -> Dispatcher {
         Some(Arc::new(sink)),
         None,
         policy,
-        None,
     )
 }
 

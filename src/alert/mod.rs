@@ -97,14 +97,6 @@ impl TargetStats {
     }
 }
 
-/// What happened to a delivered message, for whoever is watching (the demo).
-#[derive(Debug, Clone)]
-pub struct Delivered {
-    pub target: String,
-    pub payload: Arc<Payload>,
-    pub latency: Duration,
-}
-
 /// Retry policy for a target.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -142,18 +134,17 @@ impl Dispatcher {
         webhook: Option<Arc<webhook::WebhookSink>>,
         mqtt: Option<Arc<dyn Sink>>,
         policy: RetryPolicy,
-        watch: Option<mpsc::UnboundedSender<Delivered>>,
     ) -> Dispatcher {
         let mut webhooks = HashMap::new();
         if let Some(wh) = webhook {
             for url in alerts.iter().filter_map(|a| a.callback_url.clone()) {
                 webhooks.entry(url.clone()).or_insert_with(|| {
                     let sink: Arc<dyn Sink> = Arc::new(wh.for_url(&url));
-                    spawn_target(sink, policy, watch.clone())
+                    spawn_target(sink, policy)
                 });
             }
         }
-        let mqtt = mqtt.map(|s| spawn_target(s, policy, watch.clone()));
+        let mqtt = mqtt.map(|s| spawn_target(s, policy));
         Dispatcher {
             alerts,
             stream_urls,
@@ -235,11 +226,7 @@ fn enqueue(t: &Target, d: Delivery, alert: &AlertId) -> usize {
     }
 }
 
-fn spawn_target(
-    sink: Arc<dyn Sink>,
-    policy: RetryPolicy,
-    watch: Option<mpsc::UnboundedSender<Delivered>>,
-) -> Target {
+fn spawn_target(sink: Arc<dyn Sink>, policy: RetryPolicy) -> Target {
     let (tx, mut rx) = mpsc::channel::<Delivery>(TARGET_QUEUE);
     let stats = Arc::new(TargetStats::default());
     let name = sink.name();
@@ -252,9 +239,8 @@ fn spawn_target(
             };
             let sink = Arc::clone(&sink);
             let stats = Arc::clone(&task_stats);
-            let watch = watch.clone();
             tokio::spawn(async move {
-                deliver_with_retry(&*sink, &d, policy, &stats, watch.as_ref()).await;
+                deliver_with_retry(&*sink, &d, policy, &stats).await;
                 drop(permit);
             });
         }
@@ -267,7 +253,6 @@ async fn deliver_with_retry(
     d: &Delivery,
     policy: RetryPolicy,
     stats: &TargetStats,
-    watch: Option<&mpsc::UnboundedSender<Delivered>>,
 ) {
     let mut backoff = policy.first_backoff;
     for attempt in 1..=policy.attempts.max(1) {
@@ -279,13 +264,6 @@ async fn deliver_with_retry(
                     target = %sink.name(), alert = %d.payload.alert_id, occurrence = %d.payload.occurrence_id,
                     phase = ?d.payload.phase, latency_ms = latency.as_millis() as u64, "alert delivered"
                 );
-                if let Some(w) = watch {
-                    let _ = w.send(Delivered {
-                        target: sink.name(),
-                        payload: Arc::clone(&d.payload),
-                        latency,
-                    });
-                }
                 return;
             }
             Err(SinkError::Permanent(m)) => {
@@ -397,7 +375,6 @@ mod tests {
             None,
             Some(rec.clone() as Arc<dyn Sink>),
             policy,
-            None,
         );
         assert_eq!(d.dispatch(&occ("s1", Phase::Start)), 2, "only-s1 and all");
         assert_eq!(d.dispatch(&occ("s2", Phase::Start)), 1, "all");
