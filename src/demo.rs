@@ -71,11 +71,7 @@ impl Receiver {
             .route("/{*path}", post(record))
             .route("/", post(record))
             .with_state(tx);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let addr = serve_local(app).await?;
         Ok(Receiver { addr, rx })
     }
 
@@ -83,6 +79,17 @@ impl Receiver {
     pub fn url(&self) -> String {
         format!("http://{}/alerts", self.addr)
     }
+}
+
+/// Serves `app` on a free port of 127.0.0.1 in the background; returns the
+/// address. Must be called inside a tokio runtime.
+pub async fn serve_local(app: Router) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(addr)
 }
 
 async fn record(

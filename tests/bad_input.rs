@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use axum::{routing::post, Router};
 use sightline::app::{self, Hooks};
 use sightline::config::Config;
-use sightline::demo::{latency_ms, Receiver};
+use sightline::demo::{latency_ms, serve_local, Receiver};
 use sightline::rtsp_server::RtspServer;
 
 /// An HTTP receiver that takes 20 s to answer anything.
@@ -22,13 +22,7 @@ async fn slow_receiver() -> String {
             "late"
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = serve_local(app).await.expect("slow receiver listens");
     format!("http://{addr}/hook")
 }
 

@@ -12,6 +12,7 @@ use axum::{
 };
 use sightline::alert::{webhook::WebhookSink, Dispatcher, RetryPolicy};
 use sightline::config::AlertConfig;
+use sightline::demo::serve_local;
 use sightline::matcher::{Occurrence, Phase};
 use sightline::types::{AlertId, EventId, StreamId};
 
@@ -55,13 +56,7 @@ async fn receiver(answers: Vec<Answer>) -> (String, Script) {
     let app = Router::new()
         .route("/hook", post(answer))
         .with_state(script.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = serve_local(app).await.expect("receiver listens");
     (format!("http://{addr}/hook"), script)
 }
 
