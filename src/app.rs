@@ -3,7 +3,9 @@
 //! a bounded grace period for deliveries in flight).
 //!
 //! Threads: one supervisor per stream (GStreamer), `workers` inference
-//! threads, one matcher thread. Async (tokio) only for delivery.
+//! threads, one matcher thread. Async (tokio) for delivery and the API.
+//! Which streams, events and alerts exist is the [`Engine`]'s business; it
+//! can change them while everything runs.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -11,15 +13,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use crossbeam_channel::{bounded, select};
+use crossbeam_channel::{bounded, select, unbounded};
 use tokio::sync::mpsc;
 
+use crate::alert::ws::Hub;
 use crate::alert::{mqtt::MqttSink, webhook::WebhookSink, Dispatcher, RetryPolicy, Sink};
+use crate::api;
 use crate::config::Config;
+use crate::engine::{Engine, MatchControl, Parts};
+use crate::index::Indexer;
 use crate::matcher::{CompiledEvent, Matcher};
 use crate::model::{self, Detector, Manifest, Resize};
 use crate::pool::{Pool, PoolConfig, PoolStats, Scorer};
-use crate::source::{self, Output, SourceEvent, StreamHandle};
+use crate::source::{self, Output, SourceEvent};
+use crate::store::{SceneRecord, Store};
 use crate::types::{Scores, StreamId};
 
 /// Optional observers, used by the demo, the benchmark and tests.
@@ -29,6 +36,8 @@ pub struct Hooks {
     pub scored: Option<crossbeam_channel::Sender<Scores>>,
     /// Stop once every stream has finished (file sources) instead of waiting for shutdown.
     pub stop_when_finished: bool,
+    /// Told the API's address once it listens (tests bind port 0).
+    pub api_bound: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
 }
 
 /// Figures from one run.
@@ -80,6 +89,7 @@ pub async fn run(
         model = %manifest.dir.display(), kind = ?manifest.kind, labels = ?manifest.labels,
         events = events.len(), streams = config.streams.len(), "model loaded"
     );
+    let store = Arc::new(Store::open(config.state.dir.as_deref())?);
 
     // Pool: each worker loads its own session on its own thread.
     let (scores_tx, scores_rx) = bounded::<Scores>(256);
@@ -101,77 +111,115 @@ pub async fn run(
     let pool_stats = pool.stats();
 
     // Delivery.
+    let hub = Arc::new(Hub::new(config.api.as_ref().map_or(256, |a| a.ws_buffer)));
     let webhook = WebhookSink::new(config.webhook.timeout).context("building the HTTP client")?;
     let mqtt_sink: Option<Arc<MqttSink>> =
         config.mqtt.as_ref().map(|m| Arc::new(MqttSink::start(m)));
     let mqtt = mqtt_sink.clone().map(|m| m as Arc<dyn Sink>);
-    let stream_urls: HashMap<StreamId, String> = config
-        .streams
-        .iter()
-        .map(|s| (s.id.clone(), s.url.to_string()))
-        .collect();
-    let dispatcher = Dispatcher::start(
-        config.alerts.clone(),
-        stream_urls,
+    let dispatcher = Arc::new(Dispatcher::start(
         Some(Arc::new(webhook)),
         mqtt,
+        Some(Arc::clone(&hub)),
         RetryPolicy {
             attempts: config.webhook.attempts,
             first_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
             concurrency: config.webhook.concurrency,
         },
-    );
-    let target_stats = dispatcher.stats();
+    ));
 
-    // Matcher thread: scores and source events in, messages out.
+    // Scene records: written in batches off the matcher thread.
+    let (records_tx, records_rx) = mpsc::channel::<SceneRecord>(4096);
+    let records_task = tokio::spawn(store_records(
+        records_rx,
+        Arc::clone(&store),
+        config.state.scene_records,
+    ));
+
+    // Matcher thread: scores, source events and control changes in,
+    // messages and scene records out.
     let (events_tx, events_rx) = bounded::<SourceEvent>(1024);
+    let (control_tx, control_rx) = unbounded::<MatchControl>();
     let (finished_tx, mut finished_rx) = mpsc::unbounded_channel::<StreamId>();
-    let scored_hook = hooks.scored.clone();
+    let loop_parts = MatchLoop {
+        dispatcher: Arc::clone(&dispatcher),
+        hub: Arc::clone(&hub),
+        records: records_tx,
+        finished: finished_tx,
+        scored_hook: hooks.scored.clone(),
+    };
     let matcher_thread = std::thread::Builder::new()
         .name("matcher".into())
-        .spawn(move || {
-            match_loop(
-                Matcher::new(events),
-                &dispatcher,
-                scores_rx,
-                events_rx,
-                &finished_tx,
-                scored_hook,
-            )
-        })
+        .spawn(move || loop_parts.run(Matcher::new(events), scores_rx, events_rx, control_rx))
         .context("spawning the matcher thread")?;
 
-    // Sources.
-    let out = Output {
-        width: manifest.input.width,
-        height: manifest.input.height,
-        letterbox: manifest.input.resize == Resize::Letterbox,
-    };
+    // The control plane starts the streams.
     let reporter: source::Reporter = Arc::new(move |e: SourceEvent| {
         let _ = events_tx.try_send(e);
     });
-    let mut streams: Vec<StreamHandle> = Vec::new();
-    for s in &config.streams {
-        let h = source::spawn(s.clone(), out, pool.submitter(), Arc::clone(&reporter))
-            .with_context(|| format!("starting stream {}", s.id))?;
-        streams.push(h);
-    }
-    drop(reporter);
+    let engine = Engine::start(
+        Parts {
+            store: Arc::clone(&store),
+            manifest: Arc::clone(&manifest),
+            mqtt: config.mqtt.clone(),
+            out: Output {
+                width: manifest.input.width,
+                height: manifest.input.height,
+                letterbox: manifest.input.resize == Resize::Letterbox,
+            },
+            submitter: pool.submitter(),
+            reporter,
+            matcher: control_tx,
+            dispatcher: Arc::clone(&dispatcher),
+            hub: Arc::clone(&hub),
+            keep_records: config.state.scene_records,
+        },
+        &config,
+    )
+    .await?;
+
+    // The API.
+    let (api_stop_tx, api_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let api_task = match &config.api {
+        Some(api_cfg) => {
+            let key = api::load_key(api_cfg, config.state.dir.as_deref())?;
+            let listener = tokio::net::TcpListener::bind(api_cfg.listen)
+                .await
+                .with_context(|| format!("binding the API to {}", api_cfg.listen))?;
+            let addr = listener.local_addr()?;
+            tracing::info!(%addr, "API listening");
+            if let Some(tx) = hooks.api_bound {
+                let _ = tx.send(addr);
+            }
+            let router = api::router(Arc::clone(&engine), key, addr);
+            Some(tokio::spawn(async move {
+                let r = axum::serve(listener, router)
+                    .with_graceful_shutdown(async {
+                        let _ = api_stop_rx.await;
+                    })
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "API server failed");
+                }
+            }))
+        }
+        None => None,
+    };
+
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-    tracing::info!(streams = streams.len(), "sightline running");
+    let total = engine.stream_stats().len();
+    tracing::info!(streams = total, "sightline running");
 
     let stats_task = config.runtime.stats_interval.map(|every| {
-        let sources: Vec<(StreamId, Arc<source::SourceStats>)> = streams
-            .iter()
-            .map(|h| (h.id.clone(), Arc::clone(&h.stats)))
-            .collect();
-        let (pool, targets) = (Arc::clone(&pool_stats), target_stats.clone());
-        tokio::spawn(log_counters(every, sources, pool, targets))
+        let (pool, engine, dispatcher) = (
+            Arc::clone(&pool_stats),
+            Arc::clone(&engine),
+            Arc::clone(&dispatcher),
+        );
+        tokio::spawn(log_counters(every, engine, pool, dispatcher))
     });
 
     // Wait.
-    let total = streams.len();
     let wait_finished = async {
         let mut done = 0;
         while done < total {
@@ -193,13 +241,22 @@ pub async fn run(
     if let Some(t) = stats_task {
         t.abort();
     }
+    let _ = api_stop_tx.send(());
+    if let Some(t) = api_task {
+        if tokio::time::timeout(Duration::from_secs(2), t)
+            .await
+            .is_err()
+        {
+            tracing::warn!("API connections still open at shutdown; closing them");
+        }
+    }
     // Shutdown order: no new frames, finish queued frames, drain the matcher.
     let mut summary = Summary::default();
-    for h in streams {
-        summary.frames_in += h.stats.frames.load(Ordering::Relaxed);
-        summary.stream_restarts += h.stats.restarts.load(Ordering::Relaxed);
-        h.stop();
+    for s in engine.stop_all().await {
+        summary.frames_in += s.frames.load(Ordering::Relaxed);
+        summary.stream_restarts += s.restarts.load(Ordering::Relaxed);
     }
+    drop(engine);
     pool.shutdown();
     let (occurrences, queued) = tokio::task::spawn_blocking(move || matcher_thread.join())
         .await
@@ -207,8 +264,10 @@ pub async fn run(
         .map_err(|_| anyhow!("the matcher thread panicked"))?;
     summary.occurrences = occurrences;
     summary.messages_queued = queued;
+    let _ = records_task.await;
 
     // Give deliveries in flight a bounded grace period.
+    let target_stats = dispatcher.stats();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let done: u64 = target_stats
@@ -231,25 +290,38 @@ pub async fn run(
     Ok(summary)
 }
 
+/// Writes scene records in batches (one transaction per batch).
+async fn store_records(mut rx: mpsc::Receiver<SceneRecord>, store: Arc<Store>, keep: usize) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, 256).await > 0 {
+        let (s, b) = (Arc::clone(&store), std::mem::take(&mut batch));
+        let r = tokio::task::spawn_blocking(move || s.add_records(&b, keep)).await;
+        if let Ok(Err(e)) = r {
+            tracing::error!(error = %format!("{e:#}"), "cannot store scene records");
+        }
+    }
+}
+
 /// Logs every counter once per period, so drops and failures show up in the
 /// journal while the daemon runs, not only at exit.
 async fn log_counters(
     every: Duration,
-    sources: Vec<(StreamId, Arc<source::SourceStats>)>,
+    engine: Arc<Engine>,
     pool: Arc<PoolStats>,
-    targets: Vec<(String, Arc<crate::alert::TargetStats>)>,
+    dispatcher: Arc<Dispatcher>,
 ) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {
         tick.tick().await;
         let drops = pool.drops_by_stream();
-        for (id, s) in &sources {
+        for (id, s) in engine.stream_stats() {
             tracing::info!(
                 stream = %id,
                 frames = s.frames.load(Ordering::Relaxed),
                 restarts = s.restarts.load(Ordering::Relaxed),
-                dropped = drops.get(id).copied().unwrap_or(0),
+                dropped = drops.get(&id).copied().unwrap_or(0),
+                up = engine.health(id.as_str()).up,
                 "stream counters"
             );
         }
@@ -264,7 +336,14 @@ async fn log_counters(
             mean_queue_ms = f.mean_queue_ms,
             "pool counters"
         );
-        for (name, t) in &targets {
+        let hub = engine.hub().stats();
+        tracing::info!(
+            connected = hub.connected,
+            sent = hub.sent,
+            slow_disconnects = hub.slow_disconnects,
+            "websocket counters"
+        );
+        for (name, t) in &dispatcher.stats() {
             tracing::info!(
                 target = %name,
                 delivered = t.delivered.load(Ordering::Relaxed),
@@ -277,58 +356,94 @@ async fn log_counters(
     }
 }
 
-/// The matcher thread: scores and source events in, alert messages out.
-/// Returns (occurrence messages, deliveries queued) when the pool closes.
-fn match_loop(
-    mut matcher: Matcher,
-    dispatcher: &Dispatcher,
-    scores_rx: crossbeam_channel::Receiver<Scores>,
-    mut events_rx: crossbeam_channel::Receiver<SourceEvent>,
-    finished_tx: &mpsc::UnboundedSender<StreamId>,
+/// What the matcher thread sends to.
+struct MatchLoop {
+    dispatcher: Arc<Dispatcher>,
+    hub: Arc<Hub>,
+    records: mpsc::Sender<SceneRecord>,
+    finished: mpsc::UnboundedSender<StreamId>,
     scored_hook: Option<crossbeam_channel::Sender<Scores>>,
-) -> (u64, u64) {
-    let (mut occurrences, mut queued) = (0u64, 0u64);
-    let mut last_time: HashMap<StreamId, f64> = HashMap::new();
-    loop {
-        select! {
-            recv(scores_rx) -> s => {
-                let Ok(s) = s else { break };
-                last_time.insert(s.stream_id.clone(), s.stream_secs);
-                for occ in matcher.observe(&s) {
-                    occurrences += 1;
-                    tracing::info!(stream = %occ.stream_id, event = %occ.event_id, phase = ?occ.phase,
-                        start = occ.start_time, end = occ.end_time, confidence = occ.confidence, "occurrence");
-                    queued += dispatcher.dispatch(&occ) as u64;
-                }
-                if let Some(h) = &scored_hook {
-                    let _ = h.try_send(s);
-                }
-            }
-            recv(events_rx) -> e => {
-                let Ok(e) = e else {
-                    // Every source is gone; stop selecting on a closed channel
-                    // (it would be ready forever and spin).
-                    events_rx = crossbeam_channel::never();
-                    continue;
-                };
-                let stream = match &e {
-                    SourceEvent::Down { stream, .. } => stream.clone(),
-                    SourceEvent::Finished(stream) => {
-                        let _ = finished_tx.send(stream.clone());
-                        stream.clone()
+}
+
+impl MatchLoop {
+    /// Scores, source events and control changes in; alert messages and
+    /// scene records out. Returns (occurrence messages, deliveries queued)
+    /// when the pool closes.
+    fn run(
+        self,
+        mut matcher: Matcher,
+        scores_rx: crossbeam_channel::Receiver<Scores>,
+        mut events_rx: crossbeam_channel::Receiver<SourceEvent>,
+        mut control_rx: crossbeam_channel::Receiver<MatchControl>,
+    ) -> (u64, u64) {
+        let (mut occurrences, mut queued) = (0u64, 0u64);
+        let mut last_time: HashMap<StreamId, f64> = HashMap::new();
+        let mut indexer = Indexer::default();
+        // A stream that went away cannot show the end of what it saw.
+        let close = |matcher: &mut Matcher, stream: &StreamId, last: &HashMap<StreamId, f64>| {
+            let t = last.get(stream).copied().unwrap_or(0.0);
+            let ends = matcher.close_stream(stream, t, std::time::SystemTime::now());
+            let queued: usize = ends.iter().map(|o| self.dispatcher.dispatch(o)).sum();
+            (ends.len() as u64, queued as u64)
+        };
+        loop {
+            select! {
+                recv(scores_rx) -> s => {
+                    let Ok(s) = s else { break };
+                    last_time.insert(s.stream_id.clone(), s.stream_secs);
+                    for occ in matcher.observe(&s) {
+                        occurrences += 1;
+                        tracing::info!(stream = %occ.stream_id, event = %occ.event_id, phase = ?occ.phase,
+                            start = occ.start_time, end = occ.end_time, confidence = occ.confidence, "occurrence");
+                        queued += self.dispatcher.dispatch(&occ) as u64;
                     }
-                    SourceEvent::Up(_) => continue,
-                };
-                // A stream that went away cannot show the end of what it saw.
-                let t = last_time.get(&stream).copied().unwrap_or(0.0);
-                for occ in matcher.close_stream(&stream, t, std::time::SystemTime::now()) {
-                    occurrences += 1;
-                    queued += dispatcher.dispatch(&occ) as u64;
+                    for (record, ws) in indexer.observe(&s) {
+                        if let Some(ws) = ws {
+                            self.hub.publish(&ws, "scene_index", &record);
+                        }
+                        if self.records.try_send(record).is_err() {
+                            tracing::warn!(stream = %s.stream_id, "scene record store is behind; record dropped");
+                        }
+                    }
+                    if let Some(h) = &self.scored_hook {
+                        let _ = h.try_send(s);
+                    }
+                }
+                recv(control_rx) -> c => {
+                    match c {
+                        Ok(MatchControl::Events(ev)) => matcher.set_events(ev),
+                        Ok(MatchControl::Indexes(ix)) => indexer.set(ix),
+                        Ok(MatchControl::CloseStream(id)) => {
+                            let (o, q) = close(&mut matcher, &id, &last_time);
+                            occurrences += o;
+                            queued += q;
+                        }
+                        Err(_) => control_rx = crossbeam_channel::never(),
+                    }
+                }
+                recv(events_rx) -> e => {
+                    let Ok(e) = e else {
+                        // Every source is gone; stop selecting on a closed channel
+                        // (it would be ready forever and spin).
+                        events_rx = crossbeam_channel::never();
+                        continue;
+                    };
+                    let stream = match &e {
+                        SourceEvent::Down { stream, .. } => stream.clone(),
+                        SourceEvent::Finished(stream) => {
+                            let _ = self.finished.send(stream.clone());
+                            stream.clone()
+                        }
+                        SourceEvent::Up(_) => continue,
+                    };
+                    let (o, q) = close(&mut matcher, &stream, &last_time);
+                    occurrences += o;
+                    queued += q;
                 }
             }
         }
+        (occurrences, queued)
     }
-    (occurrences, queued)
 }
 
 fn fill_pool_figures(s: &mut Summary, p: &PoolStats) {

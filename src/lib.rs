@@ -7,14 +7,18 @@
 //! → [`alert`]. [`app`] wires the stages; [`demo`] runs them on bundled media.
 
 pub mod alert;
+pub mod api;
 pub mod app;
 pub mod config;
 pub mod demo;
+pub mod engine;
+pub mod index;
 pub mod matcher;
 pub mod model;
 pub mod pool;
 pub mod rtsp_server;
 pub mod sampler;
 pub mod source;
+pub mod store;
 pub mod telemetry;
 pub mod types;

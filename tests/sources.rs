@@ -22,6 +22,7 @@ async fn scored_frames(streams_toml: &str, secs: u64) -> Vec<Scores> {
     let hooks = Hooks {
         scored: Some(tx),
         stop_when_finished: true,
+        ..Hooks::default()
     };
     app::run(config, hooks, tokio::time::sleep(Duration::from_secs(secs)))
         .await

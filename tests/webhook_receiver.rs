@@ -68,6 +68,8 @@ fn dispatcher(url: &str) -> Dispatcher {
         callback_url: Some(url.to_string()),
         webhook_secrets: Vec::new(),
         mqtt_topic: None,
+        ws_connection: None,
+        index: None,
         send_end: true,
         enabled: true,
     };
@@ -78,13 +80,9 @@ fn dispatcher(url: &str) -> Dispatcher {
         concurrency: 1,
     };
     let sink = WebhookSink::new(Duration::from_secs(2)).expect("client");
-    Dispatcher::start(
-        vec![alert],
-        HashMap::new(),
-        Some(Arc::new(sink)),
-        None,
-        policy,
-    )
+    let d = Dispatcher::start(Some(Arc::new(sink)), None, None, policy);
+    d.set_alerts(vec![alert], HashMap::new());
+    d
 }
 
 fn occurrence(id: &str) -> Occurrence {

@@ -6,18 +6,23 @@
 //! [`Sink`] is the one small trait every transport implements: deliver one
 //! message, say whether it was accepted. Retry with backoff lives here, once,
 //! for all sinks. Delivery in this version is in memory: a daemon crash loses
-//! what is queued (the durable outbox is tracked separately).
+//! what is queued (the durable outbox is tracked separately). WebSocket
+//! clients get the same body at most once through the [`ws::Hub`].
+//!
+//! The set of alerts can be replaced at any time ([`Dispatcher::set_alerts`]);
+//! a webhook URL gets its task the first time an alert names it.
 
 pub mod mqtt;
 pub mod payload;
 pub mod sign;
 pub mod webhook;
+pub mod ws;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -119,44 +124,68 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 
 /// Routes occurrences to alert targets.
 pub struct Dispatcher {
-    alerts: Vec<AlertConfig>,
-    stream_urls: HashMap<StreamId, String>,
-    webhooks: HashMap<String, Target>,
+    alerts: RwLock<Arc<Vec<AlertConfig>>>,
+    stream_urls: RwLock<HashMap<StreamId, String>>,
+    webhook: Option<Arc<webhook::WebhookSink>>,
+    webhooks: Mutex<HashMap<String, Target>>,
     mqtt: Option<Target>,
+    hub: Option<Arc<ws::Hub>>,
+    policy: RetryPolicy,
+    rt: tokio::runtime::Handle,
 }
 
 impl Dispatcher {
-    /// Starts one delivery task per distinct webhook URL and one for MQTT.
-    /// Must be called inside a tokio runtime.
+    /// Starts the MQTT delivery task; webhook tasks start as alerts name
+    /// their URLs. Must be called inside a tokio runtime.
     pub fn start(
-        alerts: Vec<AlertConfig>,
-        stream_urls: HashMap<StreamId, String>,
         webhook: Option<Arc<webhook::WebhookSink>>,
         mqtt: Option<Arc<dyn Sink>>,
+        hub: Option<Arc<ws::Hub>>,
         policy: RetryPolicy,
     ) -> Dispatcher {
-        let mut webhooks = HashMap::new();
-        if let Some(wh) = webhook {
-            for url in alerts.iter().filter_map(|a| a.callback_url.clone()) {
-                webhooks.entry(url.clone()).or_insert_with(|| {
-                    let sink: Arc<dyn Sink> = Arc::new(wh.for_url(&url));
-                    spawn_target(sink, policy)
-                });
-            }
-        }
-        let mqtt = mqtt.map(|s| spawn_target(s, policy));
+        let rt = tokio::runtime::Handle::current();
+        let mqtt = mqtt.map(|s| spawn_target(&rt, s, policy));
         Dispatcher {
-            alerts,
-            stream_urls,
-            webhooks,
+            alerts: RwLock::new(Arc::new(Vec::new())),
+            stream_urls: RwLock::new(HashMap::new()),
+            webhook,
+            webhooks: Mutex::new(HashMap::new()),
             mqtt,
+            hub,
+            policy,
+            rt,
         }
     }
 
-    /// Builds and queues the messages of one occurrence; returns how many.
+    /// Replaces the alerts in force (only enabled, running ones should be
+    /// passed) and the stream URLs their payloads carry.
+    pub fn set_alerts(&self, alerts: Vec<AlertConfig>, stream_urls: HashMap<StreamId, String>) {
+        if let (Some(wh), Ok(mut targets)) = (&self.webhook, self.webhooks.lock()) {
+            for url in alerts.iter().filter_map(|a| a.callback_url.as_ref()) {
+                if !targets.contains_key(url) {
+                    let sink: Arc<dyn Sink> = Arc::new(wh.for_url(url));
+                    targets.insert(url.clone(), spawn_target(&self.rt, sink, self.policy));
+                }
+            }
+        }
+        if let Ok(mut a) = self.alerts.write() {
+            *a = Arc::new(alerts);
+        }
+        if let Ok(mut u) = self.stream_urls.write() {
+            *u = stream_urls;
+        }
+    }
+
+    /// Builds and queues the messages of one occurrence; returns how many
+    /// went to durable targets (webhook, MQTT). WebSocket copies are extra.
     pub fn dispatch(&self, occ: &Occurrence) -> usize {
         let mut n = 0;
-        for a in &self.alerts {
+        let alerts = self
+            .alerts
+            .read()
+            .map(|a| Arc::clone(&a))
+            .unwrap_or_default();
+        for a in alerts.iter() {
             if !a.enabled || a.event != occ.event_id {
                 continue;
             }
@@ -168,9 +197,11 @@ impl Dispatcher {
             }
             let url = self
                 .stream_urls
-                .get(&occ.stream_id)
-                .map_or("", String::as_str);
-            let payload = Arc::new(payload::build(&a.id, occ, url));
+                .read()
+                .ok()
+                .and_then(|u| u.get(&occ.stream_id).cloned())
+                .unwrap_or_default();
+            let payload = Arc::new(payload::build(&a.id, occ, &url));
             let body: Arc<[u8]> = match serde_json::to_vec(&*payload) {
                 Ok(b) => b.into(),
                 Err(e) => {
@@ -186,8 +217,13 @@ impl Dispatcher {
                 secrets: Arc::clone(&secrets),
                 frame_arrived: occ.frame_arrived,
             };
-            if let Some(t) = a.callback_url.as_ref().and_then(|u| self.webhooks.get(u)) {
-                n += enqueue(t, mk(String::new()), &a.id);
+            if let Some(url) = &a.callback_url {
+                if let Some(t) = self.webhooks.lock().ok().as_ref().and_then(|w| w.get(url)) {
+                    n += enqueue(t, mk(String::new()), &a.id);
+                }
+            }
+            if let (Some(conn), Some(hub)) = (&a.ws_connection, &self.hub) {
+                hub.publish(conn, "alert", &*payload);
             }
             if let (Some(tpl), Some(t)) = (&a.mqtt_topic, &self.mqtt) {
                 n += enqueue(
@@ -202,11 +238,15 @@ impl Dispatcher {
 
     /// Counters per target name.
     pub fn stats(&self) -> Vec<(String, Arc<TargetStats>)> {
-        self.webhooks
-            .values()
+        let webhooks = self.webhooks.lock();
+        let mut out: Vec<_> = webhooks
+            .iter()
+            .flat_map(|w| w.values())
             .chain(self.mqtt.iter())
             .map(|t| (t.name.clone(), Arc::clone(&t.stats)))
-            .collect()
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 }
 
@@ -226,13 +266,13 @@ fn enqueue(t: &Target, d: Delivery, alert: &AlertId) -> usize {
     }
 }
 
-fn spawn_target(sink: Arc<dyn Sink>, policy: RetryPolicy) -> Target {
+fn spawn_target(rt: &tokio::runtime::Handle, sink: Arc<dyn Sink>, policy: RetryPolicy) -> Target {
     let (tx, mut rx) = mpsc::channel::<Delivery>(TARGET_QUEUE);
     let stats = Arc::new(TargetStats::default());
     let name = sink.name();
     let slots = Arc::new(tokio::sync::Semaphore::new(policy.concurrency.max(1)));
     let task_stats = Arc::clone(&stats);
-    tokio::spawn(async move {
+    rt.spawn(async move {
         while let Some(d) = rx.recv().await {
             let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
                 break;
@@ -333,6 +373,8 @@ mod tests {
             callback_url: None,
             webhook_secrets: Vec::new(),
             mqtt_topic: Some("t/{stream}/{label}".into()),
+            ws_connection: None,
+            index: None,
             send_end,
             enabled,
         }
@@ -369,13 +411,8 @@ mod tests {
             alert("all", &[], true, false),
             alert("off", &[], false, true),
         ];
-        let d = Dispatcher::start(
-            alerts,
-            HashMap::new(),
-            None,
-            Some(rec.clone() as Arc<dyn Sink>),
-            policy,
-        );
+        let d = Dispatcher::start(None, Some(rec.clone() as Arc<dyn Sink>), None, policy);
+        d.set_alerts(alerts, HashMap::new());
         assert_eq!(d.dispatch(&occ("s1", Phase::Start)), 2, "only-s1 and all");
         assert_eq!(d.dispatch(&occ("s2", Phase::Start)), 1, "all");
         assert_eq!(

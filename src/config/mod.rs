@@ -12,7 +12,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use raw::RawConfig;
+pub use raw::{RawAlert, RawConfig, RawEvent, RawStream};
+pub use validate::{check_alert, check_callback_url, check_event, check_stream, valid_id};
 
 use crate::types::{AlertId, EventId, StreamId};
 
@@ -58,6 +59,36 @@ pub struct Config {
     pub alerts: Vec<AlertConfig>,
     pub mqtt: Option<MqttConfig>,
     pub webhook: WebhookConfig,
+    /// The control API, when on.
+    pub api: Option<ApiConfig>,
+    pub state: StateConfig,
+    /// The stream, event and alert sections as written, stored as the
+    /// definitions of config-declared entities.
+    pub declared: Declared,
+}
+
+/// Config-declared entities as written (see [`Config::declared`]).
+#[derive(Debug, Clone, Default)]
+pub struct Declared {
+    pub streams: Vec<RawStream>,
+    pub events: Vec<RawEvent>,
+    pub alerts: Vec<RawAlert>,
+}
+
+/// The HTTP control API.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub listen: std::net::SocketAddr,
+    pub key_file: Option<PathBuf>,
+    pub ws_buffer: usize,
+}
+
+/// Persistent state.
+#[derive(Debug, Clone)]
+pub struct StateConfig {
+    /// `None` keeps state in memory (no API, or tests).
+    pub dir: Option<PathBuf>,
+    pub scene_records: usize,
 }
 
 /// Worker pool and ONNX Runtime settings.
@@ -165,6 +196,10 @@ pub struct AlertConfig {
     pub webhook_secrets: Vec<crate::alert::sign::Secret>,
     /// Topic template when the alert publishes over MQTT.
     pub mqtt_topic: Option<String>,
+    /// WebSocket connection that also receives the alert (at most once).
+    pub ws_connection: Option<String>,
+    /// Scene index the alert hangs under (API-created alerts).
+    pub index: Option<String>,
     pub send_end: bool,
     pub enabled: bool,
 }

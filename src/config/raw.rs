@@ -3,7 +3,7 @@
 //! with `serde_ignored` so that one run reports every mistake at once (serde's
 //! `deny_unknown_fields` stops at the first).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Top level of a sightline TOML file.
 #[derive(Debug, Default, Deserialize)]
@@ -21,6 +21,34 @@ pub struct RawConfig {
     pub mqtt: Option<RawMqtt>,
     #[serde(default)]
     pub webhook: RawWebhook,
+    /// The control API; off when the section is absent.
+    pub api: Option<RawApi>,
+    #[serde(default)]
+    pub state: RawState,
+}
+
+/// `[api]`: the HTTP control API and WebSocket channels.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawApi {
+    /// Turn the API off while keeping the section (default true).
+    pub enabled: Option<bool>,
+    /// Address to bind (default `127.0.0.1:8420`).
+    pub listen: Option<String>,
+    /// File holding the API key; else `$CREDENTIALS_DIRECTORY/api-key`; else
+    /// `<state dir>/api-key`, generated on first start.
+    pub key_file: Option<String>,
+    /// Messages buffered per WebSocket client before it is cut off (default 256).
+    pub ws_buffer: Option<i64>,
+}
+
+/// `[state]`: where streams, events, alerts and scene records persist.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawState {
+    /// State directory (default `$STATE_DIRECTORY`, else `/var/lib/sightline`
+    /// when the API is on; in memory otherwise).
+    pub dir: Option<String>,
+    /// Scene records kept per index; older ones are deleted (default 10000).
+    pub scene_records: Option<i64>,
 }
 
 /// `[runtime]`: the worker pool and ONNX Runtime.
@@ -48,7 +76,7 @@ pub struct RawModel {
 }
 
 /// `[[streams]]`: one camera.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 pub struct RawStream {
     pub id: Option<String>,
     /// `rtsp://…`, `file:///…` or `test:` (a synthetic pattern).
@@ -66,7 +94,7 @@ pub struct RawStream {
 }
 
 /// `[[events]]`: a reusable detection rule.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 pub struct RawEvent {
     pub id: Option<String>,
     /// Free text such as "Detect intruder"; resolved to the model's labels.
@@ -95,14 +123,14 @@ pub struct RawEvent {
 }
 
 /// A polygon in normalised picture coordinates.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 pub struct RawRegion {
     pub name: Option<String>,
     pub points: Option<Vec<[f64; 2]>>,
 }
 
 /// `[[alerts]]`: an event wired to streams and targets.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 pub struct RawAlert {
     pub id: Option<String>,
     pub event: Option<String>,

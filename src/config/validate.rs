@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::raw::{RawAlert, RawEvent, RawRegion, RawStream};
+use super::raw::{RawAlert, RawApi, RawEvent, RawRegion, RawState, RawStream};
 use super::*;
 
 struct Checker<'a> {
@@ -69,6 +69,63 @@ pub fn valid_id(s: &str) -> bool {
         && s.len() <= 64
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// Validates one stream definition (an API body or a stored row).
+pub fn check_stream(s: &RawStream) -> Result<StreamConfig, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let v = stream(
+        &mut Checker {
+            problems: &mut problems,
+        },
+        "stream",
+        s,
+        &mut HashSet::new(),
+    );
+    problems.is_empty().then_some(v).ok_or(problems)
+}
+
+/// Validates one event definition.
+pub fn check_event(e: &RawEvent) -> Result<EventConfig, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let v = event(
+        &mut Checker {
+            problems: &mut problems,
+        },
+        "event",
+        e,
+        &mut HashSet::new(),
+    );
+    problems.is_empty().then_some(v).ok_or(problems)
+}
+
+/// Validates one alert definition against the known events and streams.
+/// `ws_connection` is an extra target that API-created alerts may have.
+pub fn check_alert(
+    a: &RawAlert,
+    events: &HashSet<String>,
+    streams: &HashSet<String>,
+    mqtt: Option<&MqttConfig>,
+    ws_connection: Option<String>,
+) -> Result<AlertConfig, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let has_ws = ws_connection.is_some();
+    let mut v = alert(
+        &mut Checker {
+            problems: &mut problems,
+        },
+        "alert",
+        a,
+        &mut HashSet::new(),
+        &Known {
+            events,
+            streams,
+            mqtt,
+            has_ws,
+        },
+    );
+    v.ws_connection = ws_connection;
+    problems.is_empty().then_some(v).ok_or(problems)
 }
 
 pub(super) fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
@@ -178,9 +235,12 @@ pub(super) fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
                 &path,
                 a,
                 &mut alert_ids,
-                &event_ids,
-                &stream_ids,
-                mqtt.as_ref(),
+                &Known {
+                    events: &event_ids,
+                    streams: &stream_ids,
+                    mqtt: mqtt.as_ref(),
+                    has_ws: false,
+                },
             )
         })
         .collect();
@@ -197,6 +257,8 @@ pub(super) fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
         concurrency: c.int("webhook.concurrency", raw.webhook.concurrency, 4, 1, 256) as usize,
     };
 
+    let api = raw.api.as_ref().and_then(|a| api(&mut c, a));
+    let state = state(&mut c, &raw.state);
     Config {
         runtime,
         model,
@@ -205,6 +267,48 @@ pub(super) fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
         alerts,
         mqtt,
         webhook,
+        api,
+        state,
+        declared: Declared {
+            streams: raw.streams,
+            events: raw.events,
+            alerts: raw.alerts,
+        },
+    }
+}
+
+/// Default API address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8420";
+
+fn api(c: &mut Checker, a: &RawApi) -> Option<ApiConfig> {
+    if a.enabled == Some(false) {
+        return None;
+    }
+    let listen_text = a.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    let listen = listen_text.parse().unwrap_or_else(|_| {
+        c.bad(
+            "api.listen",
+            format!("{listen_text:?} is not an address such as 127.0.0.1:8420"),
+        );
+        std::net::SocketAddr::from(([127, 0, 0, 1], 8420))
+    });
+    Some(ApiConfig {
+        listen,
+        key_file: a.key_file.as_ref().map(PathBuf::from),
+        ws_buffer: c.int("api.ws_buffer", a.ws_buffer, 256, 1, 1_000_000) as usize,
+    })
+}
+
+fn state(c: &mut Checker, s: &RawState) -> StateConfig {
+    StateConfig {
+        dir: s.dir.as_ref().map(PathBuf::from),
+        scene_records: c.int(
+            "state.scene_records",
+            s.scene_records,
+            10_000,
+            0,
+            10_000_000,
+        ) as usize,
     }
 }
 
@@ -418,15 +522,23 @@ fn topic(c: &mut Checker, p: &str, t: String) -> String {
     t
 }
 
+/// What an alert may refer to.
+struct Known<'a> {
+    events: &'a HashSet<String>,
+    streams: &'a HashSet<String>,
+    mqtt: Option<&'a MqttConfig>,
+    /// It has a WebSocket target (API alerts), so needs no other.
+    has_ws: bool,
+}
+
 fn alert(
     c: &mut Checker,
     p: &str,
     a: &RawAlert,
     seen: &mut HashSet<String>,
-    events: &HashSet<String>,
-    streams: &HashSet<String>,
-    mqtt: Option<&MqttConfig>,
+    k: &Known,
 ) -> AlertConfig {
+    let (events, streams, mqtt, has_ws) = (k.events, k.streams, k.mqtt, k.has_ws);
     let id = c.id(&format!("{p}.id"), &a.id);
     if !id.is_empty() && !seen.insert(id.clone()) {
         c.bad(format!("{p}.id"), format!("duplicate alert id {id:?}"));
@@ -485,7 +597,7 @@ fn alert(
     } else {
         None
     };
-    if a.callback_url.is_none() && mqtt_topic.is_none() {
+    if a.callback_url.is_none() && mqtt_topic.is_none() && !has_ws {
         c.bad(
             p.to_string(),
             "has no target: give a callback_url, or MQTT with an [mqtt] section",
@@ -498,6 +610,8 @@ fn alert(
         callback_url: a.callback_url.clone(),
         webhook_secrets,
         mqtt_topic,
+        ws_connection: None,
+        index: None,
         send_end: a.send_end.unwrap_or(true),
         enabled: a.enabled.unwrap_or(true),
     }

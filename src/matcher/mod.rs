@@ -95,6 +95,15 @@ impl Matcher {
         }
     }
 
+    /// Replaces the events in force. Trackers of events that remain keep
+    /// their state; those of removed events are dropped without an end
+    /// message (the event no longer exists to be reported).
+    pub fn set_events(&mut self, events: Vec<Arc<CompiledEvent>>) {
+        self.slots
+            .retain(|(_, ev), _| events.iter().any(|e| &e.id == ev));
+        self.events = events;
+    }
+
     /// Feeds one scored frame; returns the starts and ends it caused.
     pub fn observe(&mut self, s: &Scores) -> Vec<Occurrence> {
         let mut out = Vec::new();

@@ -1,0 +1,147 @@
+//! The control API: HTTP routes in the shape VideoDB's Python SDK calls
+//! (so `videodb.connect(api_key=…, base_url="http://box:8420")` drives the
+//! daemon), plus the WebSocket channel the SDK's `connect_websocket` opens.
+//!
+//! Every HTTP route needs the API key in `x-access-token`, loopback
+//! included. Replies use the SDK's envelope: `{"success": true, "data": …}`,
+//! or `{"success": false, "message": …}` with a 4xx/5xx status. Bodies are
+//! capped at 64 KiB. The route table in [`routes`] is the router, and the
+//! OpenAPI file in `docs/openapi.json` is checked against it by a test.
+
+mod key;
+mod routes;
+mod socket;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde::Serialize;
+
+use crate::engine::{Engine, Refusal};
+pub use key::load_key;
+pub use routes::ROUTES;
+
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct ApiState {
+    pub engine: Arc<Engine>,
+    key: Arc<str>,
+    tickets: Arc<socket::Tickets>,
+    /// Where the API listens, for the `websocket_url` when a request has no Host.
+    addr: SocketAddr,
+}
+
+/// Builds the router: the route table, the key check, the body cap.
+pub fn router(engine: Arc<Engine>, key: String, addr: SocketAddr) -> Router {
+    let state = ApiState {
+        engine,
+        key: key.into(),
+        tickets: Arc::default(),
+        addr,
+    };
+    routes::build(state.clone())
+        .layer(axum::middleware::from_fn_with_state(state, require_key))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+}
+
+/// Refuses a request without the right `x-access-token`. The WebSocket
+/// route authenticates with its one-time ticket instead (browsers and the
+/// SDK's client cannot set headers on a WebSocket).
+async fn require_key(
+    axum::extract::State(st): axum::extract::State<ApiState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if req.uri().path().starts_with(socket::WS_PREFIX) {
+        return next.run(req).await;
+    }
+    let given = req
+        .headers()
+        .get("x-access-token")
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if !key::same(given, st.key.as_bytes()) {
+        return fail(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong x-access-token".into(),
+        );
+    }
+    next.run(req).await
+}
+
+#[derive(Serialize)]
+struct Envelope<T: Serialize> {
+    success: bool,
+    data: T,
+}
+
+#[derive(Serialize)]
+struct ErrorEnvelope {
+    success: bool,
+    status: u16,
+    message: String,
+}
+
+/// A success reply.
+pub fn ok<T: Serialize>(data: T) -> Response {
+    axum::Json(Envelope {
+        success: true,
+        data,
+    })
+    .into_response()
+}
+
+/// An error reply.
+pub fn fail(status: StatusCode, message: String) -> Response {
+    (
+        status,
+        axum::Json(ErrorEnvelope {
+            success: false,
+            status: status.as_u16(),
+            message,
+        }),
+    )
+        .into_response()
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Refusal::NotFound(_) => StatusCode::NOT_FOUND,
+            Refusal::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Refusal::Conflict(_) => StatusCode::CONFLICT,
+            Refusal::Internal(m) => {
+                tracing::error!(error = %m, "API request failed");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        fail(status, self.to_string())
+    }
+}
+
+/// `Json<T>` whose rejections (bad JSON 400, wrong fields 422, too large
+/// 413, wrong content type 415) come in the envelope with a clear message.
+pub struct Body<T>(pub T);
+
+impl<S, T> FromRequest<S> for Body<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Body(v)),
+            Err(r) => Err(fail(r.status(), r.body_text())),
+        }
+    }
+}

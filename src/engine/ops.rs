@@ -1,0 +1,427 @@
+//! Changes to the catalog: create, start/stop, enable/disable, delete. Each
+//! validates fully before it writes, so a refused change leaves both the
+//! database and the running daemon as they were.
+
+use serde::Deserialize;
+
+use super::{now, problems, Catalog, Engine, Refusal};
+use crate::config::{self, RawAlert, RawEvent, RawStream};
+use crate::matcher::CompiledEvent;
+use crate::store::{AlertRow, Batch, EventRow, IndexRow, Origin, StreamRow, Table};
+
+/// `POST rtstream`: the SDK's `connect_rtstream` body plus sightline's
+/// stream settings. Fields the SDK sends that do not apply here
+/// (`collection_id`, `store`, `enable_transcript`) are accepted and ignored.
+#[derive(Debug, Deserialize)]
+pub struct NewStream {
+    pub url: String,
+    pub name: String,
+    pub media_types: Option<Vec<String>>,
+    /// Frames per second scored (VideoDB's name); `fps` wins when both are given.
+    pub sample_rate: Option<f64>,
+    pub fps: Option<f64>,
+    pub keyframes_only: Option<bool>,
+    pub transport: Option<String>,
+    pub stall_timeout_secs: Option<f64>,
+    pub max_backoff_secs: Option<f64>,
+}
+
+/// `POST rtstream/{id}/index/scene`: the SDK's `index_visuals` body.
+#[derive(Debug, Deserialize)]
+pub struct NewIndex {
+    pub extraction_type: Option<String>,
+    pub extraction_config: Option<ExtractionConfig>,
+    pub prompt: Option<String>,
+    pub name: Option<String>,
+    pub ws_connection_id: Option<String>,
+}
+
+/// Batch settings of an index: a record per `time` seconds, or per
+/// `frame_count` frames if that comes first.
+#[derive(Debug, Deserialize)]
+pub struct ExtractionConfig {
+    pub time: Option<f64>,
+    pub frame_count: Option<i64>,
+}
+
+/// `POST rtstream/event`: the SDK's `create_event` body plus the matching
+/// settings of a config-file event.
+#[derive(Debug, Deserialize)]
+pub struct NewEvent {
+    pub event_prompt: String,
+    pub label: String,
+    #[serde(flatten)]
+    pub rest: RawEvent,
+}
+
+/// `POST rtstream/{id}/index/{index}/alert`: the SDK's `create_alert` body
+/// plus sightline's MQTT and signing extensions.
+#[derive(Debug, Deserialize)]
+pub struct NewAlert {
+    pub event_id: String,
+    pub callback_url: Option<String>,
+    pub ws_connection_id: Option<String>,
+    /// Also publish over MQTT (needs `[mqtt]` in the config).
+    pub mqtt: Option<bool>,
+    pub mqtt_topic: Option<String>,
+    pub webhook_secrets: Option<Vec<String>>,
+    pub send_end: Option<bool>,
+}
+
+fn new_id(prefix: &str) -> String {
+    let u = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}-{}", &u[..12])
+}
+
+fn not_found(kind: &str, id: &str) -> Refusal {
+    Refusal::NotFound(format!("no {kind} with id {id:?}"))
+}
+
+impl Engine {
+    async fn commit(&self, cat: &mut Catalog, next: Catalog) {
+        *cat = next;
+        self.apply(cat).await;
+    }
+
+    /// Connects a new stream and starts it.
+    pub async fn create_stream(&self, b: NewStream) -> Result<StreamRow, Refusal> {
+        if let Some(m) = &b.media_types {
+            if !m.iter().any(|t| t == "video") {
+                return Err(Refusal::Invalid(
+                    "media_types must include \"video\": sightline scores pictures only".into(),
+                ));
+            }
+        }
+        if b.name.trim().is_empty() || b.name.len() > 200 {
+            return Err(Refusal::Invalid("name must be 1-200 characters".into()));
+        }
+        let id = new_id("rts");
+        let spec = RawStream {
+            id: Some(id.clone()),
+            url: Some(b.url),
+            fps: b.fps.or(b.sample_rate),
+            keyframes_only: b.keyframes_only,
+            transport: b.transport,
+            stall_timeout_secs: b.stall_timeout_secs,
+            max_backoff_secs: b.max_backoff_secs,
+        };
+        config::check_stream(&spec).map_err(problems)?;
+        let row = StreamRow {
+            id: id.clone(),
+            name: b.name,
+            spec,
+            running: true,
+            origin: Origin::Api,
+            created_at: now(),
+        };
+        let mut cat = self.catalog.lock().await;
+        self.parts.store.put(Table::Streams, &id, &row)?;
+        let mut next = cat.clone();
+        next.streams.insert(id, row.clone());
+        self.commit(&mut cat, next).await;
+        Ok(row)
+    }
+
+    /// Starts or stops a stream.
+    pub async fn set_stream_running(&self, id: &str, running: bool) -> Result<StreamRow, Refusal> {
+        let mut cat = self.catalog.lock().await;
+        let mut row = cat
+            .streams
+            .get(id)
+            .cloned()
+            .ok_or_else(|| not_found("rtstream", id))?;
+        row.running = running;
+        self.parts.store.put(Table::Streams, id, &row)?;
+        let mut next = cat.clone();
+        next.streams.insert(id.to_string(), row.clone());
+        self.commit(&mut cat, next).await;
+        Ok(row)
+    }
+
+    /// Deletes an API-created stream with its indexes and their alerts.
+    pub async fn delete_stream(&self, id: &str) -> Result<(), Refusal> {
+        let mut cat = self.catalog.lock().await;
+        let row = cat
+            .streams
+            .get(id)
+            .ok_or_else(|| not_found("rtstream", id))?;
+        if row.origin == Origin::Config {
+            return Err(Refusal::Conflict(format!(
+                "rtstream {id:?} is declared in the config file; remove it there, or stop it"
+            )));
+        }
+        let mut next = cat.clone();
+        next.streams.remove(id);
+        let indexes: Vec<String> = next
+            .indexes
+            .values()
+            .filter(|i| i.stream_id == id)
+            .map(|i| i.id.clone())
+            .collect();
+        let mut gone = vec![(Table::Streams, id.to_string())];
+        for ix in &indexes {
+            next.indexes.remove(ix);
+            gone.push((Table::Indexes, ix.clone()));
+        }
+        let alerts: Vec<String> = next
+            .alerts
+            .values()
+            .filter(|a| a.index_id.as_ref().is_some_and(|i| indexes.contains(i)))
+            .map(|a| a.id.clone())
+            .collect();
+        for a in alerts {
+            next.alerts.remove(&a);
+            gone.push((Table::Alerts, a));
+        }
+        self.parts.store.delete(&gone)?;
+        self.commit(&mut cat, next).await;
+        Ok(())
+    }
+
+    /// Creates a scene index on a stream.
+    pub async fn create_index(&self, stream: &str, b: NewIndex) -> Result<IndexRow, Refusal> {
+        if let Some(t) = b.extraction_type.as_deref() {
+            if t != "time" {
+                return Err(Refusal::Invalid(format!(
+                    "extraction_type {t:?} is not supported; use \"time\""
+                )));
+            }
+        }
+        let cfg = b.extraction_config.as_ref();
+        let time = cfg.and_then(|c| c.time).unwrap_or(1.0);
+        if !(time.is_finite() && time > 0.0 && time <= 3600.0) {
+            return Err(Refusal::Invalid(format!(
+                "extraction_config.time must be between 0 and 3600 seconds, got {time}"
+            )));
+        }
+        let frames = cfg.and_then(|c| c.frame_count).unwrap_or(0);
+        if !(0..=10_000).contains(&frames) {
+            return Err(Refusal::Invalid(format!(
+                "extraction_config.frame_count must be between 0 and 10000, got {frames}"
+            )));
+        }
+        if let Some(ws) = &b.ws_connection_id {
+            self.check_ws(ws)?;
+        }
+        let mut cat = self.catalog.lock().await;
+        if !cat.streams.contains_key(stream) {
+            return Err(not_found("rtstream", stream));
+        }
+        let id = new_id("idx");
+        let row = IndexRow {
+            id: id.clone(),
+            stream_id: stream.to_string(),
+            name: b.name,
+            prompt: b.prompt,
+            batch: Batch {
+                time,
+                frame_count: frames as u32,
+            },
+            running: true,
+            ws_connection: b.ws_connection_id,
+            origin: Origin::Api,
+            created_at: now(),
+        };
+        self.parts.store.put(Table::Indexes, &id, &row)?;
+        let mut next = cat.clone();
+        next.indexes.insert(id, row.clone());
+        self.commit(&mut cat, next).await;
+        Ok(row)
+    }
+
+    /// Looks up an index of a stream.
+    pub fn index_of<'c>(
+        cat: &'c Catalog,
+        stream: &str,
+        index: &str,
+    ) -> Result<&'c IndexRow, Refusal> {
+        if !cat.streams.contains_key(stream) {
+            return Err(not_found("rtstream", stream));
+        }
+        cat.indexes
+            .get(index)
+            .filter(|i| i.stream_id == stream)
+            .ok_or_else(|| not_found("scene index", index))
+    }
+
+    /// Starts or stops a scene index (its alerts pause with it).
+    pub async fn set_index_running(
+        &self,
+        stream: &str,
+        index: &str,
+        running: bool,
+    ) -> Result<IndexRow, Refusal> {
+        let mut cat = self.catalog.lock().await;
+        let mut row = Self::index_of(&cat, stream, index)?.clone();
+        row.running = running;
+        self.parts.store.put(Table::Indexes, index, &row)?;
+        let mut next = cat.clone();
+        next.indexes.insert(index.to_string(), row.clone());
+        self.commit(&mut cat, next).await;
+        Ok(row)
+    }
+
+    /// Creates an event after checking the loaded model can score its prompt.
+    pub async fn create_event(&self, b: NewEvent) -> Result<EventRow, Refusal> {
+        let id = new_id("ev");
+        let mut spec = b.rest;
+        spec.id = Some(id.clone());
+        spec.prompt = Some(b.event_prompt);
+        spec.label = Some(b.label);
+        let cfg = config::check_event(&spec).map_err(problems)?;
+        CompiledEvent::compile(&cfg, &self.parts.manifest.labels_shared)
+            .map_err(Refusal::Invalid)?;
+        let row = EventRow {
+            id: id.clone(),
+            spec,
+            origin: Origin::Api,
+            created_at: now(),
+        };
+        let mut cat = self.catalog.lock().await;
+        self.parts.store.put(Table::Events, &id, &row)?;
+        let mut next = cat.clone();
+        next.events.insert(id, row.clone());
+        self.commit(&mut cat, next).await;
+        Ok(row)
+    }
+
+    /// Deletes an API-created event no alert uses.
+    pub async fn delete_event(&self, id: &str) -> Result<(), Refusal> {
+        let mut cat = self.catalog.lock().await;
+        let row = cat.events.get(id).ok_or_else(|| not_found("event", id))?;
+        if row.origin == Origin::Config {
+            return Err(Refusal::Conflict(format!(
+                "event {id:?} is declared in the config file; remove it there"
+            )));
+        }
+        if let Some(a) = cat
+            .alerts
+            .values()
+            .find(|a| a.spec.event.as_deref() == Some(id))
+        {
+            return Err(Refusal::Conflict(format!(
+                "event {id:?} is used by alert {:?}; delete that first",
+                a.id
+            )));
+        }
+        self.parts
+            .store
+            .delete(&[(Table::Events, id.to_string())])?;
+        let mut next = cat.clone();
+        next.events.remove(id);
+        self.commit(&mut cat, next).await;
+        Ok(())
+    }
+
+    fn check_ws(&self, id: &str) -> Result<(), Refusal> {
+        if self.parts.hub.is_connected(id) {
+            Ok(())
+        } else {
+            Err(Refusal::Invalid(format!(
+                "ws_connection_id {id:?} is not an open WebSocket connection"
+            )))
+        }
+    }
+
+    /// Wires an event to an index's stream and to delivery targets.
+    pub async fn create_alert(
+        &self,
+        stream: &str,
+        index: &str,
+        b: NewAlert,
+    ) -> Result<AlertRow, Refusal> {
+        if let Some(u) = &b.callback_url {
+            config::check_callback_url(u).map_err(Refusal::Invalid)?;
+        }
+        if let Some(ws) = &b.ws_connection_id {
+            self.check_ws(ws)?;
+        }
+        let mut cat = self.catalog.lock().await;
+        Self::index_of(&cat, stream, index)?;
+        if !cat.events.contains_key(&b.event_id) {
+            return Err(Refusal::Invalid(format!(
+                "no event with id {:?}",
+                b.event_id
+            )));
+        }
+        let id = new_id("alr");
+        let row = AlertRow {
+            id: id.clone(),
+            index_id: Some(index.to_string()),
+            spec: RawAlert {
+                id: Some(id.clone()),
+                event: Some(b.event_id),
+                streams: Some(vec![stream.to_string()]),
+                callback_url: b.callback_url,
+                webhook_secrets: b.webhook_secrets,
+                mqtt: Some(b.mqtt.unwrap_or(b.mqtt_topic.is_some())),
+                mqtt_topic: b.mqtt_topic,
+                send_end: b.send_end,
+                enabled: Some(true),
+            },
+            ws_connection: b.ws_connection_id,
+            enabled: true,
+            origin: Origin::Api,
+            created_at: now(),
+        };
+        self.alert_config(&cat, &row)?;
+        self.parts.store.put(Table::Alerts, &id, &row)?;
+        let mut next = cat.clone();
+        next.alerts.insert(id, row.clone());
+        self.commit(&mut cat, next).await;
+        Ok(row)
+    }
+
+    /// Looks up an alert; with `index`, it must hang under that index.
+    fn alert_of<'c>(
+        cat: &'c Catalog,
+        index: Option<&str>,
+        id: &str,
+    ) -> Result<&'c AlertRow, Refusal> {
+        cat.alerts
+            .get(id)
+            .filter(|a| index.is_none_or(|i| a.index_id.as_deref() == Some(i)))
+            .ok_or_else(|| not_found("alert", id))
+    }
+
+    /// Enables or disables an alert.
+    pub async fn set_alert_enabled(
+        &self,
+        scope: Option<(&str, &str)>,
+        id: &str,
+        enabled: bool,
+    ) -> Result<AlertRow, Refusal> {
+        let mut cat = self.catalog.lock().await;
+        if let Some((s, i)) = scope {
+            Self::index_of(&cat, s, i)?;
+        }
+        let mut row = Self::alert_of(&cat, scope.map(|s| s.1), id)?.clone();
+        row.enabled = enabled;
+        self.parts.store.put(Table::Alerts, id, &row)?;
+        let mut next = cat.clone();
+        next.alerts.insert(id.to_string(), row.clone());
+        self.commit(&mut cat, next).await;
+        Ok(row)
+    }
+
+    /// Deletes an API-created alert.
+    pub async fn delete_alert(&self, scope: Option<(&str, &str)>, id: &str) -> Result<(), Refusal> {
+        let mut cat = self.catalog.lock().await;
+        if let Some((s, i)) = scope {
+            Self::index_of(&cat, s, i)?;
+        }
+        let row = Self::alert_of(&cat, scope.map(|s| s.1), id)?;
+        if row.origin == Origin::Config {
+            return Err(Refusal::Conflict(format!(
+                "alert {id:?} is declared in the config file; remove it there, or disable it"
+            )));
+        }
+        self.parts
+            .store
+            .delete(&[(Table::Alerts, id.to_string())])?;
+        let mut next = cat.clone();
+        next.alerts.remove(id);
+        self.commit(&mut cat, next).await;
+        Ok(())
+    }
+}

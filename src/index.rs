@@ -1,0 +1,178 @@
+//! Scene indexes: what each running index saw, summarised per batch of
+//! frames (`batch.time` stream seconds). Pure: scored frames in, records out;
+//! the caller stores and publishes them.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::alert::payload::iso8601;
+use crate::store::{Batch, LabelSummary, SceneRecord};
+use crate::types::{Scores, StreamId};
+
+/// A running index as the aggregator needs it.
+#[derive(Debug, Clone)]
+pub struct ActiveIndex {
+    pub id: String,
+    pub stream: StreamId,
+    pub batch: Batch,
+    /// Lowest detection score that is counted.
+    pub min_score: f32,
+    /// WebSocket connection that receives the records.
+    pub ws_connection: Option<String>,
+}
+
+#[derive(Default)]
+struct Acc {
+    start: Option<f64>,
+    end: f64,
+    frames: u32,
+    labels: BTreeMap<String, (u32, f32)>,
+}
+
+/// Aggregates scored frames into scene records.
+#[derive(Default)]
+pub struct Indexer {
+    by_stream: HashMap<StreamId, Vec<ActiveIndex>>,
+    acc: HashMap<String, Acc>,
+}
+
+impl Indexer {
+    /// Replaces the set of running indexes; batches of removed ones are dropped.
+    pub fn set(&mut self, indexes: Vec<ActiveIndex>) {
+        self.by_stream.clear();
+        for i in indexes {
+            self.by_stream.entry(i.stream.clone()).or_default().push(i);
+        }
+        let live: Vec<String> = self
+            .by_stream
+            .values()
+            .flatten()
+            .map(|i| i.id.clone())
+            .collect();
+        self.acc.retain(|id, _| live.contains(id));
+    }
+
+    /// Feeds one scored frame; returns the records of batches it completed,
+    /// each with the index's WebSocket connection.
+    pub fn observe(&mut self, s: &Scores) -> Vec<(SceneRecord, Option<String>)> {
+        let Some(indexes) = self.by_stream.get(&s.stream_id) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for ix in indexes {
+            let acc = self.acc.entry(ix.id.clone()).or_default();
+            let start = *acc.start.get_or_insert(s.stream_secs);
+            acc.end = s.stream_secs;
+            acc.frames += 1;
+            let mut counts: BTreeMap<&str, (u32, f32)> = BTreeMap::new();
+            for d in s.detections.iter().filter(|d| d.score >= ix.min_score) {
+                let e = counts.entry(&d.label).or_insert((0, 0.0));
+                e.0 += 1;
+                e.1 = e.1.max(d.score);
+            }
+            for (label, (n, best)) in counts {
+                let e = acc.labels.entry(label.to_string()).or_insert((0, 0.0));
+                e.0 = e.0.max(n);
+                e.1 = e.1.max(best);
+            }
+            let full = ix.batch.frame_count > 0 && acc.frames >= ix.batch.frame_count;
+            if s.stream_secs - start >= ix.batch.time || full {
+                let done = std::mem::take(acc);
+                out.push((record(ix, done, s), ix.ws_connection.clone()));
+            }
+        }
+        out
+    }
+}
+
+fn record(ix: &ActiveIndex, acc: Acc, s: &Scores) -> SceneRecord {
+    let labels: Vec<LabelSummary> = acc
+        .labels
+        .into_iter()
+        .map(|(label, (count, best))| LabelSummary {
+            label,
+            count,
+            best_score: (best as f64 * 1000.0).round() / 1000.0,
+        })
+        .collect();
+    let description = if labels.is_empty() {
+        "nothing detected".to_string()
+    } else {
+        labels
+            .iter()
+            .map(|l| format!("{} {} (best {:.2})", l.count, l.label, l.best_score))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    SceneRecord {
+        rtstream_index_id: ix.id.clone(),
+        rtstream_id: ix.stream.to_string(),
+        start: acc.start.unwrap_or(s.stream_secs),
+        end: acc.end,
+        timestamp: iso8601(s.wall),
+        frames: acc.frames,
+        labels,
+        description,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Instant, SystemTime};
+
+    use super::*;
+    use crate::types::Detection;
+
+    fn scores(stream: &str, t: f64, people: usize) -> Scores {
+        Scores {
+            stream_id: StreamId::new(stream),
+            seq: 0,
+            wall: SystemTime::now(),
+            arrived: Instant::now(),
+            stream_secs: t,
+            detections: (0..people)
+                .map(|i| Detection {
+                    label: Arc::from("person"),
+                    score: 0.6 + i as f32 * 0.1,
+                    bbox: [0.0, 0.0, 0.5, 0.5],
+                })
+                .collect(),
+            queued: Default::default(),
+            inference: Default::default(),
+        }
+    }
+
+    #[test]
+    fn frames_are_summarised_per_batch_and_per_stream() {
+        let mut ix = Indexer::default();
+        ix.set(vec![ActiveIndex {
+            id: "i1".into(),
+            stream: StreamId::new("s1"),
+            batch: Batch {
+                time: 1.0,
+                frame_count: 0,
+            },
+            min_score: 0.5,
+            ws_connection: None,
+        }]);
+        assert!(ix.observe(&scores("s1", 0.0, 1)).is_empty());
+        assert!(ix.observe(&scores("s2", 0.5, 3)).is_empty(), "other stream");
+        assert!(ix.observe(&scores("s1", 0.5, 2)).is_empty());
+        let r: Vec<SceneRecord> = ix
+            .observe(&scores("s1", 1.0, 0))
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
+        assert_eq!(r.len(), 1);
+        assert_eq!((r[0].start, r[0].end, r[0].frames), (0.0, 1.0, 3));
+        assert_eq!(r[0].labels.len(), 1);
+        assert_eq!(r[0].labels[0].count, 2, "most seen in one frame");
+        assert_eq!(r[0].labels[0].best_score, 0.7);
+        assert_eq!(r[0].description, "2 person (best 0.70)");
+        ix.set(Vec::new());
+        assert!(
+            ix.observe(&scores("s1", 5.0, 1)).is_empty(),
+            "index removed"
+        );
+    }
+}
