@@ -38,6 +38,8 @@ pub struct Hooks {
     pub stop_when_finished: bool,
     /// Told the API's address once it listens (tests bind port 0).
     pub api_bound: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
+    /// Handed the control plane once it runs (tests inspect and drive it).
+    pub engine: Option<tokio::sync::oneshot::Sender<Arc<Engine>>>,
 }
 
 /// Figures from one run.
@@ -206,6 +208,9 @@ pub async fn run(
         None => None,
     };
 
+    if let Some(tx) = hooks.engine {
+        let _ = tx.send(Arc::clone(&engine));
+    }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     let total = engine.stream_stats().len();
     tracing::info!(streams = total, "sightline running");

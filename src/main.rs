@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use sightline::client::{self, Target};
 use sightline::{app, config::Config, demo, telemetry};
 
 #[derive(Parser)]
@@ -42,6 +43,34 @@ enum Command {
         #[arg(long)]
         seconds: Option<u64>,
     },
+    /// Manage the streams of a running daemon.
+    Streams {
+        #[command(subcommand)]
+        cmd: client::Streams,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Manage the scene indexes of a running daemon's streams.
+    Indexes {
+        #[command(subcommand)]
+        cmd: client::Indexes,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Manage the events of a running daemon.
+    Events {
+        #[command(subcommand)]
+        cmd: client::Events,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Manage the alerts of a running daemon.
+    Alerts {
+        #[command(subcommand)]
+        cmd: client::Alerts,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 fn main() -> ExitCode {
@@ -74,10 +103,13 @@ fn main() -> ExitCode {
         }
         Command::Run { config } => {
             telemetry::init("info");
-            let config = match load(&config) {
+            let mut config = match load(&config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            if config.api.is_some() && config.state.dir.is_none() {
+                config.state.dir = Some(client::default_state_dir());
+            }
             block_on(async move {
                 app::run(config, app::Hooks::default(), shutdown_signal())
                     .await
@@ -92,7 +124,28 @@ fn main() -> ExitCode {
             telemetry::init("warn");
             block_on(async move { demo::run(seconds).await.map(|_| ()) })
         }
+        Command::Streams { cmd, target } => call(&target, client::streams(cmd)),
+        Command::Indexes { cmd, target } => call(&target, client::indexes(cmd)),
+        Command::Events { cmd, target } => call(&target, client::events(cmd)),
+        Command::Alerts { cmd, target } => call(&target, client::alerts(cmd)),
     }
+}
+
+/// Runs one client call and prints the reply's data.
+fn call(target: &Target, c: client::Call) -> ExitCode {
+    telemetry::init("warn");
+    let (base, key) = match client::resolve(target) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    block_on(async move {
+        let data = client::send(&base, &key, c).await?;
+        println!("{}", serde_json::to_string_pretty(&data)?);
+        Ok(())
+    })
 }
 
 fn serve(port: u16, files: &[PathBuf]) -> ExitCode {

@@ -23,7 +23,7 @@ use axum::Router;
 use serde::Serialize;
 
 use crate::engine::{Engine, Refusal};
-pub use key::load_key;
+pub use key::{key_path, load_key};
 pub use routes::ROUTES;
 
 /// Largest request body accepted.

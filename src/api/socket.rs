@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -77,8 +78,9 @@ pub async fn bootstrap(
 pub async fn connect(
     State(st): State<ApiState>,
     Path(ticket): Path<String>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    // The ticket first: a stranger learns nothing from the upgrade checks.
     if !st.tickets.redeem(&ticket) {
         return fail(
             StatusCode::UNAUTHORIZED,
@@ -86,7 +88,10 @@ pub async fn connect(
                 .into(),
         );
     }
-    upgrade.on_upgrade(move |socket| serve(st, socket))
+    match upgrade {
+        Ok(u) => u.on_upgrade(move |socket| serve(st, socket)),
+        Err(r) => fail(r.status(), r.body_text()),
+    }
 }
 
 async fn serve(st: ApiState, socket: WebSocket) {

@@ -68,6 +68,9 @@ pub struct Catalog {
 pub struct Health {
     pub up: bool,
     pub last_error: Option<String>,
+    /// Frames handed to the pool and pipeline rebuilds, since it started.
+    pub frames: u64,
+    pub restarts: u64,
 }
 
 /// The parts of the running daemon the engine drives.
@@ -163,13 +166,26 @@ impl Engine {
         &self.parts.manifest.labels
     }
 
-    /// Up/down state of a stream.
+    /// Up/down state and counters of a stream.
     pub fn health(&self, id: &str) -> Health {
-        self.health
+        let id = StreamId::new(id);
+        let mut h = self
+            .health
             .lock()
             .ok()
-            .and_then(|h| h.get(&StreamId::new(id)).cloned())
-            .unwrap_or_default()
+            .and_then(|h| h.get(&id).cloned())
+            .unwrap_or_default();
+        if let Some((_, handle)) = self.running.lock().ok().as_ref().and_then(|r| r.get(&id)) {
+            h.frames = handle
+                .stats
+                .frames
+                .load(std::sync::atomic::Ordering::Relaxed);
+            h.restarts = handle
+                .stats
+                .restarts
+                .load(std::sync::atomic::Ordering::Relaxed);
+        }
+        h
     }
 
     /// Counters of the running streams.

@@ -2,6 +2,8 @@
 //! port, an MQTT subscriber, and paths to the committed media.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

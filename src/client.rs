@@ -1,0 +1,324 @@
+//! The operator's client: `sightline streams|indexes|events|alerts …` talk
+//! to a running daemon through its API and print the reply's `data` as
+//! JSON. The address and key come from the daemon's config file (the same
+//! `[api]` and `[state]` sections it reads), or from `--api` and
+//! `--key-file`; the key is never an argument.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, Context};
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+use crate::config::Config;
+
+/// Where the daemon is and how to authenticate.
+#[derive(Args, Debug, Clone)]
+pub struct Target {
+    /// The daemon's config file (finds the API address and key).
+    #[arg(
+        long,
+        short,
+        global = true,
+        default_value = "/etc/sightline/sightline.toml"
+    )]
+    pub config: PathBuf,
+    /// API base URL, instead of reading it from the config.
+    #[arg(long, global = true)]
+    pub api: Option<String>,
+    /// File holding the API key (else the config's, else $SIGHTLINE_API_KEY_FILE).
+    #[arg(long, global = true)]
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Streams {
+    /// List streams with their status and health.
+    List,
+    /// Connect a new stream and start it.
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        fps: Option<f64>,
+        #[arg(long)]
+        keyframes_only: bool,
+    },
+    Start {
+        id: String,
+    },
+    Stop {
+        id: String,
+    },
+    Delete {
+        id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Indexes {
+    /// List the scene indexes of a stream.
+    List {
+        stream: String,
+    },
+    /// Index a stream's visuals: a record per `time` seconds.
+    Create {
+        stream: String,
+        #[arg(long, default_value_t = 1.0)]
+        time: f64,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Recent records of an index.
+    Records {
+        stream: String,
+        index: String,
+        #[arg(long, default_value_t = 1)]
+        page: usize,
+    },
+    Start {
+        stream: String,
+        index: String,
+    },
+    Stop {
+        stream: String,
+        index: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Events {
+    List,
+    /// Create an event; refused when the model cannot score the prompt.
+    Create {
+        #[arg(long)]
+        prompt: String,
+        #[arg(long)]
+        label: String,
+    },
+    Delete {
+        id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Alerts {
+    /// Every alert, config-declared ones included.
+    List,
+    /// Wire an event to a stream's index and to targets.
+    Create {
+        #[arg(long)]
+        stream: String,
+        #[arg(long)]
+        index: String,
+        #[arg(long)]
+        event: String,
+        #[arg(long)]
+        callback_url: Option<String>,
+        /// Also publish over MQTT with this topic template.
+        #[arg(long)]
+        mqtt_topic: Option<String>,
+    },
+    Enable {
+        id: String,
+    },
+    Disable {
+        id: String,
+    },
+    Delete {
+        id: String,
+    },
+}
+
+/// A request: method, path, body.
+pub type Call = (&'static str, String, Option<Value>);
+
+/// Requests of the `streams` commands.
+pub fn streams(c: Streams) -> Call {
+    match c {
+        Streams::List => ("GET", "rtstream".into(), None),
+        Streams::Add {
+            name,
+            url,
+            fps,
+            keyframes_only,
+        } => (
+            "POST",
+            "rtstream".into(),
+            Some(json!({"name": name, "url": url, "fps": fps, "keyframes_only": keyframes_only})),
+        ),
+        Streams::Start { id } => status(format!("rtstream/{id}/status"), "start"),
+        Streams::Stop { id } => status(format!("rtstream/{id}/status"), "stop"),
+        Streams::Delete { id } => ("DELETE", format!("rtstream/{id}"), None),
+    }
+}
+
+/// Requests of the `indexes` commands.
+pub fn indexes(c: Indexes) -> Call {
+    match c {
+        Indexes::List { stream } => ("GET", format!("rtstream/{stream}/index/scene"), None),
+        Indexes::Create { stream, time, name } => (
+            "POST",
+            format!("rtstream/{stream}/index/scene"),
+            Some(
+                json!({"extraction_type": "time", "extraction_config": {"time": time}, "name": name}),
+            ),
+        ),
+        Indexes::Records {
+            stream,
+            index,
+            page,
+        } => (
+            "GET",
+            format!("rtstream/{stream}/index/scene/{index}?page={page}"),
+            None,
+        ),
+        Indexes::Start { stream, index } => status(
+            format!("rtstream/{stream}/index/scene/{index}/status"),
+            "start",
+        ),
+        Indexes::Stop { stream, index } => status(
+            format!("rtstream/{stream}/index/scene/{index}/status"),
+            "stop",
+        ),
+    }
+}
+
+/// Requests of the `events` commands.
+pub fn events(c: Events) -> Call {
+    match c {
+        Events::List => ("GET", "rtstream/event".into(), None),
+        Events::Create { prompt, label } => (
+            "POST",
+            "rtstream/event".into(),
+            Some(json!({"event_prompt": prompt, "label": label})),
+        ),
+        Events::Delete { id } => ("DELETE", format!("rtstream/event/{id}"), None),
+    }
+}
+
+/// Requests of the `alerts` commands.
+pub fn alerts(c: Alerts) -> Call {
+    match c {
+        Alerts::List => ("GET", "alert".into(), None),
+        Alerts::Create {
+            stream,
+            index,
+            event,
+            callback_url,
+            mqtt_topic,
+        } => (
+            "POST",
+            format!("rtstream/{stream}/index/{index}/alert"),
+            Some(
+                json!({"event_id": event, "callback_url": callback_url, "mqtt_topic": mqtt_topic}),
+            ),
+        ),
+        Alerts::Enable { id } => status(format!("alert/{id}/status"), "enable"),
+        Alerts::Disable { id } => status(format!("alert/{id}/status"), "disable"),
+        Alerts::Delete { id } => ("DELETE", format!("alert/{id}"), None),
+    }
+}
+
+fn status(path: String, action: &str) -> Call {
+    ("PATCH", path, Some(json!({ "action": action })))
+}
+
+/// Base URL and key for `t`.
+pub fn resolve(t: &Target) -> anyhow::Result<(String, String)> {
+    let config = if t.api.is_none() || t.key_file.is_none() {
+        Some(Config::load(&t.config).map_err(|e| anyhow!("{e}"))?)
+    } else {
+        None
+    };
+    let base = match (&t.api, &config) {
+        (Some(u), _) => u.trim_end_matches('/').to_string(),
+        (None, Some(c)) => {
+            let api = c
+                .api
+                .as_ref()
+                .ok_or_else(|| anyhow!("{}: the API is off ([api] absent)", t.config.display()))?;
+            let mut addr = api.listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{addr}")
+        }
+        (None, None) => unreachable_config()?,
+    };
+    let key_path = match (
+        &t.key_file,
+        std::env::var_os("SIGHTLINE_API_KEY_FILE"),
+        &config,
+    ) {
+        (Some(p), _, _) => p.clone(),
+        (None, Some(p), _) => PathBuf::from(p),
+        (None, None, Some(c)) => {
+            let api = c
+                .api
+                .as_ref()
+                .ok_or_else(|| anyhow!("{}: the API is off", t.config.display()))?;
+            let state = c.state.dir.clone().unwrap_or_else(default_state_dir);
+            crate::api::key_path(api, Some(&state))?
+        }
+        (None, None, None) => unreachable_config()?,
+    };
+    let key = read_key(&key_path)?;
+    Ok((base, key))
+}
+
+fn unreachable_config<T>() -> anyhow::Result<T> {
+    Err(anyhow!("give --config, or both --api and --key-file"))
+}
+
+fn read_key(p: &Path) -> anyhow::Result<String> {
+    Ok(std::fs::read_to_string(p)
+        .with_context(|| format!("reading the API key from {}", p.display()))?
+        .trim()
+        .to_string())
+}
+
+/// `$STATE_DIRECTORY` (systemd) or `/var/lib/sightline`.
+pub fn default_state_dir() -> PathBuf {
+    std::env::var_os("STATE_DIRECTORY")
+        .map(|d| {
+            // systemd may list several, separated by ':'.
+            let s = d.to_string_lossy().to_string();
+            PathBuf::from(s.split(':').next().unwrap_or_default())
+        })
+        .unwrap_or_else(|| PathBuf::from("/var/lib/sightline"))
+}
+
+/// Sends one call and returns the reply's `data`, or the error message.
+pub async fn send(base: &str, key: &str, (method, path, body): Call) -> anyhow::Result<Value> {
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()?;
+    let url = format!("{base}/{path}");
+    let method = reqwest::Method::from_bytes(method.as_bytes())?;
+    let mut req = http.request(method, &url).header("x-access-token", key);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the daemon at {base}"))?;
+    let code = resp.status();
+    let v: Value = resp
+        .json()
+        .await
+        .with_context(|| format!("{url}: reply is not JSON ({code})"))?;
+    if code.is_success() {
+        Ok(v.get("data").cloned().unwrap_or(Value::Null))
+    } else {
+        Err(anyhow!(
+            "{code}: {}",
+            v.get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("no message")
+        ))
+    }
+}

@@ -1,0 +1,469 @@
+//! The control API against a whole daemon: state that survives a restart,
+//! changes that take effect without touching other streams, and bad input
+//! on every route refused with a clear 4xx and no change to stored state.
+//! Streams here are GStreamer test patterns (`test:`), real pipelines that
+//! need no camera; the SDK test (tests/sdk.rs) uses real footage over RTSP.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::daemon::Daemon;
+use serde_json::{json, Value};
+
+const CONFIG_PARTS: &str = r#"
+[[streams]]
+id = "cfg-cam"
+url = "test:ball"
+fps = 2
+
+[[events]]
+id = "cfg-person"
+prompt = "Detect person"
+label = "person_seen"
+"#;
+
+/// Everything the API lists, with the fields that must not drift.
+async fn state_of(d: &Daemon) -> Value {
+    let streams = d.ok("GET", "rtstream", None).await;
+    let mut out = json!({
+        "events": d.ok("GET", "rtstream/event", None).await["events"],
+        "alerts": d.ok("GET", "alert", None).await["alerts"],
+        "streams": [],
+        "indexes": [],
+    });
+    for s in streams["results"].as_array().cloned().unwrap_or_default() {
+        let id = s["id"].as_str().unwrap_or_default().to_string();
+        out["streams"].as_array_mut().map(|a| {
+            a.push(json!({"id": id, "name": s["name"], "status": s["status"], "url": s["url"]}))
+        });
+        let ix = d
+            .ok("GET", &format!("rtstream/{id}/index/scene"), None)
+            .await;
+        for i in ix["scene_indexes"].as_array().cloned().unwrap_or_default() {
+            out["indexes"].as_array_mut().map(|a| a.push(i));
+        }
+    }
+    out
+}
+
+async fn frames_of(d: &Daemon, stream: &str) -> (u64, u64) {
+    let s = d.ok("GET", &format!("rtstream/{stream}"), None).await;
+    (
+        s["health"]["frames"].as_u64().unwrap_or(0),
+        s["health"]["restarts"].as_u64().unwrap_or(0),
+    )
+}
+
+/// Waits until `stream` has scored more frames than `after`.
+async fn frames_rise(d: &Daemon, stream: &str, after: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (f, _) = frames_of(d, stream).await;
+        if f > after {
+            return f;
+        }
+        assert!(Instant::now() < deadline, "{stream} delivers no frames");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Creates an API stream with an index, an event and an alert; returns their ids.
+async fn populate(d: &Daemon) -> (String, String, String, String) {
+    let s = d
+        .ok(
+            "POST",
+            "rtstream",
+            Some(json!({"url": "test:smpte", "name": "api cam", "sample_rate": 2})),
+        )
+        .await;
+    let sid = s["id"].as_str().expect("stream id").to_string();
+    let i = d
+        .ok(
+            "POST",
+            &format!("rtstream/{sid}/index/scene"),
+            Some(json!({"extraction_type": "time", "extraction_config": {"time": 1, "frame_count": 2}, "prompt": "people", "name": "visuals"})),
+        )
+        .await;
+    let iid = i["rtstream_index_id"]
+        .as_str()
+        .expect("index id")
+        .to_string();
+    let e = d
+        .ok(
+            "POST",
+            "rtstream/event",
+            Some(json!({"event_prompt": "Detect intruder", "label": "intruder"})),
+        )
+        .await;
+    let eid = e["event_id"].as_str().expect("event id").to_string();
+    let a = d
+        .ok(
+            "POST",
+            &format!("rtstream/{sid}/index/{iid}/alert"),
+            Some(json!({"event_id": eid, "callback_url": "http://127.0.0.1:9/hook"})),
+        )
+        .await;
+    let aid = a["alert_id"].as_str().expect("alert id").to_string();
+    (sid, iid, eid, aid)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_created_through_the_api_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = Daemon::start(dir.path(), CONFIG_PARTS).await;
+    let (sid, iid, _eid, aid) = populate(&d).await;
+    d.ok(
+        "PATCH",
+        &format!("rtstream/{sid}/index/{iid}/alert/{aid}/status"),
+        Some(json!({"action": "disable"})),
+    )
+    .await;
+    d.ok(
+        "PATCH",
+        "rtstream/cfg-cam/status",
+        Some(json!({"action": "stop"})),
+    )
+    .await;
+    frames_rise(&d, &sid, 0).await;
+    let before = state_of(&d).await;
+    d.stop().await;
+
+    let d = Daemon::start(dir.path(), CONFIG_PARTS).await;
+    let after = state_of(&d).await;
+    assert_eq!(before, after, "ids, statuses and definitions are back");
+    let alert = after["alerts"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["alert_id"] == aid.as_str()).cloned())
+        .expect("alert listed");
+    assert_eq!(alert["status"], "disabled");
+    let cam = after["streams"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["id"] == "cfg-cam").cloned())
+        .expect("config stream listed");
+    assert_eq!(
+        cam["status"], "stopped",
+        "a stopped config stream stays stopped"
+    );
+    // And working: the API stream runs again and its index records frames.
+    frames_rise(&d, &sid, 0).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = d
+            .ok("GET", &format!("rtstream/{sid}/index/scene/{iid}"), None)
+            .await;
+        let n = r["scene_index_records"].as_array().map_or(0, Vec::len);
+        if n > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no scene records after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(
+        frames_of(&d, "cfg-cam").await.0,
+        0,
+        "stopped stream not started"
+    );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_apply_at_once_without_restarting_other_streams() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = Daemon::start(dir.path(), CONFIG_PARTS).await;
+    let f0 = frames_rise(&d, "cfg-cam", 0).await;
+    let (_, restarts0) = frames_of(&d, "cfg-cam").await;
+
+    let (sid, _iid, eid, aid) = populate(&d).await;
+    frames_rise(&d, &sid, 0).await;
+    d.ok(
+        "PATCH",
+        &format!("rtstream/{sid}/status"),
+        Some(json!({"action": "stop"})),
+    )
+    .await;
+    let stopped = state_of(&d).await;
+    assert!(stopped["streams"].as_array().is_some_and(|a| a
+        .iter()
+        .any(|s| s["id"] == sid.as_str() && s["status"] == "stopped")));
+    let (f_stopped, _) = frames_of(&d, &sid).await;
+    assert_eq!(f_stopped, 0, "a stopped stream has no running pipeline");
+
+    let (code, body) = d
+        .call("DELETE", &format!("rtstream/event/{eid}"), None)
+        .await;
+    assert_eq!(code, 409, "an event in use cannot go: {body}");
+    d.ok("DELETE", &format!("alert/{aid}"), None).await;
+    d.ok("DELETE", &format!("rtstream/event/{eid}"), None).await;
+    d.ok("DELETE", &format!("rtstream/{sid}"), None).await;
+    let (code, _) = d.call("GET", &format!("rtstream/{sid}"), None).await;
+    assert_eq!(code, 404);
+
+    // The config stream ran through all of it without a rebuild.
+    let f1 = frames_rise(&d, "cfg-cam", f0 + 4).await;
+    let (_, restarts1) = frames_of(&d, "cfg-cam").await;
+    assert!(f1 > f0);
+    assert_eq!(restarts0, restarts1, "other stream untouched");
+    let (code, body) = d.call("DELETE", "rtstream/cfg-cam", None).await;
+    assert_eq!(code, 409, "config streams are removed in the file: {body}");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_on_every_route_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = Daemon::start(dir.path(), CONFIG_PARTS).await;
+    let (sid, iid, eid, aid) = populate(&d).await;
+    let before = state_of(&d).await;
+    let key = d.key.clone();
+    let big = format!(
+        "{{\"url\": \"test:ball\", \"name\": \"{}\"}}",
+        "x".repeat(70 * 1024)
+    );
+    let post_paths = [
+        "rtstream".to_string(),
+        "rtstream/event".to_string(),
+        format!("rtstream/{sid}/index/scene"),
+        format!("rtstream/{sid}/index/{iid}/alert"),
+    ];
+    let patch_paths = [
+        format!("rtstream/{sid}/status"),
+        format!("rtstream/{sid}/index/scene/{iid}/status"),
+        format!("rtstream/{sid}/index/{iid}/alert/{aid}/status"),
+        format!("alert/{aid}/status"),
+    ];
+    let mut cases: Vec<(&str, String, Option<&str>, Vec<u8>, u16)> = Vec::new();
+    for p in post_paths.iter().chain(patch_paths.iter()) {
+        let m = if p.ends_with("status") {
+            "PATCH"
+        } else {
+            "POST"
+        };
+        cases.push((m, p.clone(), Some(&key), b"{not json".to_vec(), 400));
+        cases.push((m, p.clone(), Some(&key), b"[1, 2]".to_vec(), 422));
+        cases.push((m, p.clone(), Some(&key), big.clone().into_bytes(), 413));
+        cases.push((m, p.clone(), None, b"{}".to_vec(), 401));
+        cases.push((
+            m,
+            p.clone(),
+            Some("wrong-key-0123456789"),
+            b"{}".to_vec(),
+            401,
+        ));
+    }
+    let j = |v: Value| v.to_string().into_bytes();
+    let k = Some(key.as_str());
+    cases.extend([
+        // Missing and wrong-typed fields.
+        ("POST", "rtstream".into(), k, j(json!({"name": "x"})), 422),
+        (
+            "POST",
+            "rtstream".into(),
+            k,
+            j(json!({"url": 5, "name": "x"})),
+            422,
+        ),
+        (
+            "POST",
+            "rtstream".into(),
+            k,
+            j(json!({"url": "http://cam/x", "name": "x"})),
+            422,
+        ),
+        (
+            "POST",
+            "rtstream".into(),
+            k,
+            j(json!({"url": "test:ball", "name": "x", "sample_rate": -1})),
+            422,
+        ),
+        (
+            "POST",
+            "rtstream".into(),
+            k,
+            j(json!({"url": "test:ball", "name": "x", "media_types": ["audio"]})),
+            422,
+        ),
+        (
+            "POST",
+            "rtstream/event".into(),
+            k,
+            j(json!({"label": "x"})),
+            422,
+        ),
+        (
+            "POST",
+            "rtstream/event".into(),
+            k,
+            j(json!({"event_prompt": "Detect a forklift", "label": "x"})),
+            422,
+        ),
+        (
+            "POST",
+            "rtstream/event".into(),
+            k,
+            j(json!({"event_prompt": "person", "label": "bad label"})),
+            422,
+        ),
+        (
+            "POST",
+            "rtstream/event".into(),
+            k,
+            j(json!({"event_prompt": "person", "label": "x", "k": "two"})),
+            422,
+        ),
+        (
+            "POST",
+            format!("rtstream/{sid}/index/scene"),
+            k,
+            j(json!({"extraction_config": {"time": 0}})),
+            422,
+        ),
+        (
+            "POST",
+            format!("rtstream/{sid}/index/scene"),
+            k,
+            j(json!({"extraction_type": "shot"})),
+            422,
+        ),
+        (
+            "POST",
+            format!("rtstream/{sid}/index/scene"),
+            k,
+            j(json!({"ws_connection_id": "ws-none"})),
+            422,
+        ),
+        (
+            "POST",
+            format!("rtstream/{sid}/index/{iid}/alert"),
+            k,
+            j(json!({"callback_url": "http://h/x"})),
+            422,
+        ),
+        (
+            "POST",
+            format!("rtstream/{sid}/index/{iid}/alert"),
+            k,
+            j(json!({"event_id": eid, "callback_url": "ftp://h/x"})),
+            422,
+        ),
+        (
+            "POST",
+            format!("rtstream/{sid}/index/{iid}/alert"),
+            k,
+            j(json!({"event_id": eid, "callback_url": "http://u:p@h/x"})),
+            422,
+        ),
+        (
+            "POST",
+            format!("rtstream/{sid}/index/{iid}/alert"),
+            k,
+            j(json!({"event_id": eid, "callback_url": null})),
+            422,
+        ),
+        (
+            "POST",
+            format!("rtstream/{sid}/index/{iid}/alert"),
+            k,
+            j(json!({"event_id": "ev-nope", "callback_url": "http://h/x"})),
+            422,
+        ),
+        (
+            "PATCH",
+            format!("rtstream/{sid}/status"),
+            k,
+            j(json!({"action": "explode"})),
+            422,
+        ),
+        (
+            "PATCH",
+            format!("alert/{aid}/status"),
+            k,
+            j(json!({"state": "on"})),
+            422,
+        ),
+        // Unknown ids.
+        ("GET", "rtstream/rts-nope".into(), k, vec![], 404),
+        ("DELETE", "rtstream/rts-nope".into(), k, vec![], 404),
+        (
+            "PATCH",
+            "rtstream/rts-nope/status".into(),
+            k,
+            j(json!({"action": "stop"})),
+            404,
+        ),
+        ("DELETE", "rtstream/event/ev-nope".into(), k, vec![], 404),
+        (
+            "GET",
+            "rtstream/rts-nope/index/scene".into(),
+            k,
+            vec![],
+            404,
+        ),
+        (
+            "POST",
+            "rtstream/rts-nope/index/scene".into(),
+            k,
+            j(json!({})),
+            404,
+        ),
+        (
+            "GET",
+            format!("rtstream/{sid}/index/idx-nope"),
+            k,
+            vec![],
+            404,
+        ),
+        (
+            "GET",
+            format!("rtstream/{sid}/index/scene/idx-nope"),
+            k,
+            vec![],
+            404,
+        ),
+        (
+            "POST",
+            format!("rtstream/{sid}/index/idx-nope/alert"),
+            k,
+            j(json!({"event_id": eid, "callback_url": "http://h/x"})),
+            404,
+        ),
+        (
+            "PATCH",
+            format!("rtstream/{sid}/index/{iid}/alert/alr-nope/status"),
+            k,
+            j(json!({"action": "enable"})),
+            404,
+        ),
+        (
+            "DELETE",
+            format!("rtstream/{sid}/index/{iid}/alert/alr-nope"),
+            k,
+            vec![],
+            404,
+        ),
+        ("DELETE", "alert/alr-nope".into(), k, vec![], 404),
+        ("GET", "collection/other".into(), k, vec![], 404),
+        ("GET", "collection/other/websocket".into(), k, vec![], 404),
+        ("GET", "no/such/route".into(), k, vec![], 404),
+        ("GET", "ws/not-a-ticket".into(), None, vec![], 401),
+        // Every GET needs the key too.
+        ("GET", "rtstream".into(), None, vec![], 401),
+        ("GET", "status".into(), Some("wrong"), vec![], 401),
+    ]);
+    for (method, path, token, body, want) in cases {
+        let (code, reply) = d.raw(method, &path, token, body).await;
+        assert_eq!(code, want, "{method} {path}: {reply}");
+        assert_eq!(reply["success"], false, "{method} {path}: enveloped error");
+        let message = reply["message"].as_str().unwrap_or_default();
+        assert!(
+            message.len() > 5,
+            "{method} {path}: a clear message, got {reply}"
+        );
+    }
+    assert_eq!(before, state_of(&d).await, "stored state unchanged");
+    d.stop().await;
+}

@@ -1,0 +1,119 @@
+//! A whole sightline daemon in the test process, with its API on a free
+//! loopback port and its state in a directory the test owns.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+use sightline::app::{self, Hooks, Summary};
+use sightline::config::Config;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub struct Daemon {
+    pub base: String,
+    pub key: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<Summary>>>,
+    http: reqwest::Client,
+}
+
+impl Daemon {
+    /// Starts a daemon whose state lives in `state`; `extra` is appended to
+    /// the config (streams, events, alerts, sections).
+    pub async fn start(state: &Path, extra: &str) -> Daemon {
+        let text = format!(
+            "[runtime]\nworkers = 1\nstats_interval_secs = 0\n\
+             [api]\nlisten = \"127.0.0.1:0\"\nws_buffer = 16\n\
+             [state]\ndir = \"{}\"\n{extra}",
+            state.display()
+        );
+        let config = Config::parse(&text, "test").expect("valid config");
+        let (bound_tx, bound_rx) = oneshot::channel();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let hooks = Hooks {
+            api_bound: Some(bound_tx),
+            ..Hooks::default()
+        };
+        let task = tokio::spawn(app::run(config, hooks, async move {
+            let _ = stop_rx.await;
+        }));
+        let addr = tokio::time::timeout(Duration::from_secs(60), bound_rx)
+            .await
+            .expect("the API listens within a minute")
+            .expect("the daemon reports its API address");
+        let key = std::fs::read_to_string(state.join("api-key"))
+            .expect("the daemon generated its key")
+            .trim()
+            .to_string();
+        Daemon {
+            base: format!("http://{addr}"),
+            key,
+            stop: Some(stop_tx),
+            task: Some(task),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Stops the daemon and returns its summary.
+    pub async fn stop(mut self) -> Summary {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let task = self.task.take().expect("running");
+        task.await.expect("joins").expect("the daemon ran cleanly")
+    }
+
+    /// An authenticated JSON call; returns the status and the reply body.
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(
+                method.parse().expect("method"),
+                format!("{}/{path}", self.base),
+            )
+            .header("x-access-token", &self.key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        reply(req).await
+    }
+
+    /// A call with a raw body and chosen token (None: no header).
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(
+                method.parse().expect("method"),
+                format!("{}/{path}", self.base),
+            )
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(t) = token {
+            req = req.header("x-access-token", t);
+        }
+        reply(req).await
+    }
+
+    /// `data` of a call that must succeed.
+    pub async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (code, v) = self.call(method, path, body).await;
+        assert_eq!(code, 200, "{method} {path}: {v}");
+        assert_eq!(v["success"], true);
+        v["data"].clone()
+    }
+}
+
+async fn reply(req: reqwest::RequestBuilder) -> (u16, Value) {
+    let resp = req.send().await.expect("the API answers");
+    let code = resp.status().as_u16();
+    let text = resp.text().await.expect("a body");
+    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (code, v)
+}
