@@ -34,14 +34,16 @@ async fn state_of(d: &Daemon) -> Value {
     });
     for s in streams["results"].as_array().cloned().unwrap_or_default() {
         let id = s["id"].as_str().unwrap_or_default().to_string();
-        out["streams"].as_array_mut().map(|a| {
-            a.push(json!({"id": id, "name": s["name"], "status": s["status"], "url": s["url"]}))
-        });
+        if let Some(a) = out["streams"].as_array_mut() {
+            a.push(json!({"id": id, "name": s["name"], "status": s["status"], "url": s["url"]}));
+        }
         let ix = d
             .ok("GET", &format!("rtstream/{id}/index/scene"), None)
             .await;
         for i in ix["scene_indexes"].as_array().cloned().unwrap_or_default() {
-            out["indexes"].as_array_mut().map(|a| a.push(i));
+            if let Some(a) = out["indexes"].as_array_mut() {
+                a.push(i);
+            }
         }
     }
     out
@@ -212,6 +214,9 @@ async fn changes_apply_at_once_without_restarting_other_streams() {
     d.stop().await;
 }
 
+/// Method, path, token, body, expected status.
+type Case<'a> = (&'a str, String, Option<&'a str>, Vec<u8>, u16);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_on_every_route_is_refused_and_changes_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -235,7 +240,7 @@ async fn bad_input_on_every_route_is_refused_and_changes_nothing() {
         format!("rtstream/{sid}/index/{iid}/alert/{aid}/status"),
         format!("alert/{aid}/status"),
     ];
-    let mut cases: Vec<(&str, String, Option<&str>, Vec<u8>, u16)> = Vec::new();
+    let mut cases: Vec<Case> = Vec::new();
     for p in post_paths.iter().chain(patch_paths.iter()) {
         let m = if p.ends_with("status") {
             "PATCH"
