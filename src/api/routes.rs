@@ -482,3 +482,15 @@ async fn status(State(st): State<ApiState>) -> Response {
         "websocket": st.engine.hub().stats(),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_route_has_a_handler() {
+        for (m, p) in ROUTES {
+            assert!(handler(m, p).is_some(), "{m} {p}");
+        }
+    }
+}

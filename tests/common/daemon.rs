@@ -2,11 +2,13 @@
 //! loopback port and its state in a directory the test owns.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use sightline::app::{self, Hooks, Summary};
 use sightline::config::Config;
+use sightline::engine::Engine;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -22,6 +24,15 @@ impl Daemon {
     /// Starts a daemon whose state lives in `state`; `extra` is appended to
     /// the config (streams, events, alerts, sections).
     pub async fn start(state: &Path, extra: &str) -> Daemon {
+        Self::start_with(state, extra, None).await
+    }
+
+    /// Like [`Daemon::start`], also handing the engine to `engine`.
+    pub async fn start_with(
+        state: &Path,
+        extra: &str,
+        engine: Option<oneshot::Sender<Arc<Engine>>>,
+    ) -> Daemon {
         let text = format!(
             "[runtime]\nworkers = 1\nstats_interval_secs = 0\n\
              [api]\nlisten = \"127.0.0.1:0\"\nws_buffer = 16\n\
@@ -33,6 +44,7 @@ impl Daemon {
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let hooks = Hooks {
             api_bound: Some(bound_tx),
+            engine,
             ..Hooks::default()
         };
         let task = tokio::spawn(app::run(config, hooks, async move {
