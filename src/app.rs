@@ -16,8 +16,11 @@ use anyhow::{anyhow, Context};
 use crossbeam_channel::{bounded, select, unbounded};
 use tokio::sync::mpsc;
 
+use crate::alert::outbox::SystemClock;
 use crate::alert::ws::Hub;
-use crate::alert::{mqtt::MqttSink, webhook::WebhookSink, Dispatcher, RetryPolicy, Sink};
+use crate::alert::{
+    mqtt::MqttSink, webhook::WebhookSink, Dispatcher, OutboxSettings, RetryPolicy, Sink,
+};
 use crate::api;
 use crate::config::Config;
 use crate::engine::{Engine, MatchControl, Parts};
@@ -28,6 +31,9 @@ use crate::pool::{Pool, PoolConfig, PoolStats, Scorer};
 use crate::source::{self, Output, SourceEvent};
 use crate::store::{SceneRecord, Store};
 use crate::types::{Scores, StreamId};
+
+/// In-memory attempts of one MQTT message (webhooks follow the outbox schedule).
+const MQTT_ATTEMPTS: u32 = 8;
 
 /// Optional observers, used by the demo, the benchmark and tests.
 #[derive(Default)]
@@ -123,10 +129,16 @@ pub async fn run(
         mqtt,
         Some(Arc::clone(&hub)),
         RetryPolicy {
-            attempts: config.webhook.attempts,
+            attempts: MQTT_ATTEMPTS,
             first_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
             concurrency: config.webhook.concurrency,
+        },
+        OutboxSettings {
+            store: Arc::clone(&store),
+            schedule: config.webhook.schedule.clone().into(),
+            clock: Arc::new(SystemClock),
+            poll: Duration::from_millis(500),
         },
     ));
 

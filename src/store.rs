@@ -32,6 +32,20 @@ const MIGRATIONS: &[&str] = &[
          end REAL NOT NULL,
          body TEXT NOT NULL);
      CREATE INDEX scene_records_by_index ON scene_records (index_id, start);",
+    // 2: the durable webhook outbox (see alert/outbox.rs).
+    "CREATE TABLE outbox (
+         seq INTEGER PRIMARY KEY AUTOINCREMENT,
+         target TEXT NOT NULL,
+         message_id TEXT NOT NULL,
+         alert_id TEXT NOT NULL,
+         body BLOB NOT NULL,
+         secrets TEXT NOT NULL,
+         attempts INTEGER NOT NULL DEFAULT 0,
+         next_at INTEGER NOT NULL,
+         created_at INTEGER NOT NULL,
+         last_error TEXT,
+         dead INTEGER NOT NULL DEFAULT 0);
+     CREATE INDEX outbox_due ON outbox (target, dead, next_at);",
 ];
 
 /// Who declared an entity: the config file (its definition is refreshed
@@ -183,7 +197,7 @@ impl Store {
         Ok(store)
     }
 
-    fn lock(&self) -> anyhow::Result<std::sync::MutexGuard<'_, Connection>> {
+    pub(crate) fn lock(&self) -> anyhow::Result<std::sync::MutexGuard<'_, Connection>> {
         self.conn
             .lock()
             .map_err(|_| anyhow!("the state database lock is poisoned"))

@@ -1,6 +1,8 @@
 //! Webhook delivery against a real HTTP receiver that answers from a script:
 //! `Retry-After` is honoured, 410 disables the target, redirects are not
-//! followed, and every retry carries the same `webhook-id`.
+//! followed, every retry carries the same `webhook-id`, retries follow the
+//! schedule (checked with an injected clock), and messages that run out of
+//! attempts become dead letters that can be redelivered.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,10 +12,12 @@ use axum::{
     extract::State, http::HeaderMap, http::StatusCode, response::IntoResponse, routing::post,
     Router,
 };
-use sightline::alert::{webhook::WebhookSink, Dispatcher, RetryPolicy};
+use sightline::alert::outbox::{Clock, ManualClock, SystemClock};
+use sightline::alert::{webhook::WebhookSink, Dispatcher, OutboxSettings, RetryPolicy};
 use sightline::config::AlertConfig;
 use sightline::demo::serve_local;
 use sightline::matcher::{Occurrence, Phase};
+use sightline::store::Store;
 use sightline::types::{AlertId, EventId, StreamId};
 
 /// One scripted answer: status, Retry-After, Location.
@@ -61,6 +65,26 @@ async fn receiver(answers: Vec<Answer>) -> (String, Script) {
 }
 
 fn dispatcher(url: &str) -> Dispatcher {
+    let schedule = [0.0, 0.1, 0.2, 0.4].map(Duration::from_secs_f64);
+    dispatcher_with(
+        url,
+        &schedule,
+        Arc::new(SystemClock),
+        Arc::new(memory_store()),
+    )
+    .0
+}
+
+fn memory_store() -> Store {
+    Store::open(None).expect("in-memory store")
+}
+
+fn dispatcher_with(
+    url: &str,
+    schedule: &[Duration],
+    clock: Arc<dyn Clock>,
+    store: Arc<Store>,
+) -> (Dispatcher, Arc<Store>) {
     let alert = AlertConfig {
         id: AlertId::new("a"),
         event: EventId::new("e"),
@@ -80,9 +104,20 @@ fn dispatcher(url: &str) -> Dispatcher {
         concurrency: 1,
     };
     let sink = WebhookSink::new(Duration::from_secs(2)).expect("client");
-    let d = Dispatcher::start(Some(Arc::new(sink)), None, None, policy);
+    let d = Dispatcher::start(
+        Some(Arc::new(sink)),
+        None,
+        None,
+        policy,
+        OutboxSettings {
+            store: Arc::clone(&store),
+            schedule: schedule.into(),
+            clock,
+            poll: Duration::from_millis(20),
+        },
+    );
     d.set_alerts(vec![alert], HashMap::new());
-    d
+    (d, store)
 }
 
 fn occurrence(id: &str) -> Occurrence {
@@ -183,5 +218,100 @@ async fn redirects_are_not_followed() {
     assert!(
         other.seen.lock().map(|v| v.is_empty()).unwrap_or(false),
         "the redirect target saw nothing"
+    );
+}
+
+#[tokio::test]
+async fn retry_gaps_follow_the_schedule_with_an_injected_clock() {
+    let (url, script) = receiver(vec![(500, None, None); 10]).await;
+    let clock = Arc::new(ManualClock::default());
+    clock
+        .0
+        .store(1_000_000, std::sync::atomic::Ordering::SeqCst);
+    let schedule = [0.0, 5.0, 300.0].map(Duration::from_secs_f64);
+    let (d, store) = dispatcher_with(&url, &schedule, clock.clone(), Arc::new(memory_store()));
+    let set = |ms: i64| {
+        clock
+            .0
+            .store(1_000_000 + ms, std::sync::atomic::Ordering::SeqCst)
+    };
+    let count = || script.seen.lock().map(|v| v.len()).unwrap_or(0);
+    d.dispatch(&occurrence("o1"));
+    assert_eq!(
+        wait_for_requests(&script, 1, 5).await.len(),
+        1,
+        "first attempt at once"
+    );
+    // Jitter only stretches a gap (by up to 20 %): nothing before 5 s, one by 6 s.
+    set(4_999);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(count(), 1, "no retry before the 5 s step");
+    set(6_000);
+    assert_eq!(
+        wait_for_requests(&script, 2, 5).await.len(),
+        2,
+        "retry by 6 s"
+    );
+    set(6_000 + 299_999);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(count(), 2, "no retry before the 300 s step");
+    set(6_000 + 360_000);
+    assert_eq!(
+        wait_for_requests(&script, 3, 5).await.len(),
+        3,
+        "retry by 360 s"
+    );
+    // The schedule is used up: a dead letter, never retried on its own.
+    set(100_000_000);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(count(), 3);
+    let dead = store.dead_letters(10).expect("dead letters");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attempts, 3);
+    assert!(dead[0]
+        .last_error
+        .as_deref()
+        .is_some_and(|e| e.contains("500")));
+}
+
+#[tokio::test]
+async fn a_refused_message_is_a_dead_letter_and_can_be_redelivered() {
+    let (url, script) = receiver(vec![(400, None, None)]).await;
+    let schedule = [0.0, 0.1].map(Duration::from_secs_f64);
+    let (d, store) = dispatcher_with(
+        &url,
+        &schedule,
+        Arc::new(SystemClock),
+        Arc::new(memory_store()),
+    );
+    d.dispatch(&occurrence("o1"));
+    wait_for_requests(&script, 1, 5).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        script.seen.lock().map(|v| v.len()).unwrap_or(0),
+        1,
+        "400 is not retried"
+    );
+    let dead = store.dead_letters(10).expect("dead letters");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        store
+            .redeliver(dead[0].seq, SystemClock.now_ms())
+            .expect("redeliver")
+            .as_deref(),
+        Some(url.as_str())
+    );
+    d.wake(&url);
+    let seen = wait_for_requests(&script, 2, 5).await;
+    assert_eq!(seen.len(), 2, "redelivered and accepted (204)");
+    assert_eq!(seen[0].1.get("webhook-id"), seen[1].1.get("webhook-id"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(store.dead_letters(10).expect("dead letters").is_empty());
+    assert!(
+        store
+            .outbox_due(&url, i64::MAX, 10)
+            .expect("outbox")
+            .is_empty(),
+        "acknowledged rows leave"
     );
 }

@@ -5,14 +5,17 @@
 //! bounded queue, so a receiver that is down or slow delays only itself. A
 //! [`Sink`] is the one small trait every transport implements: deliver one
 //! message, say whether it was accepted. Retry with backoff lives here, once,
-//! for all sinks. Delivery in this version is in memory: a daemon crash loses
-//! what is queued (the durable outbox is tracked separately). WebSocket
-//! clients get the same body at most once through the [`ws::Hub`].
+//! for all sinks. Webhook messages go through the durable [`outbox`]: they
+//! are committed to SQLite before the first attempt and survive a crash.
+//! MQTT messages are still queued in memory (and count as delivered once
+//! rumqttc queued them; PUBACK matching is not done yet). WebSocket clients
+//! get the same body at most once through the [`ws::Hub`].
 //!
 //! The set of alerts can be replaced at any time ([`Dispatcher::set_alerts`]);
 //! a webhook URL gets its task the first time an alert names it.
 
 pub mod mqtt;
+pub mod outbox;
 pub mod payload;
 pub mod sign;
 pub mod webhook;
@@ -35,15 +38,28 @@ pub use payload::Payload;
 /// One message for one target.
 #[derive(Debug, Clone)]
 pub struct Delivery {
-    pub payload: Arc<Payload>,
+    /// `alert:occurrence:phase`: the same on every attempt and every target
+    /// (the webhook's idempotency key).
+    pub message_id: Arc<str>,
+    pub alert_id: Arc<str>,
     /// Serialised body, identical for every target.
     pub body: Arc<[u8]>,
     /// MQTT topic (ignored by webhooks).
     pub topic: String,
     /// Webhook signing secrets of the alert (ignored by MQTT).
     pub secrets: Arc<[sign::Secret]>,
-    /// When the frame behind it arrived, for latency.
-    pub frame_arrived: Instant,
+    /// When the frame behind it arrived, for latency (unknown for
+    /// messages resumed from the outbox after a restart).
+    pub frame_arrived: Option<Instant>,
+}
+
+/// The message id of a payload: `alert:occurrence:phase`.
+pub fn message_id(p: &Payload) -> String {
+    let phase = match p.phase {
+        Phase::Start => "start",
+        Phase::End => "end",
+    };
+    format!("{}:{}:{}", p.alert_id, p.occurrence_id, phase)
 }
 
 /// Why a delivery attempt failed.
@@ -117,6 +133,22 @@ struct Target {
     name: String,
 }
 
+/// A webhook URL's outbox worker.
+struct WebhookTarget {
+    wake: Arc<tokio::sync::Notify>,
+    stats: Arc<TargetStats>,
+    name: String,
+}
+
+/// Where webhook messages are kept and how they are retried.
+pub struct OutboxSettings {
+    pub store: Arc<crate::store::Store>,
+    pub schedule: Arc<[Duration]>,
+    pub clock: Arc<dyn outbox::Clock>,
+    /// How often a worker looks for due rows without being woken.
+    pub poll: Duration,
+}
+
 /// Capacity of each target's queue.
 const TARGET_QUEUE: usize = 4096;
 /// Longest wait a `Retry-After` can impose on one in-memory retry.
@@ -127,25 +159,29 @@ pub struct Dispatcher {
     alerts: RwLock<Arc<Vec<AlertConfig>>>,
     stream_urls: RwLock<HashMap<StreamId, String>>,
     webhook: Option<Arc<webhook::WebhookSink>>,
-    webhooks: Mutex<HashMap<String, Target>>,
+    webhooks: Mutex<HashMap<String, WebhookTarget>>,
     mqtt: Option<Target>,
     hub: Option<Arc<ws::Hub>>,
     policy: RetryPolicy,
+    outbox: OutboxSettings,
     rt: tokio::runtime::Handle,
 }
 
 impl Dispatcher {
-    /// Starts the MQTT delivery task; webhook tasks start as alerts name
-    /// their URLs. Must be called inside a tokio runtime.
+    /// Starts the MQTT delivery task, and a webhook worker for every URL
+    /// with messages left in the outbox (resuming after a restart); other
+    /// webhook workers start as alerts name their URLs. Must be called
+    /// inside a tokio runtime.
     pub fn start(
         webhook: Option<Arc<webhook::WebhookSink>>,
         mqtt: Option<Arc<dyn Sink>>,
         hub: Option<Arc<ws::Hub>>,
         policy: RetryPolicy,
+        outbox: OutboxSettings,
     ) -> Dispatcher {
         let rt = tokio::runtime::Handle::current();
         let mqtt = mqtt.map(|s| spawn_target(&rt, s, policy));
-        Dispatcher {
+        let d = Dispatcher {
             alerts: RwLock::new(Arc::new(Vec::new())),
             stream_urls: RwLock::new(HashMap::new()),
             webhook,
@@ -153,21 +189,61 @@ impl Dispatcher {
             mqtt,
             hub,
             policy,
+            outbox,
             rt,
+        };
+        match d.outbox.store.outbox_targets() {
+            Ok(urls) => d.ensure_webhooks(urls.iter()),
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "cannot read the outbox"),
         }
+        d
+    }
+
+    fn ensure_webhooks<'a>(&self, urls: impl Iterator<Item = &'a String>) {
+        let (Some(wh), Ok(mut targets)) = (&self.webhook, self.webhooks.lock()) else {
+            return;
+        };
+        for url in urls {
+            if targets.contains_key(url) {
+                continue;
+            }
+            let sink: Arc<dyn Sink> = Arc::new(wh.for_url(url));
+            let stats = Arc::new(TargetStats::default());
+            let name = sink.name();
+            let wake = outbox::spawn_worker(
+                &self.rt,
+                outbox::WorkerConfig {
+                    target: url.clone(),
+                    schedule: Arc::clone(&self.outbox.schedule),
+                    concurrency: self.policy.concurrency,
+                    clock: Arc::clone(&self.outbox.clock),
+                    poll: self.outbox.poll,
+                },
+                sink,
+                Arc::clone(&self.outbox.store),
+                Arc::clone(&stats),
+            );
+            targets.insert(url.clone(), WebhookTarget { wake, stats, name });
+        }
+    }
+
+    /// Wakes a webhook worker (a dead letter was put back in line).
+    pub fn wake(&self, url: &str) {
+        self.ensure_webhooks(std::iter::once(&url.to_string()));
+        if let Some(t) = self.webhooks.lock().ok().as_ref().and_then(|w| w.get(url)) {
+            t.wake.notify_one();
+        }
+    }
+
+    /// The clock the outbox uses.
+    pub fn now_ms(&self) -> i64 {
+        self.outbox.clock.now_ms()
     }
 
     /// Replaces the alerts in force (only enabled, running ones should be
     /// passed) and the stream URLs their payloads carry.
     pub fn set_alerts(&self, alerts: Vec<AlertConfig>, stream_urls: HashMap<StreamId, String>) {
-        if let (Some(wh), Ok(mut targets)) = (&self.webhook, self.webhooks.lock()) {
-            for url in alerts.iter().filter_map(|a| a.callback_url.as_ref()) {
-                if !targets.contains_key(url) {
-                    let sink: Arc<dyn Sink> = Arc::new(wh.for_url(url));
-                    targets.insert(url.clone(), spawn_target(&self.rt, sink, self.policy));
-                }
-            }
-        }
+        self.ensure_webhooks(alerts.iter().filter_map(|a| a.callback_url.as_ref()));
         if let Ok(mut a) = self.alerts.write() {
             *a = Arc::new(alerts);
         }
@@ -177,9 +253,11 @@ impl Dispatcher {
     }
 
     /// Builds and queues the messages of one occurrence; returns how many
-    /// went to durable targets (webhook, MQTT). WebSocket copies are extra.
+    /// went to webhook and MQTT targets. Webhook messages are committed to
+    /// the outbox before this returns. WebSocket copies are extra.
     pub fn dispatch(&self, occ: &Occurrence) -> usize {
         let mut n = 0;
+        let mut durable: Vec<(String, Delivery)> = Vec::new();
         let alerts = self
             .alerts
             .read()
@@ -195,45 +273,116 @@ impl Dispatcher {
             if occ.phase == Phase::End && !a.send_end {
                 continue;
             }
-            let url = self
-                .stream_urls
-                .read()
-                .ok()
-                .and_then(|u| u.get(&occ.stream_id).cloned())
-                .unwrap_or_default();
-            let payload = Arc::new(payload::build(&a.id, occ, &url));
-            let body: Arc<[u8]> = match serde_json::to_vec(&*payload) {
-                Ok(b) => b.into(),
-                Err(e) => {
-                    tracing::error!(alert = %a.id, error = %e, "cannot serialise alert payload");
-                    continue;
-                }
-            };
-            let secrets: Arc<[sign::Secret]> = a.webhook_secrets.clone().into();
-            let mk = |topic: String| Delivery {
-                payload: Arc::clone(&payload),
-                body: Arc::clone(&body),
-                topic,
-                secrets: Arc::clone(&secrets),
-                frame_arrived: occ.frame_arrived,
-            };
-            if let Some(url) = &a.callback_url {
-                if let Some(t) = self.webhooks.lock().ok().as_ref().and_then(|w| w.get(url)) {
-                    n += enqueue(t, mk(String::new()), &a.id);
-                }
+            n += self.messages(a, occ, &mut durable);
+        }
+        n + self.commit_webhooks(&durable)
+    }
+
+    /// Sends `occ` through one alert only, whatever its state (the API's
+    /// test alert). Returns the messages queued.
+    pub fn dispatch_to(&self, a: &AlertConfig, occ: &Occurrence) -> usize {
+        let mut durable = Vec::new();
+        let n = self.messages(a, occ, &mut durable);
+        n + self.commit_webhooks(&durable)
+    }
+
+    /// Queues the MQTT and WebSocket messages of one alert and collects its
+    /// webhook message into `durable`; returns the MQTT messages queued.
+    fn messages(
+        &self,
+        a: &AlertConfig,
+        occ: &Occurrence,
+        durable: &mut Vec<(String, Delivery)>,
+    ) -> usize {
+        let mut n = 0;
+        let url = self
+            .stream_urls
+            .read()
+            .ok()
+            .and_then(|u| u.get(&occ.stream_id).cloned())
+            .unwrap_or_default();
+        let payload = Arc::new(payload::build(&a.id, occ, &url));
+        let body: Arc<[u8]> = match serde_json::to_vec(&*payload) {
+            Ok(b) => b.into(),
+            Err(e) => {
+                tracing::error!(alert = %a.id, error = %e, "cannot serialise alert payload");
+                return 0;
             }
-            if let (Some(conn), Some(hub)) = (&a.ws_connection, &self.hub) {
-                hub.publish(conn, "alert", &*payload);
-            }
-            if let (Some(tpl), Some(t)) = (&a.mqtt_topic, &self.mqtt) {
-                n += enqueue(
-                    t,
-                    mk(payload::topic(tpl, &occ.stream_id, &occ.label)),
-                    &a.id,
-                );
-            }
+        };
+        let secrets: Arc<[sign::Secret]> = a.webhook_secrets.clone().into();
+        let (id, alert_id): (Arc<str>, Arc<str>) =
+            (message_id(&payload).into(), a.id.as_str().into());
+        let mk = |topic: String| Delivery {
+            message_id: Arc::clone(&id),
+            alert_id: Arc::clone(&alert_id),
+            body: Arc::clone(&body),
+            topic,
+            secrets: Arc::clone(&secrets),
+            frame_arrived: Some(occ.frame_arrived),
+        };
+        if let Some(url) = &a.callback_url {
+            durable.push((url.clone(), mk(String::new())));
+        }
+        if let (Some(conn), Some(hub)) = (&a.ws_connection, &self.hub) {
+            hub.publish(conn, "alert", &*payload);
+        }
+        if let (Some(tpl), Some(t)) = (&a.mqtt_topic, &self.mqtt) {
+            n += enqueue(
+                t,
+                mk(payload::topic(tpl, &occ.stream_id, &occ.label)),
+                &a.id,
+            );
         }
         n
+    }
+
+    /// Commits webhook messages to the outbox in one transaction and wakes
+    /// their workers. Messages to a target disabled by a 410 are not kept.
+    fn commit_webhooks(&self, msgs: &[(String, Delivery)]) -> usize {
+        let targets = self.webhooks.lock();
+        let live: Vec<&(String, Delivery)> = msgs
+            .iter()
+            .filter(|(url, d)| {
+                let t = targets.as_ref().ok().and_then(|t| t.get(url));
+                match t.and_then(|t| t.stats.disabled_reason()) {
+                    Some(reason) => {
+                        tracing::warn!(target = %url, message = %d.message_id, %reason, "target disabled; message not sent");
+                        false
+                    }
+                    None => true,
+                }
+            })
+            .collect();
+        let rows: Vec<outbox::NewMessage> = live
+            .iter()
+            .map(|(url, d)| outbox::NewMessage {
+                target: url,
+                message_id: &d.message_id,
+                alert_id: &d.alert_id,
+                body: &d.body,
+                secrets: &d.secrets,
+            })
+            .collect();
+        if rows.is_empty() {
+            return 0;
+        }
+        if let Err(e) = self
+            .outbox
+            .store
+            .outbox_add(&rows, self.outbox.clock.now_ms())
+        {
+            // Nothing else can hold it: say so loudly.
+            tracing::error!(error = %format!("{e:#}"), messages = rows.len(), "cannot commit alerts to the outbox; they are lost");
+            return 0;
+        }
+        if let Ok(t) = &targets {
+            for (url, _) in &live {
+                if let Some(t) = t.get(url) {
+                    t.wake.notify_one();
+                }
+            }
+        }
+        rows.len()
     }
 
     /// Counters per target name.
@@ -242,8 +391,12 @@ impl Dispatcher {
         let mut out: Vec<_> = webhooks
             .iter()
             .flat_map(|w| w.values())
-            .chain(self.mqtt.iter())
             .map(|t| (t.name.clone(), Arc::clone(&t.stats)))
+            .chain(
+                self.mqtt
+                    .iter()
+                    .map(|t| (t.name.clone(), Arc::clone(&t.stats))),
+            )
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
@@ -299,19 +452,18 @@ async fn deliver_with_retry(
         match sink.deliver(d).await {
             Ok(()) => {
                 stats.delivered.fetch_add(1, Ordering::Relaxed);
-                let latency = d.frame_arrived.elapsed();
+                let latency = d.frame_arrived.map(|t| t.elapsed().as_millis() as u64);
                 tracing::info!(
-                    target = %sink.name(), alert = %d.payload.alert_id, occurrence = %d.payload.occurrence_id,
-                    phase = ?d.payload.phase, latency_ms = latency.as_millis() as u64, "alert delivered"
+                    target = %sink.name(), message = %d.message_id, latency_ms = ?latency, "alert delivered"
                 );
                 return;
             }
             Err(SinkError::Permanent(m)) => {
-                tracing::error!(target = %sink.name(), alert = %d.payload.alert_id, error = %m, "delivery refused; not retrying");
+                tracing::error!(target = %sink.name(), message = %d.message_id, error = %m, "delivery refused; not retrying");
                 break;
             }
             Err(SinkError::Gone(m)) => {
-                tracing::error!(target = %sink.name(), alert = %d.payload.alert_id, error = %m, "receiver is gone; target disabled");
+                tracing::error!(target = %sink.name(), message = %d.message_id, error = %m, "receiver is gone; target disabled");
                 if let Ok(mut reason) = stats.disabled.lock() {
                     reason.get_or_insert(m);
                 }
@@ -330,7 +482,7 @@ async fn deliver_with_retry(
                 }
             }
             Err(SinkError::Retry { message: m, .. }) => {
-                tracing::error!(target = %sink.name(), alert = %d.payload.alert_id, error = %m, "delivery failed; attempts exhausted");
+                tracing::error!(target = %sink.name(), message = %d.message_id, error = %m, "delivery failed; attempts exhausted");
             }
         }
     }
@@ -358,7 +510,7 @@ mod tests {
         fn deliver<'a>(&'a self, d: &'a Delivery) -> DeliverFuture<'a> {
             Box::pin(async move {
                 if let Ok(mut v) = self.0.lock() {
-                    v.push((d.payload.alert_id.to_string(), d.topic.clone()));
+                    v.push((d.alert_id.to_string(), d.topic.clone()));
                 }
                 Ok(())
             })
@@ -411,7 +563,18 @@ mod tests {
             alert("all", &[], true, false),
             alert("off", &[], false, true),
         ];
-        let d = Dispatcher::start(None, Some(rec.clone() as Arc<dyn Sink>), None, policy);
+        let d = Dispatcher::start(
+            None,
+            Some(rec.clone() as Arc<dyn Sink>),
+            None,
+            policy,
+            OutboxSettings {
+                store: Arc::new(crate::store::Store::open(None).expect("in-memory store")),
+                schedule: outbox::DEFAULT_SCHEDULE.into(),
+                clock: Arc::new(outbox::SystemClock),
+                poll: Duration::from_millis(100),
+            },
+        );
         d.set_alerts(alerts, HashMap::new());
         assert_eq!(d.dispatch(&occ("s1", Phase::Start)), 2, "only-s1 and all");
         assert_eq!(d.dispatch(&occ("s2", Phase::Start)), 1, "all");

@@ -36,6 +36,11 @@ impl Secret {
         }
         Ok(Secret(key))
     }
+
+    /// The `whsec_<base64>` text [`Secret::parse`] reads.
+    pub fn to_text(&self) -> String {
+        format!("whsec_{}", STANDARD.encode(&self.0))
+    }
 }
 
 /// The `v1,<base64>` signature of one request.

@@ -49,12 +49,7 @@ impl Sink for WebhookTarget {
     fn deliver<'a>(&'a self, d: &'a Delivery) -> DeliverFuture<'a> {
         Box::pin(async move {
             // Stable per (alert, occurrence, phase): the receiver's idempotency key.
-            let id = format!(
-                "{}:{}:{}",
-                d.payload.alert_id,
-                d.payload.occurrence_id,
-                phase_str(d)
-            );
+            let id: &str = &d.message_id;
             // The timestamp is this attempt's, so receivers can refuse replays.
             let now = chrono::Utc::now().timestamp();
             let mut req = self
@@ -65,7 +60,7 @@ impl Sink for WebhookTarget {
             if !d.secrets.is_empty() {
                 req = req.header(
                     "webhook-signature",
-                    super::sign::header(&d.secrets, &id, now, &d.body),
+                    super::sign::header(&d.secrets, id, now, &d.body),
                 );
             }
             let resp = req
@@ -116,13 +111,6 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
     let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
     let wait = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
     Some(wait.to_std().unwrap_or_default())
-}
-
-fn phase_str(d: &Delivery) -> &'static str {
-    match d.payload.phase {
-        crate::matcher::Phase::Start => "start",
-        crate::matcher::Phase::End => "end",
-    }
 }
 
 #[cfg(test)]

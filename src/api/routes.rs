@@ -49,6 +49,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/alert"),
     ("PATCH", "/alert/{alert_id}/status"),
     ("DELETE", "/alert/{alert_id}"),
+    ("POST", "/alert/{alert_id}/test"),
+    ("GET", "/delivery/dead"),
+    ("POST", "/delivery/dead/{seq}/redeliver"),
     ("GET", "/status"),
     ("GET", "/ws/{ticket}"),
 ];
@@ -81,6 +84,9 @@ fn handler(method: &str, path: &str) -> Option<Handler> {
         ("GET", "/alert") => get(list_all_alerts),
         ("PATCH", "/alert/{alert_id}/status") => patch(alert_status),
         ("DELETE", "/alert/{alert_id}") => delete(delete_any_alert),
+        ("POST", "/alert/{alert_id}/test") => post(test_alert),
+        ("GET", "/delivery/dead") => get(dead_letters),
+        ("POST", "/delivery/dead/{seq}/redeliver") => post(redeliver),
         ("GET", "/status") => get(status),
         ("GET", "/ws/{ticket}") => get(socket::connect),
         _ => return None,
@@ -460,6 +466,53 @@ async fn list_all_alerts(State(st): State<ApiState>) -> Response {
     rows.sort_by(|a, b| a.created_at.cmp(&b.created_at));
     let alerts: Vec<Value> = rows.into_iter().map(|a| alert_json(&cat, a)).collect();
     ok(json!({ "alerts": alerts }))
+}
+
+async fn test_alert(State(st): State<ApiState>, Path(alert): Path<String>) -> Response {
+    match st.engine.test_alert(&alert).await {
+        Ok((occurrence, queued)) => ok(json!({
+            "alert_id": alert,
+            "occurrence_id": occurrence,
+            "messages_queued": queued,
+        })),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn dead_letters(State(st): State<ApiState>) -> Response {
+    match st.engine.dead_letters().await {
+        Ok(rows) => {
+            let list: Vec<Value> = rows
+                .iter()
+                .map(|r| {
+                    json!({
+                        "seq": r.seq,
+                        "target": redact(&r.target),
+                        "message_id": r.message_id,
+                        "alert_id": r.alert_id,
+                        "attempts": r.attempts,
+                        "last_error": r.last_error,
+                        "created_at_ms": r.created_at,
+                    })
+                })
+                .collect();
+            ok(json!({ "dead_letters": list }))
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn redeliver(State(st): State<ApiState>, Path(seq): Path<String>) -> Response {
+    let Ok(seq) = seq.parse::<i64>() else {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            format!("{seq:?} is not a dead-letter seq (a number)"),
+        );
+    };
+    match st.engine.redeliver(seq).await {
+        Ok(()) => ok(json!({ "seq": seq, "redelivering": true })),
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn status(State(st): State<ApiState>) -> Response {

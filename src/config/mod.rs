@@ -219,7 +219,8 @@ pub struct MqttConfig {
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
     pub timeout: Duration,
-    pub attempts: u32,
+    /// Wait before each attempt (the first is usually zero).
+    pub schedule: Vec<Duration>,
     pub concurrency: usize,
 }
 

@@ -168,8 +168,9 @@ pub struct RawMqtt {
 #[derive(Debug, Default, Deserialize)]
 pub struct RawWebhook {
     pub timeout_ms: Option<i64>,
-    /// Attempts per message before giving up (default 5).
-    pub attempts: Option<i64>,
+    /// Wait before each attempt, in seconds; its length is the number of
+    /// attempts (default 0, 5, 300, 1800, 7200, 18000, 36000, 36000).
+    pub retry_schedule_secs: Option<Vec<f64>>,
     /// Requests in flight per URL (default 4).
     pub concurrency: Option<i64>,
 }

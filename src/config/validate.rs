@@ -253,7 +253,7 @@ pub(super) fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
             50,
             120_000,
         ) as u64),
-        attempts: c.int("webhook.attempts", raw.webhook.attempts, 5, 1, 100) as u32,
+        schedule: schedule(&mut c, raw.webhook.retry_schedule_secs.as_deref()),
         concurrency: c.int("webhook.concurrency", raw.webhook.concurrency, 4, 1, 256) as usize,
     };
 
@@ -275,6 +275,31 @@ pub(super) fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
             alerts: raw.alerts,
         },
     }
+}
+
+fn schedule(c: &mut Checker, s: Option<&[f64]>) -> Vec<Duration> {
+    let Some(s) = s else {
+        return crate::alert::outbox::DEFAULT_SCHEDULE.to_vec();
+    };
+    if s.is_empty() || s.len() > 100 {
+        c.bad(
+            "webhook.retry_schedule_secs",
+            format!("must list 1-100 waits, got {}", s.len()),
+        );
+    }
+    s.iter()
+        .enumerate()
+        .map(|(i, &w)| {
+            if !(w.is_finite() && (0.0..=7.0 * 86_400.0).contains(&w)) {
+                c.bad(
+                    format!("webhook.retry_schedule_secs[{i}]"),
+                    format!("must be between 0 and 604800 seconds, got {w}"),
+                );
+                return Duration::ZERO;
+            }
+            Duration::from_secs_f64(w)
+        })
+        .collect()
 }
 
 /// Default API address: loopback only.

@@ -425,3 +425,65 @@ impl Engine {
         Ok(())
     }
 }
+
+impl Engine {
+    /// Sends a test occurrence through one alert (enabled or not), through
+    /// the same outbox and targets as a real one. Returns its payload ids.
+    pub async fn test_alert(&self, id: &str) -> Result<(String, usize), Refusal> {
+        let cat = self.catalog.lock().await;
+        let row = Self::alert_of(&cat, None, id)?;
+        let cfg = self.alert_config(&cat, row)?;
+        let event = cat.events.get(cfg.event.as_str());
+        let stream = row
+            .index_id
+            .as_ref()
+            .and_then(|i| cat.indexes.get(i))
+            .map(|i| i.stream_id.clone())
+            .or_else(|| cfg.streams.first().map(|s| s.to_string()))
+            .unwrap_or_else(|| "test".into());
+        let occ = crate::matcher::Occurrence {
+            occurrence_id: format!("test-{}", uuid::Uuid::new_v4()),
+            phase: crate::matcher::Phase::Start,
+            event_id: cfg.event.clone(),
+            label: event
+                .and_then(|e| e.spec.label.clone())
+                .unwrap_or_else(|| cfg.event.to_string()),
+            stream_id: crate::types::StreamId::new(stream),
+            start_time: 0.0,
+            end_time: 0.0,
+            confidence: 1.0,
+            count: 0,
+            explanation: "test alert sent through the API".into(),
+            frame_wall: std::time::SystemTime::now(),
+            frame_arrived: std::time::Instant::now(),
+        };
+        drop(cat);
+        let d = std::sync::Arc::clone(&self.parts.dispatcher);
+        let id = occ.occurrence_id.clone();
+        let n = tokio::task::spawn_blocking(move || d.dispatch_to(&cfg, &occ))
+            .await
+            .map_err(|e| Refusal::Internal(e.to_string()))?;
+        Ok((id, n))
+    }
+
+    /// Webhook messages that ran out of attempts or were refused.
+    pub async fn dead_letters(&self) -> Result<Vec<crate::alert::outbox::Row>, Refusal> {
+        let store = std::sync::Arc::clone(&self.parts.store);
+        let rows = tokio::task::spawn_blocking(move || store.dead_letters(10_000))
+            .await
+            .map_err(|e| Refusal::Internal(e.to_string()))??;
+        Ok(rows)
+    }
+
+    /// Puts a dead letter back in line with a fresh schedule.
+    pub async fn redeliver(&self, seq: i64) -> Result<(), Refusal> {
+        let store = std::sync::Arc::clone(&self.parts.store);
+        let now = self.parts.dispatcher.now_ms();
+        let target = tokio::task::spawn_blocking(move || store.redeliver(seq, now))
+            .await
+            .map_err(|e| Refusal::Internal(e.to_string()))??
+            .ok_or_else(|| Refusal::NotFound(format!("no dead letter with seq {seq}")))?;
+        self.parts.dispatcher.wake(&target);
+        Ok(())
+    }
+}

@@ -1,0 +1,451 @@
+//! The durable webhook outbox. A message is committed to SQLite (one row per
+//! target, `synchronous=FULL`) before the first attempt and leaves only when
+//! its receiver answered 2xx, so a crash or power cut loses nothing that was
+//! accepted: after a restart each target's worker resumes from its rows.
+//! Retries follow a schedule (default: at once, 5 s, 5 min, 30 min, 2 h,
+//! 5 h, 10 h, 10 h) stretched by up to 20 % jitter, never shortened;
+//! `Retry-After` is a floor. After the last attempt, on a refusal (4xx) or
+//! when the receiver says 410 Gone, the row stays as a dead letter that the
+//! API lists and can redeliver.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::params;
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use super::{sign, Delivery, Sink, SinkError, TargetStats};
+use crate::store::Store;
+
+/// The default retry schedule: the wait before each attempt.
+pub const DEFAULT_SCHEDULE: &[Duration] = &[
+    Duration::from_secs(0),
+    Duration::from_secs(5),
+    Duration::from_secs(5 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(2 * 3600),
+    Duration::from_secs(5 * 3600),
+    Duration::from_secs(10 * 3600),
+    Duration::from_secs(10 * 3600),
+];
+
+/// Time as the outbox sees it, in Unix milliseconds; injectable for tests.
+pub trait Clock: Send + Sync + 'static {
+    fn now_ms(&self) -> i64;
+}
+
+/// The system clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis()
+    }
+}
+
+/// A clock that moves only when told (tests).
+#[derive(Default)]
+pub struct ManualClock(pub AtomicI64);
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// A message to store for one target.
+pub struct NewMessage<'a> {
+    pub target: &'a str,
+    pub message_id: &'a str,
+    pub alert_id: &'a str,
+    pub body: &'a [u8],
+    pub secrets: &'a [sign::Secret],
+}
+
+/// One stored message.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub seq: i64,
+    pub target: String,
+    pub message_id: String,
+    pub alert_id: String,
+    #[serde(skip)]
+    pub body: Vec<u8>,
+    #[serde(skip)]
+    pub secrets: Vec<String>,
+    pub attempts: u32,
+    pub next_at: i64,
+    pub created_at: i64,
+    pub last_error: Option<String>,
+}
+
+const COLUMNS: &str =
+    "seq, target, message_id, alert_id, body, secrets, attempts, next_at, created_at, last_error";
+
+fn row(r: &rusqlite::Row) -> rusqlite::Result<Row> {
+    let secrets: String = r.get(5)?;
+    Ok(Row {
+        seq: r.get(0)?,
+        target: r.get(1)?,
+        message_id: r.get(2)?,
+        alert_id: r.get(3)?,
+        body: r.get(4)?,
+        secrets: serde_json::from_str(&secrets).unwrap_or_default(),
+        attempts: r.get(6)?,
+        next_at: r.get(7)?,
+        created_at: r.get(8)?,
+        last_error: r.get(9)?,
+    })
+}
+
+impl Store {
+    /// Commits messages (due at once) in one transaction; returns their seqs.
+    pub fn outbox_add(&self, msgs: &[NewMessage], now: i64) -> anyhow::Result<Vec<i64>> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        let mut seqs = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            let secrets: Vec<String> = m.secrets.iter().map(sign::Secret::to_text).collect();
+            tx.execute(
+                "INSERT INTO outbox (target, message_id, alert_id, body, secrets, next_at, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                params![m.target, m.message_id, m.alert_id, m.body, serde_json::to_string(&secrets)?, now],
+            )?;
+            seqs.push(tx.last_insert_rowid());
+        }
+        tx.commit()?;
+        Ok(seqs)
+    }
+
+    /// Live rows of a target due at `now`, oldest first.
+    pub fn outbox_due(&self, target: &str, now: i64, limit: usize) -> anyhow::Result<Vec<Row>> {
+        let conn = self.lock()?;
+        let mut q = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM outbox WHERE target = ?1 AND dead = 0 AND next_at <= ?2
+             ORDER BY next_at, seq LIMIT ?3"
+        ))?;
+        let rows = q.query_map(params![target, now, limit as i64], row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Targets with live rows (to resume after a restart).
+    pub fn outbox_targets(&self) -> anyhow::Result<Vec<String>> {
+        let conn = self.lock()?;
+        let mut q = conn.prepare("SELECT DISTINCT target FROM outbox WHERE dead = 0")?;
+        let rows = q.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The receiver acknowledged: the row goes.
+    pub fn outbox_done(&self, seq: i64) -> anyhow::Result<()> {
+        self.lock()?
+            .execute("DELETE FROM outbox WHERE seq = ?1", [seq])?;
+        Ok(())
+    }
+
+    /// An attempt failed: schedule the next, or make it a dead letter.
+    pub fn outbox_failed(
+        &self,
+        seq: i64,
+        attempts: u32,
+        next_at: Option<i64>,
+        error: &str,
+    ) -> anyhow::Result<()> {
+        let conn = self.lock()?;
+        match next_at {
+            Some(at) => conn.execute(
+                "UPDATE outbox SET attempts = ?2, next_at = ?3, last_error = ?4 WHERE seq = ?1",
+                params![seq, attempts, at, error],
+            )?,
+            None => conn.execute(
+                "UPDATE outbox SET attempts = ?2, dead = 1, last_error = ?3 WHERE seq = ?1",
+                params![seq, attempts, error],
+            )?,
+        };
+        Ok(())
+    }
+
+    /// Every live row of a target becomes a dead letter (the target is gone).
+    pub fn outbox_kill_target(&self, target: &str, error: &str) -> anyhow::Result<usize> {
+        Ok(self.lock()?.execute(
+            "UPDATE outbox SET dead = 1, last_error = ?2 WHERE target = ?1 AND dead = 0",
+            params![target, error],
+        )?)
+    }
+
+    /// Dead letters, oldest first.
+    pub fn dead_letters(&self, limit: usize) -> anyhow::Result<Vec<Row>> {
+        let conn = self.lock()?;
+        let mut q = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM outbox WHERE dead = 1 ORDER BY seq LIMIT ?1"
+        ))?;
+        let rows = q.query_map([limit as i64], row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Puts a dead letter back in line with a fresh schedule; returns its
+    /// target, or `None` if there is no such dead letter.
+    pub fn redeliver(&self, seq: i64, now: i64) -> anyhow::Result<Option<String>> {
+        let conn = self.lock()?;
+        let target: Option<String> = conn
+            .query_row(
+                "SELECT target FROM outbox WHERE seq = ?1 AND dead = 1",
+                [seq],
+                |r| r.get(0),
+            )
+            .ok();
+        if target.is_some() {
+            conn.execute(
+                "UPDATE outbox SET dead = 0, attempts = 0, next_at = ?2 WHERE seq = ?1",
+                params![seq, now],
+            )?;
+        }
+        Ok(target)
+    }
+}
+
+/// When the attempt after `attempts` failures is due, `None` when the
+/// schedule is used up. `jitter` in `[0, 1)` stretches the gap by up to 20 %.
+pub fn next_at(
+    now: i64,
+    attempts: u32,
+    schedule: &[Duration],
+    jitter: f64,
+    retry_after: Option<Duration>,
+) -> Option<i64> {
+    let gap = schedule.get(attempts as usize)?;
+    let gap = gap.mul_f64(1.0 + 0.2 * jitter.clamp(0.0, 1.0));
+    let gap = gap.max(retry_after.unwrap_or_default());
+    Some(now + gap.as_millis() as i64)
+}
+
+/// Settings of one target's worker.
+pub struct WorkerConfig {
+    pub target: String,
+    pub schedule: Arc<[Duration]>,
+    pub concurrency: usize,
+    pub clock: Arc<dyn Clock>,
+    /// How often the worker looks for due rows without being woken.
+    pub poll: Duration,
+}
+
+/// Runs a target's delivery loop until the process ends; returns its wake-up.
+pub fn spawn_worker(
+    rt: &tokio::runtime::Handle,
+    cfg: WorkerConfig,
+    sink: Arc<dyn Sink>,
+    store: Arc<Store>,
+    stats: Arc<TargetStats>,
+) -> Arc<Notify> {
+    let wake = Arc::new(Notify::new());
+    let waker = Arc::clone(&wake);
+    let in_flight: Arc<Mutex<HashSet<i64>>> = Arc::default();
+    let slots = Arc::new(tokio::sync::Semaphore::new(cfg.concurrency.max(1)));
+    rt.spawn(async move {
+        loop {
+            let now = cfg.clock.now_ms();
+            let (s, t, f) = (
+                Arc::clone(&store),
+                cfg.target.clone(),
+                Arc::clone(&in_flight),
+            );
+            let limit = cfg.concurrency.max(1) * 2;
+            // Read and claim under the in-flight lock, which every attempt
+            // also holds while it records its outcome: a row cannot be read
+            // as due just before its attempt finishes and then claimed again.
+            let due = tokio::task::spawn_blocking(move || {
+                let mut claimed = f.lock().map_err(|_| anyhow::anyhow!("in-flight lock poisoned"))?;
+                let rows = s.outbox_due(&t, now, limit + claimed.len())?;
+                Ok::<_, anyhow::Error>(
+                    rows.into_iter()
+                        .filter(|r| claimed.insert(r.seq))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .await;
+            let due = match due {
+                Ok(Ok(rows)) => rows,
+                Ok(Err(e)) => {
+                    tracing::error!(target = %cfg.target, error = %format!("{e:#}"), "cannot read the outbox");
+                    Vec::new()
+                }
+                Err(_) => Vec::new(),
+            };
+            let mut started = 0;
+            for r in due {
+                let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
+                    return;
+                };
+                started += 1;
+                let job = Attempt {
+                    sink: Arc::clone(&sink),
+                    store: Arc::clone(&store),
+                    stats: Arc::clone(&stats),
+                    schedule: Arc::clone(&cfg.schedule),
+                    clock: Arc::clone(&cfg.clock),
+                    in_flight: Arc::clone(&in_flight),
+                    wake: Arc::clone(&waker),
+                };
+                tokio::spawn(async move {
+                    job.run(r).await;
+                    drop(permit);
+                });
+            }
+            if started == 0 {
+                tokio::select! {
+                    _ = waker.notified() => {}
+                    _ = tokio::time::sleep(cfg.poll) => {}
+                }
+            }
+        }
+    });
+    wake
+}
+
+/// One change to the outbox, run off the async threads.
+type StoreOp = Box<dyn FnOnce(&Store) -> anyhow::Result<()> + Send>;
+
+struct Attempt {
+    sink: Arc<dyn Sink>,
+    store: Arc<Store>,
+    stats: Arc<TargetStats>,
+    schedule: Arc<[Duration]>,
+    clock: Arc<dyn Clock>,
+    in_flight: Arc<Mutex<HashSet<i64>>>,
+    wake: Arc<Notify>,
+}
+
+impl Attempt {
+    async fn run(self, r: Row) {
+        let d = Delivery {
+            message_id: r.message_id.as_str().into(),
+            alert_id: r.alert_id.as_str().into(),
+            body: r.body.clone().into(),
+            topic: String::new(),
+            secrets: r
+                .secrets
+                .iter()
+                .filter_map(|s| sign::Secret::parse(s).ok())
+                .collect::<Vec<_>>()
+                .into(),
+            frame_arrived: None,
+        };
+        let result = self.sink.deliver(&d).await;
+        let attempts = r.attempts + 1;
+        let now = self.clock.now_ms();
+        let name = self.sink.name();
+        let store = Arc::clone(&self.store);
+        let (seq, target) = (r.seq, r.target.clone());
+        let in_flight = Arc::clone(&self.in_flight);
+        // Records the outcome and releases the claim in one step.
+        let record = move |op: StoreOp| {
+            tokio::task::spawn_blocking(move || {
+                let mut claimed = in_flight
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("in-flight lock poisoned"))?;
+                let r = op(&store);
+                claimed.remove(&seq);
+                r
+            })
+        };
+        let write = match result {
+            Ok(()) => {
+                self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(target = %name, message = %r.message_id, attempts, "alert delivered");
+                record(Box::new(move |s| s.outbox_done(seq))).await
+            }
+            Err(SinkError::Retry { message, after }) => {
+                let at = next_at(now, attempts, &self.schedule, rand::random::<f64>(), after);
+                if at.is_some() {
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(target = %name, message = %r.message_id, attempts, error = %message,
+                        retry_in_ms = at.map(|t| t - now), "delivery failed; will retry");
+                } else {
+                    self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(target = %name, message = %r.message_id, attempts, error = %message,
+                        "delivery failed; schedule used up, kept as a dead letter");
+                }
+                record(Box::new(move |s| {
+                    s.outbox_failed(seq, attempts, at, &message)
+                }))
+                .await
+            }
+            Err(SinkError::Permanent(m)) => {
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(target = %name, message = %r.message_id, error = %m, "delivery refused; kept as a dead letter");
+                record(Box::new(move |s| s.outbox_failed(seq, attempts, None, &m))).await
+            }
+            Err(SinkError::Gone(m)) => {
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(target = %name, error = %m, "receiver is gone; target disabled");
+                if let Ok(mut reason) = self.stats.disabled.lock() {
+                    reason.get_or_insert(m.clone());
+                }
+                record(Box::new(move |s| {
+                    s.outbox_failed(seq, attempts, None, &m)?;
+                    s.outbox_kill_target(&target, &m).map(|_| ())
+                }))
+                .await
+            }
+        };
+        if let Ok(Err(e)) = write {
+            tracing::error!(target = %name, error = %format!("{e:#}"), "cannot update the outbox");
+        }
+        self.wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_is_stretched_by_jitter_never_shortened() {
+        let s = DEFAULT_SCHEDULE;
+        assert_eq!(next_at(1000, 0, s, 0.0, None), Some(1000));
+        assert_eq!(next_at(0, 1, s, 0.0, None), Some(5_000));
+        assert_eq!(next_at(0, 1, s, 0.999_999, None), Some(5_999));
+        assert_eq!(next_at(0, 2, s, 0.5, None), Some(330_000));
+        assert_eq!(next_at(0, 8, s, 0.0, None), None, "eight attempts in all");
+        let after = Some(Duration::from_secs(60));
+        assert_eq!(
+            next_at(0, 1, s, 0.0, after),
+            Some(60_000),
+            "Retry-After is a floor"
+        );
+    }
+
+    #[test]
+    fn rows_live_until_acknowledged_and_dead_letters_can_return() -> anyhow::Result<()> {
+        let store = Store::open(None)?;
+        let secret = sign::Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            .map_err(anyhow::Error::msg)?;
+        let msg = |id: &'static str| NewMessage {
+            target: "t",
+            message_id: id,
+            alert_id: "a",
+            body: b"{}",
+            secrets: std::slice::from_ref(&secret),
+        };
+        let seqs = store.outbox_add(&[msg("m1"), msg("m2")], 100)?;
+        let due = store.outbox_due("t", 100, 10)?;
+        assert_eq!(due.len(), 2);
+        assert_eq!(due[0].secrets, vec![secret.to_text()]);
+        assert!(store.outbox_due("other", 100, 10)?.is_empty());
+        store.outbox_done(seqs[0])?;
+        store.outbox_failed(seqs[1], 1, Some(5_100), "500")?;
+        assert!(store.outbox_due("t", 5_099, 10)?.is_empty(), "not due yet");
+        assert_eq!(store.outbox_due("t", 5_100, 10)?.len(), 1);
+        store.outbox_failed(seqs[1], 8, None, "500")?;
+        assert!(store.outbox_due("t", i64::MAX, 10)?.is_empty());
+        let dead = store.dead_letters(10)?;
+        assert_eq!((dead.len(), dead[0].attempts), (1, 8));
+        assert_eq!(store.redeliver(seqs[1], 9_000)?.as_deref(), Some("t"));
+        assert_eq!(store.redeliver(seqs[1], 9_000)?, None, "no longer dead");
+        assert_eq!(store.outbox_due("t", 9_000, 10)?[0].attempts, 0);
+        Ok(())
+    }
+}
