@@ -113,7 +113,7 @@ fn run(mode: &str, streams: usize, secs: u64, workers: usize, port: u16, server_
         }
         // Short occurrences so alerts keep coming while people are in view.
         text += "[[events]]\nid = \"person\"\nprompt = \"person\"\nk = 1\nwindow = 1\nend_after = 1\nmax_duration_secs = 1\ncooldown_secs = 0\n";
-        text += &format!("[[alerts]]\nid = \"bench\"\nevent = \"person\"\nsend_end = false\ncallback_url = \"{}\"\n", hook.url());
+        text += &format!("[[alerts]]\nid = \"bench\"\nevent = \"person\"\nsend_end = false\ncallback_url = \"{}\"\n[webhook]\nallow_private = [\"127.0.0.1/32\"]\n", hook.url());
         let config = Config::parse(&text, "bench").expect("bench config");
 
         let (scored_tx, scored_rx) = crossbeam_channel::bounded(100_000);

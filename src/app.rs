@@ -16,6 +16,7 @@ use anyhow::{anyhow, Context};
 use crossbeam_channel::{bounded, select, unbounded};
 use tokio::sync::mpsc;
 
+use crate::alert::guard::Guard;
 use crate::alert::outbox::SystemClock;
 use crate::alert::ws::Hub;
 use crate::alert::{
@@ -99,6 +100,25 @@ pub async fn run(
     );
     let store = Arc::new(Store::open(config.state.dir.as_deref())?);
 
+    // The API's socket first: its port is one webhooks may never target.
+    let api_listener = match &config.api {
+        Some(api_cfg) => {
+            let key = api::load_key(api_cfg, config.state.dir.as_deref())?;
+            let listener = tokio::net::TcpListener::bind(api_cfg.listen)
+                .await
+                .with_context(|| format!("binding the API to {}", api_cfg.listen))?;
+            Some((listener, key))
+        }
+        None => None,
+    };
+    let guard = Arc::new(Guard {
+        allow: config.webhook.allow_private.clone(),
+        api_port: match &api_listener {
+            Some((l, _)) => Some(l.local_addr()?.port()),
+            None => None,
+        },
+    });
+
     // Pool: each worker loads its own session on its own thread.
     let (scores_tx, scores_rx) = bounded::<Scores>(256);
     let intra = config.runtime.intra_threads;
@@ -120,7 +140,8 @@ pub async fn run(
 
     // Delivery.
     let hub = Arc::new(Hub::new(config.api.as_ref().map_or(256, |a| a.ws_buffer)));
-    let webhook = WebhookSink::new(config.webhook.timeout).context("building the HTTP client")?;
+    let webhook = WebhookSink::new(config.webhook.timeout, Arc::clone(&guard))
+        .context("building the HTTP client")?;
     let mqtt_sink: Option<Arc<MqttSink>> =
         config.mqtt.as_ref().map(|m| Arc::new(MqttSink::start(m)));
     let mqtt = mqtt_sink.clone().map(|m| m as Arc<dyn Sink>);
@@ -187,6 +208,7 @@ pub async fn run(
             dispatcher: Arc::clone(&dispatcher),
             hub: Arc::clone(&hub),
             keep_records: config.state.scene_records,
+            guard,
         },
         &config,
     )
@@ -194,12 +216,8 @@ pub async fn run(
 
     // The API.
     let (api_stop_tx, api_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let api_task = match &config.api {
-        Some(api_cfg) => {
-            let key = api::load_key(api_cfg, config.state.dir.as_deref())?;
-            let listener = tokio::net::TcpListener::bind(api_cfg.listen)
-                .await
-                .with_context(|| format!("binding the API to {}", api_cfg.listen))?;
+    let api_task = match api_listener {
+        Some((listener, key)) => {
             let addr = listener.local_addr()?;
             tracing::info!(%addr, "API listening");
             if let Some(tx) = hooks.api_bound {

@@ -45,6 +45,10 @@ cooldown_secs = 2
 id = "demo-webhook"
 event = "person"
 callback_url = "{callback}"
+
+# The demo's receiver runs on this machine.
+[webhook]
+allow_private = ["127.0.0.1/32"]
 "#;
 
 /// One request the receiver got.

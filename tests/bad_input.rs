@@ -66,6 +66,7 @@ callback_url = "{good}"
 
 [webhook]
 timeout_ms = 3000
+allow_private = ["127.0.0.1/32"]
 "#,
         live = server.url("live"),
         good = good.url(),

@@ -116,6 +116,7 @@ listen = "127.0.0.1:0"
 [state]
 dir = "{state}"
 [webhook]
+allow_private = ["127.0.0.1/32"]
 concurrency = 8
 retry_schedule_secs = [0, 1, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3]
 [[events]]

@@ -47,6 +47,9 @@ event = "person"
 callback_url = "{callback}"
 webhook_secrets = ["{secret}"]
 
+[webhook]
+allow_private = ["127.0.0.1/32"]
+
 [mqtt]
 port = {port}
 client_id = "sightline-e2e-{pid}"

@@ -12,6 +12,7 @@ use axum::{
     extract::State, http::HeaderMap, http::StatusCode, response::IntoResponse, routing::post,
     Router,
 };
+use sightline::alert::guard::{Cidr, Guard};
 use sightline::alert::outbox::{Clock, ManualClock, SystemClock};
 use sightline::alert::{webhook::WebhookSink, Dispatcher, OutboxSettings, RetryPolicy};
 use sightline::config::AlertConfig;
@@ -103,7 +104,12 @@ fn dispatcher_with(
         max_backoff: Duration::from_millis(400),
         concurrency: 1,
     };
-    let sink = WebhookSink::new(Duration::from_secs(2)).expect("client");
+    // The receiver is on loopback: allow it, as an operator would.
+    let guard = Guard {
+        allow: vec![Cidr::parse("127.0.0.1/32").expect("range")],
+        api_port: None,
+    };
+    let sink = WebhookSink::new(Duration::from_secs(2), Arc::new(guard)).expect("client");
     let d = Dispatcher::start(
         Some(Arc::new(sink)),
         None,

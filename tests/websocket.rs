@@ -1,8 +1,9 @@
 //! WebSocket at-most-once fan-out over real sockets: two clients connect
 //! through the daemon's own bootstrap route; one reads, one never does.
 //! Messages are pushed into the daemon's hub (the same call the dispatcher
-//! makes for an alert) at 1,000 a second, about 1 KiB each, so the stuck
-//! client's socket buffers fill within seconds. The reader must get every
+//! makes for an alert) at up to 1,000 a second, about 1 KiB each, so the
+//! stuck client's socket buffers fill within seconds. The daemon's default
+//! buffer of 256 messages per client applies. The reader must get every
 //! message within 1 s of its sending; the stuck client must be cut off.
 
 mod common;
@@ -81,6 +82,9 @@ async fn a_stuck_client_is_cut_off_and_the_reader_gets_everything_in_time() {
     let started = Instant::now();
     let mut cut_after = None;
     let mut tick = tokio::time::interval(Duration::from_millis(1));
+    // After a stall (a busy machine), keep the pace rather than catching up
+    // in a burst: the test is about a reader that keeps up, not about bursts.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     for seq in 0..total {
         tick.tick().await;
         let msg = json!({"seq": seq, "sent_ms": now_ms(), "padding": padding});

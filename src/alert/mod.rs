@@ -14,6 +14,7 @@
 //! The set of alerts can be replaced at any time ([`Dispatcher::set_alerts`]);
 //! a webhook URL gets its task the first time an alert names it.
 
+pub mod guard;
 pub mod mqtt;
 pub mod outbox;
 pub mod payload;

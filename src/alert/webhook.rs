@@ -4,26 +4,30 @@
 //! Webhooks: `webhook-id`, `webhook-timestamp`, and `webhook-signature` when
 //! the alert has secrets ([`super::sign`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::guard::{Guard, Resolver};
 use super::{DeliverFuture, Delivery, Sink, SinkError};
 
 /// Shared HTTP client for every webhook target.
 #[derive(Clone)]
 pub struct WebhookSink {
     client: reqwest::Client,
+    guard: Arc<Guard>,
 }
 
 impl WebhookSink {
-    /// A client with this request timeout.
-    pub fn new(timeout: Duration) -> Result<WebhookSink, reqwest::Error> {
+    /// A client with this request timeout whose connections pass `guard`.
+    pub fn new(timeout: Duration, guard: Arc<Guard>) -> Result<WebhookSink, reqwest::Error> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(Resolver(Arc::clone(&guard))))
             .user_agent(concat!("sightline/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(WebhookSink { client })
+        Ok(WebhookSink { client, guard })
     }
 
     /// The sink for one callback URL.
@@ -31,6 +35,7 @@ impl WebhookSink {
         WebhookTarget {
             client: self.client.clone(),
             url: url.to_string(),
+            guard: Arc::clone(&self.guard),
         }
     }
 }
@@ -39,6 +44,20 @@ impl WebhookSink {
 pub struct WebhookTarget {
     client: reqwest::Client,
     url: String,
+    guard: Arc<Guard>,
+}
+
+/// Whether a request error is the guard refusing the resolved addresses.
+fn refused_by_guard(e: &reqwest::Error) -> Option<String> {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if text.contains(" refused: ") && !text.contains("error sending request") {
+            return Some(text);
+        }
+        source = s.source();
+    }
+    None
 }
 
 impl Sink for WebhookTarget {
@@ -50,6 +69,11 @@ impl Sink for WebhookTarget {
         Box::pin(async move {
             // Stable per (alert, occurrence, phase): the receiver's idempotency key.
             let id: &str = &d.message_id;
+            let url = reqwest::Url::parse(&self.url)
+                .map_err(|e| SinkError::Permanent(format!("bad callback URL: {e}")))?;
+            if let Some(Err(why)) = self.guard.check_url(&url) {
+                return Err(SinkError::Permanent(format!("refused: {why}")));
+            }
             // The timestamp is this attempt's, so receivers can refuse replays.
             let now = chrono::Utc::now().timestamp();
             let mut req = self
@@ -68,7 +92,10 @@ impl Sink for WebhookTarget {
                 .body(d.body.to_vec())
                 .send()
                 .await
-                .map_err(|e| SinkError::retry(format!("POST failed: {e}")))?;
+                .map_err(|e| match refused_by_guard(&e) {
+                    Some(why) => SinkError::Permanent(why),
+                    None => SinkError::retry(format!("POST failed: {e}")),
+                })?;
             classify(
                 resp.status(),
                 resp.headers().get(reqwest::header::RETRY_AFTER),

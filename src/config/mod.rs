@@ -222,6 +222,8 @@ pub struct WebhookConfig {
     /// Wait before each attempt (the first is usually zero).
     pub schedule: Vec<Duration>,
     pub concurrency: usize,
+    /// Internal ranges callback URLs may reach.
+    pub allow_private: Vec<crate::alert::guard::Cidr>,
 }
 
 /// Default MQTT topic template.

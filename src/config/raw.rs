@@ -171,6 +171,9 @@ pub struct RawWebhook {
     /// Wait before each attempt, in seconds; its length is the number of
     /// attempts (default 0, 5, 300, 1800, 7200, 18000, 36000, 36000).
     pub retry_schedule_secs: Option<Vec<f64>>,
+    /// Internal address ranges callback URLs may reach (default none:
+    /// loopback, link-local and private addresses are refused).
+    pub allow_private: Option<Vec<String>>,
     /// Requests in flight per URL (default 4).
     pub concurrency: Option<i64>,
 }

@@ -254,6 +254,18 @@ pub(super) fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
             120_000,
         ) as u64),
         schedule: schedule(&mut c, raw.webhook.retry_schedule_secs.as_deref()),
+        allow_private: raw
+            .webhook
+            .allow_private
+            .iter()
+            .flatten()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                crate::alert::guard::Cidr::parse(r)
+                    .map_err(|m| c.bad(format!("webhook.allow_private[{i}]"), m))
+                    .ok()
+            })
+            .collect(),
         concurrency: c.int("webhook.concurrency", raw.webhook.concurrency, 4, 1, 256) as usize,
     };
 

@@ -86,6 +86,8 @@ pub struct Parts {
     pub hub: Arc<Hub>,
     /// Scene records kept per index.
     pub keep_records: usize,
+    /// Where callback URLs may point.
+    pub guard: Arc<crate::alert::guard::Guard>,
 }
 
 /// The control plane.

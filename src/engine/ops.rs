@@ -332,6 +332,12 @@ impl Engine {
     ) -> Result<AlertRow, Refusal> {
         if let Some(u) = &b.callback_url {
             config::check_callback_url(u).map_err(Refusal::Invalid)?;
+            let url = reqwest::Url::parse(u).map_err(|e| Refusal::Invalid(e.to_string()))?;
+            // Literal addresses are refused now; names are checked on every
+            // delivery, on the addresses they resolve to then.
+            if let Some(Err(why)) = self.parts.guard.check_url(&url) {
+                return Err(Refusal::Invalid(format!("callback_url refused: {why}")));
+            }
         }
         if let Some(ws) = &b.ws_connection_id {
             self.check_ws(ws)?;

@@ -35,8 +35,9 @@ impl Daemon {
     ) -> Daemon {
         let text = format!(
             "[runtime]\nworkers = 1\nstats_interval_secs = 0\n\
-             [api]\nlisten = \"127.0.0.1:0\"\nws_buffer = 16\n\
-             [state]\ndir = \"{}\"\n{extra}",
+             [api]\nlisten = \"127.0.0.1:0\"\nws_buffer = 256\n\
+             [state]\ndir = \"{}\"\n\
+             [webhook]\nallow_private = [\"127.0.0.1/32\"]\n{extra}",
             state.display()
         );
         let config = Config::parse(&text, "test").expect("valid config");

@@ -1,0 +1,270 @@
+//! Outbound safety for webhooks: a callback URL may not reach loopback,
+//! link-local, private or other internal addresses unless the operator
+//! allowlists the range (`[webhook] allow_private`), and never the daemon's
+//! own API port. The check runs on the addresses a name resolves to, inside
+//! the HTTP client's resolver, so the address checked is the address
+//! connected to (no second lookup a rebinding DNS server could answer
+//! differently). IP literals, which skip the resolver, are checked before
+//! the request. Redirects are never followed, so a 3xx cannot lead inside.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+/// An address range such as `10.0.0.0/8` or `fd00::/8`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `addr/prefix` (or a bare address: a single host).
+    pub fn parse(s: &str) -> Result<Cidr, String> {
+        let (a, p) = s.split_once('/').unwrap_or((s, ""));
+        let net: IpAddr = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not an address range such as 10.0.0.0/8"))?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let prefix = if p.is_empty() {
+            max
+        } else {
+            p.trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|&n| n <= max)
+                .ok_or_else(|| format!("{s:?}: the prefix must be 0-{max}"))?
+        };
+        Ok(Cidr { net, prefix })
+    }
+
+    /// Whether `ip` is inside.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.net, unmap(ip)) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - self.prefix as u32).unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX.checked_shl(128 - self.prefix as u32).unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// An IPv4-mapped IPv6 address (`::ffff:127.0.0.1`) as the IPv4 it carries.
+fn unmap(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Why an address counts as internal, if it does.
+pub fn internal(ip: IpAddr) -> Option<&'static str> {
+    match unmap(ip) {
+        IpAddr::V4(a) => internal_v4(a),
+        IpAddr::V6(a) => internal_v6(a),
+    }
+}
+
+fn internal_v4(a: Ipv4Addr) -> Option<&'static str> {
+    let o = a.octets();
+    if a.is_loopback() {
+        Some("loopback")
+    } else if a.is_unspecified() || o[0] == 0 {
+        Some("unspecified")
+    } else if a.is_link_local() {
+        Some("link-local (cloud metadata lives here)")
+    } else if a.is_private() {
+        Some("private")
+    } else if o[0] == 100 && (64..128).contains(&o[1]) {
+        Some("carrier-grade NAT")
+    } else if a.is_multicast() || a.is_broadcast() || o[0] >= 240 {
+        Some("multicast, broadcast or reserved")
+    } else {
+        None
+    }
+}
+
+fn internal_v6(a: Ipv6Addr) -> Option<&'static str> {
+    let s = a.segments();
+    if a.is_loopback() {
+        Some("loopback")
+    } else if a.is_unspecified() {
+        Some("unspecified")
+    } else if s[0] & 0xffc0 == 0xfe80 {
+        Some("link-local")
+    } else if s[0] & 0xfe00 == 0xfc00 {
+        Some("unique local (private)")
+    } else if a.is_multicast() {
+        Some("multicast")
+    } else {
+        None
+    }
+}
+
+/// The outbound policy.
+#[derive(Debug, Clone, Default)]
+pub struct Guard {
+    /// Internal ranges the operator allows.
+    pub allow: Vec<Cidr>,
+    /// The daemon's own API port, never a target on a local address.
+    pub api_port: Option<u16>,
+}
+
+impl Guard {
+    /// Whether a webhook may connect to `ip` (port unknown: the resolver).
+    pub fn check_ip(&self, ip: IpAddr) -> Result<(), String> {
+        match internal(ip) {
+            Some(kind) if !self.allow.iter().any(|c| c.contains(ip)) => Err(format!(
+                "{ip} is a {kind} address; allow its range in [webhook] allow_private if it is meant"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a webhook may connect to `addr`.
+    pub fn check(&self, addr: SocketAddr) -> Result<(), String> {
+        self.check_ip(addr.ip())?;
+        let local = internal(addr.ip()).is_some_and(|k| k == "loopback" || k == "unspecified");
+        if local && Some(addr.port()) == self.api_port {
+            return Err(format!("{addr} is sightline's own API"));
+        }
+        Ok(())
+    }
+
+    /// The check for a URL whose host is an IP literal; `None` for names
+    /// (the resolver checks those).
+    pub fn check_url(&self, url: &reqwest::Url) -> Option<Result<(), String>> {
+        let port = url.port_or_known_default().unwrap_or(0);
+        let ip = match url.host()? {
+            url::Host::Ipv4(a) => IpAddr::V4(a),
+            url::Host::Ipv6(a) => IpAddr::V6(a),
+            url::Host::Domain(d) => {
+                // A name that is the loopback by definition.
+                if d.eq_ignore_ascii_case("localhost") || d.ends_with(".localhost") {
+                    IpAddr::V4(Ipv4Addr::LOCALHOST)
+                } else {
+                    return None;
+                }
+            }
+        };
+        Some(self.check(SocketAddr::new(ip, port)))
+    }
+}
+
+/// The HTTP client's resolver: system lookup, then the guard on every
+/// address; a name with no allowed address fails to resolve.
+pub struct Resolver(pub Arc<Guard>);
+
+impl reqwest::dns::Resolve for Resolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let guard = Arc::clone(&self.0);
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut refused = Vec::new();
+            let allowed: Vec<SocketAddr> = addrs
+                .into_iter()
+                .filter(|a| match guard.check_ip(a.ip()) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        refused.push(e);
+                        false
+                    }
+                })
+                .collect();
+            if allowed.is_empty() {
+                let why = refused
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "no address".into());
+                return Err(format!("{host} refused: {why}").into());
+            }
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("address")
+    }
+
+    #[test]
+    fn internal_ranges_are_refused_unless_allowed() {
+        let g = Guard::default();
+        for bad in [
+            "127.0.0.1",
+            "::1",
+            "169.254.169.254",
+            "10.1.2.3",
+            "172.20.0.1",
+            "192.168.1.20",
+            "100.64.0.1",
+            "0.0.0.0",
+            "fe80::1",
+            "fd12::1",
+            "::ffff:127.0.0.1",
+            "224.0.0.1",
+        ] {
+            assert!(g.check_ip(ip(bad)).is_err(), "{bad} refused");
+        }
+        for good in [
+            "93.184.216.34",
+            "2606:2800:220:1::1",
+            "172.32.0.1",
+            "100.128.0.1",
+        ] {
+            assert!(g.check_ip(ip(good)).is_ok(), "{good} allowed");
+        }
+        let g = Guard {
+            allow: vec![Cidr::parse("192.168.1.0/24").expect("cidr")],
+            api_port: None,
+        };
+        assert!(g.check_ip(ip("192.168.1.20")).is_ok());
+        assert!(g.check_ip(ip("192.168.2.20")).is_err());
+    }
+
+    #[test]
+    fn the_api_port_is_never_a_target() {
+        let g = Guard {
+            allow: vec![Cidr::parse("127.0.0.0/8").expect("cidr")],
+            api_port: Some(8420),
+        };
+        assert!(g.check("127.0.0.1:9000".parse().expect("addr")).is_ok());
+        assert!(g.check("127.0.0.1:8420".parse().expect("addr")).is_err());
+        let url = reqwest::Url::parse("http://localhost:8420/x").expect("url");
+        assert!(g.check_url(&url).is_some_and(|r| r.is_err()));
+        let url = reqwest::Url::parse("http://example.com:8420/x").expect("url");
+        assert!(
+            g.check_url(&url).is_none(),
+            "names are left to the resolver"
+        );
+    }
+
+    #[test]
+    fn ranges_parse_and_match() {
+        assert!(Cidr::parse("10.0.0.0/8")
+            .expect("cidr")
+            .contains(ip("10.255.0.1")));
+        assert!(Cidr::parse("fd00::/8")
+            .expect("cidr")
+            .contains(ip("fd12::1")));
+        assert!(Cidr::parse("0.0.0.0/0")
+            .expect("cidr")
+            .contains(ip("8.8.8.8")));
+        assert!(Cidr::parse("10.0.0.1")
+            .expect("cidr")
+            .contains(ip("10.0.0.1")));
+        assert!(Cidr::parse("10.0.0.0/33").is_err());
+        assert!(Cidr::parse("ten/8").is_err());
+    }
+}
