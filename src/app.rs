@@ -60,6 +60,8 @@ pub struct Summary {
     pub messages_queued: u64,
     pub delivered: u64,
     pub delivery_failures: u64,
+    /// Failed attempts that were scheduled again.
+    pub delivery_retries: u64,
     pub stream_restarts: u64,
     pub mean_inference_ms: f64,
     pub mean_queue_ms: f64,
@@ -317,6 +319,7 @@ pub async fn run(
     for (_, s) in &target_stats {
         summary.delivered += s.delivered.load(Ordering::Relaxed);
         summary.delivery_failures += s.failed.load(Ordering::Relaxed);
+        summary.delivery_retries += s.retries.load(Ordering::Relaxed);
     }
     if let Some(m) = mqtt_sink {
         m.close(Duration::from_secs(2)).await;
