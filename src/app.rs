@@ -19,9 +19,7 @@ use tokio::sync::mpsc;
 use crate::alert::guard::Guard;
 use crate::alert::outbox::SystemClock;
 use crate::alert::ws::Hub;
-use crate::alert::{
-    mqtt::MqttSink, webhook::WebhookSink, Dispatcher, OutboxSettings, RetryPolicy, Sink,
-};
+use crate::alert::{mqtt::MqttSink, webhook::WebhookSink, Dispatcher, OutboxSettings, Sink};
 use crate::api;
 use crate::config::Config;
 use crate::engine::{Engine, MatchControl, Parts};
@@ -32,9 +30,6 @@ use crate::pool::{Pool, PoolConfig, PoolStats, Scorer};
 use crate::source::{self, Output, SourceEvent};
 use crate::store::{SceneRecord, Store};
 use crate::types::{Scores, StreamId};
-
-/// In-memory attempts of one MQTT message (webhooks follow the outbox schedule).
-const MQTT_ATTEMPTS: u32 = 8;
 
 /// Optional observers, used by the demo, the benchmark and tests.
 #[derive(Default)]
@@ -151,15 +146,11 @@ pub async fn run(
         Some(Arc::new(webhook)),
         mqtt,
         Some(Arc::clone(&hub)),
-        RetryPolicy {
-            attempts: MQTT_ATTEMPTS,
-            first_backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(30),
-            concurrency: config.webhook.concurrency,
-        },
         OutboxSettings {
             store: Arc::clone(&store),
             schedule: config.webhook.schedule.clone().into(),
+            mqtt_schedule: mqtt_schedule(),
+            concurrency: config.webhook.concurrency,
             clock: Arc::new(SystemClock),
             poll: Duration::from_millis(500),
         },
@@ -328,6 +319,16 @@ pub async fn run(
     Ok(summary)
 }
 
+/// MQTT retries: quick at first, then every 30 s for a day (a broker
+/// restart or a short network cut should cost seconds, not minutes).
+fn mqtt_schedule() -> Arc<[Duration]> {
+    [0, 1, 2, 5, 10]
+        .into_iter()
+        .chain(std::iter::repeat_n(30, 2880))
+        .map(Duration::from_secs)
+        .collect()
+}
+
 /// Writes scene records in batches (one transaction per batch).
 async fn store_records(mut rx: mpsc::Receiver<SceneRecord>, store: Arc<Store>, keep: usize) {
     let mut batch = Vec::new();
@@ -387,7 +388,6 @@ async fn log_counters(
                 delivered = t.delivered.load(Ordering::Relaxed),
                 failed = t.failed.load(Ordering::Relaxed),
                 retries = t.retries.load(Ordering::Relaxed),
-                overflow = t.overflow.load(Ordering::Relaxed),
                 "delivery counters"
             );
         }

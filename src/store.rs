@@ -46,6 +46,8 @@ const MIGRATIONS: &[&str] = &[
          last_error TEXT,
          dead INTEGER NOT NULL DEFAULT 0);
      CREATE INDEX outbox_due ON outbox (target, dead, next_at);",
+    // 3: MQTT messages in the outbox need their topic.
+    "ALTER TABLE outbox ADD COLUMN topic TEXT NOT NULL DEFAULT '';",
 ];
 
 /// Who declared an entity: the config file (its definition is refreshed

@@ -15,7 +15,7 @@ use axum::routing::post;
 use axum::Router;
 use sightline::alert::guard::{Cidr, Guard, Resolver};
 use sightline::alert::outbox::SystemClock;
-use sightline::alert::{webhook::WebhookSink, Dispatcher, OutboxSettings, RetryPolicy};
+use sightline::alert::{webhook::WebhookSink, Dispatcher, OutboxSettings};
 use sightline::config::AlertConfig;
 use sightline::matcher::{Occurrence, Phase};
 use sightline::store::Store;
@@ -88,15 +88,11 @@ async fn internal_targets_are_refused_and_never_connected_to() {
         Some(Arc::new(sink)),
         None,
         None,
-        RetryPolicy {
-            attempts: 1,
-            first_backoff: Duration::from_millis(10),
-            max_backoff: Duration::from_millis(10),
-            concurrency: 2,
-        },
         OutboxSettings {
             store: Arc::clone(&store),
             schedule: vec![Duration::ZERO, Duration::from_millis(100)].into(),
+            mqtt_schedule: vec![Duration::ZERO].into(),
+            concurrency: 2,
             clock: Arc::new(SystemClock),
             poll: Duration::from_millis(20),
         },

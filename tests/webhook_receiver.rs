@@ -14,7 +14,7 @@ use axum::{
 };
 use sightline::alert::guard::{Cidr, Guard};
 use sightline::alert::outbox::{Clock, ManualClock, SystemClock};
-use sightline::alert::{webhook::WebhookSink, Dispatcher, OutboxSettings, RetryPolicy};
+use sightline::alert::{webhook::WebhookSink, Dispatcher, OutboxSettings};
 use sightline::config::AlertConfig;
 use sightline::demo::serve_local;
 use sightline::matcher::{Occurrence, Phase};
@@ -98,12 +98,6 @@ fn dispatcher_with(
         send_end: true,
         enabled: true,
     };
-    let policy = RetryPolicy {
-        attempts: 4,
-        first_backoff: Duration::from_millis(100),
-        max_backoff: Duration::from_millis(400),
-        concurrency: 1,
-    };
     // The receiver is on loopback: allow it, as an operator would.
     let guard = Guard {
         allow: vec![Cidr::parse("127.0.0.1/32").expect("range")],
@@ -114,10 +108,11 @@ fn dispatcher_with(
         Some(Arc::new(sink)),
         None,
         None,
-        policy,
         OutboxSettings {
             store: Arc::clone(&store),
             schedule: schedule.into(),
+            mqtt_schedule: schedule.into(),
+            concurrency: 1,
             clock,
             poll: Duration::from_millis(20),
         },

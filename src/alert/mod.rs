@@ -5,11 +5,10 @@
 //! bounded queue, so a receiver that is down or slow delays only itself. A
 //! [`Sink`] is the one small trait every transport implements: deliver one
 //! message, say whether it was accepted. Retry with backoff lives here, once,
-//! for all sinks. Webhook messages go through the durable [`outbox`]: they
-//! are committed to SQLite before the first attempt and survive a crash.
-//! MQTT messages are still queued in memory (and count as delivered once
-//! rumqttc queued them; PUBACK matching is not done yet). WebSocket clients
-//! get the same body at most once through the [`ws::Hub`].
+//! for all sinks. Webhook and MQTT messages go through the durable
+//! [`outbox`]: committed to SQLite before the first attempt, removed on the
+//! receiver's 2xx or the broker's PUBACK, so they survive a crash. WebSocket
+//! clients get the same body at most once through the [`ws::Hub`].
 //!
 //! The set of alerts can be replaced at any time ([`Dispatcher::set_alerts`]);
 //! a webhook URL gets its task the first time an alert names it.
@@ -25,15 +24,13 @@ pub mod ws;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
-
 use crate::config::AlertConfig;
 use crate::matcher::{Occurrence, Phase};
-use crate::types::{AlertId, StreamId};
+use crate::types::StreamId;
 pub use payload::Payload;
 
 /// One message for one target.
@@ -108,7 +105,6 @@ pub struct TargetStats {
     pub delivered: AtomicU64,
     pub failed: AtomicU64,
     pub retries: AtomicU64,
-    pub overflow: AtomicU64,
     /// Why the target was disabled (a 410 from the receiver), if it was.
     pub disabled: std::sync::Mutex<Option<String>>,
 }
@@ -119,69 +115,58 @@ impl TargetStats {
     }
 }
 
-/// Retry policy for a target.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub attempts: u32,
-    pub first_backoff: Duration,
-    pub max_backoff: Duration,
-    pub concurrency: usize,
-}
-
-struct Target {
-    tx: mpsc::Sender<Delivery>,
-    stats: Arc<TargetStats>,
-    name: String,
-}
-
-/// A webhook URL's outbox worker.
-struct WebhookTarget {
+/// One target's outbox worker (a webhook URL, or the MQTT broker).
+struct Worker {
     wake: Arc<tokio::sync::Notify>,
     stats: Arc<TargetStats>,
     name: String,
 }
 
-/// Where webhook messages are kept and how they are retried.
+/// The outbox target name of the MQTT broker (webhooks use their URL).
+pub const MQTT_TARGET: &str = "mqtt";
+
+/// Where messages are kept and how they are retried.
 pub struct OutboxSettings {
     pub store: Arc<crate::store::Store>,
+    /// Waits before each webhook attempt.
     pub schedule: Arc<[Duration]>,
+    /// Waits before each MQTT attempt (a broker outage is usually short).
+    pub mqtt_schedule: Arc<[Duration]>,
+    /// Requests in flight per webhook URL.
+    pub concurrency: usize,
     pub clock: Arc<dyn outbox::Clock>,
     /// How often a worker looks for due rows without being woken.
     pub poll: Duration,
 }
-
-/// Capacity of each target's queue.
-const TARGET_QUEUE: usize = 4096;
-/// Longest wait a `Retry-After` can impose on one in-memory retry.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 
 /// Routes occurrences to alert targets.
 pub struct Dispatcher {
     alerts: RwLock<Arc<Vec<AlertConfig>>>,
     stream_urls: RwLock<HashMap<StreamId, String>>,
     webhook: Option<Arc<webhook::WebhookSink>>,
-    webhooks: Mutex<HashMap<String, WebhookTarget>>,
-    mqtt: Option<Target>,
+    webhooks: Mutex<HashMap<String, Worker>>,
+    mqtt: Option<Worker>,
     hub: Option<Arc<ws::Hub>>,
-    policy: RetryPolicy,
     outbox: OutboxSettings,
     rt: tokio::runtime::Handle,
 }
 
 impl Dispatcher {
-    /// Starts the MQTT delivery task, and a webhook worker for every URL
-    /// with messages left in the outbox (resuming after a restart); other
-    /// webhook workers start as alerts name their URLs. Must be called
-    /// inside a tokio runtime.
+    /// Starts the MQTT worker, and a webhook worker for every URL with
+    /// messages left in the outbox (resuming after a restart); other webhook
+    /// workers start as alerts name their URLs. Must be called inside a
+    /// tokio runtime.
     pub fn start(
         webhook: Option<Arc<webhook::WebhookSink>>,
         mqtt: Option<Arc<dyn Sink>>,
         hub: Option<Arc<ws::Hub>>,
-        policy: RetryPolicy,
         outbox: OutboxSettings,
     ) -> Dispatcher {
         let rt = tokio::runtime::Handle::current();
-        let mqtt = mqtt.map(|s| spawn_target(&rt, s, policy));
+        let mqtt = mqtt.map(|sink| {
+            // PUBACKs are cheap to wait for: many in flight.
+            spawn(&rt, &outbox, MQTT_TARGET, &outbox.mqtt_schedule, 64, sink)
+        });
         let d = Dispatcher {
             alerts: RwLock::new(Arc::new(Vec::new())),
             stream_urls: RwLock::new(HashMap::new()),
@@ -189,50 +174,47 @@ impl Dispatcher {
             webhooks: Mutex::new(HashMap::new()),
             mqtt,
             hub,
-            policy,
             outbox,
             rt,
         };
         match d.outbox.store.outbox_targets() {
-            Ok(urls) => d.ensure_webhooks(urls.iter()),
+            Ok(targets) => d.ensure_webhooks(targets.iter().filter(|t| *t != MQTT_TARGET)),
             Err(e) => tracing::error!(error = %format!("{e:#}"), "cannot read the outbox"),
         }
         d
     }
 
     fn ensure_webhooks<'a>(&self, urls: impl Iterator<Item = &'a String>) {
-        let (Some(wh), Ok(mut targets)) = (&self.webhook, self.webhooks.lock()) else {
+        let (Some(wh), Ok(mut workers)) = (&self.webhook, self.webhooks.lock()) else {
             return;
         };
         for url in urls {
-            if targets.contains_key(url) {
-                continue;
+            if !workers.contains_key(url) {
+                let sink: Arc<dyn Sink> = Arc::new(wh.for_url(url));
+                let o = &self.outbox;
+                let w = spawn(&self.rt, o, url, &o.schedule, o.concurrency, sink);
+                workers.insert(url.clone(), w);
             }
-            let sink: Arc<dyn Sink> = Arc::new(wh.for_url(url));
-            let stats = Arc::new(TargetStats::default());
-            let name = sink.name();
-            let wake = outbox::spawn_worker(
-                &self.rt,
-                outbox::WorkerConfig {
-                    target: url.clone(),
-                    schedule: Arc::clone(&self.outbox.schedule),
-                    concurrency: self.policy.concurrency,
-                    clock: Arc::clone(&self.outbox.clock),
-                    poll: self.outbox.poll,
-                },
-                sink,
-                Arc::clone(&self.outbox.store),
-                Arc::clone(&stats),
-            );
-            targets.insert(url.clone(), WebhookTarget { wake, stats, name });
         }
     }
 
-    /// Wakes a webhook worker (a dead letter was put back in line).
-    pub fn wake(&self, url: &str) {
-        self.ensure_webhooks(std::iter::once(&url.to_string()));
-        if let Some(t) = self.webhooks.lock().ok().as_ref().and_then(|w| w.get(url)) {
-            t.wake.notify_one();
+    /// Wakes a target's worker (a dead letter was put back in line).
+    pub fn wake(&self, target: &str) {
+        if target == MQTT_TARGET {
+            if let Some(w) = &self.mqtt {
+                w.wake.notify_one();
+            }
+            return;
+        }
+        self.ensure_webhooks(std::iter::once(&target.to_string()));
+        if let Some(w) = self
+            .webhooks
+            .lock()
+            .ok()
+            .as_ref()
+            .and_then(|w| w.get(target))
+        {
+            w.wake.notify_one();
         }
     }
 
@@ -253,11 +235,10 @@ impl Dispatcher {
         }
     }
 
-    /// Builds and queues the messages of one occurrence; returns how many
-    /// went to webhook and MQTT targets. Webhook messages are committed to
-    /// the outbox before this returns. WebSocket copies are extra.
+    /// Builds the messages of one occurrence and commits them to the outbox
+    /// (one transaction) before returning how many; WebSocket copies are
+    /// extra and not counted.
     pub fn dispatch(&self, occ: &Occurrence) -> usize {
-        let mut n = 0;
         let mut durable: Vec<(String, Delivery)> = Vec::new();
         let alerts = self
             .alerts
@@ -274,28 +255,22 @@ impl Dispatcher {
             if occ.phase == Phase::End && !a.send_end {
                 continue;
             }
-            n += self.messages(a, occ, &mut durable);
+            self.messages(a, occ, &mut durable);
         }
-        n + self.commit_webhooks(&durable)
+        self.commit(&durable)
     }
 
     /// Sends `occ` through one alert only, whatever its state (the API's
-    /// test alert). Returns the messages queued.
+    /// test alert). Returns the messages committed.
     pub fn dispatch_to(&self, a: &AlertConfig, occ: &Occurrence) -> usize {
         let mut durable = Vec::new();
-        let n = self.messages(a, occ, &mut durable);
-        n + self.commit_webhooks(&durable)
+        self.messages(a, occ, &mut durable);
+        self.commit(&durable)
     }
 
-    /// Queues the MQTT and WebSocket messages of one alert and collects its
-    /// webhook message into `durable`; returns the MQTT messages queued.
-    fn messages(
-        &self,
-        a: &AlertConfig,
-        occ: &Occurrence,
-        durable: &mut Vec<(String, Delivery)>,
-    ) -> usize {
-        let mut n = 0;
+    /// Publishes the WebSocket copy of one alert's message and collects its
+    /// webhook and MQTT messages into `durable` as (target, message).
+    fn messages(&self, a: &AlertConfig, occ: &Occurrence, durable: &mut Vec<(String, Delivery)>) {
         let url = self
             .stream_urls
             .read()
@@ -307,7 +282,7 @@ impl Dispatcher {
             Ok(b) => b.into(),
             Err(e) => {
                 tracing::error!(alert = %a.id, error = %e, "cannot serialise alert payload");
-                return 0;
+                return;
             }
         };
         let secrets: Arc<[sign::Secret]> = a.webhook_secrets.clone().into();
@@ -327,27 +302,29 @@ impl Dispatcher {
         if let (Some(conn), Some(hub)) = (&a.ws_connection, &self.hub) {
             hub.publish(conn, "alert", &*payload);
         }
-        if let (Some(tpl), Some(t)) = (&a.mqtt_topic, &self.mqtt) {
-            n += enqueue(
-                t,
-                mk(payload::topic(tpl, &occ.stream_id, &occ.label)),
-                &a.id,
-            );
+        if let (Some(tpl), Some(_)) = (&a.mqtt_topic, &self.mqtt) {
+            let topic = payload::topic(tpl, &occ.stream_id, &occ.label);
+            durable.push((MQTT_TARGET.to_string(), mk(topic)));
         }
-        n
     }
 
-    /// Commits webhook messages to the outbox in one transaction and wakes
-    /// their workers. Messages to a target disabled by a 410 are not kept.
-    fn commit_webhooks(&self, msgs: &[(String, Delivery)]) -> usize {
-        let targets = self.webhooks.lock();
+    /// Runs `f` on the worker of `target`, if there is one.
+    fn with_worker<T>(&self, target: &str, f: impl FnOnce(&Worker) -> T) -> Option<T> {
+        if target == MQTT_TARGET {
+            return self.mqtt.as_ref().map(f);
+        }
+        self.webhooks.lock().ok()?.get(target).map(f)
+    }
+
+    /// Commits messages to the outbox in one transaction and wakes their
+    /// workers. Messages to a webhook disabled by a 410 are not kept.
+    fn commit(&self, msgs: &[(String, Delivery)]) -> usize {
         let live: Vec<&(String, Delivery)> = msgs
             .iter()
-            .filter(|(url, d)| {
-                let t = targets.as_ref().ok().and_then(|t| t.get(url));
-                match t.and_then(|t| t.stats.disabled_reason()) {
+            .filter(|(target, d)| {
+                match self.with_worker(target, |w| w.stats.disabled_reason()).flatten() {
                     Some(reason) => {
-                        tracing::warn!(target = %url, message = %d.message_id, %reason, "target disabled; message not sent");
+                        tracing::warn!(target = %target, message = %d.message_id, %reason, "target disabled; message not sent");
                         false
                     }
                     None => true,
@@ -356,10 +333,11 @@ impl Dispatcher {
             .collect();
         let rows: Vec<outbox::NewMessage> = live
             .iter()
-            .map(|(url, d)| outbox::NewMessage {
-                target: url,
+            .map(|(target, d)| outbox::NewMessage {
+                target,
                 message_id: &d.message_id,
                 alert_id: &d.alert_id,
+                topic: &d.topic,
                 body: &d.body,
                 secrets: &d.secrets,
             })
@@ -372,16 +350,12 @@ impl Dispatcher {
             .store
             .outbox_add(&rows, self.outbox.clock.now_ms())
         {
-            // Nothing else can hold it: say so loudly.
+            // Nothing else can hold them: say so loudly.
             tracing::error!(error = %format!("{e:#}"), messages = rows.len(), "cannot commit alerts to the outbox; they are lost");
             return 0;
         }
-        if let Ok(t) = &targets {
-            for (url, _) in &live {
-                if let Some(t) = t.get(url) {
-                    t.wake.notify_one();
-                }
-            }
+        for (target, _) in &live {
+            self.with_worker(target, |w| w.wake.notify_one());
         }
         rows.len()
     }
@@ -392,102 +366,38 @@ impl Dispatcher {
         let mut out: Vec<_> = webhooks
             .iter()
             .flat_map(|w| w.values())
+            .chain(self.mqtt.iter())
             .map(|t| (t.name.clone(), Arc::clone(&t.stats)))
-            .chain(
-                self.mqtt
-                    .iter()
-                    .map(|t| (t.name.clone(), Arc::clone(&t.stats))),
-            )
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
 }
 
-fn enqueue(t: &Target, d: Delivery, alert: &AlertId) -> usize {
-    if let Some(reason) = t.stats.disabled_reason() {
-        t.stats.failed.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(target = %t.name, %alert, %reason, "target disabled; message not sent");
-        return 0;
-    }
-    match t.tx.try_send(d) {
-        Ok(()) => 1,
-        Err(e) => {
-            t.stats.overflow.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(target = %t.name, %alert, error = %e, "delivery queue full or closed; message dropped");
-            0
-        }
-    }
-}
-
-fn spawn_target(rt: &tokio::runtime::Handle, sink: Arc<dyn Sink>, policy: RetryPolicy) -> Target {
-    let (tx, mut rx) = mpsc::channel::<Delivery>(TARGET_QUEUE);
+fn spawn(
+    rt: &tokio::runtime::Handle,
+    o: &OutboxSettings,
+    target: &str,
+    schedule: &Arc<[Duration]>,
+    concurrency: usize,
+    sink: Arc<dyn Sink>,
+) -> Worker {
     let stats = Arc::new(TargetStats::default());
     let name = sink.name();
-    let slots = Arc::new(tokio::sync::Semaphore::new(policy.concurrency.max(1)));
-    let task_stats = Arc::clone(&stats);
-    rt.spawn(async move {
-        while let Some(d) = rx.recv().await {
-            let Ok(permit) = Arc::clone(&slots).acquire_owned().await else {
-                break;
-            };
-            let sink = Arc::clone(&sink);
-            let stats = Arc::clone(&task_stats);
-            tokio::spawn(async move {
-                deliver_with_retry(&*sink, &d, policy, &stats).await;
-                drop(permit);
-            });
-        }
-    });
-    Target { tx, stats, name }
-}
-
-async fn deliver_with_retry(
-    sink: &dyn Sink,
-    d: &Delivery,
-    policy: RetryPolicy,
-    stats: &TargetStats,
-) {
-    let mut backoff = policy.first_backoff;
-    for attempt in 1..=policy.attempts.max(1) {
-        match sink.deliver(d).await {
-            Ok(()) => {
-                stats.delivered.fetch_add(1, Ordering::Relaxed);
-                let latency = d.frame_arrived.map(|t| t.elapsed().as_millis() as u64);
-                tracing::info!(
-                    target = %sink.name(), message = %d.message_id, latency_ms = ?latency, "alert delivered"
-                );
-                return;
-            }
-            Err(SinkError::Permanent(m)) => {
-                tracing::error!(target = %sink.name(), message = %d.message_id, error = %m, "delivery refused; not retrying");
-                break;
-            }
-            Err(SinkError::Gone(m)) => {
-                tracing::error!(target = %sink.name(), message = %d.message_id, error = %m, "receiver is gone; target disabled");
-                if let Ok(mut reason) = stats.disabled.lock() {
-                    reason.get_or_insert(m);
-                }
-                break;
-            }
-            Err(SinkError::Retry { message, after }) if attempt < policy.attempts => {
-                stats.retries.fetch_add(1, Ordering::Relaxed);
-                let jitter = backoff.mul_f64(rand::random::<f64>() * 0.5);
-                // The receiver's Retry-After is a floor, not a suggestion.
-                let wait = (backoff + jitter).max(after.unwrap_or_default().min(MAX_RETRY_AFTER));
-                tracing::warn!(target = %sink.name(), attempt, error = %message, retry_in_ms = wait.as_millis() as u64, "delivery failed");
-                tokio::time::sleep(wait).await;
-                backoff = (backoff * 2).min(policy.max_backoff);
-                if stats.disabled_reason().is_some() {
-                    break;
-                }
-            }
-            Err(SinkError::Retry { message: m, .. }) => {
-                tracing::error!(target = %sink.name(), message = %d.message_id, error = %m, "delivery failed; attempts exhausted");
-            }
-        }
-    }
-    stats.failed.fetch_add(1, Ordering::Relaxed);
+    let wake = outbox::spawn_worker(
+        rt,
+        outbox::WorkerConfig {
+            target: target.to_string(),
+            schedule: Arc::clone(schedule),
+            concurrency,
+            clock: Arc::clone(&o.clock),
+            poll: o.poll,
+        },
+        sink,
+        Arc::clone(&o.store),
+        Arc::clone(&stats),
+    );
+    Worker { wake, stats, name }
 }
 
 #[cfg(test)]
@@ -499,7 +409,7 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::types::EventId;
+    use crate::types::{AlertId, EventId};
 
     #[derive(Default)]
     struct Recorder(Mutex<Vec<(String, String)>>);
@@ -553,12 +463,6 @@ mod tests {
     #[tokio::test]
     async fn occurrences_reach_only_matching_enabled_alerts() {
         let rec = Arc::new(Recorder::default());
-        let policy = RetryPolicy {
-            attempts: 1,
-            first_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(1),
-            concurrency: 1,
-        };
         let alerts = vec![
             alert("only-s1", &["s1"], true, true),
             alert("all", &[], true, false),
@@ -568,10 +472,11 @@ mod tests {
             None,
             Some(rec.clone() as Arc<dyn Sink>),
             None,
-            policy,
             OutboxSettings {
                 store: Arc::new(crate::store::Store::open(None).expect("in-memory store")),
                 schedule: outbox::DEFAULT_SCHEDULE.into(),
+                mqtt_schedule: outbox::DEFAULT_SCHEDULE.into(),
+                concurrency: 1,
                 clock: Arc::new(outbox::SystemClock),
                 poll: Duration::from_millis(100),
             },

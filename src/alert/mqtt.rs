@@ -6,19 +6,37 @@
 //! `offline` on a clean shutdown or, through the Last Will, when the broker
 //! loses us.
 //!
-//! Note on acknowledgement: rumqttc's `publish()` returning Ok means the
-//! request is queued to the event loop, not that the broker sent PUBACK. This
-//! sink therefore counts a message as delivered when queued; tying each
-//! message to its PUBACK belongs to the durable outbox.
+//! A delivery succeeds only on the broker's PUBACK. rumqttc's `publish()`
+//! returning Ok means queued, so each publish leaves a waiter in a FIFO;
+//! the event loop reports each outgoing PUBLISH with its packet id in the
+//! same order, which ties the waiter to the id, and the PUBACK with that id
+//! completes it. When the connection fails, everything rumqttc would resend
+//! is dropped and every waiter fails: those messages are still in the
+//! outbox and are published again (same body, same ids in the payload), so
+//! the order-based pairing never drifts.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
+use tokio::sync::oneshot;
 
 use super::{DeliverFuture, Delivery, Sink, SinkError};
 use crate::config::MqttConfig;
+
+/// How long a publish may wait for its PUBACK before it counts as failed.
+const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Waiter = Option<oneshot::Sender<()>>;
+
+/// Publishes waiting for their packet id (FIFO) and for their PUBACK (by id).
+#[derive(Default)]
+struct Acks {
+    queued: VecDeque<Waiter>,
+    sent: HashMap<u16, Waiter>,
+}
 
 /// Publishes alert messages to one broker.
 pub struct MqttSink {
@@ -26,7 +44,28 @@ pub struct MqttSink {
     broker: String,
     status_topic: String,
     closing: Arc<AtomicBool>,
+    acks: Arc<Mutex<Acks>>,
     task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// Queues a publish and its waiter together, so the FIFO matches the order
+/// rumqttc sends in. Never waits: a full request queue is an error.
+fn queue(
+    acks: &Mutex<Acks>,
+    client: &AsyncClient,
+    topic: &str,
+    retain: bool,
+    body: Vec<u8>,
+    waiter: Waiter,
+) -> Result<(), String> {
+    let mut a = acks
+        .lock()
+        .map_err(|_| "MQTT state lock poisoned".to_string())?;
+    client
+        .try_publish(topic, QoS::AtLeastOnce, retain, body)
+        .map_err(|e| format!("publish to {topic}: {e}"))?;
+    a.queued.push_back(waiter);
+    Ok(())
 }
 
 impl MqttSink {
@@ -43,14 +82,16 @@ impl MqttSink {
             QoS::AtLeastOnce,
             true,
         ));
-        let (client, mut eventloop) = AsyncClient::new(opts, 256);
+        let (client, mut eventloop) = AsyncClient::new(opts, 1024);
         let broker = format!("{}:{}", cfg.host, cfg.port);
         let name = broker.clone();
         let closing = Arc::new(AtomicBool::new(false));
-        let (status, announcer, stop) = (
+        let acks: Arc<Mutex<Acks>> = Arc::default();
+        let (status, announcer, stop, loop_acks) = (
             cfg.status_topic.clone(),
             client.clone(),
             Arc::clone(&closing),
+            Arc::clone(&acks),
         );
         let task = tokio::spawn(async move {
             let mut backoff = Duration::from_millis(200);
@@ -59,10 +100,31 @@ impl MqttSink {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         tracing::info!(broker = %name, "MQTT connected");
                         backoff = Duration::from_millis(200);
-                        if let Err(e) =
-                            announcer.try_publish(status.as_str(), QoS::AtLeastOnce, true, "online")
-                        {
+                        let online = queue(
+                            &loop_acks,
+                            &announcer,
+                            &status,
+                            true,
+                            b"online".to_vec(),
+                            None,
+                        );
+                        if let Err(e) = online {
                             tracing::warn!(broker = %name, error = %e, "cannot announce availability");
+                        }
+                    }
+                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                        if let Ok(mut a) = loop_acks.lock() {
+                            let w = a.queued.pop_front().flatten();
+                            a.sent.insert(pkid, w);
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                        let w = loop_acks
+                            .lock()
+                            .ok()
+                            .and_then(|mut a| a.sent.remove(&ack.pkid));
+                        if let Some(Some(w)) = w {
+                            let _ = w.send(());
                         }
                     }
                     Ok(Event::Outgoing(Outgoing::Disconnect)) if stop.load(Ordering::SeqCst) => {
@@ -71,6 +133,15 @@ impl MqttSink {
                     Ok(_) => {}
                     Err(_) if stop.load(Ordering::SeqCst) => break,
                     Err(e) => {
+                        // Drop what rumqttc would resend and fail every
+                        // waiter (dropping a sender fails its receiver); the
+                        // outbox sends those messages again.
+                        if let Ok(mut a) = loop_acks.lock() {
+                            eventloop.clean();
+                            eventloop.pending.clear();
+                            a.queued.clear();
+                            a.sent.clear();
+                        }
                         tracing::warn!(broker = %name, error = %e, retry_in_ms = backoff.as_millis() as u64, "MQTT connection failed");
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -83,6 +154,7 @@ impl MqttSink {
             broker,
             status_topic: cfg.status_topic.clone(),
             closing,
+            acks,
             task: tokio::sync::Mutex::new(Some(task)),
         }
     }
@@ -91,15 +163,14 @@ impl MqttSink {
     /// `grace`) for the event loop to send both.
     pub async fn close(&self, grace: Duration) {
         self.closing.store(true, Ordering::SeqCst);
-        let _ = self
-            .client
-            .publish(
-                self.status_topic.as_str(),
-                QoS::AtLeastOnce,
-                true,
-                "offline",
-            )
-            .await;
+        let _ = queue(
+            &self.acks,
+            &self.client,
+            &self.status_topic,
+            true,
+            b"offline".to_vec(),
+            None,
+        );
         let _ = self.client.disconnect().await;
         if let Some(task) = self.task.lock().await.take() {
             if tokio::time::timeout(grace, task).await.is_err() {
@@ -116,10 +187,27 @@ impl Sink for MqttSink {
 
     fn deliver<'a>(&'a self, d: &'a Delivery) -> DeliverFuture<'a> {
         Box::pin(async move {
-            self.client
-                .publish(d.topic.as_str(), QoS::AtLeastOnce, false, d.body.to_vec())
-                .await
-                .map_err(|e| SinkError::retry(format!("publish to {}: {e}", d.topic)))
+            let (tx, rx) = oneshot::channel();
+            queue(
+                &self.acks,
+                &self.client,
+                &d.topic,
+                false,
+                d.body.to_vec(),
+                Some(tx),
+            )
+            .map_err(SinkError::retry)?;
+            match tokio::time::timeout(ACK_TIMEOUT, rx).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(SinkError::retry(format!(
+                    "connection to {} lost before PUBACK",
+                    self.broker
+                ))),
+                Err(_) => Err(SinkError::retry(format!(
+                    "no PUBACK from {} within {ACK_TIMEOUT:?}",
+                    self.broker
+                ))),
+            }
         })
     }
 }

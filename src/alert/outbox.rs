@@ -1,7 +1,8 @@
-//! The durable webhook outbox. A message is committed to SQLite (one row per
-//! target, `synchronous=FULL`) before the first attempt and leaves only when
-//! its receiver answered 2xx, so a crash or power cut loses nothing that was
-//! accepted: after a restart each target's worker resumes from its rows.
+//! The durable outbox. A message is committed to SQLite (one row per target:
+//! a webhook URL, or the MQTT broker; `synchronous=FULL`) before the first
+//! attempt and leaves only when its receiver answered 2xx or the broker sent
+//! PUBACK, so a crash or power cut loses nothing that was accepted: after a
+//! restart each target's worker resumes from its rows.
 //! Retries follow a schedule (default: at once, 5 s, 5 min, 30 min, 2 h,
 //! 5 h, 10 h, 10 h) stretched by up to 20 % jitter, never shortened;
 //! `Retry-After` is a floor. After the last attempt, on a refusal (4xx) or
@@ -61,6 +62,8 @@ pub struct NewMessage<'a> {
     pub target: &'a str,
     pub message_id: &'a str,
     pub alert_id: &'a str,
+    /// MQTT topic; empty for webhooks.
+    pub topic: &'a str,
     pub body: &'a [u8],
     pub secrets: &'a [sign::Secret],
 }
@@ -72,6 +75,7 @@ pub struct Row {
     pub target: String,
     pub message_id: String,
     pub alert_id: String,
+    pub topic: String,
     #[serde(skip)]
     pub body: Vec<u8>,
     #[serde(skip)]
@@ -82,8 +86,8 @@ pub struct Row {
     pub last_error: Option<String>,
 }
 
-const COLUMNS: &str =
-    "seq, target, message_id, alert_id, body, secrets, attempts, next_at, created_at, last_error";
+const COLUMNS: &str = "seq, target, message_id, alert_id, body, secrets, attempts, next_at, \
+     created_at, last_error, topic";
 
 fn row(r: &rusqlite::Row) -> rusqlite::Result<Row> {
     let secrets: String = r.get(5)?;
@@ -98,6 +102,7 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<Row> {
         next_at: r.get(7)?,
         created_at: r.get(8)?,
         last_error: r.get(9)?,
+        topic: r.get(10)?,
     })
 }
 
@@ -110,9 +115,9 @@ impl Store {
         for m in msgs {
             let secrets: Vec<String> = m.secrets.iter().map(sign::Secret::to_text).collect();
             tx.execute(
-                "INSERT INTO outbox (target, message_id, alert_id, body, secrets, next_at, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-                params![m.target, m.message_id, m.alert_id, m.body, serde_json::to_string(&secrets)?, now],
+                "INSERT INTO outbox (target, message_id, alert_id, body, secrets, next_at, created_at, topic)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
+                params![m.target, m.message_id, m.alert_id, m.body, serde_json::to_string(&secrets)?, now, m.topic],
             )?;
             seqs.push(tx.last_insert_rowid());
         }
@@ -324,7 +329,7 @@ impl Attempt {
             message_id: r.message_id.as_str().into(),
             alert_id: r.alert_id.as_str().into(),
             body: r.body.clone().into(),
-            topic: String::new(),
+            topic: r.topic.clone(),
             secrets: r
                 .secrets
                 .iter()
@@ -427,6 +432,7 @@ mod tests {
             target: "t",
             message_id: id,
             alert_id: "a",
+            topic: "",
             body: b"{}",
             secrets: std::slice::from_ref(&secret),
         };
