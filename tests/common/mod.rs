@@ -72,6 +72,98 @@ impl Mosquitto {
     }
 }
 
+/// A mosquitto broker with persistence on a fixed port, which a test can
+/// stop (SIGTERM, saving its database) and start again.
+pub struct PersistentMosquitto {
+    pub port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl PersistentMosquitto {
+    pub fn start() -> PersistentMosquitto {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for _ in 0..5 {
+            let port = free_port();
+            if let Some(child) = run_persistent(dir.path(), port) {
+                return PersistentMosquitto {
+                    port,
+                    child: Some(child),
+                    dir,
+                };
+            }
+        }
+        panic!("mosquitto did not start");
+    }
+
+    /// Stops the broker the way systemd would (SIGTERM: it saves its queue).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port and database.
+    pub fn restart(&mut self) {
+        self.child = run_persistent(self.dir.path(), self.port);
+        assert!(
+            self.child.is_some(),
+            "mosquitto restarts on port {}",
+            self.port
+        );
+    }
+}
+
+fn run_persistent(dir: &std::path::Path, port: u16) -> Option<Child> {
+    // Started as root, mosquitto drops to its own user: it must be able to
+    // write its database here.
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777));
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
+             persistence_location {}/\nautosave_interval 1\nmax_queued_messages 0\n",
+            dir.display()
+        ),
+    )
+    .expect("write mosquitto.conf");
+    let mut child = Command::new("mosquitto")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto must be installed (scripts/setup installs it)");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some(child);
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+impl Drop for PersistentMosquitto {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 impl Drop for Mosquitto {
     fn drop(&mut self) {
         let _ = self.child.kill();
