@@ -68,6 +68,76 @@ pub struct NewAlert {
     pub send_end: Option<bool>,
 }
 
+impl NewStream {
+    /// Checks the body; returns the name and the stream definition for `id`.
+    pub fn validate(self, id: &str) -> Result<(String, RawStream), Refusal> {
+        if let Some(m) = &self.media_types {
+            if !m.iter().any(|t| t == "video") {
+                return Err(Refusal::Invalid(
+                    "media_types must include \"video\": sightline scores pictures only".into(),
+                ));
+            }
+        }
+        if self.name.trim().is_empty() || self.name.len() > 200 {
+            return Err(Refusal::Invalid("name must be 1-200 characters".into()));
+        }
+        let spec = RawStream {
+            id: Some(id.to_string()),
+            url: Some(self.url),
+            fps: self.fps.or(self.sample_rate),
+            keyframes_only: self.keyframes_only,
+            transport: self.transport,
+            stall_timeout_secs: self.stall_timeout_secs,
+            max_backoff_secs: self.max_backoff_secs,
+        };
+        config::check_stream(&spec).map_err(problems)?;
+        Ok((self.name, spec))
+    }
+}
+
+impl NewIndex {
+    /// Checks the extraction settings; returns the batch they describe.
+    pub fn batch(&self) -> Result<Batch, Refusal> {
+        if let Some(t) = self.extraction_type.as_deref() {
+            if t != "time" {
+                return Err(Refusal::Invalid(format!(
+                    "extraction_type {t:?} is not supported; use \"time\""
+                )));
+            }
+        }
+        let cfg = self.extraction_config.as_ref();
+        let time = cfg.and_then(|c| c.time).unwrap_or(1.0);
+        if !(time.is_finite() && time > 0.0 && time <= 3600.0) {
+            return Err(Refusal::Invalid(format!(
+                "extraction_config.time must be between 0 and 3600 seconds, got {time}"
+            )));
+        }
+        let frames = cfg.and_then(|c| c.frame_count).unwrap_or(0);
+        if !(0..=10_000).contains(&frames) {
+            return Err(Refusal::Invalid(format!(
+                "extraction_config.frame_count must be between 0 and 10000, got {frames}"
+            )));
+        }
+        Ok(Batch {
+            time,
+            frame_count: frames as u32,
+        })
+    }
+}
+
+impl NewEvent {
+    /// Checks the body against the model's labels; returns the definition for `id`.
+    pub fn validate(self, id: &str, labels: &[std::sync::Arc<str>]) -> Result<RawEvent, Refusal> {
+        let mut spec = self.rest;
+        spec.id = Some(id.to_string());
+        spec.prompt = Some(self.event_prompt);
+        spec.label = Some(self.label);
+        let cfg = config::check_event(&spec).map_err(problems)?;
+        CompiledEvent::compile(&cfg, labels).map_err(Refusal::Invalid)?;
+        Ok(spec)
+    }
+}
+
 fn new_id(prefix: &str) -> String {
     let u = uuid::Uuid::new_v4().simple().to_string();
     format!("{prefix}-{}", &u[..12])
@@ -85,30 +155,11 @@ impl Engine {
 
     /// Connects a new stream and starts it.
     pub async fn create_stream(&self, b: NewStream) -> Result<StreamRow, Refusal> {
-        if let Some(m) = &b.media_types {
-            if !m.iter().any(|t| t == "video") {
-                return Err(Refusal::Invalid(
-                    "media_types must include \"video\": sightline scores pictures only".into(),
-                ));
-            }
-        }
-        if b.name.trim().is_empty() || b.name.len() > 200 {
-            return Err(Refusal::Invalid("name must be 1-200 characters".into()));
-        }
         let id = new_id("rts");
-        let spec = RawStream {
-            id: Some(id.clone()),
-            url: Some(b.url),
-            fps: b.fps.or(b.sample_rate),
-            keyframes_only: b.keyframes_only,
-            transport: b.transport,
-            stall_timeout_secs: b.stall_timeout_secs,
-            max_backoff_secs: b.max_backoff_secs,
-        };
-        config::check_stream(&spec).map_err(problems)?;
+        let (name, spec) = b.validate(&id)?;
         let row = StreamRow {
             id: id.clone(),
-            name: b.name,
+            name,
             spec,
             running: true,
             origin: Origin::Api,
@@ -180,26 +231,7 @@ impl Engine {
 
     /// Creates a scene index on a stream.
     pub async fn create_index(&self, stream: &str, b: NewIndex) -> Result<IndexRow, Refusal> {
-        if let Some(t) = b.extraction_type.as_deref() {
-            if t != "time" {
-                return Err(Refusal::Invalid(format!(
-                    "extraction_type {t:?} is not supported; use \"time\""
-                )));
-            }
-        }
-        let cfg = b.extraction_config.as_ref();
-        let time = cfg.and_then(|c| c.time).unwrap_or(1.0);
-        if !(time.is_finite() && time > 0.0 && time <= 3600.0) {
-            return Err(Refusal::Invalid(format!(
-                "extraction_config.time must be between 0 and 3600 seconds, got {time}"
-            )));
-        }
-        let frames = cfg.and_then(|c| c.frame_count).unwrap_or(0);
-        if !(0..=10_000).contains(&frames) {
-            return Err(Refusal::Invalid(format!(
-                "extraction_config.frame_count must be between 0 and 10000, got {frames}"
-            )));
-        }
+        let batch = b.batch()?;
         if let Some(ws) = &b.ws_connection_id {
             self.check_ws(ws)?;
         }
@@ -213,10 +245,7 @@ impl Engine {
             stream_id: stream.to_string(),
             name: b.name,
             prompt: b.prompt,
-            batch: Batch {
-                time,
-                frame_count: frames as u32,
-            },
+            batch,
             running: true,
             ws_connection: b.ws_connection_id,
             origin: Origin::Api,
@@ -264,13 +293,7 @@ impl Engine {
     /// Creates an event after checking the loaded model can score its prompt.
     pub async fn create_event(&self, b: NewEvent) -> Result<EventRow, Refusal> {
         let id = new_id("ev");
-        let mut spec = b.rest;
-        spec.id = Some(id.clone());
-        spec.prompt = Some(b.event_prompt);
-        spec.label = Some(b.label);
-        let cfg = config::check_event(&spec).map_err(problems)?;
-        CompiledEvent::compile(&cfg, &self.parts.manifest.labels_shared)
-            .map_err(Refusal::Invalid)?;
+        let spec = b.validate(&id, &self.parts.manifest.labels_shared)?;
         let row = EventRow {
             id: id.clone(),
             spec,
