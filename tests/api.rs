@@ -472,3 +472,74 @@ async fn bad_input_on_every_route_is_refused_and_changes_nothing() {
     assert_eq!(before, state_of(&d).await, "stored state unchanged");
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_is_listed_and_redelivered_through_the_api() {
+    use axum::http::StatusCode;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    // A receiver that refuses the first request (400: not retried) and
+    // accepts the rest, recording the webhook-id of each.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let ids: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let (c, i) = (Arc::clone(&calls), Arc::clone(&ids));
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |h: axum::http::HeaderMap| {
+            let (c, i) = (Arc::clone(&c), Arc::clone(&i));
+            async move {
+                let id = h
+                    .get("webhook-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                if let Ok(mut ids) = i.lock() {
+                    ids.push(id.to_string());
+                }
+                if c.fetch_add(1, Ordering::SeqCst) == 0 {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let addr = sightline::demo::serve_local(app).await.expect("receiver");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = Daemon::start(
+        dir.path(),
+        &format!(
+            "[[events]]\nid = \"p\"\nprompt = \"person\"\n\
+             [[alerts]]\nid = \"a\"\nevent = \"p\"\ncallback_url = \"http://{addr}/hook\"\n"
+        ),
+    )
+    .await;
+    d.ok("POST", "alert/a/test", None).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let dead = loop {
+        let dead = d.ok("GET", "delivery/dead", None).await["dead_letters"].clone();
+        if dead.as_array().is_some_and(|a| !a.is_empty()) || Instant::now() > deadline {
+            break dead;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(dead.as_array().map_or(0, Vec::len), 1, "{dead}");
+    assert!(dead[0]["last_error"]
+        .as_str()
+        .is_some_and(|e| e.contains("400")));
+    let seq = dead[0]["seq"].as_i64().expect("seq");
+    let (code, _) = d.call("POST", "delivery/dead/999999/redeliver", None).await;
+    assert_eq!(code, 404);
+    d.ok("POST", &format!("delivery/dead/{seq}/redeliver"), None)
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while calls.load(Ordering::SeqCst) < 2 {
+        assert!(Instant::now() < deadline, "redelivered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ids = ids.lock().map(|i| i.clone()).unwrap_or_default();
+    assert_eq!(ids[0], ids[1], "the redelivery carries the same webhook-id");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let dead = d.ok("GET", "delivery/dead", None).await["dead_letters"].clone();
+    assert_eq!(dead.as_array().map_or(1, Vec::len), 0, "accepted, so gone");
+    d.stop().await;
+}

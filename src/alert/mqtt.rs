@@ -6,6 +6,9 @@
 //! `offline` on a clean shutdown or, through the Last Will, when the broker
 //! loses us.
 //!
+//! Username/password and TLS (against a given CA or the system roots) are
+//! options of `[mqtt]`.
+//!
 //! A delivery succeeds only on the broker's PUBACK. rumqttc's `publish()`
 //! returning Ok means queued, so each publish leaves a waiter in a FIFO;
 //! the event loop reports each outgoing PUBLISH with its packet id in the
@@ -76,6 +79,23 @@ impl MqttSink {
         opts.set_keep_alive(cfg.keep_alive);
         opts.set_max_packet_size(1 << 20, 1 << 20);
         opts.set_clean_session(false);
+        if let Some((user, password)) = &cfg.credentials {
+            opts.set_credentials(user, password);
+        }
+        if cfg.tls.is_some() {
+            // Two rustls crypto back-ends are linked (reqwest's ring, rumqttc's
+            // aws-lc-rs): name one for the process, once.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        match &cfg.tls {
+            Some(Some(ca)) => {
+                opts.set_transport(rumqttc::Transport::tls(ca.clone(), None, None));
+            }
+            Some(None) => {
+                opts.set_transport(rumqttc::Transport::tls_with_default_config());
+            }
+            None => {}
+        }
         opts.set_last_will(LastWill::new(
             &cfg.status_topic,
             "offline",

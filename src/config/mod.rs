@@ -208,6 +208,11 @@ pub struct AlertConfig {
 #[derive(Debug, Clone)]
 pub struct MqttConfig {
     pub host: String,
+    /// Username and password (read from its file at load).
+    pub credentials: Option<(String, String)>,
+    /// TLS: `Some(None)` verifies against the system roots, `Some(Some(pem))`
+    /// against this CA.
+    pub tls: Option<Option<Vec<u8>>>,
     pub port: u16,
     pub client_id: String,
     pub keep_alive: Duration,

@@ -162,6 +162,13 @@ pub struct RawMqtt {
     /// Retained availability topic: `online` while connected, `offline` as
     /// the Last Will and on clean shutdown (default `sightline/status`).
     pub status_topic: Option<String>,
+    /// Broker login; the password is read from `password_file`.
+    pub username: Option<String>,
+    pub password_file: Option<String>,
+    /// Connect over TLS (default port 8883 then), verifying the broker
+    /// against `ca_file`, else the system's roots.
+    pub tls: Option<bool>,
+    pub ca_file: Option<String>,
 }
 
 /// `[webhook]`: HTTP delivery settings shared by all callback URLs.

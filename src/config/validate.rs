@@ -196,8 +196,20 @@ pub(super) fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
         .collect();
 
     let mqtt = raw.mqtt.map(|m| MqttConfig {
+        credentials: mqtt_credentials(&mut c, &m),
+        tls: mqtt_tls(&mut c, &m),
         host: m.host.unwrap_or_else(|| "127.0.0.1".into()),
-        port: c.int("mqtt.port", m.port, 1883, 1, 65535) as u16,
+        port: c.int(
+            "mqtt.port",
+            m.port,
+            if m.tls == Some(true) || m.ca_file.is_some() {
+                8883
+            } else {
+                1883
+            },
+            1,
+            65535,
+        ) as u16,
         client_id: match m.client_id {
             Some(id) if !id.is_empty() && id.len() <= 64 => id,
             Some(id) => {
@@ -286,6 +298,46 @@ pub(super) fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
             events: raw.events,
             alerts: raw.alerts,
         },
+    }
+}
+
+fn mqtt_credentials(c: &mut Checker, m: &super::raw::RawMqtt) -> Option<(String, String)> {
+    match (&m.username, &m.password_file) {
+        (None, None) => None,
+        (Some(u), None) => Some((u.clone(), String::new())),
+        (None, Some(_)) => {
+            c.bad("mqtt.password_file", "a password needs a username");
+            None
+        }
+        (Some(u), Some(f)) => match std::fs::read_to_string(f) {
+            Ok(p) => Some((u.clone(), p.trim_end_matches(['\r', '\n']).to_string())),
+            Err(e) => {
+                c.bad("mqtt.password_file", format!("cannot read {f}: {e}"));
+                None
+            }
+        },
+    }
+}
+
+fn mqtt_tls(c: &mut Checker, m: &super::raw::RawMqtt) -> Option<Option<Vec<u8>>> {
+    match (&m.ca_file, m.tls) {
+        (Some(_), Some(false)) => {
+            c.bad("mqtt.ca_file", "given while tls = false");
+            None
+        }
+        (Some(f), _) => match std::fs::read(f) {
+            Ok(pem) if pem.starts_with(b"-----BEGIN") => Some(Some(pem)),
+            Ok(_) => {
+                c.bad("mqtt.ca_file", format!("{f} is not a PEM certificate"));
+                None
+            }
+            Err(e) => {
+                c.bad("mqtt.ca_file", format!("cannot read {f}: {e}"));
+                None
+            }
+        },
+        (None, Some(true)) => Some(None),
+        (None, _) => None,
     }
 }
 
