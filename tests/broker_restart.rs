@@ -12,15 +12,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::daemon::Daemon;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::MqttOptions;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 const ALERTS: usize = 1000;
 
-/// Occurrence id → copies received.
-type Received = Arc<Mutex<HashMap<String, usize>>>;
-
-async fn persistent_subscriber(port: u16) -> Received {
-    let got: Received = Arc::default();
+/// A subscriber with a fixed client id and a persistent session.
+async fn persistent_subscriber(port: u16) -> UnboundedReceiver<common::MqttMessage> {
     let mut opts = MqttOptions::new(
         format!("test-persistent-{}", std::process::id()),
         "127.0.0.1",
@@ -28,47 +26,24 @@ async fn persistent_subscriber(port: u16) -> Received {
     );
     opts.set_keep_alive(Duration::from_secs(5));
     opts.set_clean_session(false);
-    let (client, mut eventloop) = AsyncClient::new(opts, 64);
-    client
-        .subscribe("alerts/#", QoS::AtLeastOnce)
-        .await
-        .expect("subscribe");
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let sink = Arc::clone(&got);
-    tokio::spawn(async move {
-        let _client = client;
-        let mut ready = Some(ready_tx);
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    if let Some(r) = ready.take() {
-                        let _ = r.send(());
-                    }
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let v: serde_json::Value =
-                        serde_json::from_slice(&p.payload).unwrap_or_default();
-                    if let (Some(o), Ok(mut g)) = (v["occurrence_id"].as_str(), sink.lock()) {
-                        *g.entry(o.to_string()).or_default() += 1;
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
+    common::subscribe_with(opts, "alerts/#").await
+}
+
+/// Counts the copies of each occurrence id received so far.
+fn tally(rx: &mut UnboundedReceiver<common::MqttMessage>, got: &mut HashMap<String, usize>) {
+    for m in common::drain(rx) {
+        if let Some(o) = m.body["occurrence_id"].as_str() {
+            *got.entry(o.to_string()).or_default() += 1;
         }
-    });
-    tokio::time::timeout(Duration::from_secs(10), ready_rx)
-        .await
-        .expect("SUBACK within 10 s")
-        .expect("subscriber alive");
-    got
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_alert_reaches_a_persistent_subscriber_across_a_broker_restart() {
     let broker = Arc::new(Mutex::new(common::PersistentMosquitto::start()));
     let port = broker.lock().map(|b| b.port).expect("broker");
-    let got = persistent_subscriber(port).await;
+    let mut rx = persistent_subscriber(port).await;
+    let mut got: HashMap<String, usize> = HashMap::new();
     let dir = tempfile::tempdir().expect("temp dir");
     let d = Daemon::start(
         dir.path(),
@@ -133,14 +108,15 @@ async fn every_alert_reaches_a_persistent_subscriber_across_a_broker_restart() {
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut all_in = None;
     while Instant::now() < deadline {
-        let g = got.lock().map(|g| g.clone()).unwrap_or_default();
-        if ids.iter().all(|i| g.contains_key(i)) {
+        tally(&mut rx, &mut got);
+        if ids.iter().all(|i| got.contains_key(i)) {
             all_in = Some(restarted.elapsed());
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let g = got.lock().map(|g| g.clone()).unwrap_or_default();
+    tally(&mut rx, &mut got);
+    let g = &got;
     let missing = ids.iter().filter(|i| !g.contains_key(*i)).count();
     let unknown = g.keys().filter(|k| !ids.contains(k)).count();
     let duplicates: usize = g.values().map(|n| n - 1).sum();

@@ -7,10 +7,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::daemon::Daemon;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 struct Broker {
     child: Child,
@@ -106,73 +107,23 @@ fn broker(dir: &Path) -> Broker {
             ),
         )
         .expect("conf");
-        let mut child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            let up = |p: u16| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok();
-            if up(plain) && up(secure) {
-                return Broker {
-                    child,
-                    plain,
-                    secure,
-                };
-            }
-            if let Ok(Some(_)) = child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if let Some(child) = common::spawn_mosquitto(&conf, &[plain, secure]) {
+            return Broker {
+                child,
+                plain,
+                secure,
+            };
         }
-        let _ = child.kill();
-        let _ = child.wait();
     }
     panic!("mosquitto with TLS did not start");
 }
 
-/// Occurrence ids a logged-in subscriber on the plain listener receives.
-async fn subscriber(port: u16) -> tokio::sync::mpsc::UnboundedReceiver<String> {
-    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-    let mut opts = MqttOptions::new(format!("sub-{}", uuid::Uuid::new_v4()), "127.0.0.1", port);
+/// A logged-in subscriber on the plain listener.
+async fn subscriber(port: u16) -> UnboundedReceiver<common::MqttMessage> {
+    let mut opts =
+        rumqttc::MqttOptions::new(format!("sub-{}", uuid::Uuid::new_v4()), "127.0.0.1", port);
     opts.set_credentials("alerts", "s3cret-pass");
-    let (client, mut el) = AsyncClient::new(opts, 16);
-    client
-        .subscribe("secure/#", QoS::AtLeastOnce)
-        .await
-        .expect("subscribe");
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let _c = client;
-        let mut ready = Some(ready_tx);
-        loop {
-            match el.poll().await {
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    if let Some(r) = ready.take() {
-                        let _ = r.send(());
-                    }
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let v: serde_json::Value =
-                        serde_json::from_slice(&p.payload).unwrap_or_default();
-                    if let Some(o) = v["occurrence_id"].as_str() {
-                        let _ = tx.send(o.to_string());
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
-    });
-    tokio::time::timeout(Duration::from_secs(10), ready_rx)
-        .await
-        .expect("SUBACK")
-        .expect("subscriber alive");
-    rx
+    common::subscribe_with(opts, "secure/#").await
 }
 
 fn config(port: u16, password_file: &Path, ca: Option<&Path>) -> String {
@@ -197,14 +148,14 @@ async fn send_test(d: &Daemon) -> String {
 }
 
 async fn received(
-    rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    rx: &mut UnboundedReceiver<common::MqttMessage>,
     id: &str,
     wait: Duration,
 ) -> bool {
     let deadline = Instant::now() + wait;
     while Instant::now() < deadline {
         match tokio::time::timeout(Duration::from_millis(200), rx.recv()).await {
-            Ok(Some(got)) if got == id => return true,
+            Ok(Some(m)) if m.body["occurrence_id"] == id => return true,
             _ => {}
         }
     }

@@ -44,29 +44,13 @@ impl Mosquitto {
                 format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
             )
             .expect("write mosquitto.conf");
-            let mut child = Command::new("mosquitto")
-                .arg("-c")
-                .arg(&conf)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("mosquitto must be installed (scripts/setup installs it)");
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Mosquitto {
-                        port,
-                        child,
-                        _dir: dir,
-                    };
-                }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break; // port taken in the meantime; try another
-                }
-                std::thread::sleep(Duration::from_millis(50));
+            if let Some(child) = spawn_mosquitto(&conf, &[port]) {
+                return Mosquitto {
+                    port,
+                    child,
+                    _dir: dir,
+                };
             }
-            let _ = child.kill();
-            let _ = child.wait();
         }
         panic!("mosquitto did not start");
     }
@@ -133,16 +117,24 @@ fn run_persistent(dir: &std::path::Path, port: u16) -> Option<Child> {
         ),
     )
     .expect("write mosquitto.conf");
+    spawn_mosquitto(&conf, &[port])
+}
+
+/// Starts mosquitto with `conf` and waits until every port in `ports`
+/// accepts connections; `None` if it exits first (a port was taken in the
+/// meantime) or does not come up within 5 s.
+pub fn spawn_mosquitto(conf: &std::path::Path, ports: &[u16]) -> Option<Child> {
     let mut child = Command::new("mosquitto")
         .arg("-c")
-        .arg(&conf)
+        .arg(conf)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("mosquitto must be installed (scripts/setup installs it)");
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        let up = |p: &u16| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok();
+        if ports.iter().all(up) {
             return Some(child);
         }
         if let Ok(Some(_)) = child.try_wait() {
@@ -188,6 +180,16 @@ pub async fn subscribe(port: u16, filter: &str) -> mpsc::UnboundedReceiver<MqttM
         port,
     );
     opts.set_keep_alive(Duration::from_secs(10));
+    subscribe_with(opts, filter).await
+}
+
+/// Like [`subscribe`], with the caller's client options (credentials, a
+/// fixed client id and persistent session). The subscriber keeps
+/// reconnecting after errors.
+pub async fn subscribe_with(
+    opts: MqttOptions,
+    filter: &str,
+) -> mpsc::UnboundedReceiver<MqttMessage> {
     let (client, mut eventloop) = AsyncClient::new(opts, 64);
     client
         .subscribe(filter, QoS::AtLeastOnce)
