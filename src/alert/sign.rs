@@ -75,7 +75,8 @@ pub fn verify(secret: &Secret, id: &str, timestamp: i64, body: &[u8], header: &s
         .any(|sig| constant_time_eq(sig.as_bytes(), want.as_bytes()))
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares two byte strings in time that depends only on their lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -70,14 +70,6 @@ pub fn load_key(api: &ApiConfig, state_dir: Option<&Path>) -> anyhow::Result<Str
     Ok(key)
 }
 
-/// Compares two byte strings in time that depends only on their lengths.
-pub fn same(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +110,7 @@ mod tests {
 
     #[test]
     fn comparison_needs_every_byte() {
+        use crate::alert::sign::constant_time_eq as same;
         assert!(same(b"abc", b"abc"));
         assert!(!same(b"abc", b"abd"));
         assert!(!same(b"abc", b"ab"));

@@ -68,7 +68,7 @@ async fn require_key(
         .get("x-access-token")
         .map(|v| v.as_bytes())
         .unwrap_or_default();
-    if !key::same(given, st.key.as_bytes()) {
+    if !crate::alert::sign::constant_time_eq(given, st.key.as_bytes()) {
         return fail(
             StatusCode::UNAUTHORIZED,
             "missing or wrong x-access-token".into(),
