@@ -4,10 +4,12 @@
 //! listener on loopback sees no connection at all. The refused messages end
 //! as dead letters that say why.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -17,9 +19,7 @@ use sightline::alert::guard::{Cidr, Guard, Resolver};
 use sightline::alert::outbox::SystemClock;
 use sightline::alert::{webhook::WebhookSink, Dispatcher, OutboxSettings};
 use sightline::config::AlertConfig;
-use sightline::matcher::{Occurrence, Phase};
 use sightline::store::Store;
-use sightline::types::{AlertId, EventId, StreamId};
 
 /// Counts TCP connections on a loopback port (v4 and v6).
 async fn counting_listener() -> (u16, Arc<AtomicUsize>) {
@@ -38,21 +38,6 @@ async fn counting_listener() -> (u16, Arc<AtomicUsize>) {
         });
     }
     (port, hits)
-}
-
-fn alert(id: &str, url: &str) -> AlertConfig {
-    AlertConfig {
-        id: AlertId::new(id),
-        event: EventId::new("e"),
-        streams: Vec::new(),
-        callback_url: Some(url.to_string()),
-        webhook_secrets: Vec::new(),
-        mqtt_topic: None,
-        ws_connection: None,
-        index: None,
-        send_end: true,
-        enabled: true,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,23 +94,10 @@ async fn internal_targets_are_refused_and_never_connected_to() {
     let alerts: Vec<AlertConfig> = targets
         .iter()
         .enumerate()
-        .map(|(i, u)| alert(&format!("a{i}"), u))
+        .map(|(i, u)| common::webhook_alert(&format!("a{i}"), u))
         .collect();
     d.set_alerts(alerts, HashMap::new());
-    d.dispatch(&Occurrence {
-        occurrence_id: "o1".into(),
-        phase: Phase::Start,
-        event_id: EventId::new("e"),
-        label: "l".into(),
-        stream_id: StreamId::new("s"),
-        start_time: 0.0,
-        end_time: 0.0,
-        confidence: 0.9,
-        count: 1,
-        explanation: "x".into(),
-        frame_wall: SystemTime::now(),
-        frame_arrived: Instant::now(),
-    });
+    d.dispatch(&common::occurrence("o1"));
 
     // Every message ends as a dead letter: the internal ones refused at
     // once, the redirected one after its two attempts.

@@ -4,9 +4,11 @@
 //! schedule (checked with an injected clock), and messages that run out of
 //! attempts become dead letters that can be redelivered.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use axum::{
     extract::State, http::HeaderMap, http::StatusCode, response::IntoResponse, routing::post,
@@ -15,11 +17,8 @@ use axum::{
 use sightline::alert::guard::{Cidr, Guard};
 use sightline::alert::outbox::{Clock, ManualClock, SystemClock};
 use sightline::alert::{webhook::WebhookSink, Dispatcher, OutboxSettings};
-use sightline::config::AlertConfig;
 use sightline::demo::serve_local;
-use sightline::matcher::{Occurrence, Phase};
 use sightline::store::Store;
-use sightline::types::{AlertId, EventId, StreamId};
 
 /// One scripted answer: status, Retry-After, Location.
 type Answer = (u16, Option<&'static str>, Option<String>);
@@ -86,18 +85,7 @@ fn dispatcher_with(
     clock: Arc<dyn Clock>,
     store: Arc<Store>,
 ) -> (Dispatcher, Arc<Store>) {
-    let alert = AlertConfig {
-        id: AlertId::new("a"),
-        event: EventId::new("e"),
-        streams: Vec::new(),
-        callback_url: Some(url.to_string()),
-        webhook_secrets: Vec::new(),
-        mqtt_topic: None,
-        ws_connection: None,
-        index: None,
-        send_end: true,
-        enabled: true,
-    };
+    let alert = common::webhook_alert("a", url);
     // The receiver is on loopback: allow it, as an operator would.
     let guard = Guard {
         allow: vec![Cidr::parse("127.0.0.1/32").expect("range")],
@@ -121,23 +109,6 @@ fn dispatcher_with(
     (d, store)
 }
 
-fn occurrence(id: &str) -> Occurrence {
-    Occurrence {
-        occurrence_id: id.into(),
-        phase: Phase::Start,
-        event_id: EventId::new("e"),
-        label: "l".into(),
-        stream_id: StreamId::new("s"),
-        start_time: 0.0,
-        end_time: 0.5,
-        confidence: 0.9,
-        count: 1,
-        explanation: "1 person detected (best 0.90)".into(),
-        frame_wall: SystemTime::now(),
-        frame_arrived: Instant::now(),
-    }
-}
-
 async fn wait_for_requests(s: &Script, n: usize, secs: u64) -> Vec<(Instant, HeaderMap)> {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
@@ -153,7 +124,7 @@ async fn wait_for_requests(s: &Script, n: usize, secs: u64) -> Vec<(Instant, Hea
 async fn retry_after_is_honoured_and_the_id_is_stable() {
     let (url, script) = receiver(vec![(429, Some("2"), None), (503, Some("1"), None)]).await;
     let d = dispatcher(&url);
-    assert_eq!(d.dispatch(&occurrence("o1")), 1);
+    assert_eq!(d.dispatch(&common::occurrence("o1")), 1);
     let seen = wait_for_requests(&script, 3, 10).await;
     assert_eq!(seen.len(), 3, "429, 503, then accepted");
     let gap1 = seen[1].0 - seen[0].0;
@@ -177,11 +148,11 @@ async fn retry_after_is_honoured_and_the_id_is_stable() {
 async fn gone_disables_the_target() {
     let (url, script) = receiver(vec![(410, None, None)]).await;
     let d = dispatcher(&url);
-    d.dispatch(&occurrence("o1"));
+    d.dispatch(&common::occurrence("o1"));
     wait_for_requests(&script, 1, 5).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
-        d.dispatch(&occurrence("o2")),
+        d.dispatch(&common::occurrence("o2")),
         0,
         "nothing queued for a gone target"
     );
@@ -209,7 +180,7 @@ async fn redirects_are_not_followed() {
     let (elsewhere, other) = receiver(vec![]).await;
     let (url, script) = receiver(vec![(302, None, Some(elsewhere))]).await;
     let d = dispatcher(&url);
-    d.dispatch(&occurrence("o1"));
+    d.dispatch(&common::occurrence("o1"));
     let seen = wait_for_requests(&script, 2, 5).await;
     assert_eq!(
         seen.len(),
@@ -237,7 +208,7 @@ async fn retry_gaps_follow_the_schedule_with_an_injected_clock() {
             .store(1_000_000 + ms, std::sync::atomic::Ordering::SeqCst)
     };
     let count = || script.seen.lock().map(|v| v.len()).unwrap_or(0);
-    d.dispatch(&occurrence("o1"));
+    d.dispatch(&common::occurrence("o1"));
     assert_eq!(
         wait_for_requests(&script, 1, 5).await.len(),
         1,
@@ -285,7 +256,7 @@ async fn a_refused_message_is_a_dead_letter_and_can_be_redelivered() {
         Arc::new(SystemClock),
         Arc::new(memory_store()),
     );
-    d.dispatch(&occurrence("o1"));
+    d.dispatch(&common::occurrence("o1"));
     wait_for_requests(&script, 1, 5).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(

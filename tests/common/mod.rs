@@ -237,3 +237,39 @@ pub fn drain<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> Vec<T> {
     }
     out
 }
+
+/// An enabled alert on event `e`, every stream, posting to `url`.
+pub fn webhook_alert(id: &str, url: &str) -> sightline::config::AlertConfig {
+    use sightline::types::{AlertId, EventId};
+    sightline::config::AlertConfig {
+        id: AlertId::new(id),
+        event: EventId::new("e"),
+        streams: Vec::new(),
+        callback_url: Some(url.to_string()),
+        webhook_secrets: Vec::new(),
+        mqtt_topic: None,
+        ws_connection: None,
+        index: None,
+        send_end: true,
+        enabled: true,
+    }
+}
+
+/// The start of an occurrence of event `e` on stream `s`.
+pub fn occurrence(id: &str) -> sightline::matcher::Occurrence {
+    use sightline::types::{EventId, StreamId};
+    sightline::matcher::Occurrence {
+        occurrence_id: id.into(),
+        phase: sightline::matcher::Phase::Start,
+        event_id: EventId::new("e"),
+        label: "l".into(),
+        stream_id: StreamId::new("s"),
+        start_time: 0.0,
+        end_time: 0.5,
+        confidence: 0.9,
+        count: 1,
+        explanation: "1 person detected (best 0.90)".into(),
+        frame_wall: std::time::SystemTime::now(),
+        frame_arrived: Instant::now(),
+    }
+}
