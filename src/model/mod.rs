@@ -7,6 +7,7 @@
 
 pub mod decode;
 pub mod manifest;
+pub mod tokenizer;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
