@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::engine::{Engine, MatchControl, Parts};
 use crate::index::Indexer;
 use crate::matcher::{CompiledEvent, Matcher};
-use crate::model::{self, Detector, Manifest, Resize};
+use crate::model::{self, Detector, ImageEncoder, Kind, Manifest, PromptModel, Resize};
 use crate::pool::{Pool, PoolConfig, PoolStats, Scorer};
 use crate::source::{self, Output, SourceEvent};
 use crate::store::{SceneRecord, Store};
@@ -62,15 +62,23 @@ pub struct Summary {
     pub mean_queue_ms: f64,
 }
 
-/// Loads the model manifest and compiles every event against it; reports
-/// every refused prompt together.
-pub fn compile(config: &Config) -> anyhow::Result<(Arc<Manifest>, Vec<Arc<CompiledEvent>>)> {
+/// The loaded model: its manifest, what prompts compile against, the events.
+pub type Compiled = (Arc<Manifest>, PromptModel, Vec<Arc<CompiledEvent>>);
+
+/// Loads the model (for a dual encoder: both halves, checked against each
+/// other) and compiles every event against it; reports every refused prompt
+/// together.
+pub fn compile(config: &Config) -> anyhow::Result<Compiled> {
     let dir = model::resolve_model_dir(&config.model)?;
     let manifest = Arc::new(Manifest::load(&dir)?);
+    if manifest.kind == Kind::DualEncoder {
+        model::init_runtime(config.runtime.ort_library.as_deref())?;
+    }
+    let prompts = PromptModel::load(&manifest)?;
     let mut events = Vec::new();
     let mut refused = Vec::new();
     for e in &config.events {
-        match CompiledEvent::compile(e, &manifest.labels_shared) {
+        match CompiledEvent::compile(e, &prompts) {
             Ok(c) => events.push(Arc::new(c)),
             Err(m) => refused.push(m),
         }
@@ -78,7 +86,7 @@ pub fn compile(config: &Config) -> anyhow::Result<(Arc<Manifest>, Vec<Arc<Compil
     if !refused.is_empty() {
         return Err(anyhow!("{}", refused.join("\n")));
     }
-    Ok((manifest, events))
+    Ok((manifest, prompts, events))
 }
 
 /// Runs the daemon until `shutdown` resolves (or, with
@@ -90,7 +98,7 @@ pub async fn run(
 ) -> anyhow::Result<Summary> {
     source::init().map_err(|e| anyhow!(e))?;
     model::init_runtime(config.runtime.ort_library.as_deref())?;
-    let (manifest, events) = compile(&config)?;
+    let (manifest, prompts, events) = compile(&config)?;
     tracing::info!(
         model = %manifest.dir.display(), kind = ?manifest.kind, labels = ?manifest.labels,
         events = events.len(), streams = config.streams.len(), "model loaded"
@@ -120,19 +128,22 @@ pub async fn run(
     let (scores_tx, scores_rx) = bounded::<Scores>(256);
     let intra = config.runtime.intra_threads;
     let pool_manifest = Arc::clone(&manifest);
-    let pool =
-        Pool::start(
-            &PoolConfig {
-                workers: config.runtime.workers,
-                capacity: config.runtime.queue_capacity,
-                max_age: config.runtime.max_frame_age,
-            },
-            move |_| {
-                Ok(Box::new(Detector::load(Arc::clone(&pool_manifest), intra)?) as Box<dyn Scorer>)
-            },
-            scores_tx,
-        )
-        .context("starting the inference pool")?;
+    let pool = Pool::start(
+        &PoolConfig {
+            workers: config.runtime.workers,
+            capacity: config.runtime.queue_capacity,
+            max_age: config.runtime.max_frame_age,
+        },
+        move |_| {
+            let m = Arc::clone(&pool_manifest);
+            Ok(match m.kind {
+                Kind::DualEncoder => Box::new(ImageEncoder::load(m, intra)?) as Box<dyn Scorer>,
+                Kind::Ssd | Kind::Yolo => Box::new(Detector::load(m, intra)?),
+            })
+        },
+        scores_tx,
+    )
+    .context("starting the inference pool")?;
     let pool_stats = pool.stats();
 
     // Delivery.
@@ -189,6 +200,7 @@ pub async fn run(
         Parts {
             store: Arc::clone(&store),
             manifest: Arc::clone(&manifest),
+            prompts,
             mqtt: config.mqtt.clone(),
             out: Output {
                 width: manifest.input.width,

@@ -137,6 +137,7 @@ mod tests {
                     bbox: [0.0, 0.0, 0.5, 0.5],
                 })
                 .collect(),
+            embedding: None,
             queued: Default::default(),
             inference: Default::default(),
         }

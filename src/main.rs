@@ -83,7 +83,7 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             match app::compile(&config) {
-                Ok((m, events)) => {
+                Ok((m, _, events)) => {
                     println!(
                         "{}: ok ({} streams, {} events, {} alerts; model {} with labels {:?})",
                         file.display(),

@@ -25,14 +25,34 @@ use crossbeam_channel::Sender;
 use crate::model::{Content, ModelError};
 use crate::types::{Detection, Frame, Scores, StreamId};
 
-/// Something that turns a frame into detections; one per worker thread.
+/// What a model made of one frame.
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub detections: Vec<Detection>,
+    /// Dual encoders: the unit-length image embedding.
+    pub embedding: Option<Arc<[f32]>>,
+}
+
+/// Something that scores frames; one per worker thread.
 pub trait Scorer: Send {
-    fn score(&mut self, frame: &Frame) -> Result<Vec<Detection>, ModelError>;
+    fn score(&mut self, frame: &Frame) -> Result<Seen, ModelError>;
 }
 
 impl Scorer for crate::model::Detector {
-    fn score(&mut self, frame: &Frame) -> Result<Vec<Detection>, ModelError> {
-        self.detect(&frame.rgb, Content(frame.content))
+    fn score(&mut self, frame: &Frame) -> Result<Seen, ModelError> {
+        Ok(Seen {
+            detections: self.detect(&frame.rgb, Content(frame.content))?,
+            embedding: None,
+        })
+    }
+}
+
+impl Scorer for crate::model::ImageEncoder {
+    fn score(&mut self, frame: &Frame) -> Result<Seen, ModelError> {
+        Ok(Seen {
+            detections: Vec::new(),
+            embedding: Some(self.embed(&frame.rgb)?.into()),
+        })
     }
 }
 
@@ -297,7 +317,7 @@ fn worker_loop(
             continue;
         }
         match scorer.score(&frame) {
-            Ok(detections) => {
+            Ok(seen) => {
                 let inference = started.elapsed();
                 stats.scored.fetch_add(1, Ordering::Relaxed);
                 stats
@@ -312,7 +332,8 @@ fn worker_loop(
                     wall: frame.wall,
                     arrived: frame.arrived,
                     stream_secs: frame.stream_secs,
-                    detections,
+                    detections: seen.detections,
+                    embedding: seen.embedding,
                     queued,
                     inference,
                 };

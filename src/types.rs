@@ -109,6 +109,8 @@ pub struct Scores {
     pub arrived: Instant,
     pub stream_secs: f64,
     pub detections: Vec<Detection>,
+    /// Dual encoders: the frame's unit-length image embedding.
+    pub embedding: Option<Arc<[f32]>>,
     /// Time the frame waited in the pool's queue.
     pub queued: std::time::Duration,
     /// Time spent in the model.

@@ -181,6 +181,12 @@ pub struct EventConfig {
     pub min_count: usize,
     pub min_area: f32,
     pub region: Option<Region>,
+    /// Dual encoders: prompts the event must beat (besides the background set).
+    pub negatives: Vec<String>,
+    /// Dual encoders: required rise above the stream baseline, in logits (0: off).
+    pub min_lift: f32,
+    /// Dual encoders: time constant of the stream baseline, seconds.
+    pub baseline_secs: f64,
     pub matching: MatchParams,
 }
 

@@ -110,6 +110,17 @@ pub struct RawEvent {
     /// Smallest box area as a fraction of the picture (default 0).
     pub min_area: Option<f64>,
     pub region: Option<RawRegion>,
+    /// Dual encoders: prompts the event must beat, such as "a person wearing
+    /// a helmet" against "a person without a helmet"; added to the default
+    /// background prompts.
+    pub negatives: Option<Vec<String>>,
+    /// Dual encoders: how far the prompt's similarity must rise above this
+    /// stream's usual level, in logits (similarity times the model's logit
+    /// scale); default 2, 0 turns the baseline off.
+    pub min_lift: Option<f64>,
+    /// Dual encoders: how quickly the stream's usual level follows the
+    /// scene, as a time constant in seconds (default 600).
+    pub baseline_secs: Option<f64>,
     /// Matching frames needed among the last `window` to start (default 2).
     pub k: Option<i64>,
     /// Size of the start window in sampled frames (default 3).

@@ -518,6 +518,21 @@ fn event(c: &mut Checker, p: &str, e: &RawEvent, seen: &mut HashSet<String>) -> 
             );
         }
     }
+    let negatives = e.negatives.clone().unwrap_or_default();
+    if negatives.len() > 32 {
+        c.bad(
+            format!("{p}.negatives"),
+            format!("at most 32 negative prompts, got {}", negatives.len()),
+        );
+    }
+    for (i, n) in negatives.iter().enumerate() {
+        if n.trim().is_empty() || n.chars().count() > 1000 {
+            c.bad(
+                format!("{p}.negatives[{i}]"),
+                "must be 1-1000 characters of text",
+            );
+        }
+    }
     let defaults = MatchParams::default();
     let k = c.int(&format!("{p}.k"), e.k, defaults.k as i64, 1, 100) as usize;
     let window = c.int(
@@ -551,6 +566,15 @@ fn event(c: &mut Checker, p: &str, e: &RawEvent, seen: &mut HashSet<String>) -> 
             .region
             .as_ref()
             .map(|r| region(c, &format!("{p}.region"), r)),
+        negatives,
+        min_lift: c.float(&format!("{p}.min_lift"), e.min_lift, 2.0, 0.0, 100.0) as f32,
+        baseline_secs: c.float(
+            &format!("{p}.baseline_secs"),
+            e.baseline_secs,
+            600.0,
+            1.0,
+            86_400.0,
+        ),
         matching: MatchParams {
             k,
             window,

@@ -20,7 +20,7 @@ use crate::alert::{ws::Hub, Dispatcher};
 use crate::config::{self, AlertConfig, Config, MqttConfig, StreamConfig};
 use crate::index::ActiveIndex;
 use crate::matcher::CompiledEvent;
-use crate::model::Manifest;
+use crate::model::{Manifest, PromptModel};
 use crate::pool::Submitter;
 use crate::source::{self, Output, Reporter, SourceEvent, StreamHandle};
 use crate::store::{AlertRow, EventRow, IndexRow, Origin, Snapshot, Store, StreamRow, Table};
@@ -77,6 +77,8 @@ pub struct Health {
 pub struct Parts {
     pub store: Arc<Store>,
     pub manifest: Arc<Manifest>,
+    /// What event prompts compile against (labels or a text encoder).
+    pub prompts: PromptModel,
     pub mqtt: Option<MqttConfig>,
     pub out: Output,
     pub submitter: Submitter,
@@ -219,7 +221,7 @@ impl Engine {
         let mut spec = e.spec.clone();
         spec.id = Some(e.id.clone());
         let cfg = config::check_event(&spec).map_err(problems)?;
-        CompiledEvent::compile(&cfg, &self.parts.manifest.labels_shared).map_err(Refusal::Invalid)
+        CompiledEvent::compile(&cfg, &self.parts.prompts).map_err(Refusal::Invalid)
     }
 
     /// Turns an alert row into the dispatcher's form.

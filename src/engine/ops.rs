@@ -7,6 +7,7 @@ use serde::Deserialize;
 use super::{now, problems, Catalog, Engine, Refusal};
 use crate::config::{self, RawAlert, RawEvent, RawStream};
 use crate::matcher::CompiledEvent;
+use crate::model::PromptModel;
 use crate::store::{AlertRow, Batch, EventRow, IndexRow, Origin, StreamRow, Table};
 
 /// `POST rtstream`: the SDK's `connect_rtstream` body plus sightline's
@@ -126,14 +127,14 @@ impl NewIndex {
 }
 
 impl NewEvent {
-    /// Checks the body against the model's labels; returns the definition for `id`.
-    pub fn validate(self, id: &str, labels: &[std::sync::Arc<str>]) -> Result<RawEvent, Refusal> {
+    /// Checks the body against the loaded model; returns the definition for `id`.
+    pub fn validate(self, id: &str, model: &PromptModel) -> Result<RawEvent, Refusal> {
         let mut spec = self.rest;
         spec.id = Some(id.to_string());
         spec.prompt = Some(self.event_prompt);
         spec.label = Some(self.label);
         let cfg = config::check_event(&spec).map_err(problems)?;
-        CompiledEvent::compile(&cfg, labels).map_err(Refusal::Invalid)?;
+        CompiledEvent::compile(&cfg, model).map_err(Refusal::Invalid)?;
         Ok(spec)
     }
 }
@@ -293,7 +294,7 @@ impl Engine {
     /// Creates an event after checking the loaded model can score its prompt.
     pub async fn create_event(&self, b: NewEvent) -> Result<EventRow, Refusal> {
         let id = new_id("ev");
-        let spec = b.validate(&id, &self.parts.manifest.labels_shared)?;
+        let spec = b.validate(&id, &self.parts.prompts)?;
         let row = EventRow {
             id: id.clone(),
             spec,

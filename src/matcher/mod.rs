@@ -1,19 +1,24 @@
 //! Events → occurrences. For every (stream, event) pair a [`state::Tracker`]
-//! turns per-frame verdicts into start and end transitions. Pure: no IO, no
-//! clock of its own (time is the frame's stream time), so it is tested by
-//! feeding scores by hand.
+//! turns per-frame verdicts into start and end transitions. An event is
+//! either a set of detector conditions ([`rule`]) or a free-text prompt for
+//! a dual encoder ([`text`]), which also keeps a baseline per stream. Pure:
+//! no IO, no clock of its own (time is the frame's stream time), so it is
+//! tested by feeding scores by hand.
 
 pub mod rule;
 pub mod state;
+pub mod text;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use crate::config::{EventConfig, MatchParams};
+use crate::model::PromptModel;
 use crate::types::{EventId, Scores, StreamId};
-pub use rule::{resolve_classes, Rule, Verdict};
+pub use rule::{resolve_classes, LabelRule, Verdict};
 pub use state::{Tracker, Transition};
+pub use text::{Baseline, TextRule, TextVerdict};
 
 /// Whether a message opens or closes an occurrence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -21,6 +26,15 @@ pub use state::{Tracker, Transition};
 pub enum Phase {
     Start,
     End,
+}
+
+/// How an event judges a frame.
+#[derive(Debug, Clone)]
+pub enum Rule {
+    /// Detector conditions over labelled boxes.
+    Labels(LabelRule),
+    /// A prompt scored against the frame's embedding.
+    Text(TextRule),
 }
 
 /// An event compiled for the loaded model.
@@ -35,15 +49,60 @@ pub struct CompiledEvent {
 
 impl CompiledEvent {
     /// Compiles a configured event, refusing prompts the model cannot score.
-    pub fn compile(e: &EventConfig, labels: &[Arc<str>]) -> Result<CompiledEvent, String> {
+    pub fn compile(e: &EventConfig, model: &PromptModel) -> Result<CompiledEvent, String> {
+        let rule = match model {
+            PromptModel::Labels(labels) => Rule::Labels(LabelRule::compile(e, labels)?),
+            PromptModel::Text(encoder) => Rule::Text(TextRule::compile(e, encoder)?),
+        };
         Ok(CompiledEvent {
             id: e.id.clone(),
             prompt: e.prompt.clone(),
             label: e.label.clone(),
-            rule: Rule::compile(e, labels)?,
+            rule,
             matching: e.matching,
         })
     }
+
+    /// Judges one frame; moves a text event's stream baseline.
+    fn judge(&self, s: &Scores, baseline: &mut Baseline) -> Judgement {
+        match &self.rule {
+            Rule::Labels(r) => {
+                let v = r.evaluate(&s.detections);
+                Judgement {
+                    matched: v.matched,
+                    best: v.best,
+                    count: v.count,
+                    label: v.label,
+                    explanation: None,
+                }
+            }
+            Rule::Text(r) => match &s.embedding {
+                Some(e) => {
+                    let v = r.evaluate(e, s.stream_secs, baseline);
+                    Judgement {
+                        matched: v.matched,
+                        best: v.confidence,
+                        count: usize::from(v.matched),
+                        label: None,
+                        explanation: v.matched.then(|| r.explain(&v)),
+                    }
+                }
+                None => Judgement::default(),
+            },
+        }
+    }
+}
+
+/// One event's view of one frame.
+#[derive(Debug, Default)]
+struct Judgement {
+    matched: bool,
+    best: f32,
+    count: usize,
+    /// Detectors: label of the best object.
+    label: Option<Arc<str>>,
+    /// Text events: for a matching frame, what the alert should say about it.
+    explanation: Option<String>,
 }
 
 /// One start or end of an occurrence of an event on a stream.
@@ -68,6 +127,10 @@ pub struct Occurrence {
 struct Slot {
     tracker: Tracker,
     occurrence_id: Option<String>,
+    baseline: Baseline,
+    /// Text events: while idle, the explanation of the latest matching
+    /// frame; while active, of the best one.
+    explanation: Option<(f32, String)>,
 }
 
 /// All trackers for all streams and events.
@@ -108,28 +171,29 @@ impl Matcher {
     pub fn observe(&mut self, s: &Scores) -> Vec<Occurrence> {
         let mut out = Vec::new();
         for ev in &self.events {
-            let v = ev.rule.evaluate(&s.detections);
             let slot = self
                 .slots
                 .entry((s.stream_id.clone(), ev.id.clone()))
                 .or_insert_with(|| Slot {
                     tracker: Tracker::new(ev.matching),
                     occurrence_id: None,
+                    baseline: Baseline::default(),
+                    explanation: None,
                 });
+            let v = ev.judge(s, &mut slot.baseline);
+            if let Some(text) = v.explanation {
+                let better = slot.explanation.as_ref().is_none_or(|(b, _)| v.best >= *b);
+                if !slot.tracker.active() || better {
+                    slot.explanation = Some((v.best, text));
+                }
+            }
             let Some(tr) = slot
                 .tracker
                 .observe(s.stream_secs, v.matched, v.best, v.count)
             else {
                 continue;
             };
-            out.push(build(
-                ev,
-                slot,
-                &mut self.next_id,
-                tr,
-                s,
-                v.label.as_deref(),
-            ));
+            out.push(build(ev, slot, &mut self.next_id, tr, s, v.label.as_deref()));
         }
         out
     }
@@ -149,6 +213,7 @@ impl Matcher {
                     arrived: Instant::now(),
                     stream_secs: t,
                     detections: Vec::new(),
+                    embedding: None,
                     queued: Default::default(),
                     inference: Default::default(),
                 };
@@ -189,6 +254,15 @@ fn build(
         }
         Phase::End => slot.occurrence_id.take().unwrap_or_else(next_id),
     };
+    let explanation = match phase {
+        Phase::Start => slot.explanation.clone(),
+        Phase::End => slot.explanation.take(),
+    }
+    .map(|(_, text)| text)
+    .unwrap_or_else(|| match &ev.rule {
+        Rule::Labels(r) => r.explain(count, best, label),
+        Rule::Text(r) => format!("{:?} (best {best:.2})", r.texts[0]),
+    });
     Occurrence {
         occurrence_id,
         phase,
@@ -199,7 +273,7 @@ fn build(
         end_time: end,
         confidence: best,
         count,
-        explanation: ev.rule.explain(count, best, label),
+        explanation,
         frame_wall: s.wall,
         frame_arrived: s.arrived,
     }

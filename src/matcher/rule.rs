@@ -1,5 +1,5 @@
-//! An event's detector conditions, and how a free-text prompt is resolved to
-//! the labels a detector knows.
+//! An event's detector conditions, and how a prompt is resolved to the
+//! labels a detector knows.
 
 use std::sync::Arc;
 
@@ -121,9 +121,9 @@ pub struct Verdict {
     pub label: Option<Arc<str>>,
 }
 
-/// An event compiled against the loaded model.
+/// An event compiled against a detector's labels.
 #[derive(Debug, Clone)]
-pub struct Rule {
+pub struct LabelRule {
     pub classes: Vec<Arc<str>>,
     pub min_confidence: f32,
     pub min_count: usize,
@@ -131,12 +131,18 @@ pub struct Rule {
     pub region: Option<Region>,
 }
 
-impl Rule {
+impl LabelRule {
     /// Compiles an event for a model with the given labels.
-    pub fn compile(e: &EventConfig, labels: &[Arc<str>]) -> Result<Rule, String> {
+    pub fn compile(e: &EventConfig, labels: &[Arc<str>]) -> Result<LabelRule, String> {
+        if !e.negatives.is_empty() {
+            return Err(format!(
+                "event {:?}: negatives apply to dual-encoder models; the loaded model is a detector",
+                e.id.as_str()
+            ));
+        }
         let classes = resolve_classes(&e.prompt, e.classes.as_deref(), labels)
             .map_err(|m| format!("event {:?}: {m}", e.id.as_str()))?;
-        Ok(Rule {
+        Ok(LabelRule {
             classes,
             min_confidence: e.min_confidence,
             min_count: e.min_count,

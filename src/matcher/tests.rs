@@ -5,6 +5,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::*;
 use crate::config::{EventConfig, Region};
+use crate::model::PromptModel;
 use crate::types::{Detection, EventId, Scores, StreamId};
 
 fn labels(names: &[&str]) -> Vec<Arc<str>> {
@@ -21,6 +22,9 @@ fn event(prompt: &str) -> EventConfig {
         min_count: 1,
         min_area: 0.0,
         region: None,
+        negatives: Vec::new(),
+        min_lift: 2.0,
+        baseline_secs: 600.0,
         matching: MatchParams::default(),
     }
 }
@@ -41,6 +45,7 @@ fn scores(stream: &str, t: f64, dets: Vec<Detection>) -> Scores {
         arrived: Instant::now(),
         stream_secs: t,
         detections: dets,
+        embedding: None,
         queued: Duration::ZERO,
         inference: Duration::ZERO,
     }
@@ -86,7 +91,7 @@ fn conditions_count_region_area_and_confidence() {
         name: "left".into(),
         points: vec![(0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0)],
     });
-    let rule = Rule::compile(&e, &labels(&["person"])).unwrap();
+    let rule = LabelRule::compile(&e, &labels(&["person"])).unwrap();
     let v = rule.evaluate(&[
         person(0.9, 0.1),
         person(0.8, 0.2),
@@ -117,7 +122,7 @@ fn region_test_is_even_odd() {
 
 #[test]
 fn matcher_emits_start_and_end_with_one_occurrence_id_per_stream() {
-    let ev = Arc::new(CompiledEvent::compile(&event("person"), &labels(&["person"])).unwrap());
+    let ev = Arc::new(CompiledEvent::compile(&event("person"), &PromptModel::Labels(labels(&["person"]))).unwrap());
     let mut n = 0;
     let mut m = Matcher::with_ids(
         vec![ev],
@@ -155,7 +160,7 @@ fn matcher_emits_start_and_end_with_one_occurrence_id_per_stream() {
 
 #[test]
 fn close_stream_ends_open_occurrences() {
-    let ev = Arc::new(CompiledEvent::compile(&event("person"), &labels(&["person"])).unwrap());
+    let ev = Arc::new(CompiledEvent::compile(&event("person"), &PromptModel::Labels(labels(&["person"]))).unwrap());
     let mut m = Matcher::new(vec![ev]);
     for i in 0..3 {
         m.observe(&scores("a", i as f64 * 0.5, vec![person(0.9, 0.1)]));

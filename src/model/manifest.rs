@@ -7,14 +7,17 @@ use serde::Deserialize;
 
 use super::ModelError;
 
-/// How the detector's outputs are laid out.
+/// What the model is and how its outputs are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Kind {
     /// TensorFlow Object Detection API: boxes, scores, classes, count.
     Ssd,
     /// One tensor of boxes with per-class scores (YOLOv5 or YOLOv8 exports).
     Yolo,
+    /// An image encoder and a text encoder sharing one embedding space
+    /// (CLIP, OpenCLIP, SigLIP exports): events are free text.
+    DualEncoder,
 }
 
 /// Tensor layout of the image input.
@@ -56,6 +59,10 @@ pub struct Input {
     /// For float32 inputs: pixel values are multiplied by this (default 1/255).
     #[serde(default = "default_scale")]
     pub scale: f32,
+    /// Per-channel (R, G, B) mean subtracted after scaling (CLIP: 0.481, 0.458, 0.408).
+    pub mean: Option<[f32; 3]>,
+    /// Per-channel standard deviation divided by after the mean.
+    pub std: Option<[f32; 3]>,
 }
 
 fn default_scale() -> f32 {
@@ -72,6 +79,40 @@ pub struct Outputs {
     pub count: Option<String>,
     /// The single output of a YOLO export.
     pub output: Option<String>,
+    /// The image embedding of a dual encoder, `[N, size]`.
+    pub embedding: Option<String>,
+}
+
+/// `[text]`: the text half of a dual encoder.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextSpec {
+    /// ONNX file of the text encoder, relative to the folder.
+    pub file: String,
+    /// Its int64 `[N, context]` token input.
+    pub input: String,
+    /// Its `[N, size]` embedding output.
+    pub output: String,
+    /// Token context length (77 for CLIP).
+    #[serde(default = "default_context")]
+    pub context: usize,
+    /// `bpe_simple_vocab_16e6.txt` (uncompressed) in the folder; when absent
+    /// the OpenAI vocabulary built into sightline is used.
+    pub vocabulary: Option<String>,
+}
+
+fn default_context() -> usize {
+    77
+}
+
+/// `[embedding]`: the shared space of a dual encoder.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingSpec {
+    /// Length of both encoders' embeddings.
+    pub size: usize,
+    /// The model's learned temperature, `exp(logit_scale)` (CLIP: 100).
+    pub logit_scale: f32,
 }
 
 /// YOLO decoding settings.
@@ -94,8 +135,10 @@ fn default_iou() -> f32 {
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub kind: Kind,
-    /// ONNX file, relative to the folder.
+    /// ONNX file, relative to the folder (a dual encoder's image encoder).
     pub file: String,
+    /// Detector classes (not used by dual encoders).
+    #[serde(default)]
     pub labels: Vec<String>,
     /// Added to a label's index to get the model's class id (SSD graphs start at 1).
     #[serde(default)]
@@ -105,6 +148,8 @@ pub struct Manifest {
     pub input: Input,
     pub outputs: Outputs,
     pub yolo: Option<YoloParams>,
+    pub text: Option<TextSpec>,
+    pub embedding: Option<EmbeddingSpec>,
     #[serde(skip)]
     pub dir: PathBuf,
     #[serde(skip)]
@@ -129,7 +174,7 @@ impl Manifest {
             path: path.clone(),
             message,
         };
-        if m.labels.is_empty() {
+        if m.labels.is_empty() && m.kind != Kind::DualEncoder {
             return Err(bad("labels must list at least one class".into()));
         }
         if m.input.width == 0
@@ -171,8 +216,14 @@ impl Manifest {
                     }
                 }
             }
+            Kind::DualEncoder => check_dual(&m).map_err(bad)?,
         }
         Ok(m)
+    }
+
+    /// The `[text]` and `[embedding]` sections of a dual encoder (checked at load).
+    pub fn dual(&self) -> Option<(&TextSpec, EmbeddingSpec)> {
+        Some((self.text.as_ref()?, self.embedding?))
     }
 
     /// Path of the ONNX file.
@@ -187,4 +238,43 @@ impl Manifest {
             .ok()
             .and_then(|i| self.labels_shared.get(i))
     }
+}
+
+/// What a dual encoder's manifest must say on top of the common fields.
+fn check_dual(m: &Manifest) -> Result<(), String> {
+    if m.outputs.embedding.is_none() {
+        return Err("kind \"dual-encoder\" needs outputs.embedding (the image embedding)".into());
+    }
+    if m.input.dtype != Dtype::Float32 {
+        return Err("a dual encoder's image input must be float32".into());
+    }
+    if !m.labels.is_empty() {
+        return Err("a dual encoder has no labels: events are free text".into());
+    }
+    let Some(text) = &m.text else {
+        return Err(
+            "kind \"dual-encoder\" needs a [text] section (file, input, output, context)".into(),
+        );
+    };
+    if !(3..=1024).contains(&text.context) {
+        return Err(format!("text.context {} must be between 3 and 1024", text.context));
+    }
+    let Some(e) = m.embedding else {
+        return Err("kind \"dual-encoder\" needs an [embedding] section (size, logit_scale)".into());
+    };
+    if e.size == 0 || e.size > 16384 {
+        return Err(format!("embedding.size {} must be between 1 and 16384", e.size));
+    }
+    if !(e.logit_scale.is_finite() && e.logit_scale > 0.0 && e.logit_scale <= 1000.0) {
+        return Err(format!(
+            "embedding.logit_scale {} must be a positive number up to 1000 (CLIP: 100)",
+            e.logit_scale
+        ));
+    }
+    if let Some(std) = m.input.std {
+        if std.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+            return Err(format!("input.std {std:?} must be positive"));
+        }
+    }
+    Ok(())
 }

@@ -1,10 +1,12 @@
-//! Models: manifests, ONNX Runtime sessions and detector decoding.
+//! Models: manifests, ONNX Runtime sessions, detector decoding and the
+//! dual encoders (CLIP-style) behind free-text events.
 //!
 //! ONNX Runtime is loaded from a shared library at run time (`load-dynamic`),
 //! never downloaded. Each inference worker owns one [`Detector`] (one
 //! `ort::Session`), because `Session::run` needs `&mut self`. No `ort` type
 //! leaves this module: callers see frames in and [`Detection`]s out.
 
+pub mod clip;
 pub mod decode;
 pub mod manifest;
 pub mod tokenizer;
@@ -17,7 +19,8 @@ use ort::value::TensorRef;
 
 use crate::types::Detection;
 pub use decode::Content;
-pub use manifest::{Dtype, Kind, Layout, Manifest, Resize};
+pub use clip::{ImageEncoder, PromptModel, TextEncoder};
+pub use manifest::{Dtype, Input, Kind, Layout, Manifest, Resize};
 
 /// Scores below this never leave the model (events set their own, higher, thresholds).
 pub const FLOOR_SCORE: f32 = 0.2;
@@ -137,6 +140,32 @@ pub fn resolve_model_dir(spec: &str) -> Result<PathBuf, ModelError> {
     })
 }
 
+/// Opens one ONNX session for an inference thread.
+pub(crate) fn open_session(path: &Path, intra_threads: usize) -> Result<Session, ModelError> {
+    let env = init_runtime(None)?;
+    let load_err = |message: String| ModelError::Load {
+        path: path.to_path_buf(),
+        message,
+    };
+    if !path.is_file() {
+        return Err(load_err("file does not exist".into()));
+    }
+    Session::builder(&env)
+        .and_then(|b| b.with_intra_threads(intra_threads).map_err(Into::into))
+        .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
+        // Shared prepacked weights avoid a copy per worker. Idle intra-op
+        // threads sleep instead of spinning: the decoders need those
+        // cycles. The CPU arena stays on: without it inference was ~20%
+        // slower here (docs/PERFORMANCE.md).
+        .and_then(|b| b.with_intra_op_spinning(false).map_err(Into::into))
+        .and_then(|b| {
+            b.with_prepacked_weights(&shared_weights(path))
+                .map_err(Into::into)
+        })
+        .and_then(|mut b| b.commit_from_file(path))
+        .map_err(|e| load_err(format!("ONNX Runtime cannot load it: {e}")))
+}
+
 /// One ONNX session plus the manifest that says how to use it. Owned by
 /// exactly one worker thread.
 pub struct Detector {
@@ -148,29 +177,12 @@ pub struct Detector {
 impl Detector {
     /// Opens the model's ONNX file and checks it against the manifest.
     pub fn load(manifest: Arc<Manifest>, intra_threads: usize) -> Result<Detector, ModelError> {
-        let env = init_runtime(None)?;
         let path = manifest.onnx_path();
         let load_err = |message: String| ModelError::Load {
             path: path.clone(),
             message,
         };
-        if !path.is_file() {
-            return Err(load_err("file does not exist".into()));
-        }
-        let session = Session::builder(&env)
-            .and_then(|b| b.with_intra_threads(intra_threads).map_err(Into::into))
-            .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
-            // Shared prepacked weights avoid a copy per worker. Idle intra-op
-            // threads sleep instead of spinning: the decoders need those
-            // cycles. The CPU arena stays on: without it inference was ~20%
-            // slower here (docs/PERFORMANCE.md).
-            .and_then(|b| b.with_intra_op_spinning(false).map_err(Into::into))
-            .and_then(|b| {
-                b.with_prepacked_weights(&shared_weights(&path))
-                    .map_err(Into::into)
-            })
-            .and_then(|mut b| b.commit_from_file(&path))
-            .map_err(|e| load_err(format!("ONNX Runtime cannot load it: {e}")))?;
+        let session = open_session(&path, intra_threads)?;
         let input = session
             .inputs()
             .iter()
@@ -241,7 +253,7 @@ impl Detector {
                 self.session.run(ort::inputs![m.input.name.as_str() => t])
             }
             (Dtype::Float32, layout) => {
-                fill_float(&mut self.scratch, rgb, w, h, layout, m.input.scale);
+                fill_float(&mut self.scratch, rgb, w, h, &m.input);
                 let shape = match layout {
                     Layout::Nchw => (1, 3, h, w),
                     Layout::Nhwc => (1, h, w, 3),
@@ -285,6 +297,9 @@ impl Detector {
                     |c| m.label(c).cloned(),
                 ))
             }
+            Kind::DualEncoder => Err(run_err(
+                "a dual encoder gives embeddings, not detections".into(),
+            )),
             Kind::Yolo => {
                 let (shape, data) = tensor(&m.outputs.output)?;
                 let version = m.yolo.as_ref().map_or(8, |y| y.version);
@@ -305,21 +320,26 @@ impl Detector {
     }
 }
 
-fn fill_float(out: &mut Vec<f32>, rgb: &[u8], w: usize, h: usize, layout: Layout, scale: f32) {
+/// Packed RGB bytes to the float input: `(p * scale - mean) / std` per channel.
+pub(crate) fn fill_float(out: &mut Vec<f32>, rgb: &[u8], w: usize, h: usize, input: &Input) {
+    let mean = input.mean.unwrap_or([0.0; 3]);
+    let std = input.std.unwrap_or([1.0; 3]);
+    let a: [f32; 3] = std::array::from_fn(|c| input.scale / std[c]);
+    let b: [f32; 3] = std::array::from_fn(|c| -mean[c] / std[c]);
     out.clear();
     out.resize(w * h * 3, 0.0);
-    match layout {
+    match input.layout {
         Layout::Nhwc => {
-            for (o, &p) in out.iter_mut().zip(rgb) {
-                *o = p as f32 * scale;
+            for (i, (o, &p)) in out.iter_mut().zip(rgb).enumerate() {
+                *o = p as f32 * a[i % 3] + b[i % 3];
             }
         }
         Layout::Nchw => {
             let plane = w * h;
             for (i, px) in rgb.chunks_exact(3).enumerate() {
-                out[i] = px[0] as f32 * scale;
-                out[plane + i] = px[1] as f32 * scale;
-                out[2 * plane + i] = px[2] as f32 * scale;
+                for c in 0..3 {
+                    out[c * plane + i] = px[c] as f32 * a[c] + b[c];
+                }
             }
         }
     }

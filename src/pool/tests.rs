@@ -10,9 +10,9 @@ use super::*;
 struct Sleepy(Duration);
 
 impl Scorer for Sleepy {
-    fn score(&mut self, _: &Frame) -> Result<Vec<Detection>, ModelError> {
+    fn score(&mut self, _: &Frame) -> Result<Seen, ModelError> {
         std::thread::sleep(self.0);
-        Ok(Vec::new())
+        Ok(Seen::default())
     }
 }
 

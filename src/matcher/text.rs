@@ -1,0 +1,261 @@
+//! Free-text events on a dual encoder: a calibrated confidence per frame and
+//! a per-stream baseline.
+//!
+//! Raw cosine similarity is not a probability: its level depends on the
+//! model, the prompt and the scene. So an event's confidence is a softmax,
+//! at the model's logit scale, of the prompt against competing prompts (a
+//! background set plus the event's own `negatives`): "how much more does
+//! this frame look like the prompt than like the alternatives". And because
+//! some cameras always look a little like a prompt (an orange-lit yard and
+//! "fire"), a frame also has to lift the prompt's similarity above what is
+//! usual for this stream: an exponential average of that similarity over
+//! stream time, started from the stream's first frame.
+
+use std::sync::Arc;
+
+use crate::config::EventConfig;
+use crate::model::{tokenizer, TextEncoder};
+
+/// Competing prompts every text event is scored against: scenes with
+/// nothing in particular in them.
+pub const BACKGROUND: &[&str] = &[
+    "a photo",
+    "a photo of an empty scene",
+    "a blurry photo",
+    "a photo of a room",
+    "a photo of a street",
+    "a photo of the ground",
+];
+
+/// A text event compiled against the loaded text encoder.
+#[derive(Debug, Clone)]
+pub struct TextRule {
+    /// The event's prompt followed by every competing prompt.
+    pub texts: Vec<String>,
+    /// Unit-length text embeddings, in the order of `texts`.
+    pub vectors: Vec<Arc<[f32]>>,
+    pub scale: f32,
+    pub min_confidence: f32,
+    pub min_lift: f32,
+    pub baseline_secs: f64,
+    /// The prompt was longer than the model's context and was cut.
+    pub truncated: bool,
+}
+
+/// A stream's usual similarity to one prompt.
+#[derive(Debug, Clone, Default)]
+pub struct Baseline {
+    mean: Option<f32>,
+    last: f64,
+}
+
+impl Baseline {
+    /// The usual similarity so far (None before the first frame).
+    pub fn mean(&self) -> Option<f32> {
+        self.mean
+    }
+}
+
+/// What one frame showed for one text event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextVerdict {
+    pub matched: bool,
+    /// Softmax probability of the prompt among the competing prompts.
+    pub confidence: f32,
+    /// Cosine similarity of the frame and the prompt.
+    pub similarity: f32,
+    /// `scale * (similarity - baseline)`; 0 on a stream's first frame.
+    pub lift: f32,
+    /// Index in `texts` of the strongest competing prompt and its probability.
+    pub rival: (usize, f32),
+}
+
+/// Why a prompt cannot be used with a dual encoder.
+fn refuse(e: &EventConfig, why: String) -> String {
+    format!("event {:?}: {why}", e.id.as_str())
+}
+
+impl TextRule {
+    /// Embeds the prompt and its competitors; refuses detector-only settings.
+    pub fn compile(e: &EventConfig, enc: &TextEncoder) -> Result<TextRule, String> {
+        let detector_only = [
+            (e.classes.is_some(), "classes"),
+            (e.region.is_some(), "region"),
+            (e.min_count != 1, "min_count"),
+            (e.min_area != 0.0, "min_area"),
+        ];
+        if let Some((_, key)) = detector_only.iter().find(|(set, _)| *set) {
+            return Err(refuse(
+                e,
+                format!(
+                    "{key} applies to detector models; the loaded model is a dual encoder, \
+                     which scores the prompt text itself"
+                ),
+            ));
+        }
+        if e.prompt.trim().is_empty() {
+            return Err(refuse(e, "the prompt is empty".into()));
+        }
+        let mut texts = vec![e.prompt.clone()];
+        texts.extend(BACKGROUND.iter().map(|s| s.to_string()));
+        for n in &e.negatives {
+            if !texts.contains(n) {
+                texts.push(n.clone());
+            }
+        }
+        let mut vectors = Vec::with_capacity(texts.len());
+        let mut truncated = false;
+        for (i, t) in texts.iter().enumerate() {
+            let lower = t.to_lowercase();
+            if let Some(m) = tokenizer::MARKERS.iter().find(|m| lower.contains(*m)) {
+                return Err(refuse(e, format!("{t:?} contains the tokenizer marker {m}")));
+            }
+            let (v, cut) = enc
+                .embed(t)
+                .map_err(|err| refuse(e, format!("cannot embed {t:?}: {err}")))?;
+            truncated |= i == 0 && cut;
+            vectors.push(v);
+        }
+        Ok(TextRule {
+            texts,
+            vectors,
+            scale: enc.logit_scale(),
+            min_confidence: e.min_confidence,
+            min_lift: e.min_lift,
+            baseline_secs: e.baseline_secs,
+            truncated,
+        })
+    }
+
+    /// Confidence, similarity and strongest rival of one frame embedding,
+    /// without the baseline.
+    pub fn score(&self, embedding: &[f32]) -> (f32, f32, (usize, f32)) {
+        let sims: Vec<f32> = self
+            .vectors
+            .iter()
+            .map(|v| dot(v, embedding))
+            .collect();
+        let (confidence, rival) = softmax_first(&sims, self.scale);
+        (confidence, sims[0], rival)
+    }
+
+    /// Scores a frame at stream time `t` and moves the stream's baseline.
+    pub fn evaluate(&self, embedding: &[f32], t: f64, baseline: &mut Baseline) -> TextVerdict {
+        let (confidence, similarity, rival) = self.score(embedding);
+        let lift = baseline
+            .mean
+            .map_or(0.0, |m| self.scale * (similarity - m));
+        let lifted = self.min_lift <= 0.0 || lift >= self.min_lift;
+        baseline.mean = Some(match baseline.mean {
+            None => similarity,
+            Some(m) => {
+                let dt = (t - baseline.last).max(0.0);
+                let a = 1.0 - (-dt / self.baseline_secs).exp();
+                m + a as f32 * (similarity - m)
+            }
+        });
+        baseline.last = t;
+        TextVerdict {
+            matched: confidence >= self.min_confidence && lifted,
+            confidence,
+            similarity,
+            lift,
+            rival,
+        }
+    }
+
+    /// A sentence for the alert: the prompt, its confidence, the strongest
+    /// competing prompt and how far the frame stood above the baseline.
+    pub fn explain(&self, v: &TextVerdict) -> String {
+        let rival = self.texts.get(v.rival.0).map_or("", String::as_str);
+        let lift = if self.min_lift > 0.0 {
+            format!("; {:.1} above this stream's usual level", v.lift)
+        } else {
+            String::new()
+        };
+        format!(
+            "{:?} at {:.2} (strongest competing prompt {rival:?} at {:.2}{lift})",
+            self.texts[0], v.confidence, v.rival.1
+        )
+    }
+}
+
+/// Dot product (both sides are unit length, so this is the cosine).
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Softmax of `scale * sims`: the first entry's probability, and the index
+/// and probability of the strongest other entry.
+pub fn softmax_first(sims: &[f32], scale: f32) -> (f32, (usize, f32)) {
+    let top = sims.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+    let weights: Vec<f32> = sims.iter().map(|s| (scale * (s - top)).exp()).collect();
+    let total: f32 = weights.iter().sum();
+    let (rival, w) = weights
+        .iter()
+        .enumerate()
+        .skip(1)
+        .fold((0, 0.0f32), |best, (i, &w)| if w > best.1 { (i, w) } else { best });
+    (weights[0] / total, (rival, w / total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(v: &[f32]) -> Arc<[f32]> {
+        let n = dot(v, v).sqrt();
+        v.iter().map(|x| x / n).collect()
+    }
+
+    fn rule(min_lift: f32) -> TextRule {
+        TextRule {
+            texts: vec!["red".into(), "background".into()],
+            vectors: vec![unit(&[1.0, 0.0]), unit(&[0.0, 1.0])],
+            scale: 100.0,
+            min_confidence: 0.5,
+            min_lift,
+            baseline_secs: 600.0,
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn softmax_is_a_probability_and_names_the_rival() {
+        let (p, (i, q)) = softmax_first(&[0.3, 0.25, 0.28], 100.0);
+        assert!(p > q && (p + q) < 1.0 && p > 0.5, "{p} {q}");
+        assert_eq!(i, 2);
+        let (p, _) = softmax_first(&[0.2, 0.2], 100.0);
+        assert!((p - 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_scene_that_always_looks_like_the_prompt_does_not_match() {
+        let r = rule(2.0);
+        let mut b = Baseline::default();
+        // Tinted towards the prompt: confident, but that is this stream's normal.
+        let tinted = unit(&[0.8, 0.6]);
+        for i in 0..20 {
+            let v = r.evaluate(&tinted, i as f64, &mut b);
+            assert!(v.confidence > 0.9, "{v:?}");
+            assert!(!v.matched, "frame {i}: {v:?}");
+        }
+        // The real thing rises above the baseline.
+        let v = r.evaluate(&unit(&[1.0, 0.1]), 20.0, &mut b);
+        assert!(v.matched && v.lift > 2.0, "{v:?}");
+        // Without a baseline the tint alone matches.
+        let mut b = Baseline::default();
+        assert!(rule(0.0).evaluate(&tinted, 0.0, &mut b).matched);
+    }
+
+    #[test]
+    fn the_baseline_follows_the_scene_over_its_time_constant() {
+        let r = rule(2.0);
+        let mut b = Baseline::default();
+        r.evaluate(&unit(&[0.0, 1.0]), 0.0, &mut b);
+        r.evaluate(&unit(&[1.0, 0.0]), 600.0, &mut b);
+        let m = b.mean().unwrap();
+        // One time constant: 63% of the way.
+        assert!((m - 0.632).abs() < 0.01, "{m}");
+    }
+}
