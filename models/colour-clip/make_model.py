@@ -2,6 +2,7 @@
 whose two halves share an embedding space by construction.
 
     python3 make_model.py OUT_DIR     (needs numpy and onnx; no weights, no network)
+    python3 make_model.py --mismatched-text OUT_DIR   (a 256-wide text half, for tests)
 
 Image half, `image.onnx`: float32 [N,3,224,224] normalised with CLIP's
 mean/std -> float32 [N,512]. It undoes the normalisation, averages the
@@ -165,7 +166,18 @@ def save(graph, path):
 
 
 def main():
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent)
+    args = sys.argv[1:]
+    if args[:1] == ["--mismatched-text"]:
+        # A text half whose embeddings are 256 long: for the test that a
+        # model folder whose halves disagree is refused.
+        global DIM
+        DIM = 256
+        out = Path(args[1])
+        out.mkdir(parents=True, exist_ok=True)
+        save(text_graph(rotation()), out / "text-256.onnx")
+        print(f"wrote {out / 'text-256.onnx'}")
+        return
+    out = Path(args[0] if args else Path(__file__).parent)
     out.mkdir(parents=True, exist_ok=True)
     rot = rotation()
     save(image_graph(rot), out / "image.onnx")

@@ -193,7 +193,14 @@ impl Matcher {
             else {
                 continue;
             };
-            out.push(build(ev, slot, &mut self.next_id, tr, s, v.label.as_deref()));
+            out.push(build(
+                ev,
+                slot,
+                &mut self.next_id,
+                tr,
+                s,
+                v.label.as_deref(),
+            ));
         }
         out
     }

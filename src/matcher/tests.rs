@@ -122,7 +122,10 @@ fn region_test_is_even_odd() {
 
 #[test]
 fn matcher_emits_start_and_end_with_one_occurrence_id_per_stream() {
-    let ev = Arc::new(CompiledEvent::compile(&event("person"), &PromptModel::Labels(labels(&["person"]))).unwrap());
+    let ev = Arc::new(
+        CompiledEvent::compile(&event("person"), &PromptModel::Labels(labels(&["person"])))
+            .unwrap(),
+    );
     let mut n = 0;
     let mut m = Matcher::with_ids(
         vec![ev],
@@ -160,7 +163,10 @@ fn matcher_emits_start_and_end_with_one_occurrence_id_per_stream() {
 
 #[test]
 fn close_stream_ends_open_occurrences() {
-    let ev = Arc::new(CompiledEvent::compile(&event("person"), &PromptModel::Labels(labels(&["person"]))).unwrap());
+    let ev = Arc::new(
+        CompiledEvent::compile(&event("person"), &PromptModel::Labels(labels(&["person"])))
+            .unwrap(),
+    );
     let mut m = Matcher::new(vec![ev]);
     for i in 0..3 {
         m.observe(&scores("a", i as f64 * 0.5, vec![person(0.9, 0.1)]));

@@ -108,7 +108,10 @@ impl TextRule {
         for (i, t) in texts.iter().enumerate() {
             let lower = t.to_lowercase();
             if let Some(m) = tokenizer::MARKERS.iter().find(|m| lower.contains(*m)) {
-                return Err(refuse(e, format!("{t:?} contains the tokenizer marker {m}")));
+                return Err(refuse(
+                    e,
+                    format!("{t:?} contains the tokenizer marker {m}"),
+                ));
             }
             let (v, cut) = enc
                 .embed(t)
@@ -130,11 +133,7 @@ impl TextRule {
     /// Confidence, similarity and strongest rival of one frame embedding,
     /// without the baseline.
     pub fn score(&self, embedding: &[f32]) -> (f32, f32, (usize, f32)) {
-        let sims: Vec<f32> = self
-            .vectors
-            .iter()
-            .map(|v| dot(v, embedding))
-            .collect();
+        let sims: Vec<f32> = self.vectors.iter().map(|v| dot(v, embedding)).collect();
         let (confidence, rival) = softmax_first(&sims, self.scale);
         (confidence, sims[0], rival)
     }
@@ -142,9 +141,7 @@ impl TextRule {
     /// Scores a frame at stream time `t` and moves the stream's baseline.
     pub fn evaluate(&self, embedding: &[f32], t: f64, baseline: &mut Baseline) -> TextVerdict {
         let (confidence, similarity, rival) = self.score(embedding);
-        let lift = baseline
-            .mean
-            .map_or(0.0, |m| self.scale * (similarity - m));
+        let lift = baseline.mean.map_or(0.0, |m| self.scale * (similarity - m));
         let lifted = self.min_lift <= 0.0 || lift >= self.min_lift;
         baseline.mean = Some(match baseline.mean {
             None => similarity,
@@ -195,7 +192,10 @@ pub fn softmax_first(sims: &[f32], scale: f32) -> (f32, (usize, f32)) {
         .iter()
         .enumerate()
         .skip(1)
-        .fold((0, 0.0f32), |best, (i, &w)| if w > best.1 { (i, w) } else { best });
+        .fold(
+            (0, 0.0f32),
+            |best, (i, &w)| if w > best.1 { (i, w) } else { best },
+        );
     (weights[0] / total, (rival, w / total))
 }
 

@@ -179,9 +179,11 @@ impl ImageEncoder {
 
     fn open(manifest: Arc<Manifest>, intra_threads: usize) -> Result<ImageEncoder, ModelError> {
         let path = manifest.onnx_path();
-        let output = manifest.outputs.embedding.clone().ok_or_else(|| {
-            load_err(&path)("the manifest names no outputs.embedding".into())
-        })?;
+        let output = manifest
+            .outputs
+            .embedding
+            .clone()
+            .ok_or_else(|| load_err(&path)("the manifest names no outputs.embedding".into()))?;
         let session = open_session(&path, intra_threads)?;
         let (w, h) = (manifest.input.width as i64, manifest.input.height as i64);
         let dims = match manifest.input.layout {

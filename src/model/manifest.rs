@@ -257,13 +257,21 @@ fn check_dual(m: &Manifest) -> Result<(), String> {
         );
     };
     if !(3..=1024).contains(&text.context) {
-        return Err(format!("text.context {} must be between 3 and 1024", text.context));
+        return Err(format!(
+            "text.context {} must be between 3 and 1024",
+            text.context
+        ));
     }
     let Some(e) = m.embedding else {
-        return Err("kind \"dual-encoder\" needs an [embedding] section (size, logit_scale)".into());
+        return Err(
+            "kind \"dual-encoder\" needs an [embedding] section (size, logit_scale)".into(),
+        );
     };
     if e.size == 0 || e.size > 16384 {
-        return Err(format!("embedding.size {} must be between 1 and 16384", e.size));
+        return Err(format!(
+            "embedding.size {} must be between 1 and 16384",
+            e.size
+        ));
     }
     if !(e.logit_scale.is_finite() && e.logit_scale > 0.0 && e.logit_scale <= 1000.0) {
         return Err(format!(

@@ -18,8 +18,8 @@ use ort::session::Session;
 use ort::value::TensorRef;
 
 use crate::types::Detection;
-pub use decode::Content;
 pub use clip::{ImageEncoder, PromptModel, TextEncoder};
+pub use decode::Content;
 pub use manifest::{Dtype, Input, Kind, Layout, Manifest, Resize};
 
 /// Scores below this never leave the model (events set their own, higher, thresholds).
