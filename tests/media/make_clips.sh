@@ -38,4 +38,15 @@ gst-launch-1.0 -q concat name=c ! videoconvert ! $enc ! filesink location="$here
 # Demo: 6 s each of coffee, astronaut (a person), chelsea. 640x480, 10 fps.
 gst-launch-1.0 -q concat name=c ! videoconvert ! $enc ! filesink location="$here/demo.mp4" \
   $(still coffee.png 6 640 480) $(still astronaut.png 6 640 480) $(still chelsea.png 6 640 480)
+# Colour clips for the dual-encoder tests: flat colours, 320x240, 10 fps.
+solid() { # 0xRRGGBB seconds
+  echo "videotestsrc pattern=solid-color foreground-color=$((0xff000000 | $1)) num-buffers=$(( $2 * 10 )) ! \
+    video/x-raw,format=I420,width=320,height=240,framerate=10/1,pixel-aspect-ratio=1/1 ! c."
+}
+# 0-8 s blue, 8-16 s red, 16-24 s green.
+gst-launch-1.0 -q concat name=c ! videoconvert ! $enc ! filesink location="$here/colours.mp4" \
+  $(solid 0x1414dc 8) $(solid 0xdc1414 8) $(solid 0x14c814 8)
+# 0-8 s a scene tinted red (200,90,90), 8-16 s really red, 16-24 s grey.
+gst-launch-1.0 -q concat name=c ! videoconvert ! $enc ! filesink location="$here/tinted.mp4" \
+  $(solid 0xc85a5a 8) $(solid 0xe61414 8) $(solid 0x808080 8)
 ls -l "$here"/*.mp4
