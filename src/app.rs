@@ -22,6 +22,7 @@ use crate::alert::ws::Hub;
 use crate::alert::{mqtt::MqttSink, webhook::WebhookSink, Dispatcher, OutboxSettings, Sink};
 use crate::api;
 use crate::config::Config;
+use crate::embeddings::{Embeddings, Entry};
 use crate::engine::{Engine, MatchControl, Parts};
 use crate::index::Indexer;
 use crate::matcher::{CompiledEvent, Matcher};
@@ -167,6 +168,32 @@ pub async fn run(
         },
     ));
 
+    // Frame embeddings (dual encoders): in memory for search, reloaded
+    // from and written to the store in batches.
+    let embeddings = Arc::new(Embeddings::new(if manifest.kind == Kind::DualEncoder {
+        config.state.embedding_hours
+    } else {
+        0.0
+    }));
+    let (embed_tx, embed_rx) = mpsc::channel::<(String, Entry)>(4096);
+    let embed_task = if embeddings.enabled() {
+        let now_ms = unix_ms(std::time::SystemTime::now());
+        let kept = store
+            .load_embeddings(embeddings.cutoff(now_ms))
+            .context("loading stored frame embeddings")?;
+        tracing::info!(frames = kept.len(), "frame embeddings loaded");
+        for (stream, e) in kept {
+            embeddings.push(&stream, e);
+        }
+        Some(tokio::spawn(store_embeddings(
+            embed_rx,
+            Arc::clone(&store),
+            Arc::clone(&embeddings),
+        )))
+    } else {
+        None
+    };
+
     // Scene records: written in batches off the matcher thread.
     let (records_tx, records_rx) = mpsc::channel::<SceneRecord>(4096);
     let records_task = tokio::spawn(store_records(
@@ -184,6 +211,9 @@ pub async fn run(
         dispatcher: Arc::clone(&dispatcher),
         hub: Arc::clone(&hub),
         records: records_tx,
+        embeddings: embeddings
+            .enabled()
+            .then(|| (Arc::clone(&embeddings), embed_tx)),
         finished: finished_tx,
         scored_hook: hooks.scored.clone(),
     };
@@ -214,6 +244,7 @@ pub async fn run(
             hub: Arc::clone(&hub),
             keep_records: config.state.scene_records,
             guard,
+            embeddings,
         },
         &config,
     )
@@ -305,6 +336,9 @@ pub async fn run(
     summary.occurrences = occurrences;
     summary.messages_queued = queued;
     let _ = records_task.await;
+    if let Some(t) = embed_task {
+        let _ = t.await;
+    }
 
     // Give deliveries in flight a bounded grace period.
     let target_stats = dispatcher.stats();
@@ -351,6 +385,28 @@ async fn store_records(mut rx: mpsc::Receiver<SceneRecord>, store: Arc<Store>, k
             tracing::error!(error = %format!("{e:#}"), "cannot store scene records");
         }
     }
+}
+
+/// Writes frame embeddings in batches and prunes what has aged out.
+async fn store_embeddings(
+    mut rx: mpsc::Receiver<(String, Entry)>,
+    store: Arc<Store>,
+    embeddings: Arc<Embeddings>,
+) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, 512).await > 0 {
+        let cutoff = embeddings.cutoff(batch.iter().map(|(_, e)| e.wall_ms).max().unwrap_or(0));
+        let (s, b) = (Arc::clone(&store), std::mem::take(&mut batch));
+        let r = tokio::task::spawn_blocking(move || s.add_embeddings(&b, cutoff)).await;
+        if let Ok(Err(e)) = r {
+            tracing::error!(error = %format!("{e:#}"), "cannot store frame embeddings");
+        }
+    }
+}
+
+fn unix_ms(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Logs every counter once per period, so drops and failures show up in the
@@ -411,6 +467,8 @@ struct MatchLoop {
     dispatcher: Arc<Dispatcher>,
     hub: Arc<Hub>,
     records: mpsc::Sender<SceneRecord>,
+    /// Dual encoders: where frame embeddings go (memory, then the store).
+    embeddings: Option<(Arc<Embeddings>, mpsc::Sender<(String, Entry)>)>,
     finished: mpsc::UnboundedSender<StreamId>,
     scored_hook: Option<crossbeam_channel::Sender<Scores>>,
 }
@@ -441,6 +499,13 @@ impl MatchLoop {
                 recv(scores_rx) -> s => {
                     let Ok(s) = s else { break };
                     last_time.insert(s.stream_id.clone(), s.stream_secs);
+                    if let (Some((mem, tx)), Some(v)) = (&self.embeddings, &s.embedding) {
+                        let e = Entry::new(unix_ms(s.wall), s.stream_secs, v);
+                        mem.push(s.stream_id.as_str(), e.clone());
+                        if tx.try_send((s.stream_id.to_string(), e)).is_err() {
+                            tracing::warn!(stream = %s.stream_id, "embedding store is behind; frame not persisted");
+                        }
+                    }
                     for occ in matcher.observe(&s) {
                         occurrences += 1;
                         tracing::info!(stream = %occ.stream_id, event = %occ.event_id, phase = ?occ.phase,

@@ -48,6 +48,15 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX outbox_due ON outbox (target, dead, next_at);",
     // 3: MQTT messages in the outbox need their topic.
     "ALTER TABLE outbox ADD COLUMN topic TEXT NOT NULL DEFAULT '';",
+    // 4: frame embeddings of dual-encoder models (see embeddings.rs).
+    "CREATE TABLE embeddings (
+         seq INTEGER PRIMARY KEY AUTOINCREMENT,
+         stream_id TEXT NOT NULL,
+         wall_ms INTEGER NOT NULL,
+         t REAL NOT NULL,
+         scale REAL NOT NULL,
+         q BLOB NOT NULL);
+     CREATE INDEX embeddings_by_time ON embeddings (wall_ms);",
 ];
 
 /// Who declared an entity: the config file (its definition is refreshed
@@ -333,6 +342,64 @@ impl Store {
             }
         }
         tx.commit()?;
+        Ok(())
+    }
+
+    /// Appends frame embeddings and deletes those older than `cutoff_ms`.
+    pub fn add_embeddings(
+        &self,
+        frames: &[(String, crate::embeddings::Entry)],
+        cutoff_ms: i64,
+    ) -> anyhow::Result<()> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO embeddings (stream_id, wall_ms, t, scale, q) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for (stream, e) in frames {
+                let bytes: Vec<u8> = e.q.iter().map(|&b| b as u8).collect();
+                insert.execute(params![stream, e.wall_ms, e.t, e.scale, bytes])?;
+            }
+        }
+        tx.execute(
+            "DELETE FROM embeddings WHERE wall_ms < ?1",
+            params![cutoff_ms],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every stored embedding at or after `since_ms`, oldest first.
+    pub fn load_embeddings(
+        &self,
+        since_ms: i64,
+    ) -> anyhow::Result<Vec<(String, crate::embeddings::Entry)>> {
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare(
+            "SELECT stream_id, wall_ms, t, scale, q FROM embeddings WHERE wall_ms >= ?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map(params![since_ms], |r| {
+            let q: Vec<u8> = r.get(4)?;
+            Ok((
+                r.get::<_, String>(0)?,
+                crate::embeddings::Entry {
+                    wall_ms: r.get(1)?,
+                    t: r.get(2)?,
+                    scale: r.get(3)?,
+                    q: q.into_iter().map(|b| b as i8).collect(),
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Forgets a deleted stream's embeddings.
+    pub fn delete_embeddings(&self, stream: &str) -> anyhow::Result<()> {
+        self.lock()?.execute(
+            "DELETE FROM embeddings WHERE stream_id = ?1",
+            params![stream],
+        )?;
         Ok(())
     }
 

@@ -130,7 +130,8 @@ negatives = ["a blue object", "a green object"]"#,
     assert!(confidence > 0.9, "{confidence}");
     let explanation = start["explanation"].as_str().unwrap_or("");
     assert!(
-        explanation.contains("\"a red object\"") && explanation.contains("strongest competing prompt"),
+        explanation.contains("\"a red object\"")
+            && explanation.contains("strongest competing prompt"),
         "{explanation}"
     );
     let ends: Vec<_> = run
@@ -147,7 +148,10 @@ negatives = ["a blue object", "a green object"]"#,
     assert_eq!(mqtt[0], start, "same payload over MQTT and webhook");
 
     assert!(run.starts("purple").is_empty(), "purple never fires");
-    assert!(run.starts("long").is_empty(), "the long purple prompt never fires");
+    assert!(
+        run.starts("long").is_empty(),
+        "the long purple prompt never fires"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,9 @@ use serde_json::{json, Value};
 
 use super::{fail, ok, socket, ApiState, Body};
 use crate::alert::payload::redact;
-use crate::engine::{Catalog, Engine, NewAlert, NewEvent, NewIndex, NewStream, Refusal};
+use crate::engine::{
+    BacktestQuery, Catalog, Engine, NewAlert, NewEvent, NewIndex, NewStream, Refusal, SearchQuery,
+};
 use crate::store::{AlertRow, EventRow, IndexRow, StreamRow};
 
 type Handler = MethodRouter<ApiState>;
@@ -35,6 +37,8 @@ pub const ROUTES: &[(&str, &str)] = &[
         "PATCH",
         "/rtstream/{rtstream_id}/index/scene/{index_id}/status",
     ),
+    ("POST", "/rtstream/{rtstream_id}/search"),
+    ("POST", "/rtstream/{rtstream_id}/backtest"),
     ("GET", "/rtstream/{rtstream_id}/index/{index_id}"),
     ("GET", "/rtstream/{rtstream_id}/index/{index_id}/alert"),
     ("POST", "/rtstream/{rtstream_id}/index/{index_id}/alert"),
@@ -72,6 +76,8 @@ fn handler(method: &str, path: &str) -> Option<Handler> {
         ("POST", "/rtstream/{rtstream_id}/index/scene") => post(create_index),
         ("GET", "/rtstream/{rtstream_id}/index/scene/{index_id}") => get(index_records),
         ("PATCH", "/rtstream/{rtstream_id}/index/scene/{index_id}/status") => patch(index_status),
+        ("POST", "/rtstream/{rtstream_id}/search") => post(search),
+        ("POST", "/rtstream/{rtstream_id}/backtest") => post(backtest),
         ("GET", "/rtstream/{rtstream_id}/index/{index_id}") => get(get_index),
         ("GET", "/rtstream/{rtstream_id}/index/{index_id}/alert") => get(list_index_alerts),
         ("POST", "/rtstream/{rtstream_id}/index/{index_id}/alert") => post(create_alert),
@@ -466,6 +472,55 @@ async fn list_all_alerts(State(st): State<ApiState>) -> Response {
     rows.sort_by(|a, b| a.created_at.cmp(&b.created_at));
     let alerts: Vec<Value> = rows.into_iter().map(|a| alert_json(&cat, a)).collect();
     ok(json!({ "alerts": alerts }))
+}
+
+/// `rtstream.search`: ranges in the SDK's shot shape, best first.
+async fn search(
+    State(st): State<ApiState>,
+    Path(stream): Path<String>,
+    Body(q): Body<SearchQuery>,
+) -> Response {
+    let query = q.query.clone();
+    match st.engine.search(&stream, q).await {
+        Ok((hits, scanned)) => {
+            let results: Vec<Value> = hits
+                .iter()
+                .map(|h| {
+                    json!({
+                        "start": h.start,
+                        "end": h.end,
+                        "score": h.score,
+                        "text": query,
+                        "scene_index_id": null,
+                        "scene_index_name": null,
+                        "metadata": {
+                            "start_time": h.stream_start,
+                            "end_time": h.stream_end,
+                            "frames": h.frames,
+                        },
+                    })
+                })
+                .collect();
+            ok(json!({ "rtstream_id": stream, "results": results, "scanned": scanned }))
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// When an event would have fired over the stored frames.
+async fn backtest(
+    State(st): State<ApiState>,
+    Path(stream): Path<String>,
+    Body(q): Body<BacktestQuery>,
+) -> Response {
+    match st.engine.backtest(&stream, q).await {
+        Ok((occurrences, scanned)) => ok(json!({
+            "rtstream_id": stream,
+            "occurrences": occurrences,
+            "scanned": scanned,
+        })),
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn test_alert(State(st): State<ApiState>, Path(alert): Path<String>) -> Response {

@@ -89,6 +89,8 @@ pub struct StateConfig {
     /// `None` keeps state in memory (no API, or tests).
     pub dir: Option<PathBuf>,
     pub scene_records: usize,
+    /// Hours of frame embeddings kept per stream (dual encoders).
+    pub embedding_hours: f64,
 }
 
 /// Worker pool and ONNX Runtime settings.

@@ -49,6 +49,9 @@ pub struct RawState {
     pub dir: Option<String>,
     /// Scene records kept per index; older ones are deleted (default 10000).
     pub scene_records: Option<i64>,
+    /// Dual encoders: hours of frame embeddings kept per stream for search
+    /// and backtesting (default 24; 0 keeps none).
+    pub embedding_hours: Option<f64>,
 }
 
 /// `[runtime]`: the worker pool and ONNX Runtime.

@@ -398,6 +398,13 @@ fn state(c: &mut Checker, s: &RawState) -> StateConfig {
             0,
             10_000_000,
         ) as usize,
+        embedding_hours: c.float(
+            "state.embedding_hours",
+            s.embedding_hours,
+            24.0,
+            0.0,
+            24.0 * 366.0,
+        ),
     }
 }
 

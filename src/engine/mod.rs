@@ -10,6 +10,7 @@
 //! config-declared entities gone from the file are removed.
 
 mod ops;
+mod search;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -26,6 +27,7 @@ use crate::source::{self, Output, Reporter, SourceEvent, StreamHandle};
 use crate::store::{AlertRow, EventRow, IndexRow, Origin, Snapshot, Store, StreamRow, Table};
 use crate::types::StreamId;
 pub use ops::{NewAlert, NewEvent, NewIndex, NewStream};
+pub use search::{BacktestQuery, Scanned, SearchQuery};
 
 /// Messages to the matcher thread.
 pub enum MatchControl {
@@ -90,6 +92,8 @@ pub struct Parts {
     pub keep_records: usize,
     /// Where callback URLs may point.
     pub guard: Arc<crate::alert::guard::Guard>,
+    /// Frame embeddings kept for search and backtest (dual encoders).
+    pub embeddings: Arc<crate::embeddings::Embeddings>,
 }
 
 /// The control plane.

@@ -204,6 +204,8 @@ impl Engine {
         }
         let mut next = cat.clone();
         next.streams.remove(id);
+        self.parts.embeddings.remove(id);
+        self.parts.store.delete_embeddings(id)?;
         let indexes: Vec<String> = next
             .indexes
             .values()

@@ -1,0 +1,320 @@
+//! Frame embeddings of dual-encoder models, kept per stream for a bounded
+//! time so an operator can search what a camera saw and backtest a rule
+//! before enabling it.
+//!
+//! Each embedding is stored as 8-bit integers with one scale per frame
+//! (512 bytes for a 512-value CLIP embedding instead of 2 KiB); similarities
+//! computed from them differ from full precision by well under 0.01. The
+//! store lives in memory for speed and is written to SQLite in batches
+//! (`store.rs`), from which it is reloaded at start. Search and backtest are
+//! pure functions over a stream's frames.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+use crate::config::MatchParams;
+use crate::matcher::text::{softmax_first, TextRule};
+use crate::matcher::{Baseline, Tracker, Transition};
+
+/// One stored frame.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Wall-clock time of the frame, Unix milliseconds.
+    pub wall_ms: i64,
+    /// Stream time of the frame, seconds (restarts at 0 with the daemon).
+    pub t: f64,
+    pub scale: f32,
+    pub q: Arc<[i8]>,
+}
+
+impl Entry {
+    /// Quantises a unit-length embedding.
+    pub fn new(wall_ms: i64, t: f64, v: &[f32]) -> Entry {
+        let top = v
+            .iter()
+            .fold(0.0f32, |m, x| m.max(x.abs()))
+            .max(f32::MIN_POSITIVE);
+        let scale = top / 127.0;
+        let q = v.iter().map(|x| (x / scale).round() as i8).collect();
+        Entry {
+            wall_ms,
+            t,
+            scale,
+            q,
+        }
+    }
+
+    /// Dot product with a full-precision vector.
+    pub fn dot(&self, v: &[f32]) -> f32 {
+        let s: f32 = self.q.iter().zip(v).map(|(&a, &b)| a as f32 * b).sum();
+        s * self.scale
+    }
+
+    /// The embedding back in floating point.
+    pub fn vector(&self) -> Vec<f32> {
+        self.q.iter().map(|&a| a as f32 * self.scale).collect()
+    }
+}
+
+/// Every stream's recent frames.
+#[derive(Debug)]
+pub struct Embeddings {
+    streams: Mutex<HashMap<String, VecDeque<Entry>>>,
+    keep_ms: i64,
+}
+
+impl Embeddings {
+    /// A store keeping `hours` of frames per stream.
+    pub fn new(hours: f64) -> Embeddings {
+        Embeddings {
+            streams: Mutex::new(HashMap::new()),
+            keep_ms: (hours * 3_600_000.0) as i64,
+        }
+    }
+
+    /// Whether anything is kept at all.
+    pub fn enabled(&self) -> bool {
+        self.keep_ms > 0
+    }
+
+    /// Oldest wall time still kept, given the newest.
+    pub fn cutoff(&self, newest_ms: i64) -> i64 {
+        newest_ms - self.keep_ms
+    }
+
+    /// Adds a frame (frames of a stream arrive in time order) and drops
+    /// what has aged out of that stream.
+    pub fn push(&self, stream: &str, e: Entry) {
+        if !self.enabled() {
+            return;
+        }
+        let cutoff = self.cutoff(e.wall_ms);
+        let mut map = self.lock();
+        let q = map.entry(stream.to_string()).or_default();
+        q.push_back(e);
+        while q.front().is_some_and(|f| f.wall_ms < cutoff) {
+            q.pop_front();
+        }
+    }
+
+    /// Forgets a stream (it was deleted).
+    pub fn remove(&self, stream: &str) {
+        self.lock().remove(stream);
+    }
+
+    /// Number of frames kept for a stream.
+    pub fn len(&self, stream: &str) -> usize {
+        self.lock().get(stream).map_or(0, VecDeque::len)
+    }
+
+    /// Runs `f` over a stream's frames (oldest first) within `[from, to]`
+    /// Unix milliseconds, holding the lock.
+    pub fn with<R>(&self, stream: &str, from: i64, to: i64, f: impl FnOnce(&[&Entry]) -> R) -> R {
+        let map = self.lock();
+        let frames: Vec<&Entry> = map
+            .get(stream)
+            .map(|q| {
+                let first = q.partition_point(|e| e.wall_ms < from);
+                q.range(first..).take_while(|e| e.wall_ms <= to).collect()
+            })
+            .unwrap_or_default();
+        f(&frames)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<Entry>>> {
+        self.streams.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A time range where a query matched.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Hit {
+    /// Unix seconds.
+    pub start: f64,
+    pub end: f64,
+    /// Stream seconds (as in alerts' `start_time`/`end_time`).
+    pub stream_start: f64,
+    pub stream_end: f64,
+    /// Best calibrated score in the range.
+    pub score: f32,
+    pub frames: usize,
+}
+
+/// Largest gap between frames of one range: a few sampling intervals.
+fn gap_ms(frames: &[&Entry]) -> i64 {
+    let mut steps: Vec<i64> = frames
+        .windows(2)
+        .take(1000)
+        .map(|w| w[1].wall_ms - w[0].wall_ms)
+        .collect();
+    steps.sort_unstable();
+    let median = steps.get(steps.len() / 2).copied().unwrap_or(1000);
+    (median * 5 / 2).max(1000)
+}
+
+/// Ranges of frames whose calibrated score for the query (softmax of the
+/// first vector against the others) is at least `threshold`, best first.
+pub fn search(frames: &[&Entry], vectors: &[Arc<[f32]>], scale: f32, threshold: f32) -> Vec<Hit> {
+    let gap = gap_ms(frames);
+    let mut hits: Vec<Hit> = Vec::new();
+    let mut last_ms = i64::MIN;
+    let mut sims = vec![0.0f32; vectors.len()];
+    for e in frames {
+        for (s, v) in sims.iter_mut().zip(vectors) {
+            *s = e.dot(v);
+        }
+        let (score, _) = softmax_first(&sims, scale);
+        if score < threshold {
+            continue;
+        }
+        let secs = e.wall_ms as f64 / 1000.0;
+        match hits.last_mut() {
+            Some(h) if e.wall_ms - last_ms <= gap => {
+                h.end = secs;
+                h.stream_end = e.t;
+                h.score = h.score.max(score);
+                h.frames += 1;
+            }
+            _ => hits.push(Hit {
+                start: secs,
+                end: secs,
+                stream_start: e.t,
+                stream_end: e.t,
+                score,
+                frames: 1,
+            }),
+        }
+        last_ms = e.wall_ms;
+    }
+    hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+    hits
+}
+
+/// An occurrence a rule would have produced.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Replayed {
+    /// Unix seconds.
+    pub start: f64,
+    pub end: f64,
+    pub start_time: f64,
+    pub end_time: f64,
+    pub confidence: f32,
+    /// Still open at the last stored frame.
+    pub open: bool,
+}
+
+/// Replays a text rule over stored frames with the event's matching
+/// settings, exactly as the matcher would have run it live (baseline from
+/// the first frame, k-of-n start, end after misses, cooldown).
+pub fn backtest(frames: &[&Entry], rule: &TextRule, matching: MatchParams) -> Vec<Replayed> {
+    let mut tracker = Tracker::new(matching);
+    let mut baseline = Baseline::default();
+    let mut out: Vec<Replayed> = Vec::new();
+    // Times fed to the tracker are wall seconds (stream time restarts with
+    // the daemon); map them back to stream time for the report.
+    let stream_time = |secs: f64| {
+        let ms = (secs * 1000.0).round() as i64;
+        let i = frames.partition_point(|e| e.wall_ms < ms);
+        frames.get(i).map_or(0.0, |e| e.t)
+    };
+    let mut v = Vec::new();
+    for e in frames {
+        v.clear();
+        v.extend(e.vector());
+        let secs = e.wall_ms as f64 / 1000.0;
+        let verdict = rule.evaluate(&v, secs, &mut baseline);
+        let best = verdict.confidence;
+        match tracker.observe(secs, verdict.matched, best, usize::from(verdict.matched)) {
+            Some(Transition::Start { start, .. }) => out.push(Replayed {
+                start,
+                end: secs,
+                start_time: stream_time(start),
+                end_time: e.t,
+                confidence: best,
+                open: true,
+            }),
+            Some(Transition::End { end, best, .. }) => {
+                if let Some(o) = out.last_mut() {
+                    o.end = end;
+                    o.end_time = stream_time(end);
+                    o.confidence = best;
+                    o.open = false;
+                }
+            }
+            None => {
+                if let Some(o) = out.last_mut().filter(|o| o.open && verdict.matched) {
+                    o.end = secs;
+                    o.end_time = e.t;
+                    o.confidence = o.confidence.max(best);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(v: &[f32]) -> Vec<f32> {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter().map(|x| x / n).collect()
+    }
+
+    #[test]
+    fn quantised_dot_products_stay_close() {
+        let a = unit(
+            &(0..512)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+                .collect::<Vec<_>>(),
+        );
+        let b = unit(
+            &(0..512)
+                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 5.0)
+                .collect::<Vec<_>>(),
+        );
+        let exact: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        let e = Entry::new(0, 0.0, &a);
+        assert!((e.dot(&b) - exact).abs() < 0.01, "{} vs {exact}", e.dot(&b));
+        assert!((e.dot(&a) - 1.0).abs() < 0.01);
+    }
+
+    #[test]
+    fn frames_age_out_per_stream() {
+        let s = Embeddings::new(1.0);
+        for i in 0..10 {
+            s.push("a", Entry::new(i * 600_000, i as f64, &[1.0, 0.0]));
+        }
+        // 90 min is the newest: an hour keeps 30..90 min.
+        assert_eq!(s.len("a"), 7);
+        assert_eq!(s.with("a", 0, i64::MAX, |f| f[0].wall_ms), 1_800_000);
+        let off = Embeddings::new(0.0);
+        off.push("a", Entry::new(0, 0.0, &[1.0]));
+        assert_eq!(off.len("a"), 0);
+    }
+
+    #[test]
+    fn search_merges_neighbouring_frames_into_ranges() {
+        let s = Embeddings::new(24.0);
+        let (yes, no) = (unit(&[1.0, 0.1]), unit(&[0.1, 1.0]));
+        for i in 0..60 {
+            let v = if (10..20).contains(&i) || (40..45).contains(&i) {
+                &yes
+            } else {
+                &no
+            };
+            s.push("a", Entry::new(i * 1000, i as f64, v));
+        }
+        let q: Vec<Arc<[f32]>> = vec![unit(&[1.0, 0.0]).into(), unit(&[0.0, 1.0]).into()];
+        let hits = s.with("a", 0, i64::MAX, |f| search(f, &q, 100.0, 0.5));
+        assert_eq!(hits.len(), 2, "{hits:?}");
+        assert_eq!(
+            (hits[0].stream_start, hits[0].stream_end, hits[0].frames),
+            (10.0, 19.0, 10)
+        );
+        assert_eq!((hits[1].stream_start, hits[1].stream_end), (40.0, 44.0));
+    }
+}
