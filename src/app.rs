@@ -462,13 +462,16 @@ async fn log_counters(
     }
 }
 
+/// Frame embeddings on their way to the store: (stream id, frame).
+type EmbeddingSender = mpsc::Sender<(String, Entry)>;
+
 /// What the matcher thread sends to.
 struct MatchLoop {
     dispatcher: Arc<Dispatcher>,
     hub: Arc<Hub>,
     records: mpsc::Sender<SceneRecord>,
     /// Dual encoders: where frame embeddings go (memory, then the store).
-    embeddings: Option<(Arc<Embeddings>, mpsc::Sender<(String, Entry)>)>,
+    embeddings: Option<(Arc<Embeddings>, EmbeddingSender)>,
     finished: mpsc::UnboundedSender<StreamId>,
     scored_hook: Option<crossbeam_channel::Sender<Scores>>,
 }

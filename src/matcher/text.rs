@@ -133,14 +133,31 @@ impl TextRule {
     /// Confidence, similarity and strongest rival of one frame embedding,
     /// without the baseline.
     pub fn score(&self, embedding: &[f32]) -> (f32, f32, (usize, f32)) {
-        let sims: Vec<f32> = self.vectors.iter().map(|v| dot(v, embedding)).collect();
+        let sims = self.similarities(embedding);
         let (confidence, rival) = softmax_first(&sims, self.scale);
         (confidence, sims[0], rival)
     }
 
+    /// The frame's cosine similarity to each of `texts`.
+    pub fn similarities(&self, embedding: &[f32]) -> Vec<f32> {
+        self.vectors.iter().map(|v| dot(v, embedding)).collect()
+    }
+
     /// Scores a frame at stream time `t` and moves the stream's baseline.
     pub fn evaluate(&self, embedding: &[f32], t: f64, baseline: &mut Baseline) -> TextVerdict {
-        let (confidence, similarity, rival) = self.score(embedding);
+        self.evaluate_similarities(&self.similarities(embedding), t, baseline)
+    }
+
+    /// [`evaluate`](Self::evaluate) from similarities already computed (one
+    /// per entry of `texts`), as a backtest over stored frames does.
+    pub fn evaluate_similarities(
+        &self,
+        sims: &[f32],
+        t: f64,
+        baseline: &mut Baseline,
+    ) -> TextVerdict {
+        let (confidence, rival) = softmax_first(sims, self.scale);
+        let similarity = sims[0];
         let lift = baseline.mean.map_or(0.0, |m| self.scale * (similarity - m));
         let lifted = self.min_lift <= 0.0 || lift >= self.min_lift;
         baseline.mean = Some(match baseline.mean {
