@@ -1,11 +1,13 @@
-//! One detector, one thread, one frame size: how long `detect` takes.
+//! One detector, one thread, one frame size: how long `detect` takes; and,
+//! when `SIGHTLINE_CLIP_MODEL` names an exported dual encoder, how long its
+//! image encoder takes per frame and how much memory the model holds.
 //! `cargo bench --bench inference` (SIGHTLINE_BENCH_INTRA sets intra-op threads).
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use sightline::model::{prepare_image, Detector, Manifest};
+use sightline::model::{prepare_image, Detector, ImageEncoder, Manifest, PromptModel};
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
@@ -40,5 +42,58 @@ fn main() {
     println!(
         "ssdlite-person 300x300, intra_threads={intra}: median {:.2} ms, p99 {:.2} ms, min {:.2} ms (n=200, 2 cores)",
         ms[100], ms[198], ms[0]
+    );
+    if let Some(dir) = std::env::var_os("SIGHTLINE_CLIP_MODEL") {
+        dual_encoder(Path::new(&dir), &img, intra);
+    }
+}
+
+/// Resident memory of this process in MiB.
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn dual_encoder(dir: &Path, img: &image::RgbImage, intra: usize) {
+    let before = rss_mib();
+    let manifest = Arc::new(Manifest::load(dir).expect("manifest"));
+    let prompts = PromptModel::load(&manifest).expect("model");
+    let mut enc = ImageEncoder::load(Arc::clone(&manifest), intra).expect("image encoder");
+    let loaded = rss_mib();
+    let (rgb, _) = prepare_image(img, &manifest);
+    for _ in 0..5 {
+        enc.embed(&rgb).expect("warm-up");
+    }
+    let mut ms: Vec<f64> = (0..50)
+        .map(|_| {
+            let t = Instant::now();
+            enc.embed(&rgb).expect("embed");
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    ms.sort_by(|a, b| a.total_cmp(b));
+    let PromptModel::Text(text) = &prompts else {
+        panic!("not a dual encoder")
+    };
+    let t = Instant::now();
+    for i in 0..20 {
+        text.embed(&format!("a photo of thing number {i}"))
+            .expect("text");
+    }
+    let text_ms = t.elapsed().as_secs_f64() * 1000.0 / 20.0;
+    println!(
+        "{}: image encoder {}x{}, intra_threads={intra}: median {:.1} ms, p98 {:.1} ms (n=50); \
+         text encoder {text_ms:.1} ms per prompt; resident memory +{:.0} MiB after loading \
+         (text half + one image session) (2 cores)",
+        dir.display(),
+        manifest.input.width,
+        manifest.input.height,
+        ms[25],
+        ms[49],
+        loaded - before
     );
 }

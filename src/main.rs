@@ -84,14 +84,17 @@ fn main() -> ExitCode {
             };
             match app::compile(&config) {
                 Ok((m, _, events)) => {
+                    let what = match m.embedding {
+                        Some(e) => format!("a dual encoder with {}-value embeddings", e.size),
+                        None => format!("with labels {:?}", m.labels),
+                    };
                     println!(
-                        "{}: ok ({} streams, {} events, {} alerts; model {} with labels {:?})",
+                        "{}: ok ({} streams, {} events, {} alerts; model {} {what})",
                         file.display(),
                         config.streams.len(),
                         events.len(),
                         config.alerts.len(),
                         m.dir.display(),
-                        m.labels
                     );
                     ExitCode::SUCCESS
                 }
