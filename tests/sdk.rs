@@ -2,7 +2,9 @@
 //! `scripts/setup --test` into ~/.cache/sightline/sdk-venv) drives a whole
 //! daemon watching real footage over a real RTSP server: streams, scene
 //! indexes, events, alerts with enable/disable, and the WebSocket channel.
-//! The checks themselves live in tests/sdk/drive_daemon.py.
+//! The checks themselves live in tests/sdk/drive_daemon.py. A second test
+//! runs the SDK's `RTStream.search` against a daemon with the colour dual
+//! encoder (tests/sdk/search.py).
 
 mod common;
 
@@ -66,5 +68,62 @@ async fn the_videodb_sdk_drives_the_daemon() {
         .cloned()
         .unwrap_or_default();
     assert_eq!(hub["slow_disconnects"], 0, "the SDK client kept up");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_videodb_sdk_searches_a_stream() {
+    let python = sdk_python();
+    assert!(
+        python.exists(),
+        "{} is missing: run `bash scripts/setup --test`",
+        python.display()
+    );
+    let server =
+        RtspServer::serve_files(0, &[("cam", &common::media("colours.mp4"))]).expect("rtsp server");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/colour-clip");
+    let extra = format!(
+        "[model]\npath = \"{}\"\n[[streams]]\nid = \"cam\"\nurl = \"{}\"\nfps = 2\n",
+        model.display(),
+        server.url("cam")
+    );
+    let d = Daemon::start(dir.path(), &extra).await;
+    // Blue, then red from 8 s to 16 s; search once the red has passed.
+    tokio::time::sleep(Duration::from_secs(18)).await;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/search.py");
+    let out = tokio::process::Command::new(&python)
+        .arg(&script)
+        .env("SIGHTLINE_URL", &d.base)
+        .env("SIGHTLINE_KEY_FILE", dir.path().join("api-key"))
+        .env("STREAM_ID", "cam")
+        .env("QUERY", "a red object")
+        .output()
+        .await
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shots: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("one JSON line of shots");
+    println!("SDK shots: {shots}");
+    let shot = &shots[0];
+    assert_eq!(shots.as_array().map(Vec::len), Some(1), "{shots}");
+    assert_eq!(shot["rtstream_id"], "cam");
+    assert_eq!(shot["text"], "a red object");
+    assert!(shot["score"].as_f64().unwrap_or(0.0) > 0.9, "{shot}");
+    let start = shot["metadata"]["start_time"].as_f64().unwrap_or(0.0);
+    let end = shot["metadata"]["end_time"].as_f64().unwrap_or(0.0);
+    assert!(
+        (start - 8.0).abs() <= 1.0 && (end - 15.5).abs() <= 1.0,
+        "{shot}"
+    );
+    let span = shot["end"].as_f64().unwrap_or(0.0) - shot["start"].as_f64().unwrap_or(0.0);
+    assert!(
+        (span - (end - start)).abs() < 0.5,
+        "wall and stream spans agree: {shot}"
+    );
     d.stop().await;
 }
