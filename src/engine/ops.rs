@@ -296,7 +296,11 @@ impl Engine {
     /// Creates an event after checking the loaded model can score its prompt.
     pub async fn create_event(&self, b: NewEvent) -> Result<EventRow, Refusal> {
         let id = new_id("ev");
-        let spec = b.validate(&id, &self.parts.prompts)?;
+        // A dual encoder runs its text encoder here: off the async threads.
+        let (prompts, event_id) = (self.parts.prompts.clone(), id.clone());
+        let spec = tokio::task::spawn_blocking(move || b.validate(&event_id, &prompts))
+            .await
+            .map_err(|e| Refusal::Internal(e.to_string()))??;
         let row = EventRow {
             id: id.clone(),
             spec,
