@@ -125,8 +125,35 @@ async fn search_and_backtest_find_the_true_ranges() {
         .await;
     assert_eq!(strict["occurrences"], json!([]), "{strict}");
 
+    // Prompts over the API: one longer than the context is cut, not refused;
+    // an empty one is refused.
+    let long = format!("a red object {}", "next to the loading dock ".repeat(40));
+    let made = d
+        .ok(
+            "POST",
+            "rtstream/event",
+            Some(json!({"event_prompt": long, "label": "long"})),
+        )
+        .await;
+    assert!(made["event_id"].as_str().is_some(), "{made}");
+
     // Bad input.
     for (path, body, code) in [
+        (
+            "rtstream/event",
+            json!({"event_prompt": "", "label": "x"}),
+            422,
+        ),
+        (
+            "rtstream/event",
+            json!({"event_prompt": "   ", "label": "x"}),
+            422,
+        ),
+        (
+            "rtstream/event",
+            json!({"event_prompt": "red", "label": "x", "negatives": [""]}),
+            422,
+        ),
         ("rtstream/cam/search", json!({"query": ""}), 422),
         ("rtstream/cam/search", json!({"query": 5}), 422),
         (
