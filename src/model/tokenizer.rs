@@ -15,14 +15,14 @@ use std::io::BufRead;
 use instant_clip_tokenizer::Tokenizer;
 use unicode_normalization::UnicodeNormalization;
 
-/// Marker strings the BPE crate or the reference turn into special tokens;
-/// a prompt holding one is refused rather than tokenised differently.
-pub const MARKERS: &[&str] = &[
-    "<start_of_text>",
-    "<end_of_text>",
-    "<|startoftext|>",
-    "<|endoftext|>",
-];
+/// The reference turns these into its start and end tokens; a prompt
+/// holding one is refused by the matcher rather than tokenised differently.
+pub const MARKERS: &[&str] = &["<|startoftext|>", "<|endoftext|>"];
+
+/// The BPE crate's own spelling of the special tokens. The reference reads
+/// them as ordinary text, so [`ClipTokenizer::encode`] never lets the crate
+/// see one whole (found by `fuzz/fuzz_targets/tokenizer.rs`).
+const CRATE_MARKERS: &[&str] = &["<start_of_text>", "<end_of_text>"];
 
 /// Vocabulary size of OpenAI's CLIP BPE (start and end are its last two ids).
 pub const VOCAB_SIZE: u16 = 49408;
@@ -86,7 +86,19 @@ impl ClipTokenizer {
     /// then padded with zeros. The second value says whether it was cut.
     pub fn encode(&self, text: &str) -> (Vec<i64>, bool) {
         let mut tokens = vec![self.bpe.start_of_text()];
-        self.bpe.encode(&clean(text), &mut tokens);
+        let text = clean(text).to_lowercase();
+        // Cut right after the '<' of each crate marker: a boundary between
+        // punctuation and a letter, where both word splitters break anyway.
+        let mut cuts: Vec<usize> = CRATE_MARKERS
+            .iter()
+            .flat_map(|m| text.match_indices(m).map(|(i, _)| i + 1))
+            .collect();
+        cuts.sort_unstable();
+        let mut from = 0;
+        for cut in cuts.into_iter().chain(std::iter::once(text.len())) {
+            self.bpe.encode(&text[from..cut], &mut tokens);
+            from = cut;
+        }
         let truncated = tokens.len() + 1 > self.context;
         tokens.truncate(self.context - 1);
         tokens.push(self.bpe.end_of_text());
