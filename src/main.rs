@@ -208,7 +208,11 @@ fn block_on(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCod
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(f) {
+    let outcome = rt.block_on(f);
+    // Dropping a runtime waits for its blocking tasks without limit; a task
+    // stuck in a system call must not keep a stopping daemon alive.
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

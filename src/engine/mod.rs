@@ -14,6 +14,7 @@ mod search;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
@@ -368,19 +369,44 @@ impl Engine {
     }
 }
 
-/// Stops pipelines off the async threads (stopping joins a thread).
+/// How long stopping streams may take before the stragglers are left behind.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Stops pipelines off the async threads (stopping joins a thread), all at
+/// once, waiting at most [`STOP_GRACE`]: a pipeline wedged in a state change
+/// (a camera that stopped answering mid-teardown) must not hold up a
+/// shutdown or an API call. A straggler keeps its stop flag and ends on its
+/// own; its frames are refused by the closed or replaced pool queue.
 async fn stop_handles(handles: Vec<StreamHandle>) {
-    if handles.is_empty() {
-        return;
-    }
-    let _ = tokio::task::spawn_blocking(move || {
-        std::thread::scope(|s| {
-            for h in handles {
-                s.spawn(move || h.stop());
+    let mut waiting = Vec::with_capacity(handles.len());
+    for h in handles {
+        let id = h.id.clone();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        // A detached thread, not spawn_blocking: the runtime waits for its
+        // blocking tasks when it is dropped, and that wait would be unbounded.
+        let spawned = std::thread::Builder::new()
+            .name(format!("stop-{id}"))
+            .spawn(move || {
+                h.stop();
+                let _ = done_tx.send(());
+            });
+        match spawned {
+            Ok(_) => waiting.push((id, done_rx)),
+            Err(e) => {
+                tracing::error!(stream = %id, error = %e, "cannot spawn a thread to stop the stream")
             }
-        })
-    })
-    .await;
+        }
+    }
+    let deadline = tokio::time::Instant::now() + STOP_GRACE;
+    for (id, done) in waiting {
+        if tokio::time::timeout_at(deadline, done).await.is_err() {
+            tracing::warn!(
+                stream = %id,
+                grace_secs = STOP_GRACE.as_secs(),
+                "the stream's pipeline did not stop in time; leaving it to finish on its own"
+            );
+        }
+    }
 }
 
 /// Merges the config file's streams, events and alerts into the stored
@@ -483,4 +509,37 @@ fn merge(snap: Snapshot, config: &Config, store: &Store) -> anyhow::Result<Catal
         cat.alerts.insert(id, row);
     }
     Ok(cat)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::StreamId;
+
+    #[tokio::test]
+    async fn a_wedged_pipeline_does_not_hold_up_stopping() {
+        let id = |s: &str| StreamId::new(s);
+        let started = std::time::Instant::now();
+        stop_handles(vec![
+            StreamHandle::wedged(id("wedged"), Duration::from_secs(600)),
+            StreamHandle::wedged(id("prompt"), Duration::ZERO),
+        ])
+        .await;
+        let took = started.elapsed();
+        // Bounded by the grace period, not by the wedged thread's 600 s.
+        assert!(took >= STOP_GRACE - Duration::from_millis(100), "{took:?}");
+        assert!(took < STOP_GRACE * 6, "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn streams_that_stop_are_not_kept_waiting_for() {
+        let id = |s: &str| StreamId::new(s);
+        let started = std::time::Instant::now();
+        stop_handles(vec![
+            StreamHandle::wedged(id("a"), Duration::from_millis(50)),
+            StreamHandle::wedged(id("b"), Duration::ZERO),
+        ])
+        .await;
+        assert!(started.elapsed() < STOP_GRACE, "{:?}", started.elapsed());
+    }
 }

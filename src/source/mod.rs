@@ -67,6 +67,20 @@ impl StreamHandle {
     }
 }
 
+#[cfg(test)]
+impl StreamHandle {
+    /// A handle whose thread ignores its stop flag for `hold`: a stand-in for
+    /// a pipeline wedged in teardown, which no real camera produces on demand.
+    pub(crate) fn wedged(id: StreamId, hold: Duration) -> Self {
+        StreamHandle {
+            id,
+            stop: Arc::new(AtomicBool::new(false)),
+            thread: Some(std::thread::spawn(move || std::thread::sleep(hold))),
+            stats: Arc::default(),
+        }
+    }
+}
+
 /// Initialises GStreamer once; safe to call repeatedly.
 pub fn init() -> Result<(), String> {
     gst::init().map_err(|e| format!("GStreamer init failed: {e}"))
@@ -185,7 +199,7 @@ fn run_once(
     out: Output,
     submit: &Submitter,
     report: &Reporter,
-    stop: &AtomicBool,
+    stop: &Arc<AtomicBool>,
     stats: &Arc<SourceStats>,
     clock: &Arc<Mutex<Clock>>,
     seq: &Arc<AtomicU64>,
@@ -251,7 +265,7 @@ fn run_once(
             Arc::clone(stats),
             Arc::clone(seq),
         );
-        let clock = Arc::clone(clock);
+        let (clock, stop) = (Arc::clone(clock), Arc::clone(stop));
         let (last_frame, got_frame, report) = (
             Arc::clone(&last_frame),
             Arc::clone(&got_frame),
@@ -263,6 +277,11 @@ fn run_once(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |appsink| {
                     let sample = appsink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    // A stopped stream submits nothing more, even if its
+                    // pipeline is slow to tear down.
+                    if stop.load(Ordering::SeqCst) {
+                        return Err(gst::FlowError::Flushing);
+                    }
                     let arrived = Instant::now();
                     let wall = SystemTime::now();
                     // Converters keep the pts, so this is the time the gate saw.
