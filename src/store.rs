@@ -57,6 +57,12 @@ const MIGRATIONS: &[&str] = &[
          scale REAL NOT NULL,
          q BLOB NOT NULL);
      CREATE INDEX embeddings_by_time ON embeddings (wall_ms);",
+    // 5: webhook URLs whose receiver answered 410 Gone stay disabled across
+    // restarts, until an operator redelivers one of their dead letters.
+    "CREATE TABLE gone_targets (
+         target TEXT PRIMARY KEY,
+         reason TEXT NOT NULL,
+         at_ms INTEGER NOT NULL);",
 ];
 
 /// Who declared an entity: the config file (its definition is refreshed

@@ -145,9 +145,11 @@ async fn retry_after_is_honoured_and_the_id_is_stable() {
 }
 
 #[tokio::test]
-async fn gone_disables_the_target() {
+async fn gone_disables_the_target_across_restarts_until_a_redelivery() {
     let (url, script) = receiver(vec![(410, None, None)]).await;
-    let d = dispatcher(&url);
+    let schedule = [0.0, 0.1, 0.2, 0.4].map(Duration::from_secs_f64);
+    let store = Arc::new(memory_store());
+    let (d, _) = dispatcher_with(&url, &schedule, Arc::new(SystemClock), Arc::clone(&store));
     d.dispatch(&common::occurrence("o1"));
     wait_for_requests(&script, 1, 5).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -162,8 +164,7 @@ async fn gone_disables_the_target() {
         1,
         "no request after 410"
     );
-    let stats = d.stats();
-    let reason = stats[0]
+    let reason = d.stats()[0]
         .1
         .disabled
         .lock()
@@ -173,6 +174,33 @@ async fn gone_disables_the_target() {
         reason.is_some_and(|r| r.contains("410")),
         "the reason is recorded"
     );
+    drop(d);
+
+    // A restart on the same state: the URL is still disabled.
+    let (d, _) = dispatcher_with(&url, &schedule, Arc::new(SystemClock), Arc::clone(&store));
+    assert_eq!(
+        d.dispatch(&common::occurrence("o3")),
+        0,
+        "still disabled after a restart"
+    );
+    // The operator redelivers the dead letter: the receiver (answering 204
+    // now) gets it, and new alerts flow again.
+    let dead = store.dead_letters(10).expect("dead letters");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    store
+        .redeliver(dead[0].seq, SystemClock.now_ms())
+        .expect("redeliver");
+    d.wake(&url);
+    let seen = wait_for_requests(&script, 2, 5).await;
+    assert!(seen.len() >= 2, "the redelivered message arrived");
+    assert_eq!(seen[0].1.get("webhook-id"), seen[1].1.get("webhook-id"));
+    assert_eq!(
+        d.dispatch(&common::occurrence("o4")),
+        1,
+        "enabled again by the redelivery"
+    );
+    let seen = wait_for_requests(&script, 3, 5).await;
+    assert!(seen.len() >= 3, "the new alert was delivered");
 }
 
 #[tokio::test]

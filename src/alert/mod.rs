@@ -198,7 +198,8 @@ impl Dispatcher {
         }
     }
 
-    /// Wakes a target's worker (a dead letter was put back in line).
+    /// Wakes a target's worker (a dead letter was put back in line), and
+    /// enables it again if the store no longer records it as gone.
     pub fn wake(&self, target: &str) {
         if target == MQTT_TARGET {
             if let Some(w) = &self.mqtt {
@@ -214,6 +215,14 @@ impl Dispatcher {
             .as_ref()
             .and_then(|w| w.get(target))
         {
+            if let (Ok(None), Ok(mut d)) = (
+                self.outbox.store.gone_reason(target),
+                w.stats.disabled.lock(),
+            ) {
+                if d.take().is_some() {
+                    tracing::info!(target = %w.name, "target enabled again by a redelivery");
+                }
+            }
             w.wake.notify_one();
         }
     }
@@ -384,6 +393,19 @@ fn spawn(
 ) -> Worker {
     let stats = Arc::new(TargetStats::default());
     let name = sink.name();
+    match o.store.gone_reason(target) {
+        Ok(Some(reason)) => {
+            tracing::warn!(target = %name, %reason,
+                "target stays disabled (its receiver answered 410); redeliver one of its dead letters to enable it");
+            if let Ok(mut d) = stats.disabled.lock() {
+                *d = Some(reason);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(target = %name, error = %format!("{e:#}"), "cannot read whether the target is disabled")
+        }
+    }
     let wake = outbox::spawn_worker(
         rt,
         outbox::WorkerConfig {

@@ -7,7 +7,8 @@
 //! 5 h, 10 h, 10 h) stretched by up to 20 % jitter, never shortened;
 //! `Retry-After` is a floor. After the last attempt, on a refusal (4xx) or
 //! when the receiver says 410 Gone, the row stays as a dead letter that the
-//! API lists and can redeliver.
+//! API lists and can redeliver. A 410 also disables its URL (kept across
+//! restarts) until one of its dead letters is redelivered.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -173,12 +174,31 @@ impl Store {
         Ok(())
     }
 
-    /// Every live row of a target becomes a dead letter (the target is gone).
-    pub fn outbox_kill_target(&self, target: &str, error: &str) -> anyhow::Result<usize> {
-        Ok(self.lock()?.execute(
+    /// The receiver said 410 Gone: every live row of the target becomes a
+    /// dead letter and the target is recorded as gone, so it stays disabled
+    /// after a restart.
+    pub fn outbox_target_gone(&self, target: &str, error: &str, now: i64) -> anyhow::Result<usize> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        let n = tx.execute(
             "UPDATE outbox SET dead = 1, last_error = ?2 WHERE target = ?1 AND dead = 0",
             params![target, error],
-        )?)
+        )?;
+        tx.execute(
+            "INSERT INTO gone_targets (target, reason, at_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT (target) DO UPDATE SET reason = ?2, at_ms = ?3",
+            params![target, error, now],
+        )?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Why a target was disabled by a 410, if it is.
+    pub fn gone_reason(&self, target: &str) -> anyhow::Result<Option<String>> {
+        let conn = self.lock()?;
+        let mut q = conn.prepare("SELECT reason FROM gone_targets WHERE target = ?1")?;
+        let mut rows = q.query_map([target], |r| r.get::<_, String>(0))?;
+        Ok(rows.next().transpose()?)
     }
 
     /// Dead letters, oldest first.
@@ -192,22 +212,27 @@ impl Store {
     }
 
     /// Puts a dead letter back in line with a fresh schedule; returns its
-    /// target, or `None` if there is no such dead letter.
+    /// target, or `None` if there is no such dead letter. Redelivering is the
+    /// operator saying the receiver is back, so a target disabled by a 410 is
+    /// enabled again (a new 410 disables it again).
     pub fn redeliver(&self, seq: i64, now: i64) -> anyhow::Result<Option<String>> {
-        let conn = self.lock()?;
-        let target: Option<String> = conn
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        let target: Option<String> = tx
             .query_row(
                 "SELECT target FROM outbox WHERE seq = ?1 AND dead = 1",
                 [seq],
                 |r| r.get(0),
             )
             .ok();
-        if target.is_some() {
-            conn.execute(
+        if let Some(t) = &target {
+            tx.execute(
                 "UPDATE outbox SET dead = 0, attempts = 0, next_at = ?2 WHERE seq = ?1",
                 params![seq, now],
             )?;
+            tx.execute("DELETE FROM gone_targets WHERE target = ?1", [t])?;
         }
+        tx.commit()?;
         Ok(target)
     }
 }
@@ -391,7 +416,7 @@ impl Attempt {
                 }
                 record(Box::new(move |s| {
                     s.outbox_failed(seq, attempts, None, &m)?;
-                    s.outbox_kill_target(&target, &m).map(|_| ())
+                    s.outbox_target_gone(&target, &m, now).map(|_| ())
                 }))
                 .await
             }
