@@ -245,6 +245,7 @@ pub async fn run(
             keep_records: config.state.scene_records,
             guard,
             embeddings,
+            allow_local_sources: config.api.as_ref().is_some_and(|a| a.allow_local_sources),
         },
         &config,
     )

@@ -113,7 +113,7 @@ async fn populate(d: &Daemon) -> (String, String, String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn everything_created_through_the_api_survives_a_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let d = Daemon::start(dir.path(), CONFIG_PARTS).await;
+    let d = Daemon::start_allowing_local_sources(dir.path(), CONFIG_PARTS).await;
     let (sid, iid, _eid, aid) = populate(&d).await;
     d.ok(
         "PATCH",
@@ -131,7 +131,7 @@ async fn everything_created_through_the_api_survives_a_restart() {
     let before = state_of(&d).await;
     d.stop().await;
 
-    let d = Daemon::start(dir.path(), CONFIG_PARTS).await;
+    let d = Daemon::start_allowing_local_sources(dir.path(), CONFIG_PARTS).await;
     let after = state_of(&d).await;
     assert_eq!(before, after, "ids, statuses and definitions are back");
     let alert = after["alerts"]
@@ -175,7 +175,7 @@ async fn everything_created_through_the_api_survives_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_apply_at_once_without_restarting_other_streams() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let d = Daemon::start(dir.path(), CONFIG_PARTS).await;
+    let d = Daemon::start_allowing_local_sources(dir.path(), CONFIG_PARTS).await;
     let f0 = frames_rise(&d, "cfg-cam", 0).await;
     let (_, restarts0) = frames_of(&d, "cfg-cam").await;
 
@@ -220,7 +220,7 @@ type Case<'a> = (&'a str, String, Option<&'a str>, Vec<u8>, u16);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_on_every_route_is_refused_and_changes_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let d = Daemon::start(dir.path(), CONFIG_PARTS).await;
+    let d = Daemon::start_allowing_local_sources(dir.path(), CONFIG_PARTS).await;
     let (sid, iid, eid, aid) = populate(&d).await;
     let before = state_of(&d).await;
     let key = d.key.clone();
@@ -541,5 +541,38 @@ async fn a_dead_letter_is_listed_and_redelivered_through_the_api() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let dead = d.ok("GET", "delivery/dead", None).await["dead_letters"].clone();
     assert_eq!(dead.as_array().map_or(1, Vec::len), 0, "accepted, so gone");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_the_api_adds_cameras_not_local_files() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = Daemon::start(dir.path(), "").await;
+    for url in ["file:///etc/passwd", "test:ball"] {
+        let (code, body) = d
+            .call("POST", "rtstream", Some(json!({"url": url, "name": "x"})))
+            .await;
+        assert_eq!(code, 422, "{url}: {body}");
+        assert!(
+            body.to_string().contains("allow_local_sources"),
+            "{url}: the refusal names the setting: {body}"
+        );
+    }
+    assert_eq!(
+        d.ok("GET", "rtstream", None).await["results"]
+            .as_array()
+            .map(Vec::len),
+        Some(0),
+        "nothing was created"
+    );
+    // A camera URL is accepted even when nothing answers there yet.
+    let (code, body) = d
+        .call(
+            "POST",
+            "rtstream",
+            Some(json!({"url": "rtsp://127.0.0.1:9/none", "name": "gate"})),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
     d.stop().await;
 }

@@ -25,7 +25,7 @@ fn cli(d: &Daemon, key_file: &std::path::Path, args: &[&str]) -> (bool, Value, S
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_manages_a_running_daemon() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let d = Daemon::start(dir.path(), "").await;
+    let d = Daemon::start_allowing_local_sources(dir.path(), "").await;
     let key = dir.path().join("api-key");
     let (d, key) = tokio::task::spawn_blocking(move || {
         let (ok, s, err) = cli(

@@ -79,6 +79,7 @@ mod tests {
             listen: "127.0.0.1:0".parse().expect("address"),
             key_file,
             ws_buffer: 8,
+            allow_local_sources: false,
         }
     }
 

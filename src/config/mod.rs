@@ -81,6 +81,8 @@ pub struct ApiConfig {
     pub listen: std::net::SocketAddr,
     pub key_file: Option<PathBuf>,
     pub ws_buffer: usize,
+    /// Whether API callers may add `file://` and `test:` streams.
+    pub allow_local_sources: bool,
 }
 
 /// Persistent state.

@@ -39,6 +39,10 @@ pub struct RawApi {
     pub key_file: Option<String>,
     /// Messages buffered per WebSocket client before it is cut off (default 256).
     pub ws_buffer: Option<i64>,
+    /// Let API callers add `file://` and `test:` streams (default false: the
+    /// API adds cameras, `rtsp://` and `rtsps://`; the config file may use
+    /// any scheme).
+    pub allow_local_sources: Option<bool>,
 }
 
 /// `[state]`: where streams, events, alerts and scene records persist.

@@ -385,6 +385,7 @@ fn api(c: &mut Checker, a: &RawApi) -> Option<ApiConfig> {
         listen,
         key_file: a.key_file.as_ref().map(PathBuf::from),
         ws_buffer: c.int("api.ws_buffer", a.ws_buffer, 256, 1, 1_000_000) as usize,
+        allow_local_sources: a.allow_local_sources.unwrap_or(false),
     })
 }
 

@@ -95,6 +95,8 @@ pub struct Parts {
     pub guard: Arc<crate::alert::guard::Guard>,
     /// Frame embeddings kept for search and backtest (dual encoders).
     pub embeddings: Arc<crate::embeddings::Embeddings>,
+    /// Whether API callers may add `file://` and `test:` streams.
+    pub allow_local_sources: bool,
 }
 
 /// The control plane.

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 use super::{now, problems, Catalog, Engine, Refusal};
-use crate::config::{self, RawAlert, RawEvent, RawStream};
+use crate::config::{self, RawAlert, RawEvent, RawStream, SourceUrl};
 use crate::matcher::CompiledEvent;
 use crate::model::PromptModel;
 use crate::store::{AlertRow, Batch, EventRow, IndexRow, Origin, StreamRow, Table};
@@ -71,7 +71,9 @@ pub struct NewAlert {
 
 impl NewStream {
     /// Checks the body; returns the name and the stream definition for `id`.
-    pub fn validate(self, id: &str) -> Result<(String, RawStream), Refusal> {
+    /// Local sources (`file://`, `test:`) pass only when `allow_local` is
+    /// set: an API caller should not make the daemon open files on the box.
+    pub fn validate(self, id: &str, allow_local: bool) -> Result<(String, RawStream), Refusal> {
         if let Some(m) = &self.media_types {
             if !m.iter().any(|t| t == "video") {
                 return Err(Refusal::Invalid(
@@ -91,7 +93,14 @@ impl NewStream {
             stall_timeout_secs: self.stall_timeout_secs,
             max_backoff_secs: self.max_backoff_secs,
         };
-        config::check_stream(&spec).map_err(problems)?;
+        let checked = config::check_stream(&spec).map_err(problems)?;
+        if !allow_local && !matches!(checked.url, SourceUrl::Rtsp(_)) {
+            return Err(Refusal::Invalid(format!(
+                "url {}: the API adds rtsp:// and rtsps:// cameras; file:// and test: sources \
+                 need [api] allow_local_sources = true (or a [[streams]] entry in the config file)",
+                checked.url
+            )));
+        }
         Ok((self.name, spec))
     }
 }
@@ -157,7 +166,7 @@ impl Engine {
     /// Connects a new stream and starts it.
     pub async fn create_stream(&self, b: NewStream) -> Result<StreamRow, Refusal> {
         let id = new_id("rts");
-        let (name, spec) = b.validate(&id)?;
+        let (name, spec) = b.validate(&id, self.parts.allow_local_sources)?;
         let row = StreamRow {
             id: id.clone(),
             name,

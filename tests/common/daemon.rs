@@ -27,15 +27,31 @@ impl Daemon {
         Self::start_with(state, extra, None).await
     }
 
+    /// Like [`Daemon::start`], letting API callers add `test:` and `file://`
+    /// streams (`[api] allow_local_sources`), as the API tests do.
+    pub async fn start_allowing_local_sources(state: &Path, extra: &str) -> Daemon {
+        Self::launch(state, extra, None, true).await
+    }
+
     /// Like [`Daemon::start`], also handing the engine to `engine`.
     pub async fn start_with(
         state: &Path,
         extra: &str,
         engine: Option<oneshot::Sender<Arc<Engine>>>,
     ) -> Daemon {
+        Self::launch(state, extra, engine, false).await
+    }
+
+    async fn launch(
+        state: &Path,
+        extra: &str,
+        engine: Option<oneshot::Sender<Arc<Engine>>>,
+        allow_local_sources: bool,
+    ) -> Daemon {
         let text = format!(
             "[runtime]\nworkers = 1\nstats_interval_secs = 0\n\
              [api]\nlisten = \"127.0.0.1:0\"\nws_buffer = 256\n\
+             allow_local_sources = {allow_local_sources}\n\
              [state]\ndir = \"{}\"\n\
              [webhook]\nallow_private = [\"127.0.0.1/32\"]\n{extra}",
             state.display()
