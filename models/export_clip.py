@@ -67,6 +67,9 @@ def main():
                     help='OpenCLIP weights tag, e.g. laion2b_s34b_b79k or openai ("" for random)')
     ap.add_argument("--out", required=True, type=Path, help="folder to write")
     ap.add_argument("--opset", type=int, default=17)
+    ap.add_argument("--resize", choices=["stretch", "crop", "letterbox"], default="stretch",
+                    help="how live frames are fitted to the square input: stretch keeps the "
+                         "whole view; crop is CLIP's own preprocessing but ignores the sides")
     args = ap.parse_args()
 
     import open_clip
@@ -119,8 +122,8 @@ layout = "nchw"
 dtype = "float32"
 width = {size}
 height = {size}
-# CLIP was trained on centre crops; live frames are scaled to the square.
-resize = "stretch"
+# CLIP was trained on centre crops ("crop"); "stretch" keeps the frame's sides.
+resize = "{args.resize}"
 mean = [{", ".join(f"{v:.8f}" for v in mean)}]
 std = [{", ".join(f"{v:.8f}" for v in std)}]
 

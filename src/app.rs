@@ -26,7 +26,7 @@ use crate::embeddings::{Embeddings, Entry};
 use crate::engine::{Engine, MatchControl, Parts};
 use crate::index::Indexer;
 use crate::matcher::{CompiledEvent, Matcher};
-use crate::model::{self, Detector, ImageEncoder, Kind, Manifest, PromptModel, Resize};
+use crate::model::{self, Detector, ImageEncoder, Kind, Manifest, PromptModel};
 use crate::pool::{Pool, PoolConfig, PoolStats, Scorer};
 use crate::source::{self, Output, SourceEvent};
 use crate::store::{SceneRecord, Store};
@@ -235,7 +235,7 @@ pub async fn run(
             out: Output {
                 width: manifest.input.width,
                 height: manifest.input.height,
-                letterbox: manifest.input.resize == Resize::Letterbox,
+                resize: manifest.input.resize,
             },
             submitter: pool.submitter(),
             reporter,

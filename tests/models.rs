@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sightline::model::{prepare_image, Detector, Manifest, ModelError};
+use sightline::model::{prepare_image, Content, Detector, Manifest, ModelError, Resize};
 
 fn cache() -> PathBuf {
     std::env::var_os("SIGHTLINE_CACHE")
@@ -170,4 +170,59 @@ fn malformed_manifest_is_refused_with_its_path() {
         .expect_err("must fail")
         .to_string();
     assert!(text.contains("model.toml"), "{text}");
+}
+
+#[test]
+fn a_detector_may_not_crop_the_frame() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ssdlite-person/model.toml");
+    let text = std::fs::read_to_string(src).expect("read");
+    assert!(text.contains("resize = \"stretch\""), "fixture changed");
+    std::fs::write(
+        dir.path().join("model.toml"),
+        text.replace("resize = \"stretch\"", "resize = \"crop\""),
+    )
+    .expect("write");
+    let text = Manifest::load(dir.path())
+        .expect_err("must fail")
+        .to_string();
+    assert!(text.contains("\"crop\" is for dual encoders"), "{text}");
+}
+
+/// A 4:1 picture: blue on the left quarter, green on the right, red between.
+fn bands() -> image::RgbImage {
+    image::RgbImage::from_fn(400, 100, |x, _| match x / 100 {
+        0 => image::Rgb([0, 0, 255]),
+        1 | 2 => image::Rgb([255, 0, 0]),
+        _ => image::Rgb([0, 255, 0]),
+    })
+}
+
+#[test]
+fn still_images_are_fitted_as_the_manifest_says() {
+    let mut m = (*repo_model("colour-clip")).clone();
+    let (w, h) = (m.input.width as usize, m.input.height as usize);
+    let px = |rgb: &[u8], x: usize, y: usize| -> [u8; 3] {
+        let i = (y * w + x) * 3;
+        [rgb[i], rgb[i + 1], rgb[i + 2]]
+    };
+    // Crop: the square from the middle, all red.
+    m.input.resize = Resize::Crop;
+    let (rgb, content) = prepare_image(&bands(), &m);
+    assert_eq!(rgb.len(), w * h * 3);
+    assert_eq!(content, Content::FULL);
+    for x in [0, w / 2, w - 1] {
+        assert_eq!(px(&rgb, x, h / 2), [255, 0, 0], "column {x}");
+    }
+    // Stretch: all three bands, squeezed.
+    m.input.resize = Resize::Stretch;
+    let (rgb, _) = prepare_image(&bands(), &m);
+    assert_eq!(px(&rgb, 0, h / 2), [0, 0, 255]);
+    assert_eq!(px(&rgb, w - 1, h / 2), [0, 255, 0]);
+    // Letterbox: all three bands, black above and below.
+    m.input.resize = Resize::Letterbox;
+    let (rgb, content) = prepare_image(&bands(), &m);
+    assert_eq!(px(&rgb, w / 2, 0), [0, 0, 0]);
+    assert_eq!(px(&rgb, 0, h / 2), [0, 0, 255]);
+    assert!((content.0[1] - 0.375).abs() < 0.01, "{content:?}");
 }

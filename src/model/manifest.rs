@@ -44,6 +44,9 @@ pub enum Resize {
     Stretch,
     /// Keep the aspect ratio and pad with black.
     Letterbox,
+    /// Keep the aspect ratio and cut the longer axis to the centre, as CLIP
+    /// was trained. Dual encoders only: the frame's sides are not looked at.
+    Crop,
 }
 
 /// The image input of a model.
@@ -186,6 +189,13 @@ impl Manifest {
                 "input size {}x{} must be between 1 and 4096",
                 m.input.width, m.input.height
             )));
+        }
+        if m.input.resize == Resize::Crop && m.kind != Kind::DualEncoder {
+            return Err(bad(
+                "resize = \"crop\" is for dual encoders: a detector must see the whole frame \
+                 for its boxes to map back"
+                    .into(),
+            ));
         }
         match m.kind {
             Kind::Ssd => {

@@ -374,5 +374,16 @@ pub fn prepare_image(img: &image::RgbImage, m: &Manifest) -> (Vec<u8>, Content) 
             ]);
             (canvas.into_raw(), content)
         }
+        Resize::Crop => {
+            // Shorter side to the input size, then the centre cut out.
+            let s = (w as f32 / img.width() as f32).max(h as f32 / img.height() as f32);
+            let (sw, sh) = (
+                ((img.width() as f32 * s).round() as u32).max(w),
+                ((img.height() as f32 * s).round() as u32).max(h),
+            );
+            let scaled = imageops::resize(img, sw, sh, FilterType::Triangle);
+            let centre = imageops::crop_imm(&scaled, (sw - w) / 2, (sh - h) / 2, w, h);
+            (centre.to_image().into_raw(), Content::FULL)
+        }
     }
 }

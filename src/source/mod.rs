@@ -271,7 +271,7 @@ fn run_once(
             Arc::clone(&got_frame),
             Arc::clone(report),
         );
-        let letterbox = out.letterbox;
+        let letterbox = out.resize == crate::model::Resize::Letterbox;
         let caps_source = gate.static_pad("src");
         sink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()

@@ -1,13 +1,14 @@
 //! The GStreamer launch line for one stream.
 //!
 //! Shape: source → parsebin → [drop delta units] → decodebin → sampler gate
-//! → videoscale to the model's size → videoconvert to RGB → appsink
+//! → [aspectratiocrop] → videoscale to the model's size → videoconvert to RGB → appsink
 //! (latest frame only). Dropping delta units *before* the decoder is what makes
 //! keyframe-only mode cheap: the decoder never sees the other frames.
 //! Frames the sampler refuses are dropped right after the decoder, so colour
 //! conversion and scaling run only for frames that will be scored.
 
 use crate::config::{SourceUrl, StreamConfig, Transport};
+use crate::model::Resize;
 
 /// Names of elements the source code looks up.
 pub const GATE: &str = "gate";
@@ -18,12 +19,32 @@ pub const SINK: &str = "sink";
 pub struct Output {
     pub width: u32,
     pub height: u32,
-    pub letterbox: bool,
+    pub resize: Resize,
 }
 
 /// Quotes a value for a launch line.
 fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// Scaling to the model's input, then RGB. Scale first, then convert: colour
+/// conversion touches the model's few pixels instead of the camera's many.
+fn fit(out: Output) -> String {
+    let (w, h) = (out.width, out.height);
+    let scale = match out.resize {
+        Resize::Stretch => {
+            format!("videoscale add-borders=false ! video/x-raw,width={w},height={h}")
+        }
+        Resize::Letterbox => format!(
+            "videoscale add-borders=true ! video/x-raw,width={w},height={h},pixel-aspect-ratio=1/1"
+        ),
+        // Cut the displayed picture to the input's shape, then scale it.
+        Resize::Crop => format!(
+            "aspectratiocrop aspect-ratio={w}/{h} ! videoscale add-borders=false ! \
+             video/x-raw,width={w},height={h},pixel-aspect-ratio=1/1"
+        ),
+    };
+    format!("{scale} ! videoconvert ! video/x-raw,format=RGB")
 }
 
 /// Builds the launch line for a stream.
@@ -53,18 +74,7 @@ pub fn launch_line(s: &StreamConfig, out: Output) -> String {
     } else {
         ""
     };
-    // Scale first, then convert: colour conversion touches the model's few
-    // pixels instead of the camera's many.
-    let (borders, par) = if out.letterbox {
-        ("true", ",pixel-aspect-ratio=1/1")
-    } else {
-        ("false", "")
-    };
-    let fit = format!(
-        "videoscale add-borders={borders} ! video/x-raw,width={},height={}{par} ! \
-         videoconvert ! video/x-raw,format=RGB",
-        out.width, out.height
-    );
+    let fit = fit(out);
     // A live source is already paced; a file is played at its own speed.
     let sync = !live;
     format!(
@@ -96,7 +106,7 @@ mod tests {
         let out = Output {
             width: 300,
             height: 300,
-            letterbox: false,
+            resize: Resize::Stretch,
         };
         let line = launch_line(&stream(SourceUrl::Rtsp("rtsp://cam/x".into()), true), out);
         let drop_at = line.find("drop-buffer-flags=delta-unit").unwrap();
@@ -109,7 +119,7 @@ mod tests {
         let out = Output {
             width: 8,
             height: 8,
-            letterbox: true,
+            resize: Resize::Letterbox,
         };
         let line = launch_line(
             &stream(SourceUrl::File("/a b/\"c\".mp4".into()), false),
@@ -117,5 +127,74 @@ mod tests {
         );
         assert!(line.contains(r#"location="/a b/\"c\".mp4""#), "{line}");
         assert!(line.contains("add-borders=true"));
+    }
+
+    /// One frame of SMPTE bars (seven vertical bars, white to blue, 10:3)
+    /// through the real fitting elements; returns the left and right pixels
+    /// of the middle row, and the top-centre pixel.
+    fn fitted_bars(resize: Resize) -> [[u8; 3]; 3] {
+        use gstreamer as gst;
+        use gstreamer::prelude::*;
+        gst::init().expect("GStreamer");
+        let (w, h) = (32usize, 32usize);
+        let fit = fit(Output {
+            width: w as u32,
+            height: h as u32,
+            resize,
+        });
+        let line = format!(
+            "videotestsrc num-buffers=1 pattern=smpte ! \
+             video/x-raw,width=1600,height=480,pixel-aspect-ratio=1/1 ! {fit} ! appsink name=out"
+        );
+        let pipeline = gst::parse::launch(&line)
+            .expect("launch line parses")
+            .downcast::<gst::Pipeline>()
+            .expect("a pipeline");
+        let sink = pipeline
+            .by_name("out")
+            .and_then(|e| e.downcast::<gstreamer_app::AppSink>().ok())
+            .expect("appsink");
+        pipeline.set_state(gst::State::Playing).expect("plays");
+        let sample = sink.try_pull_sample(gst::ClockTime::from_seconds(10));
+        let _ = pipeline.set_state(gst::State::Null);
+        let sample = sample.expect("one frame");
+        let map = sample
+            .buffer()
+            .expect("buffer")
+            .map_readable()
+            .expect("map");
+        let stride = map.len() / h;
+        let px = |x: usize, y: usize| -> [u8; 3] {
+            let i = y * stride + x * 3;
+            [map[i], map[i + 1], map[i + 2]]
+        };
+        [px(0, h / 2), px(w - 1, h / 2), px(w / 2, 0)]
+    }
+
+    fn near(got: [u8; 3], want: [u8; 3]) -> bool {
+        got.iter().zip(want).all(|(&g, w)| g.abs_diff(w) < 40)
+    }
+
+    #[test]
+    fn frames_are_fitted_by_the_real_elements() {
+        // SMPTE bars at 1600 wide: white, yellow, cyan, green, magenta, red, blue.
+        let [l, r, _] = fitted_bars(Resize::Stretch);
+        assert!(
+            near(l, [255, 255, 255]) && near(r, [0, 0, 255]),
+            "{l:?} {r:?}"
+        );
+        // The centre square of 1600x480 spans x 560..1040: cyan to magenta.
+        let [l, r, _] = fitted_bars(Resize::Crop);
+        assert!(
+            near(l, [0, 255, 255]) && near(r, [255, 0, 255]),
+            "{l:?} {r:?}"
+        );
+        // Letterboxed: all seven bars, black above.
+        let [l, r, top] = fitted_bars(Resize::Letterbox);
+        assert!(near(top, [0, 0, 0]), "{top:?}");
+        assert!(
+            near(l, [255, 255, 255]) && near(r, [0, 0, 255]),
+            "{l:?} {r:?}"
+        );
     }
 }
