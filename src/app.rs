@@ -26,7 +26,7 @@ use crate::embeddings::{Embeddings, Entry};
 use crate::engine::{Engine, MatchControl, Parts};
 use crate::index::Indexer;
 use crate::matcher::{CompiledEvent, Matcher};
-use crate::model::{self, Detector, ImageEncoder, Kind, Manifest, PromptModel};
+use crate::model::{self, Detector, EmbeddingMemory, ImageEncoder, Kind, Manifest, PromptModel};
 use crate::pool::{Pool, PoolConfig, PoolStats, Scorer};
 use crate::source::{self, Output, SourceEvent};
 use crate::store::{SceneRecord, Store};
@@ -68,14 +68,21 @@ pub type Compiled = (Arc<Manifest>, PromptModel, Vec<Arc<CompiledEvent>>);
 
 /// Loads the model (for a dual encoder: both halves, checked against each
 /// other) and compiles every event against it; reports every refused prompt
-/// together.
-pub fn compile(config: &Config) -> anyhow::Result<Compiled> {
+/// together. With a `memory`, prompt embeddings are kept there and looked up
+/// there first.
+pub fn compile(
+    config: &Config,
+    memory: Option<Arc<dyn EmbeddingMemory>>,
+) -> anyhow::Result<Compiled> {
     let dir = model::resolve_model_dir(&config.model)?;
     let manifest = Arc::new(Manifest::load(&dir)?);
     if manifest.kind == Kind::DualEncoder {
         model::init_runtime(config.runtime.ort_library.as_deref())?;
     }
     let prompts = PromptModel::load(&manifest)?;
+    if let (PromptModel::Text(encoder), Some(memory)) = (&prompts, memory) {
+        encoder.remember_in(memory);
+    }
     let mut events = Vec::new();
     let mut refused = Vec::new();
     for e in &config.events {
@@ -99,12 +106,14 @@ pub async fn run(
 ) -> anyhow::Result<Summary> {
     source::init().map_err(|e| anyhow!(e))?;
     model::init_runtime(config.runtime.ort_library.as_deref())?;
-    let (manifest, prompts, events) = compile(&config)?;
+    let store = Arc::new(Store::open(config.state.dir.as_deref())?);
+    let started = std::time::Instant::now();
+    let (manifest, prompts, events) = compile(&config, Some(Arc::clone(&store) as _))?;
     tracing::info!(
         model = %manifest.dir.display(), kind = ?manifest.kind, labels = ?manifest.labels,
-        events = events.len(), streams = config.streams.len(), "model loaded"
+        events = events.len(), streams = config.streams.len(),
+        ms = started.elapsed().as_millis() as u64, "model loaded"
     );
-    let store = Arc::new(Store::open(config.state.dir.as_deref())?);
 
     // The API's socket first: its port is one webhooks may never target.
     let api_listener = match &config.api {

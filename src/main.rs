@@ -82,7 +82,7 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            match app::compile(&config) {
+            match app::compile(&config, None) {
                 Ok((m, _, events)) => {
                     let what = match m.embedding {
                         Some(e) => format!("a dual encoder with {}-value embeddings", e.size),

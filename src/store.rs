@@ -1,5 +1,6 @@
 //! Persistent state in SQLite: streams, scene indexes, events and alerts
-//! (each a JSON row keyed by id) and the recent scene records of each index.
+//! (each a JSON row keyed by id), the recent scene records of each index,
+//! the delivery outbox, frame embeddings and prompt embeddings.
 //!
 //! The schema is versioned with `PRAGMA user_version` and upgraded by the
 //! ordered [`MIGRATIONS`] at open, one transaction each, so a state directory
@@ -63,7 +64,45 @@ const MIGRATIONS: &[&str] = &[
          target TEXT PRIMARY KEY,
          reason TEXT NOT NULL,
          at_ms INTEGER NOT NULL);",
+    // 6: text embeddings of prompts, by text encoder and token ids, so a
+    // restart does not run the text encoder again (see model/clip.rs).
+    "CREATE TABLE text_embeddings (
+         model TEXT NOT NULL,
+         ids BLOB NOT NULL,
+         vec BLOB NOT NULL,
+         used_ms INTEGER NOT NULL,
+         PRIMARY KEY (model, ids));
+     CREATE INDEX text_embeddings_by_use ON text_embeddings (used_ms);",
 ];
+
+/// How many prompt embeddings the state keeps (searches add some too); the
+/// longest unused go first.
+const TEXT_EMBEDDINGS_KEPT: usize = 4096;
+
+fn id_bytes(ids: &[i64]) -> Vec<u8> {
+    ids.iter().flat_map(|i| i.to_le_bytes()).collect()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl crate::model::EmbeddingMemory for Store {
+    fn recall(&self, model: &str, ids: &[i64]) -> Option<Vec<f32>> {
+        self.text_embedding(model, ids)
+            .inspect_err(|e| tracing::warn!("reading a stored prompt embedding: {e:#}"))
+            .ok()
+            .flatten()
+    }
+
+    fn remember(&self, model: &str, ids: &[i64], embedding: &[f32]) {
+        if let Err(e) = self.put_text_embedding(model, ids, embedding) {
+            tracing::warn!("storing a prompt embedding: {e:#}");
+        }
+    }
+}
 
 /// Who declared an entity: the config file (its definition is refreshed
 /// from the file at every start) or the API.
@@ -409,6 +448,47 @@ impl Store {
         Ok(())
     }
 
+    /// A prompt embedding kept by [`EmbeddingMemory::remember`].
+    pub fn text_embedding(&self, model: &str, ids: &[i64]) -> anyhow::Result<Option<Vec<f32>>> {
+        let conn = self.lock()?;
+        let key = id_bytes(ids);
+        let blob: Option<Vec<u8>> = conn
+            .query_row(
+                "SELECT vec FROM text_embeddings WHERE model = ?1 AND ids = ?2",
+                params![model, key],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(blob) = blob else { return Ok(None) };
+        conn.execute(
+            "UPDATE text_embeddings SET used_ms = ?3 WHERE model = ?1 AND ids = ?2",
+            params![model, key, now_ms()],
+        )?;
+        Ok(Some(
+            blob.chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        ))
+    }
+
+    /// Keeps a prompt embedding, dropping the longest unused beyond the bound.
+    pub fn put_text_embedding(&self, model: &str, ids: &[i64], v: &[f32]) -> anyhow::Result<()> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        let blob: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        tx.execute(
+            "INSERT OR REPLACE INTO text_embeddings (model, ids, vec, used_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![model, id_bytes(ids), blob, now_ms()],
+        )?;
+        tx.execute(
+            "DELETE FROM text_embeddings WHERE rowid IN (SELECT rowid FROM text_embeddings
+             ORDER BY used_ms DESC, rowid DESC LIMIT -1 OFFSET ?1)",
+            params![TEXT_EMBEDDINGS_KEPT as i64],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// One page (1-based) of an index's records, oldest first, optionally
     /// only those overlapping `[start, end]` stream seconds. Returns the page
     /// and whether another follows.
@@ -455,6 +535,28 @@ mod tests {
             labels: vec![],
             description: String::new(),
         }
+    }
+
+    #[test]
+    fn prompt_embeddings_are_bounded_and_keyed_by_model() -> anyhow::Result<()> {
+        let s = Store::open(None)?;
+        let n = TEXT_EMBEDDINGS_KEPT as i64 + 10;
+        for i in 0..n {
+            s.put_text_embedding("m1", &[49406, i, 49407], &[i as f32, 0.5])?;
+        }
+        let count: i64 = s
+            .lock()?
+            .query_row("SELECT COUNT(*) FROM text_embeddings", [], |r| r.get(0))?;
+        assert_eq!(count, TEXT_EMBEDDINGS_KEPT as i64);
+        let newest = s.text_embedding("m1", &[49406, n - 1, 49407])?;
+        assert_eq!(newest, Some(vec![(n - 1) as f32, 0.5]));
+        assert_eq!(
+            s.text_embedding("m1", &[49406, 0, 49407])?,
+            None,
+            "oldest dropped"
+        );
+        assert_eq!(s.text_embedding("m2", &[49406, n - 1, 49407])?, None);
+        Ok(())
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The dual-encoder path through ONNX Runtime, below the daemon: the
 //! generated colour model scores prompts through the real tokenizer, events
 //! compile and refuse as they should, mismatched model folders are refused
-//! at load with what is wrong, and (when a real CLIP export is given) a
-//! zero-shot check on real photos.
+//! at load with what is wrong, prompt embeddings outlive a restart in the
+//! state database, and (when a real CLIP export is given) a zero-shot check
+//! on real photos.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,7 +11,8 @@ use std::sync::Arc;
 
 use sightline::config::{EventConfig, MatchParams};
 use sightline::matcher::{CompiledEvent, Rule, TextRule};
-use sightline::model::{prepare_image, ImageEncoder, Manifest, PromptModel};
+use sightline::model::{prepare_image, ImageEncoder, Manifest, PromptModel, TextEncoder};
+use sightline::store::Store;
 use sightline::types::EventId;
 
 fn colour_dir() -> PathBuf {
@@ -207,6 +209,61 @@ fn mismatched_model_folders_are_refused_with_the_reason() {
         };
         assert!(err.contains(want), "{name}: {err}");
     }
+}
+
+fn text_half(p: &PromptModel) -> &TextEncoder {
+    match p {
+        PromptModel::Text(t) => t,
+        PromptModel::Labels(_) => panic!("not a dual encoder"),
+    }
+}
+
+#[test]
+fn prompt_embeddings_outlive_a_restart() {
+    let state = tempfile::tempdir().unwrap();
+    let (_, first) = load(&colour_dir()).unwrap();
+    let enc = text_half(&first);
+    enc.remember_in(Arc::new(Store::open(Some(state.path())).unwrap()));
+    let runs = enc.encoder_runs();
+    let (red, _) = enc.embed("a red object").unwrap();
+    assert_eq!(
+        enc.encoder_runs(),
+        runs + 1,
+        "the first time, the encoder runs"
+    );
+
+    // As after a restart: a new encoder over the same state directory.
+    let (_, second) = load(&colour_dir()).unwrap();
+    let enc2 = text_half(&second);
+    assert_eq!(enc.fingerprint(), enc2.fingerprint());
+    enc2.remember_in(Arc::new(Store::open(Some(state.path())).unwrap()));
+    let runs = enc2.encoder_runs();
+    let (again, _) = enc2.embed("a red object").unwrap();
+    // Another spelling of the same tokens is the same prompt.
+    let (spelled, _) = enc2.embed("  A   Red OBJECT ").unwrap();
+    assert_eq!(enc2.encoder_runs(), runs, "answered from the state");
+    assert_eq!(red, again);
+    assert_eq!(red, spelled);
+    let (blue, _) = enc2.embed("a blue object").unwrap();
+    assert_eq!(
+        enc2.encoder_runs(),
+        runs + 1,
+        "a new prompt runs the encoder"
+    );
+    assert_ne!(red, blue);
+
+    // Another text encoder never gets this one's embeddings.
+    let other = variant(|d| {
+        let text_256 = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/models/text-256.onnx");
+        std::fs::copy(text_256, d.join("text.onnx")).unwrap();
+    });
+    let m = Manifest::load(other.path()).unwrap();
+    let enc3 = TextEncoder::load(&m).unwrap();
+    assert_ne!(enc3.fingerprint(), enc.fingerprint());
+    enc3.remember_in(Arc::new(Store::open(Some(state.path())).unwrap()));
+    let runs = enc3.encoder_runs();
+    let (v, _) = enc3.embed("a red object").unwrap();
+    assert_eq!((enc3.encoder_runs(), v.len()), (runs + 1, 256));
 }
 
 /// Zero-shot on real photos with a real CLIP export, when one is given in

@@ -1,7 +1,9 @@
 //! Dual encoders (CLIP-style). The image half runs on the inference pool, one
 //! session per worker, and turns each frame into a unit-length embedding. The
 //! text half runs on the control plane when an event is created, once per
-//! prompt and negative prompt; its answers are cached by text.
+//! prompt and negative prompt; its answers are cached by text, and kept in
+//! an [`EmbeddingMemory`] (the state database) so a restart does not run the
+//! encoder again for prompts it has seen.
 //!
 //! A model folder is checked when it loads, before anything starts: both
 //! files open, inputs have the declared names, element types and fixed
@@ -10,10 +12,12 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use ort::session::Session;
 use ort::value::{TensorElementType, TensorRef};
+use sha2::{Digest, Sha256};
 
 use super::manifest::{Layout, Manifest};
 use super::tokenizer::ClipTokenizer;
@@ -241,6 +245,15 @@ impl ImageEncoder {
     }
 }
 
+/// Where text embeddings outlive the process. `model` tells text encoders
+/// apart (see [`TextEncoder::fingerprint`]); `ids` are the token ids without
+/// their padding. Failures are the memory's to report: the encoder then
+/// simply runs.
+pub trait EmbeddingMemory: Send + Sync {
+    fn recall(&self, model: &str, ids: &[i64]) -> Option<Vec<f32>>;
+    fn remember(&self, model: &str, ids: &[i64], embedding: &[f32]);
+}
+
 /// The text half, shared by the control plane; one call at a time.
 pub struct TextEncoder {
     session: Mutex<Session>,
@@ -250,7 +263,14 @@ pub struct TextEncoder {
     path: PathBuf,
     logit_scale: f32,
     cache: Mutex<HashMap<String, Arc<[f32]>>>,
+    fingerprint: String,
+    size: usize,
+    memory: OnceLock<Arc<dyn EmbeddingMemory>>,
+    runs: AtomicU64,
 }
+
+/// The text the fingerprint and the load-time check embed.
+const PROBE: &str = "a photo";
 
 impl TextEncoder {
     /// Opens the text encoder and its tokenizer.
@@ -286,7 +306,7 @@ impl TextEncoder {
             &[-1, spec.context as i64],
         )?;
         check_output(&session, &path, &spec.output)?;
-        Ok(TextEncoder {
+        let mut enc = TextEncoder {
             session: Mutex::new(session),
             tokenizer,
             input: spec.input.clone(),
@@ -294,11 +314,47 @@ impl TextEncoder {
             path,
             logit_scale: emb.logit_scale,
             cache: Mutex::new(HashMap::new()),
-        })
+            fingerprint: String::new(),
+            size: 0,
+            memory: OnceLock::new(),
+            runs: AtomicU64::new(0),
+        };
+        // The probe's exact output depends on every weight of the encoder,
+        // so its hash names this encoder for the embedding memory.
+        let (ids, _) = enc.tokenizer.encode(PROBE);
+        let probe = enc.run(&ids)?;
+        let mut h = Sha256::new();
+        for x in probe.iter() {
+            h.update(x.to_le_bytes());
+        }
+        enc.fingerprint = h.finalize()[..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        enc.size = probe.len();
+        Ok(enc)
     }
 
     fn probe(&self) -> Result<usize, ModelError> {
-        Ok(self.embed("a photo")?.0.len())
+        Ok(self.size)
+    }
+
+    /// Names this encoder by its weights: a hash of its embedding of a fixed
+    /// text. Another model, or the same file changed, gives another name.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Keeps embeddings in `memory` from now on and looks there before
+    /// running the encoder. Only the first memory given is used.
+    pub fn remember_in(&self, memory: Arc<dyn EmbeddingMemory>) {
+        let _ = self.memory.set(memory);
+    }
+
+    /// How many times the encoder itself has run (not counting answers from
+    /// the cache or the memory).
+    pub fn encoder_runs(&self) -> u64 {
+        self.runs.load(Ordering::Relaxed)
     }
 
     /// The model's temperature: similarities are multiplied by it before softmax.
@@ -318,20 +374,21 @@ impl TextEncoder {
         if let Some(hit) = self.cache.lock().ok().and_then(|c| c.get(text).cloned()) {
             return Ok((hit, truncated));
         }
-        let err = run_err(&self.path);
-        let view = ndarray::ArrayView2::from_shape((1, ids.len()), &ids)
-            .map_err(|e| err(e.to_string()))?;
-        let t = TensorRef::from_array_view(view).map_err(|e| err(e.to_string()))?;
-        let mut session = self
-            .session
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let outputs = session
-            .run(ort::inputs![self.input.as_str() => t])
-            .map_err(|e| err(e.to_string()))?;
-        let v: Arc<[f32]> = unit_embedding(&outputs, &self.output, &self.path)?.into();
-        drop(outputs);
-        drop(session);
+        let key = unpadded(&ids);
+        let memory = self.memory.get();
+        let recalled = memory
+            .and_then(|m| m.recall(&self.fingerprint, key))
+            .filter(|v| v.len() == self.size);
+        let v: Arc<[f32]> = match recalled {
+            Some(v) => v.into(),
+            None => {
+                let v = self.run(&ids)?;
+                if let Some(m) = memory {
+                    m.remember(&self.fingerprint, key, &v);
+                }
+                v.into()
+            }
+        };
         if let Ok(mut c) = self.cache.lock() {
             // Prompts are few; the bound only stops a runaway client.
             if c.len() >= 4096 {
@@ -341,4 +398,27 @@ impl TextEncoder {
         }
         Ok((v, truncated))
     }
+
+    /// One run of the encoder over padded token ids.
+    fn run(&self, ids: &[i64]) -> Result<Vec<f32>, ModelError> {
+        let err = run_err(&self.path);
+        let view =
+            ndarray::ArrayView2::from_shape((1, ids.len()), ids).map_err(|e| err(e.to_string()))?;
+        let t = TensorRef::from_array_view(view).map_err(|e| err(e.to_string()))?;
+        let mut session = self
+            .session
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let outputs = session
+            .run(ort::inputs![self.input.as_str() => t])
+            .map_err(|e| err(e.to_string()))?;
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        unit_embedding(&outputs, &self.output, &self.path)
+    }
+}
+
+/// Token ids without the zero padding after the end token.
+fn unpadded(ids: &[i64]) -> &[i64] {
+    let n = ids.iter().rposition(|&i| i != 0).map_or(0, |i| i + 1);
+    &ids[..n]
 }

@@ -18,7 +18,7 @@ use ort::session::Session;
 use ort::value::TensorRef;
 
 use crate::types::Detection;
-pub use clip::{ImageEncoder, PromptModel, TextEncoder};
+pub use clip::{EmbeddingMemory, ImageEncoder, PromptModel, TextEncoder};
 pub use decode::Content;
 pub use manifest::{Dtype, Input, Kind, Layout, Manifest, Resize};
 
