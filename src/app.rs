@@ -525,7 +525,10 @@ impl MatchLoop {
                             start = occ.start_time, end = occ.end_time, confidence = occ.confidence, "occurrence");
                         queued += self.dispatcher.dispatch(&occ) as u64;
                     }
-                    for (record, ws) in indexer.observe(&s) {
+                    // A dual encoder names nothing by itself: its index
+                    // records the free-text events that matched.
+                    let seen = if s.embedding.is_some() { matcher.text_matches() } else { &s.detections };
+                    for (record, ws) in indexer.observe(&s, seen) {
                         if let Some(ws) = ws {
                             self.hub.publish(&ws, "scene_index", &record);
                         }

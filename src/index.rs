@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::alert::payload::iso8601;
 use crate::store::{Batch, LabelSummary, SceneRecord};
-use crate::types::{Scores, StreamId};
+use crate::types::{Detection, Scores, StreamId};
 
 /// A running index as the aggregator needs it.
 #[derive(Debug, Clone)]
@@ -51,9 +51,15 @@ impl Indexer {
         self.acc.retain(|id, _| live.contains(id));
     }
 
-    /// Feeds one scored frame; returns the records of batches it completed,
-    /// each with the index's WebSocket connection.
-    pub fn observe(&mut self, s: &Scores) -> Vec<(SceneRecord, Option<String>)> {
+    /// Feeds one scored frame and what was seen in it (a detector's
+    /// detections, or the free-text events that matched); returns the
+    /// records of batches it completed, each with the index's WebSocket
+    /// connection.
+    pub fn observe(
+        &mut self,
+        s: &Scores,
+        seen: &[Detection],
+    ) -> Vec<(SceneRecord, Option<String>)> {
         let Some(indexes) = self.by_stream.get(&s.stream_id) else {
             return Vec::new();
         };
@@ -64,7 +70,7 @@ impl Indexer {
             acc.end = s.stream_secs;
             acc.frames += 1;
             let mut counts: BTreeMap<&str, (u32, f32)> = BTreeMap::new();
-            for d in s.detections.iter().filter(|d| d.score >= ix.min_score) {
+            for d in seen.iter().filter(|d| d.score >= ix.min_score) {
                 let e = counts.entry(&d.label).or_insert((0, 0.0));
                 e.0 += 1;
                 e.1 = e.1.max(d.score);
@@ -121,7 +127,6 @@ mod tests {
     use std::time::{Instant, SystemTime};
 
     use super::*;
-    use crate::types::Detection;
 
     fn scores(stream: &str, t: f64, people: usize) -> Scores {
         Scores {
@@ -143,6 +148,10 @@ mod tests {
         }
     }
 
+    fn feed(ix: &mut Indexer, s: Scores) -> Vec<(SceneRecord, Option<String>)> {
+        ix.observe(&s, &s.detections)
+    }
+
     #[test]
     fn frames_are_summarised_per_batch_and_per_stream() {
         let mut ix = Indexer::default();
@@ -156,11 +165,13 @@ mod tests {
             min_score: 0.5,
             ws_connection: None,
         }]);
-        assert!(ix.observe(&scores("s1", 0.0, 1)).is_empty());
-        assert!(ix.observe(&scores("s2", 0.5, 3)).is_empty(), "other stream");
-        assert!(ix.observe(&scores("s1", 0.5, 2)).is_empty());
-        let r: Vec<SceneRecord> = ix
-            .observe(&scores("s1", 1.0, 0))
+        assert!(feed(&mut ix, scores("s1", 0.0, 1)).is_empty());
+        assert!(
+            feed(&mut ix, scores("s2", 0.5, 3)).is_empty(),
+            "other stream"
+        );
+        assert!(feed(&mut ix, scores("s1", 0.5, 2)).is_empty());
+        let r: Vec<SceneRecord> = feed(&mut ix, scores("s1", 1.0, 0))
             .into_iter()
             .map(|r| r.0)
             .collect();
@@ -172,7 +183,7 @@ mod tests {
         assert_eq!(r[0].description, "2 person (best 0.70)");
         ix.set(Vec::new());
         assert!(
-            ix.observe(&scores("s1", 5.0, 1)).is_empty(),
+            feed(&mut ix, scores("s1", 5.0, 1)).is_empty(),
             "index removed"
         );
     }

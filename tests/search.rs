@@ -1,7 +1,8 @@
 //! Search and backtest through the API on a recorded clip: a real RTSP
 //! server plays `colours.mp4` (0-8 s blue, 8-16 s red, 16-24 s green) to a
 //! daemon running the generated dual encoder; the stored frame embeddings
-//! must give back the true time ranges, before and after a restart.
+//! must give back the true time ranges, before and after a restart, and the
+//! stream's scene index must name the free-text event that matched.
 
 mod common;
 
@@ -15,7 +16,8 @@ use sightline::rtsp_server::RtspServer;
 fn config(url: &str) -> String {
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/colour-clip");
     format!(
-        "[model]\npath = \"{}\"\n[[streams]]\nid = \"cam\"\nurl = \"{url}\"\nfps = 2\n",
+        "[model]\npath = \"{}\"\n[[streams]]\nid = \"cam\"\nurl = \"{url}\"\nfps = 2\n\
+         [[events]]\nid = \"red\"\nlabel = \"red\"\nprompt = \"a red object\"\n",
         model.display()
     )
 }
@@ -41,8 +43,47 @@ async fn search_and_backtest_find_the_true_ranges() {
     let state = tempfile::tempdir().unwrap();
     let server = RtspServer::serve_files(0, &[("cam", &common::media("colours.mp4"))]).unwrap();
     let d = Daemon::start(state.path(), &config(&server.url("cam"))).await;
+    let index = d
+        .ok(
+            "POST",
+            "rtstream/cam/index/scene",
+            Some(json!({"extraction_type": "time", "extraction_config": {"time": 2}, "name": "colours"})),
+        )
+        .await;
+    let index = index["rtstream_index_id"]
+        .as_str()
+        .expect("index id")
+        .to_string();
     // Let the clip play once (24 s) but not loop back into red.
     tokio::time::sleep(Duration::from_secs(23)).await;
+
+    // The scene index names the free-text event in the records of the red
+    // part, and only there.
+    let scenes = d
+        .ok("GET", &format!("rtstream/cam/index/scene/{index}"), None)
+        .await;
+    let records = scenes["scene_index_records"].as_array().expect("records");
+    let (mut red_records, mut other_records) = (0, 0);
+    for r in records {
+        let (start, end) = (
+            r["start"].as_f64().unwrap_or(-1.0),
+            r["end"].as_f64().unwrap_or(-1.0),
+        );
+        let red = r["labels"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|l| l["label"] == "red");
+        if start >= 7.9 && end <= 16.1 {
+            let best = red.and_then(|l| l["best_score"].as_f64()).unwrap_or(0.0);
+            assert!(best > 0.5, "red scene without the label: {r}");
+            red_records += 1;
+        } else if end < 7.9 || start > 16.1 {
+            assert!(red.is_none(), "labelled red outside the red part: {r}");
+            other_records += 1;
+        }
+    }
+    assert!(red_records >= 2 && other_records >= 3, "{scenes}");
 
     let red = d
         .ok(

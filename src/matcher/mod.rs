@@ -15,7 +15,7 @@ use std::time::{Instant, SystemTime};
 
 use crate::config::{EventConfig, MatchParams};
 use crate::model::PromptModel;
-use crate::types::{EventId, Scores, StreamId};
+use crate::types::{Detection, EventId, Scores, StreamId};
 pub use rule::{resolve_classes, LabelRule, Verdict};
 pub use state::{Tracker, Transition};
 pub use text::{Baseline, TextRule, TextVerdict};
@@ -138,6 +138,8 @@ pub struct Matcher {
     events: Vec<Arc<CompiledEvent>>,
     slots: HashMap<(StreamId, EventId), Slot>,
     next_id: Box<dyn FnMut() -> String + Send>,
+    /// The free-text events that matched the frame last observed.
+    text_matches: Vec<Detection>,
 }
 
 impl Matcher {
@@ -155,6 +157,7 @@ impl Matcher {
             events,
             slots: HashMap::new(),
             next_id,
+            text_matches: Vec::new(),
         }
     }
 
@@ -170,6 +173,7 @@ impl Matcher {
     /// Feeds one scored frame; returns the starts and ends it caused.
     pub fn observe(&mut self, s: &Scores) -> Vec<Occurrence> {
         let mut out = Vec::new();
+        self.text_matches.clear();
         for ev in &self.events {
             let slot = self
                 .slots
@@ -181,6 +185,13 @@ impl Matcher {
                     explanation: None,
                 });
             let v = ev.judge(s, &mut slot.baseline);
+            if v.matched && matches!(ev.rule, Rule::Text(_)) {
+                self.text_matches.push(Detection {
+                    label: Arc::from(ev.label.as_str()),
+                    score: v.best,
+                    bbox: [0.0, 0.0, 1.0, 1.0],
+                });
+            }
             if let Some(text) = v.explanation {
                 let better = slot.explanation.as_ref().is_none_or(|(b, _)| v.best >= *b);
                 if !slot.tracker.active() || better {
@@ -203,6 +214,13 @@ impl Matcher {
             ));
         }
         out
+    }
+
+    /// The free-text events that matched the frame last given to
+    /// [`Matcher::observe`], as whole-frame detections named by the event's
+    /// label: what a dual-encoder stream's scene index records.
+    pub fn text_matches(&self) -> &[Detection] {
+        &self.text_matches
     }
 
     /// Ends every open occurrence of a stream (it stopped or was removed).
