@@ -275,4 +275,30 @@ mod tests {
         // One time constant: 63% of the way.
         assert!((m - 0.632).abs() < 0.01, "{m}");
     }
+
+    #[test]
+    fn a_thing_that_stays_becomes_normal_after_tau_ln_lift_over_min_lift() {
+        // FREE_TEXT.md promises this figure to operators.
+        let r = rule(2.0);
+        let mut b = Baseline::default();
+        let empty = unit(&[0.2, 1.0]);
+        for t in 0..600 {
+            r.evaluate(&empty, f64::from(t), &mut b);
+        }
+        let stays = unit(&[1.0, 0.9]);
+        let first = r.evaluate(&stays, 600.0, &mut b);
+        assert!(first.matched, "{first:?}");
+        let expected = 600.0 * (first.lift / 2.0).ln();
+        let mut last_match = 0.0;
+        for s in 1..20_000 {
+            if r.evaluate(&stays, 600.0 + f64::from(s), &mut b).matched {
+                last_match = f64::from(s);
+            }
+        }
+        assert!(
+            (last_match - f64::from(expected)).abs() < 2.0,
+            "matched for {last_match} s, expected {expected} s (lift {})",
+            first.lift
+        );
+    }
 }
