@@ -226,9 +226,18 @@ pub async fn run(
         finished: finished_tx,
         scored_hook: hooks.scored.clone(),
     };
+    // A text event's baseline starts from what the stream showed before
+    // (frames kept from earlier runs and from before the event existed).
+    let mut matcher = Matcher::new(events);
+    if embeddings.enabled() {
+        let kept = Arc::clone(&embeddings);
+        matcher = matcher.with_baselines(Box::new(move |stream, rule, s| {
+            kept.baseline(stream.as_str(), rule, unix_ms(s.wall), s.stream_secs)
+        }));
+    }
     let matcher_thread = std::thread::Builder::new()
         .name("matcher".into())
-        .spawn(move || loop_parts.run(Matcher::new(events), scores_rx, events_rx, control_rx))
+        .spawn(move || loop_parts.run(matcher, scores_rx, events_rx, control_rx))
         .context("spawning the matcher thread")?;
 
     // The control plane starts the streams.

@@ -65,6 +65,9 @@ impl Entry {
     }
 }
 
+/// How many time constants of stored frames a new baseline is built from.
+const BASELINE_SPAN: f64 = 5.0;
+
 /// Every stream's recent frames.
 #[derive(Debug)]
 pub struct Embeddings {
@@ -134,6 +137,23 @@ impl Embeddings {
         };
         let refs: Vec<&Entry> = frames.iter().collect();
         f(&refs)
+    }
+
+    /// The baseline `rule` starts from on `stream` at the frame of wall time
+    /// `now_ms` and stream time `now_t`: its usual level over the frames
+    /// stored before that one, as if it had been judging them all along.
+    /// Frames older than five time constants (under 1 % of the weight) are
+    /// skipped. With nothing stored it starts empty, from the frame itself.
+    pub fn baseline(&self, stream: &str, rule: &TextRule, now_ms: i64, now_t: f64) -> Baseline {
+        let from = now_ms - (BASELINE_SPAN * rule.baseline_secs * 1000.0) as i64;
+        self.with(stream, from, now_ms - 1, |frames| {
+            let mut b = Baseline::default();
+            for e in frames {
+                let t = now_t - (now_ms - e.wall_ms) as f64 / 1000.0;
+                b.follow(e.dot(&rule.vectors[0]), t, rule.baseline_secs);
+            }
+            b
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<Entry>>> {
@@ -318,6 +338,109 @@ mod tests {
         let off = Embeddings::new(0.0);
         off.push("a", Entry::new(0, 0.0, &[1.0]));
         assert_eq!(off.len("a"), 0);
+    }
+
+    /// Feeds `frames` red frames from wall second 600 (stream time 0 to
+    /// this matcher) after 600 s of stored blue ones; returns the starts.
+    fn red_after_stored_blue(with_history: bool) -> usize {
+        use crate::matcher::{CompiledEvent, Matcher, Phase, Rule};
+        use crate::types::{EventId, Scores, StreamId};
+        use std::time::{Duration, Instant, SystemTime};
+
+        let (blue, red) = (unit(&[0.2, 1.0]), unit(&[1.0, 0.3]));
+        let store = Arc::new(Embeddings::new(24.0));
+        for i in 0..600 {
+            store.push("cam", Entry::new(i * 1000, i as f64, &blue));
+        }
+        let rule = TextRule {
+            texts: vec!["red".into(), "blue".into()],
+            vectors: vec![unit(&[1.0, 0.0]).into(), unit(&[0.0, 1.0]).into()],
+            scale: 100.0,
+            min_confidence: 0.5,
+            min_lift: 2.0,
+            baseline_secs: 600.0,
+            truncated: false,
+        };
+        let ev = Arc::new(CompiledEvent {
+            id: EventId::new("red"),
+            prompt: "red".into(),
+            label: "red".into(),
+            rule: Rule::Text(rule),
+            matching: MatchParams::default(),
+        });
+        let mut m = Matcher::new(vec![ev]);
+        if with_history {
+            let kept = Arc::clone(&store);
+            m = m.with_baselines(Box::new(move |stream, rule, s| {
+                let ms = s
+                    .wall
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
+                kept.baseline(stream.as_str(), rule, ms, s.stream_secs)
+            }));
+        }
+        let mut starts = 0;
+        for i in 0..10 {
+            let ms = 600_000 + i * 500;
+            // As the daemon does: the frame is stored before it is judged.
+            store.push("cam", Entry::new(ms, i as f64 * 0.5, &red));
+            let s = Scores {
+                stream_id: StreamId::new("cam"),
+                seq: i as u64,
+                wall: SystemTime::UNIX_EPOCH + Duration::from_millis(ms as u64),
+                arrived: Instant::now(),
+                stream_secs: i as f64 * 0.5,
+                detections: Vec::new(),
+                embedding: Some(red.clone().into()),
+                queued: Duration::ZERO,
+                inference: Duration::ZERO,
+            };
+            starts += m
+                .observe(&s)
+                .iter()
+                .filter(|o| o.phase == Phase::Start)
+                .count();
+        }
+        starts
+    }
+
+    #[test]
+    fn a_new_rule_compares_what_is_in_view_with_what_the_stream_usually_shows() {
+        // Red was already in view when the rule began: measured against the
+        // stored blue hour it is new; measured against its own first frame
+        // it would be the norm and never fire.
+        assert_eq!(red_after_stored_blue(true), 1);
+        assert_eq!(red_after_stored_blue(false), 0);
+    }
+
+    #[test]
+    fn a_baseline_is_built_only_from_frames_before_the_one_judged() {
+        let s = Embeddings::new(24.0);
+        let rule = |tau| TextRule {
+            texts: vec!["x".into()],
+            vectors: vec![unit(&[1.0, 0.0]).into()],
+            scale: 100.0,
+            min_confidence: 0.5,
+            min_lift: 2.0,
+            baseline_secs: tau,
+            truncated: false,
+        };
+        assert_eq!(s.baseline("cam", &rule(600.0), 10_000, 0.0).mean(), None);
+        for i in 0..10 {
+            s.push("cam", Entry::new(i * 1000, i as f64, &unit(&[0.0, 1.0])));
+        }
+        s.push("cam", Entry::new(10_000, 10.0, &unit(&[1.0, 0.0])));
+        let m = s.baseline("cam", &rule(600.0), 10_000, 0.0).mean().unwrap();
+        assert!(
+            m.abs() < 0.01,
+            "the frame being judged is not its own baseline: {m}"
+        );
+        // Five time constants back at most: with tau = 1 s the red frame
+        // 6 s back is not read (it would leave e^-2 = 0.14 of itself).
+        s.push("cam", Entry::new(24_000, 24.0, &unit(&[1.0, 0.0])));
+        s.push("cam", Entry::new(26_000, 26.0, &unit(&[0.0, 1.0])));
+        let m = s.baseline("cam", &rule(1.0), 30_000, 0.0).mean().unwrap();
+        assert!(m.abs() < 0.01, "only the frame 4 s back counts: {m}");
     }
 
     #[test]

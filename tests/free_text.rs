@@ -183,3 +183,93 @@ min_lift = 0"#,
     assert!((t - CHANGE).abs() <= 1.0, "start {t} vs change {CHANGE}");
     assert_eq!(run.mqtt_starts("red").len(), 1);
 }
+
+/// An operator sees something red on the camera and writes the rule then.
+/// The rule's baseline comes from the frames the stream stored before it
+/// existed (blue), so the red already in view is new to it and fires; a
+/// baseline begun at the rule's first frame would take the red as normal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_written_while_the_thing_is_in_view_fires() {
+    use common::daemon::Daemon;
+    use serde_json::{json, Value};
+
+    let state = tempfile::tempdir().expect("temp dir");
+    let server =
+        RtspServer::serve_files(0, &[("cam", &common::media("colours.mp4"))]).expect("rtsp");
+    let mut hook = Receiver::start().await.expect("receiver");
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/colour-clip");
+    let d = Daemon::start(
+        state.path(),
+        &format!(
+            "[model]\npath = \"{}\"\n[[streams]]\nid = \"cam\"\nurl = \"{}\"\nfps = 2\n",
+            model.display(),
+            server.url("cam")
+        ),
+    )
+    .await;
+    let index = d
+        .ok(
+            "POST",
+            "rtstream/cam/index/scene",
+            Some(json!({"extraction_type": "time", "extraction_config": {"time": 2}})),
+        )
+        .await;
+    let index = index["rtstream_index_id"]
+        .as_str()
+        .expect("index id")
+        .to_string();
+
+    // Wait until the stored frames show red (from 8 s of the clip).
+    let mut red_seen: Option<Value> = None;
+    for _ in 0..60 {
+        let r = d
+            .ok(
+                "POST",
+                "rtstream/cam/search",
+                Some(json!({"query": "a red object"})),
+            )
+            .await;
+        if r["results"].as_array().is_some_and(|a| !a.is_empty()) {
+            red_seen = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let red_seen = red_seen.expect("the stream shows red within 30 s");
+    eprintln!("red in view: {red_seen}");
+
+    let ev = d
+        .ok(
+            "POST",
+            "rtstream/event",
+            Some(json!({"event_prompt": "a red object", "label": "red"})),
+        )
+        .await;
+    d.ok(
+        "POST",
+        &format!("rtstream/cam/index/{index}/alert"),
+        Some(json!({"event_id": ev["event_id"], "callback_url": hook.url()})),
+    )
+    .await;
+
+    // Red lasts until 16 s of the clip; the start must come while it shows.
+    let start = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let r = hook.rx.recv().await.expect("receiver open");
+            if r.body["phase"] == "start" {
+                return r.body;
+            }
+        }
+    })
+    .await
+    .expect("the rule fires on the red already in view");
+    eprintln!("start: {start}");
+    let t = start["start_time"].as_f64().unwrap_or(0.0);
+    assert!((CHANGE..16.0).contains(&t), "start {t} is in the red part");
+    let explanation = start["explanation"].as_str().unwrap_or("");
+    assert!(
+        explanation.contains("above this stream's usual level"),
+        "{explanation}"
+    );
+    d.stop().await;
+}

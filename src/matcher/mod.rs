@@ -133,11 +133,18 @@ struct Slot {
     explanation: Option<(f32, String)>,
 }
 
+/// Where a text event starts its baseline on a stream, given the first
+/// frame it judges there: in the daemon, from the stream's stored frames
+/// ([`crate::embeddings::Embeddings::baseline`]).
+pub type BaselineSource = Box<dyn Fn(&StreamId, &TextRule, &Scores) -> Baseline + Send>;
+
 /// All trackers for all streams and events.
 pub struct Matcher {
     events: Vec<Arc<CompiledEvent>>,
     slots: HashMap<(StreamId, EventId), Slot>,
     next_id: Box<dyn FnMut() -> String + Send>,
+    /// Without one, a text event's baseline starts at the first frame it judges.
+    baselines: Option<BaselineSource>,
     /// The free-text events that matched the frame last observed.
     text_matches: Vec<Detection>,
 }
@@ -157,8 +164,16 @@ impl Matcher {
             events,
             slots: HashMap::new(),
             next_id,
+            baselines: None,
             text_matches: Vec::new(),
         }
+    }
+
+    /// Starts text events' baselines from `source` instead of from the
+    /// first frame each judges.
+    pub fn with_baselines(mut self, source: BaselineSource) -> Self {
+        self.baselines = Some(source);
+        self
     }
 
     /// Replaces the events in force. Trackers of events that remain keep
@@ -181,7 +196,10 @@ impl Matcher {
                 .or_insert_with(|| Slot {
                     tracker: Tracker::new(ev.matching),
                     occurrence_id: None,
-                    baseline: Baseline::default(),
+                    baseline: match (&ev.rule, &self.baselines) {
+                        (Rule::Text(r), Some(source)) => source(&s.stream_id, r, s),
+                        _ => Baseline::default(),
+                    },
                     explanation: None,
                 });
             let v = ev.judge(s, &mut slot.baseline);

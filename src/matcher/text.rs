@@ -9,7 +9,10 @@
 //! some cameras always look a little like a prompt (an orange-lit yard and
 //! "fire"), a frame also has to lift the prompt's similarity above what is
 //! usual for this stream: an exponential average of that similarity over
-//! stream time, started from the stream's first frame.
+//! stream time. It starts from the stream's stored frames when there are
+//! any (`embeddings::Embeddings::baseline`), so a rule created, or a daemon
+//! restarted, while something is already in view still sees it as new; else
+//! from the first frame the rule judges.
 
 use std::sync::Arc;
 
@@ -53,6 +56,19 @@ impl Baseline {
     /// The usual similarity so far (None before the first frame).
     pub fn mean(&self) -> Option<f32> {
         self.mean
+    }
+
+    /// Moves the usual level towards `similarity`, seen at stream time `t`,
+    /// with time constant `tau` seconds.
+    pub fn follow(&mut self, similarity: f32, t: f64, tau: f64) {
+        self.mean = Some(match self.mean {
+            None => similarity,
+            Some(m) => {
+                let a = 1.0 - (-(t - self.last).max(0.0) / tau).exp();
+                m + a as f32 * (similarity - m)
+            }
+        });
+        self.last = t;
     }
 }
 
@@ -160,15 +176,7 @@ impl TextRule {
         let similarity = sims[0];
         let lift = baseline.mean.map_or(0.0, |m| self.scale * (similarity - m));
         let lifted = self.min_lift <= 0.0 || lift >= self.min_lift;
-        baseline.mean = Some(match baseline.mean {
-            None => similarity,
-            Some(m) => {
-                let dt = (t - baseline.last).max(0.0);
-                let a = 1.0 - (-dt / self.baseline_secs).exp();
-                m + a as f32 * (similarity - m)
-            }
-        });
-        baseline.last = t;
+        baseline.follow(similarity, t, self.baseline_secs);
         TextVerdict {
             matched: confidence >= self.min_confidence && lifted,
             confidence,
