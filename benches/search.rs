@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use sightline::config::{EventConfig, MatchParams};
 use sightline::embeddings::{backtest, search, Embeddings, Entry};
-use sightline::matcher::{CompiledEvent, Rule};
+use sightline::matcher::{Baseline, CompiledEvent, Rule};
 use sightline::model::{Manifest, PromptModel};
 use sightline::types::EventId;
 
@@ -104,7 +104,7 @@ fn main() {
                 unreachable!()
             };
             st.with("cam", i64::MIN, i64::MAX, |f| {
-                backtest(f, &r, c.matching).len()
+                backtest(f, &r, c.matching, Baseline::default()).len()
             })
         }),
     );

@@ -145,8 +145,8 @@ impl Embeddings {
     /// Frames older than five time constants (under 1 % of the weight) are
     /// skipped. With nothing stored it starts empty, from the frame itself.
     pub fn baseline(&self, stream: &str, rule: &TextRule, now_ms: i64, now_t: f64) -> Baseline {
-        let from = now_ms - (BASELINE_SPAN * rule.baseline_secs * 1000.0) as i64;
-        self.with(stream, from, now_ms - 1, |frames| {
+        let from = now_ms.saturating_sub((BASELINE_SPAN * rule.baseline_secs * 1000.0) as i64);
+        self.with(stream, from, now_ms.saturating_sub(1), |frames| {
             let mut b = Baseline::default();
             for e in frames {
                 let t = now_t - (now_ms - e.wall_ms) as f64 / 1000.0;
@@ -248,11 +248,16 @@ pub struct Replayed {
 }
 
 /// Replays a text rule over stored frames with the event's matching
-/// settings, exactly as the matcher would have run it live (baseline from
-/// the first frame, k-of-n start, end after misses, cooldown).
-pub fn backtest(frames: &[&Entry], rule: &TextRule, matching: MatchParams) -> Vec<Replayed> {
+/// settings, as the matcher would have run it live: from `baseline` (what
+/// the frames before these give, [`Embeddings::baseline`] on the wall clock
+/// in seconds), k-of-n start, end after misses, cooldown.
+pub fn backtest(
+    frames: &[&Entry],
+    rule: &TextRule,
+    matching: MatchParams,
+    mut baseline: Baseline,
+) -> Vec<Replayed> {
     let mut tracker = Tracker::new(matching);
-    let mut baseline = Baseline::default();
     let mut out: Vec<Replayed> = Vec::new();
     // Times fed to the tracker are wall seconds (stream time restarts with
     // the daemon); map them back to stream time for the report.

@@ -138,6 +138,23 @@ async fn search_and_backtest_find_the_true_ranges() {
         "backtest 'a red object'",
     );
     assert_eq!(occ[0]["open"], false);
+    // A window that opens in the middle of the red part: the frames before
+    // it (blue) are the rule's usual level, so the red it opens on is new.
+    let mid_red = red["results"][0]["start"].as_f64().expect("start") + 2.0;
+    let bt = d
+        .ok(
+            "POST",
+            "rtstream/cam/backtest",
+            Some(json!({"event_prompt": "a red object", "from": mid_red})),
+        )
+        .await;
+    let occ = bt["occurrences"].as_array().expect("occurrences");
+    assert_eq!(occ.len(), 1, "{bt}");
+    let start = occ[0]["start_time"].as_f64().unwrap_or(0.0);
+    assert!(
+        (9.5..11.0).contains(&start),
+        "fires as the window opens: {bt}"
+    );
     let ev = d
         .ok(
             "POST",

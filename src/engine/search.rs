@@ -163,9 +163,12 @@ impl Engine {
         let store = std::sync::Arc::clone(&self.parts.embeddings);
         let stream = stream.to_string();
         tokio::task::spawn_blocking(move || {
+            // Frames before the window give the rule its usual level, as
+            // they would have live. Backtests run on the wall clock.
+            let start = store.baseline(&stream, &rule, from, from as f64 / 1000.0);
             store.with(&stream, from, to, |frames| {
                 (
-                    embeddings::backtest(frames, &rule, matching),
+                    embeddings::backtest(frames, &rule, matching, start),
                     scanned(frames),
                 )
             })
