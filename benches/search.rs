@@ -108,4 +108,21 @@ fn main() {
             })
         }),
     );
+    // What the matcher thread spends when an event first judges the stream.
+    for secs in [600.0, 86_400.0] {
+        let e = EventConfig {
+            baseline_secs: secs,
+            ..event("a red object")
+        };
+        let Rule::Text(r) = CompiledEvent::compile(&e, &prompts).expect("compile").rule else {
+            unreachable!()
+        };
+        time(
+            &format!("starting baseline, baseline_secs {secs}"),
+            Box::new(move || {
+                let b = st.baseline("cam", &r, FRAMES * 1000, FRAMES as f64);
+                usize::from(b.mean().is_some())
+            }),
+        );
+    }
 }
