@@ -45,29 +45,39 @@ pub struct TextRule {
     pub truncated: bool,
 }
 
-/// A stream's usual similarity to one prompt.
+/// A stream's usual similarity to one prompt: every earlier frame's
+/// similarity, held until the next frame, averaged with weights that fall
+/// off exponentially with age. Holding a frame's value until the next one
+/// (rather than giving the next frame the whole gap) is what makes a camera
+/// that comes back after an outage compare what it shows with the scene
+/// before the outage, not with itself.
 #[derive(Debug, Clone, Default)]
 pub struct Baseline {
     mean: Option<f32>,
+    /// The latest frame's similarity, held until the next frame.
+    held: f32,
+    /// The latest frame's stream time.
     last: f64,
 }
 
 impl Baseline {
-    /// The usual similarity so far (None before the first frame).
+    /// The usual similarity up to the latest frame, not counting it (None
+    /// before the first frame; that frame alone after it).
     pub fn mean(&self) -> Option<f32> {
         self.mean
     }
 
-    /// Moves the usual level towards `similarity`, seen at stream time `t`,
-    /// with time constant `tau` seconds.
+    /// Brings the usual level up to stream time `t` (time constant `tau`
+    /// seconds), then holds `similarity`, seen at `t`, until the next frame.
     pub fn follow(&mut self, similarity: f32, t: f64, tau: f64) {
         self.mean = Some(match self.mean {
             None => similarity,
             Some(m) => {
-                let a = 1.0 - (-(t - self.last).max(0.0) / tau).exp();
-                m + a as f32 * (similarity - m)
+                let keep = (-(t - self.last).max(0.0) / tau).exp() as f32;
+                self.held + keep * (m - self.held)
             }
         });
+        self.held = similarity;
         self.last = t;
     }
 }
@@ -174,9 +184,10 @@ impl TextRule {
     ) -> TextVerdict {
         let (confidence, rival) = softmax_first(sims, self.scale);
         let similarity = sims[0];
-        let lift = baseline.mean.map_or(0.0, |m| self.scale * (similarity - m));
-        let lifted = self.min_lift <= 0.0 || lift >= self.min_lift;
         baseline.follow(similarity, t, self.baseline_secs);
+        let usual = baseline.mean.unwrap_or(similarity);
+        let lift = self.scale * (similarity - usual);
+        let lifted = self.min_lift <= 0.0 || lift >= self.min_lift;
         TextVerdict {
             matched: confidence >= self.min_confidence && lifted,
             confidence,
@@ -279,9 +290,28 @@ mod tests {
         let mut b = Baseline::default();
         r.evaluate(&unit(&[0.0, 1.0]), 0.0, &mut b);
         r.evaluate(&unit(&[1.0, 0.0]), 600.0, &mut b);
+        // The first scene was on screen until 600 s; the second is not yet
+        // part of the usual level.
+        assert!(b.mean().unwrap().abs() < 1e-6);
+        r.evaluate(&unit(&[1.0, 0.0]), 1200.0, &mut b);
         let m = b.mean().unwrap();
         // One time constant: 63% of the way.
         assert!((m - 0.632).abs() < 0.01, "{m}");
+    }
+
+    #[test]
+    fn after_an_outage_the_scene_is_compared_with_what_was_there_before() {
+        // The camera showed an empty scene, went dark for an hour, and came
+        // back with the prompt's subject in view: that is new.
+        let r = rule(2.0);
+        let mut b = Baseline::default();
+        for t in 0..600 {
+            r.evaluate(&unit(&[0.2, 1.0]), f64::from(t), &mut b);
+        }
+        for t in [4200.0, 4200.5, 4201.0] {
+            let v = r.evaluate(&unit(&[1.0, 0.3]), t, &mut b);
+            assert!(v.matched, "at {t}: {v:?}");
+        }
     }
 
     #[test]
