@@ -7,9 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use sightline::config::{EventConfig, MatchParams};
+use sightline::domain::{EventSpec, MatchParams};
 use sightline::embeddings::{backtest, search, Embeddings, Entry};
-use sightline::matcher::{Baseline, CompiledEvent, Rule};
+use sightline::engine::compile_event;
+use sightline::matcher::{Baseline, Rule};
 use sightline::model::{Manifest, PromptModel};
 use sightline::types::EventId;
 
@@ -51,7 +52,7 @@ fn main() {
         store.push("cam", Entry::new(i * 1000, i as f64, &v));
     }
 
-    let event = |prompt: &str| EventConfig {
+    let event = |prompt: &str| EventSpec {
         id: EventId::new("bench"),
         prompt: prompt.into(),
         label: "bench".into(),
@@ -84,7 +85,7 @@ fn main() {
     time(
         "search (embed the query + scan)",
         Box::new(move || {
-            let Rule::Text(r) = CompiledEvent::compile(&event("a red object"), &p)
+            let Rule::Text(r) = compile_event(&event("a red object"), &p)
                 .expect("compile")
                 .rule
             else {
@@ -99,7 +100,7 @@ fn main() {
     time(
         "backtest (embed + replay)",
         Box::new(move || {
-            let c = CompiledEvent::compile(&event("a red object"), &p).expect("compile");
+            let c = compile_event(&event("a red object"), &p).expect("compile");
             let Rule::Text(r) = c.rule else {
                 unreachable!()
             };
@@ -110,11 +111,11 @@ fn main() {
     );
     // What the matcher thread spends when an event first judges the stream.
     for secs in [600.0, 86_400.0] {
-        let e = EventConfig {
+        let e = EventSpec {
             baseline_secs: secs,
             ..event("a red object")
         };
-        let Rule::Text(r) = CompiledEvent::compile(&e, &prompts).expect("compile").rule else {
+        let Rule::Text(r) = compile_event(&e, &prompts).expect("compile").rule else {
             unreachable!()
         };
         time(

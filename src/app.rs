@@ -23,7 +23,7 @@ use crate::alert::{mqtt::MqttSink, webhook::WebhookSink, Dispatcher, OutboxSetti
 use crate::api;
 use crate::config::Config;
 use crate::embeddings::{Embeddings, Entry};
-use crate::engine::{Engine, MatchControl, Parts};
+use crate::engine::{compile_event, Engine, MatchControl, Parts};
 use crate::index::Indexer;
 use crate::matcher::{CompiledEvent, Matcher};
 use crate::model::{self, Detector, EmbeddingMemory, ImageEncoder, Kind, Manifest, PromptModel};
@@ -86,7 +86,7 @@ pub fn compile(
     let mut events = Vec::new();
     let mut refused = Vec::new();
     for e in &config.events {
-        match CompiledEvent::compile(e, &prompts) {
+        match compile_event(e, &prompts) {
             Ok(c) => events.push(Arc::new(c)),
             Err(m) => refused.push(m),
         }
@@ -170,7 +170,7 @@ pub async fn run(
         OutboxSettings {
             store: Arc::clone(&store),
             schedule: config.webhook.schedule.clone().into(),
-            mqtt_schedule: mqtt_schedule(),
+            mqtt_schedule: crate::domain::mqtt_schedule(),
             concurrency: config.webhook.concurrency,
             clock: Arc::new(SystemClock),
             poll: Duration::from_millis(500),
@@ -382,16 +382,6 @@ pub async fn run(
     }
     fill_pool_figures(&mut summary, &pool_stats);
     Ok(summary)
-}
-
-/// MQTT retries: quick at first, then every 30 s for a day (a broker
-/// restart or a short network cut should cost seconds, not minutes).
-fn mqtt_schedule() -> Arc<[Duration]> {
-    [0, 1, 2, 5, 10]
-        .into_iter()
-        .chain(std::iter::repeat_n(30, 2880))
-        .map(Duration::from_secs)
-        .collect()
 }
 
 /// Writes scene records in batches (one transaction per batch).

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use crate::config::MatchParams;
+use crate::domain::MatchParams;
 use crate::matcher::text::{softmax_first, TextRule};
 use crate::matcher::{Baseline, Tracker, Transition};
 

@@ -12,6 +12,7 @@ pub mod app;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod domain;
 pub mod embeddings;
 pub mod engine;
 pub mod index;

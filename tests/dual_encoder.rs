@@ -9,8 +9,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sightline::config::{EventConfig, MatchParams};
-use sightline::matcher::{CompiledEvent, Rule, TextRule};
+use sightline::domain::{EventSpec, MatchParams};
+use sightline::engine::compile_event;
+use sightline::matcher::{Rule, TextRule};
 use sightline::model::{prepare_image, ImageEncoder, Manifest, PromptModel, TextEncoder};
 use sightline::store::Store;
 use sightline::types::EventId;
@@ -26,8 +27,8 @@ fn load(dir: &Path) -> Result<(Arc<Manifest>, PromptModel), String> {
     Ok((m, p))
 }
 
-fn event(prompt: &str, negatives: &[&str]) -> EventConfig {
-    EventConfig {
+fn event(prompt: &str, negatives: &[&str]) -> EventSpec {
+    EventSpec {
         id: EventId::new("e"),
         prompt: prompt.into(),
         label: "colour".into(),
@@ -44,7 +45,7 @@ fn event(prompt: &str, negatives: &[&str]) -> EventConfig {
 }
 
 fn text_rule(p: &PromptModel, prompt: &str) -> TextRule {
-    match CompiledEvent::compile(&event(prompt, &[]), p).unwrap().rule {
+    match compile_event(&event(prompt, &[]), p).unwrap().rule {
         Rule::Text(r) => r,
         Rule::Labels(_) => panic!("a dual encoder compiled a label rule"),
     }
@@ -86,14 +87,11 @@ fn negatives_compete_with_the_prompt() {
     let (m, p) = load(&colour_dir()).unwrap();
     let mut img = ImageEncoder::load(Arc::clone(&m), 1).unwrap();
     let orange = img.embed(&flat(&m, [230, 120, 20])).unwrap();
-    let plain = match CompiledEvent::compile(&event("a red object", &[]), &p)
-        .unwrap()
-        .rule
-    {
+    let plain = match compile_event(&event("a red object", &[]), &p).unwrap().rule {
         Rule::Text(r) => r,
         _ => unreachable!(),
     };
-    let with_neg = CompiledEvent::compile(&event("a red object", &["an orange object"]), &p)
+    let with_neg = compile_event(&event("a red object", &["an orange object"]), &p)
         .unwrap()
         .rule;
     let Rule::Text(with_neg) = with_neg else {
@@ -119,14 +117,14 @@ fn long_prompts_are_cut_and_bad_ones_refused() {
         (event("", &[]), "empty"),
         (event("a red <|endoftext|> object", &[]), "marker"),
         (
-            EventConfig {
+            EventSpec {
                 classes: Some(vec!["person".into()]),
                 ..event("a red object", &[])
             },
             "classes applies to detector models",
         ),
     ] {
-        let err = CompiledEvent::compile(&e, &p).unwrap_err();
+        let err = compile_event(&e, &p).unwrap_err();
         assert!(err.contains(want), "{err}");
     }
 }

@@ -18,7 +18,7 @@ use axum::Router;
 use sightline::alert::guard::{Cidr, Guard, Resolver};
 use sightline::alert::outbox::SystemClock;
 use sightline::alert::{webhook::WebhookSink, Dispatcher, OutboxSettings};
-use sightline::config::AlertConfig;
+use sightline::domain::AlertSpec;
 use sightline::store::Store;
 
 /// Counts TCP connections on a loopback port (v4 and v6).
@@ -91,7 +91,7 @@ async fn internal_targets_are_refused_and_never_connected_to() {
         format!("http://[::ffff:127.0.0.1]:{port}/x"),
         redirector.clone(),
     ];
-    let alerts: Vec<AlertConfig> = targets
+    let alerts: Vec<AlertSpec> = targets
         .iter()
         .enumerate()
         .map(|(i, u)| common::webhook_alert(&format!("a{i}"), u))

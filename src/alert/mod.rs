@@ -28,7 +28,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::config::AlertConfig;
+use crate::domain::AlertSpec;
 use crate::matcher::{Occurrence, Phase};
 use crate::types::StreamId;
 pub use payload::Payload;
@@ -141,7 +141,7 @@ pub struct OutboxSettings {
 
 /// Routes occurrences to alert targets.
 pub struct Dispatcher {
-    alerts: RwLock<Arc<Vec<AlertConfig>>>,
+    alerts: RwLock<Arc<Vec<AlertSpec>>>,
     stream_urls: RwLock<HashMap<StreamId, String>>,
     webhook: Option<Arc<webhook::WebhookSink>>,
     webhooks: Mutex<HashMap<String, Worker>>,
@@ -234,7 +234,7 @@ impl Dispatcher {
 
     /// Replaces the alerts in force (only enabled, running ones should be
     /// passed) and the stream URLs their payloads carry.
-    pub fn set_alerts(&self, alerts: Vec<AlertConfig>, stream_urls: HashMap<StreamId, String>) {
+    pub fn set_alerts(&self, alerts: Vec<AlertSpec>, stream_urls: HashMap<StreamId, String>) {
         self.ensure_webhooks(alerts.iter().filter_map(|a| a.callback_url.as_ref()));
         if let Ok(mut a) = self.alerts.write() {
             *a = Arc::new(alerts);
@@ -271,7 +271,7 @@ impl Dispatcher {
 
     /// Sends `occ` through one alert only, whatever its state (the API's
     /// test alert). Returns the messages committed.
-    pub fn dispatch_to(&self, a: &AlertConfig, occ: &Occurrence) -> usize {
+    pub fn dispatch_to(&self, a: &AlertSpec, occ: &Occurrence) -> usize {
         let mut durable = Vec::new();
         self.messages(a, occ, &mut durable);
         self.commit(&durable)
@@ -279,7 +279,7 @@ impl Dispatcher {
 
     /// Publishes the WebSocket copy of one alert's message and collects its
     /// webhook and MQTT messages into `durable` as (target, message).
-    fn messages(&self, a: &AlertConfig, occ: &Occurrence, durable: &mut Vec<(String, Delivery)>) {
+    fn messages(&self, a: &AlertSpec, occ: &Occurrence, durable: &mut Vec<(String, Delivery)>) {
         let url = self
             .stream_urls
             .read()
@@ -450,8 +450,8 @@ mod tests {
         }
     }
 
-    fn alert(id: &str, streams: &[&str], enabled: bool, send_end: bool) -> AlertConfig {
-        AlertConfig {
+    fn alert(id: &str, streams: &[&str], enabled: bool, send_end: bool) -> AlertSpec {
+        AlertSpec {
             id: AlertId::new(id),
             event: EventId::new("e"),
             streams: streams.iter().map(StreamId::new).collect(),

@@ -27,7 +27,7 @@ use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
 use tokio::sync::oneshot;
 
 use super::{DeliverFuture, Delivery, Sink, SinkError};
-use crate::config::MqttConfig;
+use crate::domain::MqttSettings;
 
 /// How long a publish may wait for its PUBACK before it counts as failed.
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -74,7 +74,7 @@ fn queue(
 impl MqttSink {
     /// Connects (in the background) and keeps the connection up. Must be
     /// called inside a tokio runtime.
-    pub fn start(cfg: &MqttConfig) -> MqttSink {
+    pub fn start(cfg: &MqttSettings) -> MqttSink {
         let mut opts = MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
         opts.set_keep_alive(cfg.keep_alive);
         opts.set_max_packet_size(1 << 20, 1 << 20);

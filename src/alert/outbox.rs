@@ -22,17 +22,7 @@ use tokio::sync::Notify;
 use super::{sign, Delivery, Sink, SinkError, TargetStats};
 use crate::store::Store;
 
-/// The default retry schedule: the wait before each attempt.
-pub const DEFAULT_SCHEDULE: &[Duration] = &[
-    Duration::from_secs(0),
-    Duration::from_secs(5),
-    Duration::from_secs(5 * 60),
-    Duration::from_secs(30 * 60),
-    Duration::from_secs(2 * 3600),
-    Duration::from_secs(5 * 3600),
-    Duration::from_secs(10 * 3600),
-    Duration::from_secs(10 * 3600),
-];
+pub use crate::domain::DEFAULT_SCHEDULE;
 
 /// Time as the outbox sees it, in Unix milliseconds; injectable for tests.
 pub trait Clock: Send + Sync + 'static {

@@ -15,7 +15,9 @@ use std::time::Duration;
 pub use raw::{RawAlert, RawConfig, RawEvent, RawStream};
 pub use validate::{check_alert, check_callback_url, check_event, check_stream, valid_id};
 
-use crate::types::{AlertId, EventId, StreamId};
+pub use crate::domain::{
+    AlertSpec, EventSpec, MatchParams, MqttSettings, Region, SourceUrl, StreamSpec, Transport,
+};
 
 /// One thing wrong with a config, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,10 +56,10 @@ pub struct Config {
     pub runtime: Runtime,
     /// `[model] path` as written (resolved against the model directories at load).
     pub model: String,
-    pub streams: Vec<StreamConfig>,
-    pub events: Vec<EventConfig>,
-    pub alerts: Vec<AlertConfig>,
-    pub mqtt: Option<MqttConfig>,
+    pub streams: Vec<StreamSpec>,
+    pub events: Vec<EventSpec>,
+    pub alerts: Vec<AlertSpec>,
+    pub mqtt: Option<MqttSettings>,
     pub webhook: WebhookConfig,
     /// The control API, when on.
     pub api: Option<ApiConfig>,
@@ -107,129 +109,6 @@ pub struct Runtime {
     pub ort_library: Option<PathBuf>,
 }
 
-/// Where a stream's pictures come from.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SourceUrl {
-    Rtsp(String),
-    File(PathBuf),
-    /// GStreamer's `videotestsrc` with the named pattern.
-    Test(String),
-}
-
-impl fmt::Display for SourceUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SourceUrl::Rtsp(u) => f.write_str(u),
-            SourceUrl::File(p) => write!(f, "file://{}", p.display()),
-            SourceUrl::Test(p) => write!(f, "test:{p}"),
-        }
-    }
-}
-
-/// RTSP lower transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    Tcp,
-    Udp,
-}
-
-/// One camera stream.
-#[derive(Debug, Clone)]
-pub struct StreamConfig {
-    pub id: StreamId,
-    pub url: SourceUrl,
-    pub fps: f64,
-    pub keyframes_only: bool,
-    pub transport: Transport,
-    pub stall_timeout: Duration,
-    pub max_backoff: Duration,
-}
-
-/// A polygon in normalised picture coordinates.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Region {
-    pub name: String,
-    pub points: Vec<(f32, f32)>,
-}
-
-/// The k-of-n start, end and cooldown rules of an event.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct MatchParams {
-    pub k: usize,
-    pub window: usize,
-    pub end_after: usize,
-    pub max_duration: f64,
-    pub cooldown: f64,
-}
-
-impl Default for MatchParams {
-    fn default() -> Self {
-        MatchParams {
-            k: 2,
-            window: 3,
-            end_after: 4,
-            max_duration: 300.0,
-            cooldown: 10.0,
-        }
-    }
-}
-
-/// One event (detection rule) as configured.
-#[derive(Debug, Clone)]
-pub struct EventConfig {
-    pub id: EventId,
-    pub prompt: String,
-    pub label: String,
-    pub classes: Option<Vec<String>>,
-    pub min_confidence: f32,
-    pub min_count: usize,
-    pub min_area: f32,
-    pub region: Option<Region>,
-    /// Dual encoders: prompts the event must beat (besides the background set).
-    pub negatives: Vec<String>,
-    /// Dual encoders: required rise above the stream baseline, in logits (0: off).
-    pub min_lift: f32,
-    /// Dual encoders: time constant of the stream baseline, seconds.
-    pub baseline_secs: f64,
-    pub matching: MatchParams,
-}
-
-/// One alert: an event wired to streams and delivery targets.
-#[derive(Debug, Clone)]
-pub struct AlertConfig {
-    pub id: AlertId,
-    pub event: EventId,
-    /// Empty means every stream.
-    pub streams: Vec<StreamId>,
-    pub callback_url: Option<String>,
-    /// Standard Webhooks signing secrets; requests are unsigned when empty.
-    pub webhook_secrets: Vec<crate::alert::sign::Secret>,
-    /// Topic template when the alert publishes over MQTT.
-    pub mqtt_topic: Option<String>,
-    /// WebSocket connection that also receives the alert (at most once).
-    pub ws_connection: Option<String>,
-    /// Scene index the alert hangs under (API-created alerts).
-    pub index: Option<String>,
-    pub send_end: bool,
-    pub enabled: bool,
-}
-
-/// The MQTT broker connection.
-#[derive(Debug, Clone)]
-pub struct MqttConfig {
-    pub host: String,
-    /// Username and password (read from its file at load).
-    pub credentials: Option<(String, String)>,
-    /// TLS: `Some(None)` verifies against the system roots, `Some(Some(pem))`
-    /// against this CA.
-    pub tls: Option<Option<Vec<u8>>>,
-    pub port: u16,
-    pub client_id: String,
-    pub keep_alive: Duration,
-    pub topic: String,
-    pub status_topic: String,
-}
-
 /// Webhook delivery settings.
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
@@ -238,7 +117,7 @@ pub struct WebhookConfig {
     pub schedule: Vec<Duration>,
     pub concurrency: usize,
     /// Internal ranges callback URLs may reach.
-    pub allow_private: Vec<crate::alert::guard::Cidr>,
+    pub allow_private: Vec<crate::domain::Cidr>,
 }
 
 /// Default MQTT topic template.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::raw::{RawAlert, RawApi, RawEvent, RawRegion, RawState, RawStream};
 use super::*;
+use crate::types::{AlertId, EventId, StreamId};
 
 struct Checker<'a> {
     problems: &'a mut Vec<Problem>,
@@ -72,7 +73,7 @@ pub fn valid_id(s: &str) -> bool {
 }
 
 /// Validates one stream definition (an API body or a stored row).
-pub fn check_stream(s: &RawStream) -> Result<StreamConfig, Vec<Problem>> {
+pub fn check_stream(s: &RawStream) -> Result<StreamSpec, Vec<Problem>> {
     let mut problems = Vec::new();
     let v = stream(
         &mut Checker {
@@ -86,7 +87,7 @@ pub fn check_stream(s: &RawStream) -> Result<StreamConfig, Vec<Problem>> {
 }
 
 /// Validates one event definition.
-pub fn check_event(e: &RawEvent) -> Result<EventConfig, Vec<Problem>> {
+pub fn check_event(e: &RawEvent) -> Result<EventSpec, Vec<Problem>> {
     let mut problems = Vec::new();
     let v = event(
         &mut Checker {
@@ -105,9 +106,9 @@ pub fn check_alert(
     a: &RawAlert,
     events: &HashSet<String>,
     streams: &HashSet<String>,
-    mqtt: Option<&MqttConfig>,
+    mqtt: Option<&MqttSettings>,
     ws_connection: Option<String>,
-) -> Result<AlertConfig, Vec<Problem>> {
+) -> Result<AlertSpec, Vec<Problem>> {
     let mut problems = Vec::new();
     let has_ws = ws_connection.is_some();
     let mut v = alert(
@@ -180,7 +181,7 @@ pub(super) fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
         .unwrap_or_else(|| "ssdlite-person".to_string());
 
     let mut stream_ids = HashSet::new();
-    let streams: Vec<StreamConfig> = raw
+    let streams: Vec<StreamSpec> = raw
         .streams
         .iter()
         .enumerate()
@@ -188,14 +189,14 @@ pub(super) fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
         .collect();
 
     let mut event_ids = HashSet::new();
-    let events: Vec<EventConfig> = raw
+    let events: Vec<EventSpec> = raw
         .events
         .iter()
         .enumerate()
         .map(|(i, e)| event(&mut c, &format!("events[{i}]"), e, &mut event_ids))
         .collect();
 
-    let mqtt = raw.mqtt.map(|m| MqttConfig {
+    let mqtt = raw.mqtt.map(|m| MqttSettings {
         credentials: mqtt_credentials(&mut c, &m),
         tls: mqtt_tls(&mut c, &m),
         host: m.host.unwrap_or_else(|| "127.0.0.1".into()),
@@ -236,7 +237,7 @@ pub(super) fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
     });
 
     let mut alert_ids = HashSet::new();
-    let alerts: Vec<AlertConfig> = raw
+    let alerts: Vec<AlertSpec> = raw
         .alerts
         .iter()
         .enumerate()
@@ -273,7 +274,7 @@ pub(super) fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
             .flatten()
             .enumerate()
             .filter_map(|(i, r)| {
-                crate::alert::guard::Cidr::parse(r)
+                crate::domain::Cidr::parse(r)
                     .map_err(|m| c.bad(format!("webhook.allow_private[{i}]"), m))
                     .ok()
             })
@@ -343,7 +344,7 @@ fn mqtt_tls(c: &mut Checker, m: &super::raw::RawMqtt) -> Option<Option<Vec<u8>>>
 
 fn schedule(c: &mut Checker, s: Option<&[f64]>) -> Vec<Duration> {
     let Some(s) = s else {
-        return crate::alert::outbox::DEFAULT_SCHEDULE.to_vec();
+        return crate::domain::DEFAULT_SCHEDULE.to_vec();
     };
     if s.is_empty() || s.len() > 100 {
         c.bad(
@@ -409,7 +410,7 @@ fn state(c: &mut Checker, s: &RawState) -> StateConfig {
     }
 }
 
-fn stream(c: &mut Checker, p: &str, s: &RawStream, seen: &mut HashSet<String>) -> StreamConfig {
+fn stream(c: &mut Checker, p: &str, s: &RawStream, seen: &mut HashSet<String>) -> StreamSpec {
     let id = c.id(&format!("{p}.id"), &s.id);
     if !id.is_empty() && !seen.insert(id.clone()) {
         c.bad(format!("{p}.id"), format!("duplicate stream id {id:?}"));
@@ -435,7 +436,7 @@ fn stream(c: &mut Checker, p: &str, s: &RawStream, seen: &mut HashSet<String>) -
             Transport::Tcp
         }
     };
-    StreamConfig {
+    StreamSpec {
         id: StreamId::new(id),
         url,
         fps: c.float(&format!("{p}.fps"), s.fps, 2.0, 0.01, 60.0),
@@ -495,7 +496,7 @@ pub fn parse_source(u: &str) -> Result<SourceUrl, String> {
     }
 }
 
-fn event(c: &mut Checker, p: &str, e: &RawEvent, seen: &mut HashSet<String>) -> EventConfig {
+fn event(c: &mut Checker, p: &str, e: &RawEvent, seen: &mut HashSet<String>) -> EventSpec {
     let id = c.id(&format!("{p}.id"), &e.id);
     if !id.is_empty() && !seen.insert(id.clone()) {
         c.bad(format!("{p}.id"), format!("duplicate event id {id:?}"));
@@ -556,7 +557,7 @@ fn event(c: &mut Checker, p: &str, e: &RawEvent, seen: &mut HashSet<String>) -> 
             format!("k ({k}) must not exceed window ({window})"),
         );
     }
-    EventConfig {
+    EventSpec {
         id: EventId::new(id),
         prompt,
         label,
@@ -647,7 +648,7 @@ fn topic(c: &mut Checker, p: &str, t: String) -> String {
 struct Known<'a> {
     events: &'a HashSet<String>,
     streams: &'a HashSet<String>,
-    mqtt: Option<&'a MqttConfig>,
+    mqtt: Option<&'a MqttSettings>,
     /// It has a WebSocket target (API alerts), so needs no other.
     has_ws: bool,
 }
@@ -658,7 +659,7 @@ fn alert(
     a: &RawAlert,
     seen: &mut HashSet<String>,
     k: &Known,
-) -> AlertConfig {
+) -> AlertSpec {
     let (events, streams, mqtt, has_ws) = (k.events, k.streams, k.mqtt, k.has_ws);
     let id = c.id(&format!("{p}.id"), &a.id);
     if !id.is_empty() && !seen.insert(id.clone()) {
@@ -692,7 +693,7 @@ fn alert(
     }
     let mut webhook_secrets = Vec::new();
     for (i, s) in a.webhook_secrets.iter().flatten().enumerate() {
-        match crate::alert::sign::Secret::parse(s) {
+        match crate::domain::Secret::parse(s) {
             Ok(secret) => webhook_secrets.push(secret),
             Err(m) => c.bad(format!("{p}.webhook_secrets[{i}]"), m),
         }
@@ -724,7 +725,7 @@ fn alert(
             "has no target: give a callback_url, or MQTT with an [mqtt] section",
         );
     }
-    AlertConfig {
+    AlertSpec {
         id: AlertId::new(id),
         event: EventId::new(event),
         streams: ids,

@@ -9,6 +9,7 @@
 //! file declares are (re)defined from it, keeping their stored run state;
 //! config-declared entities gone from the file are removed.
 
+mod compile;
 mod ops;
 mod search;
 
@@ -19,7 +20,8 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 
 use crate::alert::{ws::Hub, Dispatcher};
-use crate::config::{self, AlertConfig, Config, MqttConfig, StreamConfig};
+use crate::config::{self, Config};
+use crate::domain::{AlertSpec, MqttSettings, StreamSpec};
 use crate::index::ActiveIndex;
 use crate::matcher::CompiledEvent;
 use crate::model::{Manifest, PromptModel};
@@ -27,6 +29,7 @@ use crate::pool::Submitter;
 use crate::source::{self, Output, Reporter, SourceEvent, StreamHandle};
 use crate::store::{AlertRow, EventRow, IndexRow, Origin, Snapshot, Store, StreamRow, Table};
 use crate::types::StreamId;
+pub use compile::compile_event;
 pub use ops::{NewAlert, NewEvent, NewIndex, NewStream};
 pub use search::{BacktestQuery, Scanned, SearchQuery};
 
@@ -82,7 +85,7 @@ pub struct Parts {
     pub manifest: Arc<Manifest>,
     /// What event prompts compile against (labels or a text encoder).
     pub prompts: PromptModel,
-    pub mqtt: Option<MqttConfig>,
+    pub mqtt: Option<MqttSettings>,
     pub out: Output,
     pub submitter: Submitter,
     pub reporter: Reporter,
@@ -103,7 +106,7 @@ pub struct Parts {
 pub struct Engine {
     parts: Parts,
     catalog: tokio::sync::Mutex<Catalog>,
-    running: Mutex<HashMap<StreamId, (StreamConfig, StreamHandle)>>,
+    running: Mutex<HashMap<StreamId, (StreamSpec, StreamHandle)>>,
     health: Arc<Mutex<HashMap<StreamId, Health>>>,
 }
 
@@ -228,11 +231,11 @@ impl Engine {
         let mut spec = e.spec.clone();
         spec.id = Some(e.id.clone());
         let cfg = config::check_event(&spec).map_err(problems)?;
-        CompiledEvent::compile(&cfg, &self.parts.prompts).map_err(Refusal::Invalid)
+        compile_event(&cfg, &self.parts.prompts).map_err(Refusal::Invalid)
     }
 
     /// Turns an alert row into the dispatcher's form.
-    fn alert_config(&self, cat: &Catalog, a: &AlertRow) -> Result<AlertConfig, Refusal> {
+    fn alert_config(&self, cat: &Catalog, a: &AlertRow) -> Result<AlertSpec, Refusal> {
         let events: HashSet<String> = cat.events.keys().cloned().collect();
         let streams: HashSet<String> = cat.streams.keys().cloned().collect();
         let mut spec = a.spec.clone();
@@ -284,7 +287,7 @@ impl Engine {
             id.as_ref()
                 .is_none_or(|i| cat.indexes.get(i).is_some_and(|i| i.running))
         };
-        let alerts: Vec<AlertConfig> = cat
+        let alerts: Vec<AlertSpec> = cat
             .alerts
             .values()
             .filter(|a| a.enabled && index_on(&a.index_id))
@@ -307,7 +310,7 @@ impl Engine {
     }
 
     async fn apply_streams(&self, cat: &Catalog) {
-        let mut wanted: HashMap<StreamId, StreamConfig> = HashMap::new();
+        let mut wanted: HashMap<StreamId, StreamSpec> = HashMap::new();
         for s in cat.streams.values().filter(|s| s.running) {
             let mut spec = s.spec.clone();
             spec.id = Some(s.id.clone());
@@ -337,7 +340,7 @@ impl Engine {
                 .iter()
                 .filter_map(|id| running.remove(id).map(|(_, h)| h))
                 .collect();
-            let to_start: Vec<StreamConfig> = wanted
+            let to_start: Vec<StreamSpec> = wanted
                 .into_values()
                 .filter(|w| !running.contains_key(&w.id))
                 .collect();

@@ -4,9 +4,10 @@
 
 use serde::Deserialize;
 
+use super::compile_event;
 use super::{now, problems, Catalog, Engine, Refusal};
-use crate::config::{self, RawAlert, RawEvent, RawStream, SourceUrl};
-use crate::matcher::CompiledEvent;
+use crate::config::{self, RawAlert, RawEvent, RawStream};
+use crate::domain::SourceUrl;
 use crate::model::PromptModel;
 use crate::store::{AlertRow, Batch, EventRow, IndexRow, Origin, StreamRow, Table};
 
@@ -143,7 +144,7 @@ impl NewEvent {
         spec.prompt = Some(self.event_prompt);
         spec.label = Some(self.label);
         let cfg = config::check_event(&spec).map_err(problems)?;
-        CompiledEvent::compile(&cfg, model).map_err(Refusal::Invalid)?;
+        compile_event(&cfg, model).map_err(Refusal::Invalid)?;
         Ok(spec)
     }
 }

@@ -4,10 +4,11 @@
 
 use serde::Deserialize;
 
+use super::compile_event;
 use super::{problems, Engine, Refusal};
 use crate::config::{self, RawEvent};
 use crate::embeddings::{self, Hit, Replayed};
-use crate::matcher::{CompiledEvent, Rule, TextRule};
+use crate::matcher::{Rule, TextRule};
 use crate::model::PromptModel;
 
 /// `POST rtstream/{id}/search`: the SDK's `rtstream.search` body.
@@ -83,7 +84,7 @@ impl Engine {
     async fn text_rule(&self, spec: RawEvent) -> Result<(TextRule, config::MatchParams), Refusal> {
         let cfg = config::check_event(&spec).map_err(problems)?;
         let prompts = self.parts.prompts.clone();
-        let compiled = tokio::task::spawn_blocking(move || CompiledEvent::compile(&cfg, &prompts))
+        let compiled = tokio::task::spawn_blocking(move || compile_event(&cfg, &prompts))
             .await
             .map_err(|e| Refusal::Internal(e.to_string()))?
             .map_err(Refusal::Invalid)?;

@@ -13,8 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use crate::config::{EventConfig, MatchParams};
-use crate::model::PromptModel;
+use crate::domain::{EventSpec, MatchParams};
 use crate::types::{Detection, EventId, Scores, StreamId};
 pub use rule::{resolve_classes, LabelRule, Verdict};
 pub use state::{Tracker, Transition};
@@ -48,19 +47,16 @@ pub struct CompiledEvent {
 }
 
 impl CompiledEvent {
-    /// Compiles a configured event, refusing prompts the model cannot score.
-    pub fn compile(e: &EventConfig, model: &PromptModel) -> Result<CompiledEvent, String> {
-        let rule = match model {
-            PromptModel::Labels(labels) => Rule::Labels(LabelRule::compile(e, labels)?),
-            PromptModel::Text(encoder) => Rule::Text(TextRule::compile(e, encoder)?),
-        };
-        Ok(CompiledEvent {
+    /// An event with the rule it was compiled to (by
+    /// [`crate::engine::compile_event`], which knows the loaded model).
+    pub fn new(e: &EventSpec, rule: Rule) -> CompiledEvent {
+        CompiledEvent {
             id: e.id.clone(),
             prompt: e.prompt.clone(),
             label: e.label.clone(),
             rule,
             matching: e.matching,
-        })
+        }
     }
 
     /// Judges one frame; moves a text event's stream baseline.

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::config::{EventConfig, Region};
+use crate::domain::{EventSpec, Region};
 use crate::types::Detection;
 
 /// Words that mean "a person" in prompts. A detector with a `person` label can
@@ -133,7 +133,7 @@ pub struct LabelRule {
 
 impl LabelRule {
     /// Compiles an event for a model with the given labels.
-    pub fn compile(e: &EventConfig, labels: &[Arc<str>]) -> Result<LabelRule, String> {
+    pub fn compile(e: &EventSpec, labels: &[Arc<str>]) -> Result<LabelRule, String> {
         if !e.negatives.is_empty() {
             return Err(format!(
                 "event {:?}: negatives apply to dual-encoder models; the loaded model is a detector",

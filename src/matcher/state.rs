@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 
-use crate::config::MatchParams;
+use crate::domain::MatchParams;
 
 /// A change the caller must act on.
 #[derive(Debug, Clone, PartialEq)]

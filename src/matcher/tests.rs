@@ -4,16 +4,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::*;
-use crate::config::{EventConfig, Region};
-use crate::model::PromptModel;
+use crate::domain::{EventSpec, Region};
 use crate::types::{Detection, EventId, Scores, StreamId};
 
 fn labels(names: &[&str]) -> Vec<Arc<str>> {
     names.iter().map(|n| Arc::from(*n)).collect()
 }
 
-fn event(prompt: &str) -> EventConfig {
-    EventConfig {
+/// "person" compiled against a detector that knows only people.
+fn person_event() -> Result<CompiledEvent, String> {
+    let e = event("person");
+    let rule = LabelRule::compile(&e, &labels(&["person"]))?;
+    Ok(CompiledEvent::new(&e, Rule::Labels(rule)))
+}
+
+fn event(prompt: &str) -> EventSpec {
+    EventSpec {
         id: EventId::new("e"),
         prompt: prompt.into(),
         label: "alert".into(),
@@ -122,10 +128,7 @@ fn region_test_is_even_odd() {
 
 #[test]
 fn matcher_emits_start_and_end_with_one_occurrence_id_per_stream() {
-    let ev = Arc::new(
-        CompiledEvent::compile(&event("person"), &PromptModel::Labels(labels(&["person"])))
-            .unwrap(),
-    );
+    let ev = Arc::new(person_event().unwrap());
     let mut n = 0;
     let mut m = Matcher::with_ids(
         vec![ev],
@@ -163,10 +166,7 @@ fn matcher_emits_start_and_end_with_one_occurrence_id_per_stream() {
 
 #[test]
 fn close_stream_ends_open_occurrences() {
-    let ev = Arc::new(
-        CompiledEvent::compile(&event("person"), &PromptModel::Labels(labels(&["person"])))
-            .unwrap(),
-    );
+    let ev = Arc::new(person_event().unwrap());
     let mut m = Matcher::new(vec![ev]);
     for i in 0..3 {
         m.observe(&scores("a", i as f64 * 0.5, vec![person(0.9, 0.1)]));

@@ -16,8 +16,7 @@
 
 use std::sync::Arc;
 
-use crate::config::EventConfig;
-use crate::model::{tokenizer, TextEncoder};
+use crate::domain::EventSpec;
 
 /// Competing prompts every text event is scored against: scenes with
 /// nothing in particular in them.
@@ -30,7 +29,8 @@ pub const BACKGROUND: &[&str] = &[
     "a photo of the ground",
 ];
 
-/// A text event compiled against the loaded text encoder.
+/// A text event with its prompt embeddings (made by the text encoder, which
+/// the matcher never calls itself).
 #[derive(Debug, Clone)]
 pub struct TextRule {
     /// The event's prompt followed by every competing prompt.
@@ -97,13 +97,15 @@ pub struct TextVerdict {
 }
 
 /// Why a prompt cannot be used with a dual encoder.
-fn refuse(e: &EventConfig, why: String) -> String {
+pub fn refuse(e: &EventSpec, why: String) -> String {
     format!("event {:?}: {why}", e.id.as_str())
 }
 
 impl TextRule {
-    /// Embeds the prompt and its competitors; refuses detector-only settings.
-    pub fn compile(e: &EventConfig, enc: &TextEncoder) -> Result<TextRule, String> {
+    /// The texts an event is scored on: its prompt, then the background
+    /// prompts, then its own negatives. Refuses detector-only settings and
+    /// an empty prompt. The caller embeds them (see [`TextRule::new`]).
+    pub fn texts(e: &EventSpec) -> Result<Vec<String>, String> {
         let detector_only = [
             (e.classes.is_some(), "classes"),
             (e.region.is_some(), "region"),
@@ -129,31 +131,28 @@ impl TextRule {
                 texts.push(n.clone());
             }
         }
-        let mut vectors = Vec::with_capacity(texts.len());
-        let mut truncated = false;
-        for (i, t) in texts.iter().enumerate() {
-            let lower = t.to_lowercase();
-            if let Some(m) = tokenizer::MARKERS.iter().find(|m| lower.contains(*m)) {
-                return Err(refuse(
-                    e,
-                    format!("{t:?} contains the tokenizer marker {m}"),
-                ));
-            }
-            let (v, cut) = enc
-                .embed(t)
-                .map_err(|err| refuse(e, format!("cannot embed {t:?}: {err}")))?;
-            truncated |= i == 0 && cut;
-            vectors.push(v);
-        }
-        Ok(TextRule {
+        Ok(texts)
+    }
+
+    /// A rule from the event and the embeddings of [`TextRule::texts`], in
+    /// that order, at the text encoder's logit `scale`; `truncated` says the
+    /// prompt was cut to the encoder's context.
+    pub fn new(
+        e: &EventSpec,
+        texts: Vec<String>,
+        vectors: Vec<Arc<[f32]>>,
+        scale: f32,
+        truncated: bool,
+    ) -> TextRule {
+        TextRule {
             texts,
             vectors,
-            scale: enc.logit_scale(),
+            scale,
             min_confidence: e.min_confidence,
             min_lift: e.min_lift,
             baseline_secs: e.baseline_secs,
             truncated,
-        })
+        }
     }
 
     /// Confidence, similarity and strongest rival of one frame embedding,

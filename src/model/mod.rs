@@ -9,6 +9,7 @@
 pub mod clip;
 pub mod decode;
 pub mod manifest;
+pub mod text;
 pub mod tokenizer;
 
 use std::path::{Path, PathBuf};
@@ -18,9 +19,10 @@ use ort::session::Session;
 use ort::value::TensorRef;
 
 use crate::types::Detection;
-pub use clip::{EmbeddingMemory, ImageEncoder, PromptModel, TextEncoder};
+pub use clip::{ImageEncoder, PromptModel};
 pub use decode::Content;
 pub use manifest::{Dtype, Input, Kind, Layout, Manifest, Resize};
+pub use text::{EmbeddingMemory, TextEncoder};
 
 /// Scores below this never leave the model (events set their own, higher, thresholds).
 pub const FLOOR_SCORE: f32 = 0.2;

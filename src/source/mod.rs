@@ -18,7 +18,7 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 
-use crate::config::{SourceUrl, StreamConfig};
+use crate::domain::{SourceUrl, StreamSpec};
 use crate::pool::Submitter;
 use crate::sampler::Sampler;
 use crate::types::{Frame, StreamId};
@@ -88,7 +88,7 @@ pub fn init() -> Result<(), String> {
 
 /// Starts a stream's supervisor thread.
 pub fn spawn(
-    cfg: StreamConfig,
+    cfg: StreamSpec,
     out: Output,
     submit: Submitter,
     report: Reporter,
@@ -143,7 +143,7 @@ fn backoff_delay(failures: u32, cap: Duration) -> Duration {
 }
 
 fn supervise(
-    cfg: StreamConfig,
+    cfg: StreamSpec,
     out: Output,
     submit: Submitter,
     report: Reporter,
@@ -195,7 +195,7 @@ enum RunEnd {
 
 #[allow(clippy::too_many_arguments)]
 fn run_once(
-    cfg: &StreamConfig,
+    cfg: &StreamSpec,
     out: Output,
     submit: &Submitter,
     report: &Reporter,
@@ -338,7 +338,7 @@ fn run_once(
 }
 
 fn watch_bus(
-    cfg: &StreamConfig,
+    cfg: &StreamSpec,
     pipeline: &gst::Pipeline,
     stop: &AtomicBool,
     last_frame: &Mutex<Option<Instant>>,

@@ -7,7 +7,7 @@
 //! Frames the sampler refuses are dropped right after the decoder, so colour
 //! conversion and scaling run only for frames that will be scored.
 
-use crate::config::{SourceUrl, StreamConfig, Transport};
+use crate::domain::{SourceUrl, StreamSpec, Transport};
 use crate::model::Resize;
 
 /// Names of elements the source code looks up.
@@ -48,7 +48,7 @@ fn fit(out: Output) -> String {
 }
 
 /// Builds the launch line for a stream.
-pub fn launch_line(s: &StreamConfig, out: Output) -> String {
+pub fn launch_line(s: &StreamSpec, out: Output) -> String {
     let (src, live) = match &s.url {
         SourceUrl::Rtsp(u) => {
             let proto = match s.transport {
@@ -89,8 +89,8 @@ mod tests {
     use crate::types::StreamId;
     use std::time::Duration;
 
-    fn stream(url: SourceUrl, keyframes_only: bool) -> StreamConfig {
-        StreamConfig {
+    fn stream(url: SourceUrl, keyframes_only: bool) -> StreamSpec {
+        StreamSpec {
             id: StreamId::new("s"),
             url,
             fps: 2.0,

@@ -239,9 +239,9 @@ pub fn drain<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> Vec<T> {
 }
 
 /// An enabled alert on event `e`, every stream, posting to `url`.
-pub fn webhook_alert(id: &str, url: &str) -> sightline::config::AlertConfig {
+pub fn webhook_alert(id: &str, url: &str) -> sightline::domain::AlertSpec {
     use sightline::types::{AlertId, EventId};
-    sightline::config::AlertConfig {
+    sightline::domain::AlertSpec {
         id: AlertId::new(id),
         event: EventId::new("e"),
         streams: Vec::new(),

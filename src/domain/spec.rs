@@ -1,0 +1,134 @@
+//! What the daemon is asked to do, as validated values: streams, events
+//! (detection rules), alerts (an event wired to targets) and the broker
+//! connection. `config/` parses TOML and API bodies into these; every stage
+//! takes them as they are, so no stage depends on the file format.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::Secret;
+use crate::types::{AlertId, EventId, StreamId};
+
+/// Where a stream's pictures come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceUrl {
+    Rtsp(String),
+    File(PathBuf),
+    /// GStreamer's `videotestsrc` with the named pattern.
+    Test(String),
+}
+
+impl fmt::Display for SourceUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SourceUrl::Rtsp(u) => f.write_str(u),
+            SourceUrl::File(p) => write!(f, "file://{}", p.display()),
+            SourceUrl::Test(p) => write!(f, "test:{p}"),
+        }
+    }
+}
+
+/// RTSP lower transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+/// One camera stream.
+#[derive(Debug, Clone)]
+pub struct StreamSpec {
+    pub id: StreamId,
+    pub url: SourceUrl,
+    pub fps: f64,
+    pub keyframes_only: bool,
+    pub transport: Transport,
+    pub stall_timeout: Duration,
+    pub max_backoff: Duration,
+}
+
+/// A polygon in normalised picture coordinates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Region {
+    pub name: String,
+    pub points: Vec<(f32, f32)>,
+}
+
+/// The k-of-n start, end and cooldown rules of an event.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MatchParams {
+    pub k: usize,
+    pub window: usize,
+    pub end_after: usize,
+    pub max_duration: f64,
+    pub cooldown: f64,
+}
+
+impl Default for MatchParams {
+    fn default() -> Self {
+        MatchParams {
+            k: 2,
+            window: 3,
+            end_after: 4,
+            max_duration: 300.0,
+            cooldown: 10.0,
+        }
+    }
+}
+
+/// One event (detection rule) as configured.
+#[derive(Debug, Clone)]
+pub struct EventSpec {
+    pub id: EventId,
+    pub prompt: String,
+    pub label: String,
+    pub classes: Option<Vec<String>>,
+    pub min_confidence: f32,
+    pub min_count: usize,
+    pub min_area: f32,
+    pub region: Option<Region>,
+    /// Dual encoders: prompts the event must beat (besides the background set).
+    pub negatives: Vec<String>,
+    /// Dual encoders: required rise above the stream baseline, in logits (0: off).
+    pub min_lift: f32,
+    /// Dual encoders: time constant of the stream baseline, seconds.
+    pub baseline_secs: f64,
+    pub matching: MatchParams,
+}
+
+/// One alert: an event wired to streams and delivery targets.
+#[derive(Debug, Clone)]
+pub struct AlertSpec {
+    pub id: AlertId,
+    pub event: EventId,
+    /// Empty means every stream.
+    pub streams: Vec<StreamId>,
+    pub callback_url: Option<String>,
+    /// Standard Webhooks signing secrets; requests are unsigned when empty.
+    pub webhook_secrets: Vec<Secret>,
+    /// Topic template when the alert publishes over MQTT.
+    pub mqtt_topic: Option<String>,
+    /// WebSocket connection that also receives the alert (at most once).
+    pub ws_connection: Option<String>,
+    /// Scene index the alert hangs under (API-created alerts).
+    pub index: Option<String>,
+    pub send_end: bool,
+    pub enabled: bool,
+}
+
+/// The MQTT broker connection.
+#[derive(Debug, Clone)]
+pub struct MqttSettings {
+    pub host: String,
+    /// Username and password (read from its file at load).
+    pub credentials: Option<(String, String)>,
+    /// TLS: `Some(None)` verifies against the system roots, `Some(Some(pem))`
+    /// against this CA.
+    pub tls: Option<Option<Vec<u8>>>,
+    pub port: u16,
+    pub client_id: String,
+    pub keep_alive: Duration,
+    pub topic: String,
+    pub status_topic: String,
+}
