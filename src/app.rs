@@ -168,7 +168,7 @@ pub async fn run(
         mqtt,
         Some(Arc::clone(&hub)),
         OutboxSettings {
-            store: Arc::clone(&store),
+            store: Arc::clone(&store) as Arc<dyn crate::store::Outbox>,
             schedule: config.webhook.schedule.clone().into(),
             mqtt_schedule: crate::domain::mqtt_schedule(),
             concurrency: config.webhook.concurrency,

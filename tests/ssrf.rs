@@ -19,7 +19,7 @@ use sightline::alert::guard::{Cidr, Guard, Resolver};
 use sightline::alert::outbox::SystemClock;
 use sightline::alert::{webhook::WebhookSink, Dispatcher, OutboxSettings};
 use sightline::domain::AlertSpec;
-use sightline::store::Store;
+use sightline::store::{Outbox, Store};
 
 /// Counts TCP connections on a loopback port (v4 and v6).
 async fn counting_listener() -> (u16, Arc<AtomicUsize>) {
@@ -74,7 +74,7 @@ async fn internal_targets_are_refused_and_never_connected_to() {
         None,
         None,
         OutboxSettings {
-            store: Arc::clone(&store),
+            store: Arc::clone(&store) as Arc<dyn Outbox>,
             schedule: vec![Duration::ZERO, Duration::from_millis(100)].into(),
             mqtt_schedule: vec![Duration::ZERO].into(),
             concurrency: 2,

@@ -18,7 +18,7 @@ use sightline::alert::guard::{Cidr, Guard};
 use sightline::alert::outbox::{Clock, ManualClock, SystemClock};
 use sightline::alert::{webhook::WebhookSink, Dispatcher, OutboxSettings};
 use sightline::demo::serve_local;
-use sightline::store::Store;
+use sightline::store::{Outbox, Store};
 
 /// One scripted answer: status, Retry-After, Location.
 type Answer = (u16, Option<&'static str>, Option<String>);
@@ -97,7 +97,7 @@ fn dispatcher_with(
         None,
         None,
         OutboxSettings {
-            store: Arc::clone(&store),
+            store: Arc::clone(&store) as Arc<dyn Outbox>,
             schedule: schedule.into(),
             mqtt_schedule: schedule.into(),
             concurrency: 1,
@@ -308,10 +308,7 @@ async fn a_refused_message_is_a_dead_letter_and_can_be_redelivered() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(store.dead_letters(10).expect("dead letters").is_empty());
     assert!(
-        store
-            .outbox_due(&url, i64::MAX, 10)
-            .expect("outbox")
-            .is_empty(),
+        store.due(&url, i64::MAX, 10).expect("outbox").is_empty(),
         "acknowledged rows leave"
     );
 }

@@ -127,7 +127,7 @@ pub const MQTT_TARGET: &str = "mqtt";
 
 /// Where messages are kept and how they are retried.
 pub struct OutboxSettings {
-    pub store: Arc<crate::store::Store>,
+    pub store: Arc<dyn crate::store::Outbox>,
     /// Waits before each webhook attempt.
     pub schedule: Arc<[Duration]>,
     /// Waits before each MQTT attempt (a broker outage is usually short).
@@ -177,7 +177,7 @@ impl Dispatcher {
             outbox,
             rt,
         };
-        match d.outbox.store.outbox_targets() {
+        match d.outbox.store.targets() {
             Ok(targets) => d.ensure_webhooks(targets.iter().filter(|t| *t != MQTT_TARGET)),
             Err(e) => tracing::error!(error = %format!("{e:#}"), "cannot read the outbox"),
         }
@@ -354,11 +354,7 @@ impl Dispatcher {
         if rows.is_empty() {
             return 0;
         }
-        if let Err(e) = self
-            .outbox
-            .store
-            .outbox_add(&rows, self.outbox.clock.now_ms())
-        {
+        if let Err(e) = self.outbox.store.add(&rows, self.outbox.clock.now_ms()) {
             // Nothing else can hold them: say so loudly.
             tracing::error!(error = %format!("{e:#}"), messages = rows.len(), "cannot commit alerts to the outbox; they are lost");
             return 0;

@@ -15,12 +15,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::params;
-use serde::Serialize;
 use tokio::sync::Notify;
 
 use super::{sign, Delivery, Sink, SinkError, TargetStats};
-use crate::store::Store;
 
 pub use crate::domain::DEFAULT_SCHEDULE;
 
@@ -48,184 +45,7 @@ impl Clock for ManualClock {
     }
 }
 
-/// A message to store for one target.
-pub struct NewMessage<'a> {
-    pub target: &'a str,
-    pub message_id: &'a str,
-    pub alert_id: &'a str,
-    /// MQTT topic; empty for webhooks.
-    pub topic: &'a str,
-    pub body: &'a [u8],
-    pub secrets: &'a [sign::Secret],
-}
-
-/// One stored message.
-#[derive(Debug, Clone, Serialize)]
-pub struct Row {
-    pub seq: i64,
-    pub target: String,
-    pub message_id: String,
-    pub alert_id: String,
-    pub topic: String,
-    #[serde(skip)]
-    pub body: Vec<u8>,
-    #[serde(skip)]
-    pub secrets: Vec<String>,
-    pub attempts: u32,
-    pub next_at: i64,
-    pub created_at: i64,
-    pub last_error: Option<String>,
-}
-
-const COLUMNS: &str = "seq, target, message_id, alert_id, body, secrets, attempts, next_at, \
-     created_at, last_error, topic";
-
-fn row(r: &rusqlite::Row) -> rusqlite::Result<Row> {
-    let secrets: String = r.get(5)?;
-    Ok(Row {
-        seq: r.get(0)?,
-        target: r.get(1)?,
-        message_id: r.get(2)?,
-        alert_id: r.get(3)?,
-        body: r.get(4)?,
-        secrets: serde_json::from_str(&secrets).unwrap_or_default(),
-        attempts: r.get(6)?,
-        next_at: r.get(7)?,
-        created_at: r.get(8)?,
-        last_error: r.get(9)?,
-        topic: r.get(10)?,
-    })
-}
-
-impl Store {
-    /// Commits messages (due at once) in one transaction; returns their seqs.
-    pub fn outbox_add(&self, msgs: &[NewMessage], now: i64) -> anyhow::Result<Vec<i64>> {
-        let mut conn = self.lock()?;
-        let tx = conn.transaction()?;
-        let mut seqs = Vec::with_capacity(msgs.len());
-        for m in msgs {
-            let secrets: Vec<String> = m.secrets.iter().map(sign::Secret::to_text).collect();
-            tx.execute(
-                "INSERT INTO outbox (target, message_id, alert_id, body, secrets, next_at, created_at, topic)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
-                params![m.target, m.message_id, m.alert_id, m.body, serde_json::to_string(&secrets)?, now, m.topic],
-            )?;
-            seqs.push(tx.last_insert_rowid());
-        }
-        tx.commit()?;
-        Ok(seqs)
-    }
-
-    /// Live rows of a target due at `now`, oldest first.
-    pub fn outbox_due(&self, target: &str, now: i64, limit: usize) -> anyhow::Result<Vec<Row>> {
-        let conn = self.lock()?;
-        let mut q = conn.prepare(&format!(
-            "SELECT {COLUMNS} FROM outbox WHERE target = ?1 AND dead = 0 AND next_at <= ?2
-             ORDER BY next_at, seq LIMIT ?3"
-        ))?;
-        let rows = q.query_map(params![target, now, limit as i64], row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Targets with live rows (to resume after a restart).
-    pub fn outbox_targets(&self) -> anyhow::Result<Vec<String>> {
-        let conn = self.lock()?;
-        let mut q = conn.prepare("SELECT DISTINCT target FROM outbox WHERE dead = 0")?;
-        let rows = q.query_map([], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// The receiver acknowledged: the row goes.
-    pub fn outbox_done(&self, seq: i64) -> anyhow::Result<()> {
-        self.lock()?
-            .execute("DELETE FROM outbox WHERE seq = ?1", [seq])?;
-        Ok(())
-    }
-
-    /// An attempt failed: schedule the next, or make it a dead letter.
-    pub fn outbox_failed(
-        &self,
-        seq: i64,
-        attempts: u32,
-        next_at: Option<i64>,
-        error: &str,
-    ) -> anyhow::Result<()> {
-        let conn = self.lock()?;
-        match next_at {
-            Some(at) => conn.execute(
-                "UPDATE outbox SET attempts = ?2, next_at = ?3, last_error = ?4 WHERE seq = ?1",
-                params![seq, attempts, at, error],
-            )?,
-            None => conn.execute(
-                "UPDATE outbox SET attempts = ?2, dead = 1, last_error = ?3 WHERE seq = ?1",
-                params![seq, attempts, error],
-            )?,
-        };
-        Ok(())
-    }
-
-    /// The receiver said 410 Gone: every live row of the target becomes a
-    /// dead letter and the target is recorded as gone, so it stays disabled
-    /// after a restart.
-    pub fn outbox_target_gone(&self, target: &str, error: &str, now: i64) -> anyhow::Result<usize> {
-        let mut conn = self.lock()?;
-        let tx = conn.transaction()?;
-        let n = tx.execute(
-            "UPDATE outbox SET dead = 1, last_error = ?2 WHERE target = ?1 AND dead = 0",
-            params![target, error],
-        )?;
-        tx.execute(
-            "INSERT INTO gone_targets (target, reason, at_ms) VALUES (?1, ?2, ?3)
-             ON CONFLICT (target) DO UPDATE SET reason = ?2, at_ms = ?3",
-            params![target, error, now],
-        )?;
-        tx.commit()?;
-        Ok(n)
-    }
-
-    /// Why a target was disabled by a 410, if it is.
-    pub fn gone_reason(&self, target: &str) -> anyhow::Result<Option<String>> {
-        let conn = self.lock()?;
-        let mut q = conn.prepare("SELECT reason FROM gone_targets WHERE target = ?1")?;
-        let mut rows = q.query_map([target], |r| r.get::<_, String>(0))?;
-        Ok(rows.next().transpose()?)
-    }
-
-    /// Dead letters, oldest first.
-    pub fn dead_letters(&self, limit: usize) -> anyhow::Result<Vec<Row>> {
-        let conn = self.lock()?;
-        let mut q = conn.prepare(&format!(
-            "SELECT {COLUMNS} FROM outbox WHERE dead = 1 ORDER BY seq LIMIT ?1"
-        ))?;
-        let rows = q.query_map([limit as i64], row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Puts a dead letter back in line with a fresh schedule; returns its
-    /// target, or `None` if there is no such dead letter. Redelivering is the
-    /// operator saying the receiver is back, so a target disabled by a 410 is
-    /// enabled again (a new 410 disables it again).
-    pub fn redeliver(&self, seq: i64, now: i64) -> anyhow::Result<Option<String>> {
-        let mut conn = self.lock()?;
-        let tx = conn.transaction()?;
-        let target: Option<String> = tx
-            .query_row(
-                "SELECT target FROM outbox WHERE seq = ?1 AND dead = 1",
-                [seq],
-                |r| r.get(0),
-            )
-            .ok();
-        if let Some(t) = &target {
-            tx.execute(
-                "UPDATE outbox SET dead = 0, attempts = 0, next_at = ?2 WHERE seq = ?1",
-                params![seq, now],
-            )?;
-            tx.execute("DELETE FROM gone_targets WHERE target = ?1", [t])?;
-        }
-        tx.commit()?;
-        Ok(target)
-    }
-}
+pub use crate::store::{NewMessage, Outbox, OutboxRow as Row};
 
 /// When the attempt after `attempts` failures is due, `None` when the
 /// schedule is used up. `jitter` in `[0, 1)` stretches the gap by up to 20 %.
@@ -257,7 +77,7 @@ pub fn spawn_worker(
     rt: &tokio::runtime::Handle,
     cfg: WorkerConfig,
     sink: Arc<dyn Sink>,
-    store: Arc<Store>,
+    store: Arc<dyn Outbox>,
     stats: Arc<TargetStats>,
 ) -> Arc<Notify> {
     let wake = Arc::new(Notify::new());
@@ -278,7 +98,7 @@ pub fn spawn_worker(
             // as due just before its attempt finishes and then claimed again.
             let due = tokio::task::spawn_blocking(move || {
                 let mut claimed = f.lock().map_err(|_| anyhow::anyhow!("in-flight lock poisoned"))?;
-                let rows = s.outbox_due(&t, now, limit + claimed.len())?;
+                let rows = s.due(&t, now, limit + claimed.len())?;
                 Ok::<_, anyhow::Error>(
                     rows.into_iter()
                         .filter(|r| claimed.insert(r.seq))
@@ -326,11 +146,11 @@ pub fn spawn_worker(
 }
 
 /// One change to the outbox, run off the async threads.
-type StoreOp = Box<dyn FnOnce(&Store) -> anyhow::Result<()> + Send>;
+type StoreOp = Box<dyn FnOnce(&dyn Outbox) -> anyhow::Result<()> + Send>;
 
 struct Attempt {
     sink: Arc<dyn Sink>,
-    store: Arc<Store>,
+    store: Arc<dyn Outbox>,
     stats: Arc<TargetStats>,
     schedule: Arc<[Duration]>,
     clock: Arc<dyn Clock>,
@@ -366,7 +186,7 @@ impl Attempt {
                 let mut claimed = in_flight
                     .lock()
                     .map_err(|_| anyhow::anyhow!("in-flight lock poisoned"))?;
-                let r = op(&store);
+                let r = op(store.as_ref());
                 claimed.remove(&seq);
                 r
             })
@@ -375,7 +195,7 @@ impl Attempt {
             Ok(()) => {
                 self.stats.delivered.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(target = %name, message = %r.message_id, attempts, "alert delivered");
-                record(Box::new(move |s| s.outbox_done(seq))).await
+                record(Box::new(move |s| s.done(seq))).await
             }
             Err(SinkError::Retry { message, after }) => {
                 let at = next_at(now, attempts, &self.schedule, rand::random::<f64>(), after);
@@ -388,15 +208,12 @@ impl Attempt {
                     tracing::error!(target = %name, message = %r.message_id, attempts, error = %message,
                         "delivery failed; schedule used up, kept as a dead letter");
                 }
-                record(Box::new(move |s| {
-                    s.outbox_failed(seq, attempts, at, &message)
-                }))
-                .await
+                record(Box::new(move |s| s.failed(seq, attempts, at, &message))).await
             }
             Err(SinkError::Permanent(m)) => {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(target = %name, message = %r.message_id, error = %m, "delivery refused; kept as a dead letter");
-                record(Box::new(move |s| s.outbox_failed(seq, attempts, None, &m))).await
+                record(Box::new(move |s| s.failed(seq, attempts, None, &m))).await
             }
             Err(SinkError::Gone(m)) => {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -405,8 +222,8 @@ impl Attempt {
                     reason.get_or_insert(m.clone());
                 }
                 record(Box::new(move |s| {
-                    s.outbox_failed(seq, attempts, None, &m)?;
-                    s.outbox_target_gone(&target, &m, now).map(|_| ())
+                    s.failed(seq, attempts, None, &m)?;
+                    s.target_gone(&target, &m, now).map(|_| ())
                 }))
                 .await
             }
@@ -421,6 +238,7 @@ impl Attempt {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
 
     #[test]
     fn the_schedule_is_stretched_by_jitter_never_shortened() {
@@ -451,22 +269,22 @@ mod tests {
             body: b"{}",
             secrets: std::slice::from_ref(&secret),
         };
-        let seqs = store.outbox_add(&[msg("m1"), msg("m2")], 100)?;
-        let due = store.outbox_due("t", 100, 10)?;
+        let seqs = store.add(&[msg("m1"), msg("m2")], 100)?;
+        let due = store.due("t", 100, 10)?;
         assert_eq!(due.len(), 2);
         assert_eq!(due[0].secrets, vec![secret.to_text()]);
-        assert!(store.outbox_due("other", 100, 10)?.is_empty());
-        store.outbox_done(seqs[0])?;
-        store.outbox_failed(seqs[1], 1, Some(5_100), "500")?;
-        assert!(store.outbox_due("t", 5_099, 10)?.is_empty(), "not due yet");
-        assert_eq!(store.outbox_due("t", 5_100, 10)?.len(), 1);
-        store.outbox_failed(seqs[1], 8, None, "500")?;
-        assert!(store.outbox_due("t", i64::MAX, 10)?.is_empty());
+        assert!(store.due("other", 100, 10)?.is_empty());
+        store.done(seqs[0])?;
+        store.failed(seqs[1], 1, Some(5_100), "500")?;
+        assert!(store.due("t", 5_099, 10)?.is_empty(), "not due yet");
+        assert_eq!(store.due("t", 5_100, 10)?.len(), 1);
+        store.failed(seqs[1], 8, None, "500")?;
+        assert!(store.due("t", i64::MAX, 10)?.is_empty());
         let dead = store.dead_letters(10)?;
         assert_eq!((dead.len(), dead[0].attempts), (1, 8));
         assert_eq!(store.redeliver(seqs[1], 9_000)?.as_deref(), Some("t"));
         assert_eq!(store.redeliver(seqs[1], 9_000)?, None, "no longer dead");
-        assert_eq!(store.outbox_due("t", 9_000, 10)?[0].attempts, 0);
+        assert_eq!(store.due("t", 9_000, 10)?[0].attempts, 0);
         Ok(())
     }
 }

@@ -12,7 +12,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use raw::{RawAlert, RawConfig, RawEvent, RawStream};
+pub use raw::{RawAlert, RawConfig, RawEvent, RawRegion, RawStream};
 pub use validate::{check_alert, check_callback_url, check_event, check_stream, valid_id};
 
 pub use crate::domain::{

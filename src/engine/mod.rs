@@ -10,6 +10,7 @@
 //! config-declared entities gone from the file are removed.
 
 mod compile;
+mod defs;
 mod ops;
 mod search;
 
@@ -228,7 +229,7 @@ impl Engine {
 
     /// Compiles an event row against the loaded model.
     fn compile(&self, e: &EventRow) -> Result<CompiledEvent, Refusal> {
-        let mut spec = e.spec.clone();
+        let mut spec: config::RawEvent = e.spec.clone().into();
         spec.id = Some(e.id.clone());
         let cfg = config::check_event(&spec).map_err(problems)?;
         compile_event(&cfg, &self.parts.prompts).map_err(Refusal::Invalid)
@@ -238,7 +239,7 @@ impl Engine {
     fn alert_config(&self, cat: &Catalog, a: &AlertRow) -> Result<AlertSpec, Refusal> {
         let events: HashSet<String> = cat.events.keys().cloned().collect();
         let streams: HashSet<String> = cat.streams.keys().cloned().collect();
-        let mut spec = a.spec.clone();
+        let mut spec: config::RawAlert = a.spec.clone().into();
         spec.id = Some(a.id.clone());
         let mut cfg = config::check_alert(
             &spec,
@@ -312,7 +313,7 @@ impl Engine {
     async fn apply_streams(&self, cat: &Catalog) {
         let mut wanted: HashMap<StreamId, StreamSpec> = HashMap::new();
         for s in cat.streams.values().filter(|s| s.running) {
-            let mut spec = s.spec.clone();
+            let mut spec: config::RawStream = s.spec.clone().into();
             spec.id = Some(s.id.clone());
             match config::check_stream(&spec) {
                 Ok(c) => {
@@ -473,7 +474,7 @@ fn merge(snap: Snapshot, config: &Config, store: &Store) -> anyhow::Result<Catal
         let row = StreamRow {
             id: id.clone(),
             name: id.clone(),
-            spec: s.clone(),
+            spec: s.clone().into(),
             running,
             origin: Origin::Config,
             created_at,
@@ -489,7 +490,7 @@ fn merge(snap: Snapshot, config: &Config, store: &Store) -> anyhow::Result<Catal
             .map_or_else(now, |r| r.created_at.clone());
         let row = EventRow {
             id: id.clone(),
-            spec: e.clone(),
+            spec: e.clone().into(),
             origin: Origin::Config,
             created_at,
         };
@@ -504,7 +505,7 @@ fn merge(snap: Snapshot, config: &Config, store: &Store) -> anyhow::Result<Catal
         let row = AlertRow {
             id: id.clone(),
             index_id: None,
-            spec: a.clone(),
+            spec: a.clone().into(),
             ws_connection: None,
             enabled,
             origin: Origin::Config,

@@ -6,10 +6,12 @@ use serde::Deserialize;
 
 use super::compile_event;
 use super::{now, problems, Catalog, Engine, Refusal};
-use crate::config::{self, RawAlert, RawEvent, RawStream};
+use crate::config::{self, RawEvent, RawStream};
 use crate::domain::SourceUrl;
 use crate::model::PromptModel;
-use crate::store::{AlertRow, Batch, EventRow, IndexRow, Origin, StreamRow, Table};
+use crate::store::{
+    AlertDef, AlertRow, Batch, EventRow, IndexRow, Origin, Outbox, StreamRow, Table,
+};
 
 /// `POST rtstream`: the SDK's `connect_rtstream` body plus sightline's
 /// stream settings. Fields the SDK sends that do not apply here
@@ -171,7 +173,7 @@ impl Engine {
         let row = StreamRow {
             id: id.clone(),
             name,
-            spec,
+            spec: spec.into(),
             running: true,
             origin: Origin::Api,
             created_at: now(),
@@ -313,7 +315,7 @@ impl Engine {
             .map_err(|e| Refusal::Internal(e.to_string()))??;
         let row = EventRow {
             id: id.clone(),
-            spec,
+            spec: spec.into(),
             origin: Origin::Api,
             created_at: now(),
         };
@@ -394,7 +396,7 @@ impl Engine {
         let row = AlertRow {
             id: id.clone(),
             index_id: Some(index.to_string()),
-            spec: RawAlert {
+            spec: AlertDef {
                 id: Some(id.clone()),
                 event: Some(b.event_id),
                 streams: Some(vec![stream.to_string()]),

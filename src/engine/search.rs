@@ -147,7 +147,7 @@ impl Engine {
                     .events
                     .get(id)
                     .ok_or_else(|| Refusal::NotFound(format!("no event with id {id:?}")))?;
-                let mut spec = row.spec.clone();
+                let mut spec: RawEvent = row.spec.clone().into();
                 spec.id = Some(id.clone());
                 spec
             }

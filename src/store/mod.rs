@@ -1,0 +1,97 @@
+//! Persistent state in SQLite, and the only module that speaks SQL: streams, scene indexes, events and alerts
+//! (each a JSON row keyed by id), the recent scene records of each index,
+//! the delivery outbox, frame embeddings and prompt embeddings.
+//!
+//! The schema is versioned with `PRAGMA user_version` and upgraded by the
+//! ordered migrations (`migrations.rs`) at open, one transaction each, so a state directory
+//! written by an older sightline opens in a newer one. The database runs in
+//! WAL mode with `synchronous=FULL`: a change the API acknowledged survives
+//! a power cut.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use anyhow::{anyhow, Context};
+use rusqlite::Connection;
+
+mod catalog;
+mod embeddings;
+mod migrations;
+mod outbox;
+mod scenes;
+
+pub use catalog::{
+    AlertDef, AlertRow, Batch, EventDef, EventRow, IndexRow, Origin, RegionDef, Snapshot,
+    StreamDef, StreamRow, Table,
+};
+pub use outbox::{MemoryOutbox, NewMessage, Outbox, OutboxRow};
+pub use scenes::{LabelSummary, SceneRecord};
+
+use migrations::MIGRATIONS;
+
+/// The database. One connection behind a mutex: writes are small and rare
+/// next to the frame rate, and SQLite serialises writers anyway.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    /// Opens (creating if needed) `dir/state.sqlite3`, or an in-memory
+    /// database when `dir` is `None`, and brings the schema up to date.
+    pub fn open(dir: Option<&Path>) -> anyhow::Result<Store> {
+        let conn = match dir {
+            Some(d) => {
+                std::fs::create_dir_all(d)
+                    .with_context(|| format!("creating the state directory {}", d.display()))?;
+                let path = d.join("state.sqlite3");
+                Connection::open(&path).with_context(|| format!("opening {}", path.display()))?
+            }
+            None => Connection::open_in_memory().context("opening an in-memory database")?,
+        };
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;",
+        )
+        .context("setting database pragmas")?;
+        let store = Store {
+            conn: Mutex::new(conn),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    pub(super) fn lock(&self) -> anyhow::Result<std::sync::MutexGuard<'_, Connection>> {
+        self.conn
+            .lock()
+            .map_err(|_| anyhow!("the state database lock is poisoned"))
+    }
+
+    /// The schema version of this database.
+    pub fn version(&self) -> anyhow::Result<usize> {
+        let conn = self.lock()?;
+        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        Ok(v as usize)
+    }
+
+    fn migrate(&self) -> anyhow::Result<()> {
+        let mut conn = self.lock()?;
+        let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if current as usize > MIGRATIONS.len() {
+            return Err(anyhow!(
+                "the state database has schema version {current}, newer than this sightline \
+                 understands ({}); refusing to touch it",
+                MIGRATIONS.len()
+            ));
+        }
+        for (i, step) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(step)
+                .with_context(|| format!("applying schema migration {}", i + 1))?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
