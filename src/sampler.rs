@@ -27,6 +27,14 @@ impl Sampler {
         }
     }
 
+    /// Takes a new rate and keyframe mode from the next frame on; the grid
+    /// re-anchors at the next admitted frame.
+    pub fn retune(&mut self, fps: f64, keyframes_only: bool) {
+        self.interval = 1.0 / fps.max(1e-6);
+        self.keyframes_only = keyframes_only;
+        self.next_due = None;
+    }
+
     /// Whether the frame at `t` seconds (stream time) should be scored.
     pub fn admit(&mut self, t: f64, keyframe: bool) -> bool {
         if self.keyframes_only && !keyframe {

@@ -16,7 +16,6 @@ use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::Router;
 use sightline::alert::guard::{Cidr, Guard, Resolver};
-use sightline::alert::outbox::SystemClock;
 use sightline::alert::{webhook::WebhookSink, Dispatcher, OutboxSettings};
 use sightline::domain::AlertSpec;
 use sightline::store::{Outbox, Store};
@@ -78,7 +77,7 @@ async fn internal_targets_are_refused_and_never_connected_to() {
             schedule: vec![Duration::ZERO, Duration::from_millis(100)].into(),
             mqtt_schedule: vec![Duration::ZERO].into(),
             concurrency: 2,
-            clock: Arc::new(SystemClock),
+            clock: sightline::clock::real(),
             poll: Duration::from_millis(20),
         },
     );

@@ -1,12 +1,13 @@
 //! Webhook delivery against a real HTTP receiver that answers from a script:
 //! `Retry-After` is honoured, 410 disables the target, redirects are not
 //! followed, every retry carries the same `webhook-id`, retries follow the
-//! schedule (checked with an injected clock), and messages that run out of
+//! schedule (checked under simulated clocks, without waiting), and messages that run out of
 //! attempts become dead letters that can be redelivered.
 
 mod common;
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,8 +16,8 @@ use axum::{
     Router,
 };
 use sightline::alert::guard::{Cidr, Guard};
-use sightline::alert::outbox::{Clock, ManualClock, SystemClock};
-use sightline::alert::{webhook::WebhookSink, Dispatcher, OutboxSettings};
+use sightline::alert::{webhook::WebhookSink, Dispatcher, OutboxSettings, TargetStats};
+use sightline::clock::{Clocks, RealClocks, SimClocks};
 use sightline::demo::serve_local;
 use sightline::store::{Outbox, Store};
 
@@ -69,7 +70,7 @@ fn dispatcher(url: &str) -> Dispatcher {
     dispatcher_with(
         url,
         &schedule,
-        Arc::new(SystemClock),
+        Arc::new(RealClocks),
         Arc::new(memory_store()),
     )
     .0
@@ -82,7 +83,7 @@ fn memory_store() -> Store {
 fn dispatcher_with(
     url: &str,
     schedule: &[Duration],
-    clock: Arc<dyn Clock>,
+    clock: Arc<dyn Clocks>,
     store: Arc<Store>,
 ) -> (Dispatcher, Arc<Store>) {
     let alert = common::webhook_alert("a", url);
@@ -149,7 +150,7 @@ async fn gone_disables_the_target_across_restarts_until_a_redelivery() {
     let (url, script) = receiver(vec![(410, None, None)]).await;
     let schedule = [0.0, 0.1, 0.2, 0.4].map(Duration::from_secs_f64);
     let store = Arc::new(memory_store());
-    let (d, _) = dispatcher_with(&url, &schedule, Arc::new(SystemClock), Arc::clone(&store));
+    let (d, _) = dispatcher_with(&url, &schedule, Arc::new(RealClocks), Arc::clone(&store));
     d.dispatch(&common::occurrence("o1"));
     wait_for_requests(&script, 1, 5).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -177,7 +178,7 @@ async fn gone_disables_the_target_across_restarts_until_a_redelivery() {
     drop(d);
 
     // A restart on the same state: the URL is still disabled.
-    let (d, _) = dispatcher_with(&url, &schedule, Arc::new(SystemClock), Arc::clone(&store));
+    let (d, _) = dispatcher_with(&url, &schedule, Arc::new(RealClocks), Arc::clone(&store));
     assert_eq!(
         d.dispatch(&common::occurrence("o3")),
         0,
@@ -188,7 +189,7 @@ async fn gone_disables_the_target_across_restarts_until_a_redelivery() {
     let dead = store.dead_letters(10).expect("dead letters");
     assert_eq!(dead.len(), 1, "{dead:?}");
     store
-        .redeliver(dead[0].seq, SystemClock.now_ms())
+        .redeliver(dead[0].seq, RealClocks.wall_ms())
         .expect("redeliver");
     d.wake(&url);
     let seen = wait_for_requests(&script, 2, 5).await;
@@ -221,20 +222,43 @@ async fn redirects_are_not_followed() {
     );
 }
 
+/// Moves the simulated clock to `ms` past the start and returns once the
+/// target's worker has looked at the outbox at that time and gone back to
+/// sleep: whatever it was going to start, it has started.
+async fn move_to(sim: &SimClocks, stats: &TargetStats, ms: u64) {
+    let now = sim.elapsed();
+    sim.advance(Duration::from_millis(ms).saturating_sub(now));
+    let target = sim.wall_ms();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while stats.last_poll_ms.load(Ordering::SeqCst) < target && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    sim.settled(1).await;
+}
+
+/// Waits until the outbox row has `n` attempts recorded.
+async fn recorded(store: &Store, url: &str, n: u32) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let live = store.due(url, i64::MAX, 10).expect("outbox");
+        let dead = store.dead_letters(10).expect("dead letters");
+        let attempts = live.iter().chain(&dead).map(|r| r.attempts).max();
+        if attempts >= Some(n) || Instant::now() > deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 #[tokio::test]
 async fn retry_gaps_follow_the_schedule_with_an_injected_clock() {
     let (url, script) = receiver(vec![(500, None, None); 10]).await;
-    let clock = Arc::new(ManualClock::default());
-    clock
-        .0
-        .store(1_000_000, std::sync::atomic::Ordering::SeqCst);
+    let start = std::time::UNIX_EPOCH + Duration::from_secs(1_000);
+    let sim = SimClocks::new(start, 0.5);
     let schedule = [0.0, 5.0, 300.0].map(Duration::from_secs_f64);
-    let (d, store) = dispatcher_with(&url, &schedule, clock.clone(), Arc::new(memory_store()));
-    let set = |ms: i64| {
-        clock
-            .0
-            .store(1_000_000 + ms, std::sync::atomic::Ordering::SeqCst)
-    };
+    let (d, store) = dispatcher_with(&url, &schedule, sim.clone(), Arc::new(memory_store()));
+    let stats = Arc::clone(&d.stats()[0].1);
+    let attempts = || stats.attempts.load(Ordering::SeqCst);
     let count = || script.seen.lock().map(|v| v.len()).unwrap_or(0);
     d.dispatch(&common::occurrence("o1"));
     assert_eq!(
@@ -242,29 +266,37 @@ async fn retry_gaps_follow_the_schedule_with_an_injected_clock() {
         1,
         "first attempt at once"
     );
+    recorded(&store, &url, 1).await;
     // Jitter only stretches a gap (by up to 20 %): nothing before 5 s, one by 6 s.
-    set(4_999);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(count(), 1, "no retry before the 5 s step");
-    set(6_000);
+    move_to(&sim, &stats, 4_999).await;
+    assert_eq!(
+        (attempts(), count()),
+        (1, 1),
+        "no retry before the 5 s step"
+    );
+    move_to(&sim, &stats, 6_000).await;
     assert_eq!(
         wait_for_requests(&script, 2, 5).await.len(),
         2,
         "retry by 6 s"
     );
-    set(6_000 + 299_999);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(count(), 2, "no retry before the 300 s step");
-    set(6_000 + 360_000);
+    recorded(&store, &url, 2).await;
+    move_to(&sim, &stats, 6_000 + 299_999).await;
+    assert_eq!(
+        (attempts(), count()),
+        (2, 2),
+        "no retry before the 300 s step"
+    );
+    move_to(&sim, &stats, 6_000 + 360_000).await;
     assert_eq!(
         wait_for_requests(&script, 3, 5).await.len(),
         3,
         "retry by 360 s"
     );
+    recorded(&store, &url, 3).await;
     // The schedule is used up: a dead letter, never retried on its own.
-    set(100_000_000);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(count(), 3);
+    move_to(&sim, &stats, 100_000_000).await;
+    assert_eq!((attempts(), count()), (3, 3));
     let dead = store.dead_letters(10).expect("dead letters");
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].attempts, 3);
@@ -281,7 +313,7 @@ async fn a_refused_message_is_a_dead_letter_and_can_be_redelivered() {
     let (d, store) = dispatcher_with(
         &url,
         &schedule,
-        Arc::new(SystemClock),
+        Arc::new(RealClocks),
         Arc::new(memory_store()),
     );
     d.dispatch(&common::occurrence("o1"));
@@ -296,7 +328,7 @@ async fn a_refused_message_is_a_dead_letter_and_can_be_redelivered() {
     assert_eq!(dead.len(), 1);
     assert_eq!(
         store
-            .redeliver(dead[0].seq, SystemClock.now_ms())
+            .redeliver(dead[0].seq, RealClocks.wall_ms())
             .expect("redeliver")
             .as_deref(),
         Some(url.as_str())

@@ -18,6 +18,7 @@ pub mod mqtt;
 pub mod outbox;
 pub mod payload;
 pub mod sign;
+pub mod stage;
 pub mod webhook;
 pub mod ws;
 
@@ -102,6 +103,10 @@ pub trait Sink: Send + Sync + 'static {
 /// Delivery counters for one target.
 #[derive(Debug, Default)]
 pub struct TargetStats {
+    /// Attempts started (each delivery try, first or retry).
+    pub attempts: AtomicU64,
+    /// Wall time (Unix ms) at which the target's worker last read its due rows.
+    pub last_poll_ms: std::sync::atomic::AtomicI64,
     pub delivered: AtomicU64,
     pub failed: AtomicU64,
     pub retries: AtomicU64,
@@ -134,7 +139,7 @@ pub struct OutboxSettings {
     pub mqtt_schedule: Arc<[Duration]>,
     /// Requests in flight per webhook URL.
     pub concurrency: usize,
-    pub clock: Arc<dyn outbox::Clock>,
+    pub clock: Arc<dyn crate::clock::Clocks>,
     /// How often a worker looks for due rows without being woken.
     pub poll: Duration,
 }
@@ -229,7 +234,7 @@ impl Dispatcher {
 
     /// The clock the outbox uses.
     pub fn now_ms(&self) -> i64 {
-        self.outbox.clock.now_ms()
+        self.outbox.clock.wall_ms()
     }
 
     /// Replaces the alerts in force (only enabled, running ones should be
@@ -354,7 +359,7 @@ impl Dispatcher {
         if rows.is_empty() {
             return 0;
         }
-        if let Err(e) = self.outbox.store.add(&rows, self.outbox.clock.now_ms()) {
+        if let Err(e) = self.outbox.store.add(&rows, self.outbox.clock.wall_ms()) {
             // Nothing else can hold them: say so loudly.
             tracing::error!(error = %format!("{e:#}"), messages = rows.len(), "cannot commit alerts to the outbox; they are lost");
             return 0;
@@ -495,7 +500,7 @@ mod tests {
                 schedule: outbox::DEFAULT_SCHEDULE.into(),
                 mqtt_schedule: outbox::DEFAULT_SCHEDULE.into(),
                 concurrency: 1,
-                clock: Arc::new(outbox::SystemClock),
+                clock: crate::clock::real(),
                 poll: Duration::from_millis(100),
             },
         );

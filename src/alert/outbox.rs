@@ -11,39 +11,16 @@
 //! restarts) until one of its dead letters is redelivered.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
 use super::{sign, Delivery, Sink, SinkError, TargetStats};
+use crate::clock::Clocks;
 
 pub use crate::domain::DEFAULT_SCHEDULE;
-
-/// Time as the outbox sees it, in Unix milliseconds; injectable for tests.
-pub trait Clock: Send + Sync + 'static {
-    fn now_ms(&self) -> i64;
-}
-
-/// The system clock.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        chrono::Utc::now().timestamp_millis()
-    }
-}
-
-/// A clock that moves only when told (tests).
-#[derive(Default)]
-pub struct ManualClock(pub AtomicI64);
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
 
 pub use crate::store::{NewMessage, Outbox, OutboxRow as Row};
 
@@ -67,7 +44,7 @@ pub struct WorkerConfig {
     pub target: String,
     pub schedule: Arc<[Duration]>,
     pub concurrency: usize,
-    pub clock: Arc<dyn Clock>,
+    pub clock: Arc<dyn Clocks>,
     /// How often the worker looks for due rows without being woken.
     pub poll: Duration,
 }
@@ -86,7 +63,10 @@ pub fn spawn_worker(
     let slots = Arc::new(tokio::sync::Semaphore::new(cfg.concurrency.max(1)));
     rt.spawn(async move {
         loop {
-            let now = cfg.clock.now_ms();
+            let now = cfg.clock.wall_ms();
+            // Anchored before the read: time that passes meanwhile shortens
+            // the wait instead of stretching it.
+            let next_poll = cfg.clock.now() + cfg.poll;
             let (s, t, f) = (
                 Arc::clone(&store),
                 cfg.target.clone(),
@@ -106,6 +86,7 @@ pub fn spawn_worker(
                 )
             })
             .await;
+            stats.last_poll_ms.store(now, Ordering::SeqCst);
             let due = match due {
                 Ok(Ok(rows)) => rows,
                 Ok(Err(e)) => {
@@ -120,6 +101,7 @@ pub fn spawn_worker(
                     return;
                 };
                 started += 1;
+                stats.attempts.fetch_add(1, Ordering::SeqCst);
                 let job = Attempt {
                     sink: Arc::clone(&sink),
                     store: Arc::clone(&store),
@@ -137,7 +119,7 @@ pub fn spawn_worker(
             if started == 0 {
                 tokio::select! {
                     _ = waker.notified() => {}
-                    _ = tokio::time::sleep(cfg.poll) => {}
+                    _ = cfg.clock.sleep_until(next_poll) => {}
                 }
             }
         }
@@ -153,7 +135,7 @@ struct Attempt {
     store: Arc<dyn Outbox>,
     stats: Arc<TargetStats>,
     schedule: Arc<[Duration]>,
-    clock: Arc<dyn Clock>,
+    clock: Arc<dyn Clocks>,
     in_flight: Arc<Mutex<HashSet<i64>>>,
     wake: Arc<Notify>,
 }
@@ -175,7 +157,7 @@ impl Attempt {
         };
         let result = self.sink.deliver(&d).await;
         let attempts = r.attempts + 1;
-        let now = self.clock.now_ms();
+        let now = self.clock.wall_ms();
         let name = self.sink.name();
         let store = Arc::clone(&self.store);
         let (seq, target) = (r.seq, r.target.clone());
@@ -198,7 +180,7 @@ impl Attempt {
                 record(Box::new(move |s| s.done(seq))).await
             }
             Err(SinkError::Retry { message, after }) => {
-                let at = next_at(now, attempts, &self.schedule, rand::random::<f64>(), after);
+                let at = next_at(now, attempts, &self.schedule, self.clock.jitter(), after);
                 if at.is_some() {
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(target = %name, message = %r.message_id, attempts, error = %message,

@@ -37,7 +37,7 @@ pub enum Transport {
 }
 
 /// One camera stream.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StreamSpec {
     pub id: StreamId,
     pub url: SourceUrl,
@@ -131,4 +131,17 @@ pub struct MqttSettings {
     pub keep_alive: Duration,
     pub topic: String,
     pub status_topic: String,
+}
+
+impl StreamSpec {
+    /// Whether `other` needs the same pipeline: it differs at most in the
+    /// sampling (rate, keyframe mode), which a running stream takes live.
+    pub fn same_pipeline(&self, other: &StreamSpec) -> bool {
+        let sampling = |s: &StreamSpec| StreamSpec {
+            fps: 0.0,
+            keyframes_only: false,
+            ..s.clone()
+        };
+        sampling(self) == sampling(other)
+    }
 }

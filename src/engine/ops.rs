@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 use super::compile_event;
-use super::{now, problems, Catalog, Engine, Refusal};
+use super::{problems, Catalog, Engine, Refusal};
 use crate::config::{self, RawEvent, RawStream};
 use crate::domain::SourceUrl;
 use crate::model::PromptModel;
@@ -161,9 +161,12 @@ fn not_found(kind: &str, id: &str) -> Refusal {
 }
 
 impl Engine {
-    async fn commit(&self, cat: &mut Catalog, next: Catalog) {
+    /// Puts `next` in force: the catalog lock is released before the
+    /// applier starts or stops anything.
+    async fn commit(&self, mut cat: tokio::sync::MutexGuard<'_, Catalog>, next: Catalog) {
         *cat = next;
-        self.apply(cat).await;
+        drop(cat);
+        self.apply_latest().await;
     }
 
     /// Connects a new stream and starts it.
@@ -176,35 +179,43 @@ impl Engine {
             spec: spec.into(),
             running: true,
             origin: Origin::Api,
-            created_at: now(),
+            created_at: self.now(),
         };
-        let mut cat = self.catalog.lock().await;
-        self.parts.store.put(Table::Streams, &id, &row)?;
+        let cat = self.catalog.lock().await;
+        {
+            let (id, r) = (id.to_string(), row.clone());
+            self.persist(move |s| s.put(Table::Streams, &id, &r))
+                .await?;
+        }
         let mut next = cat.clone();
         next.streams.insert(id, row.clone());
-        self.commit(&mut cat, next).await;
+        self.commit(cat, next).await;
         Ok(row)
     }
 
     /// Starts or stops a stream.
     pub async fn set_stream_running(&self, id: &str, running: bool) -> Result<StreamRow, Refusal> {
-        let mut cat = self.catalog.lock().await;
+        let cat = self.catalog.lock().await;
         let mut row = cat
             .streams
             .get(id)
             .cloned()
             .ok_or_else(|| not_found("rtstream", id))?;
         row.running = running;
-        self.parts.store.put(Table::Streams, id, &row)?;
+        {
+            let (id, r) = (id.to_string(), row.clone());
+            self.persist(move |s| s.put(Table::Streams, &id, &r))
+                .await?;
+        }
         let mut next = cat.clone();
         next.streams.insert(id.to_string(), row.clone());
-        self.commit(&mut cat, next).await;
+        self.commit(cat, next).await;
         Ok(row)
     }
 
     /// Deletes an API-created stream with its indexes and their alerts.
     pub async fn delete_stream(&self, id: &str) -> Result<(), Refusal> {
-        let mut cat = self.catalog.lock().await;
+        let cat = self.catalog.lock().await;
         let row = cat
             .streams
             .get(id)
@@ -217,7 +228,10 @@ impl Engine {
         let mut next = cat.clone();
         next.streams.remove(id);
         self.parts.embeddings.remove(id);
-        self.parts.store.delete_embeddings(id)?;
+        {
+            let id = id.to_string();
+            self.persist(move |s| s.delete_embeddings(&id)).await?;
+        }
         let indexes: Vec<String> = next
             .indexes
             .values()
@@ -239,8 +253,8 @@ impl Engine {
             next.alerts.remove(&a);
             gone.push((Table::Alerts, a));
         }
-        self.parts.store.delete(&gone)?;
-        self.commit(&mut cat, next).await;
+        self.persist(move |s| s.delete(&gone)).await?;
+        self.commit(cat, next).await;
         Ok(())
     }
 
@@ -250,7 +264,7 @@ impl Engine {
         if let Some(ws) = &b.ws_connection_id {
             self.check_ws(ws)?;
         }
-        let mut cat = self.catalog.lock().await;
+        let cat = self.catalog.lock().await;
         if !cat.streams.contains_key(stream) {
             return Err(not_found("rtstream", stream));
         }
@@ -264,12 +278,16 @@ impl Engine {
             running: true,
             ws_connection: b.ws_connection_id,
             origin: Origin::Api,
-            created_at: now(),
+            created_at: self.now(),
         };
-        self.parts.store.put(Table::Indexes, &id, &row)?;
+        {
+            let (id, r) = (id.to_string(), row.clone());
+            self.persist(move |s| s.put(Table::Indexes, &id, &r))
+                .await?;
+        }
         let mut next = cat.clone();
         next.indexes.insert(id, row.clone());
-        self.commit(&mut cat, next).await;
+        self.commit(cat, next).await;
         Ok(row)
     }
 
@@ -295,13 +313,17 @@ impl Engine {
         index: &str,
         running: bool,
     ) -> Result<IndexRow, Refusal> {
-        let mut cat = self.catalog.lock().await;
+        let cat = self.catalog.lock().await;
         let mut row = Self::index_of(&cat, stream, index)?.clone();
         row.running = running;
-        self.parts.store.put(Table::Indexes, index, &row)?;
+        {
+            let (id, r) = (index.to_string(), row.clone());
+            self.persist(move |s| s.put(Table::Indexes, &id, &r))
+                .await?;
+        }
         let mut next = cat.clone();
         next.indexes.insert(index.to_string(), row.clone());
-        self.commit(&mut cat, next).await;
+        self.commit(cat, next).await;
         Ok(row)
     }
 
@@ -317,19 +339,22 @@ impl Engine {
             id: id.clone(),
             spec: spec.into(),
             origin: Origin::Api,
-            created_at: now(),
+            created_at: self.now(),
         };
-        let mut cat = self.catalog.lock().await;
-        self.parts.store.put(Table::Events, &id, &row)?;
+        let cat = self.catalog.lock().await;
+        {
+            let (id, r) = (id.to_string(), row.clone());
+            self.persist(move |s| s.put(Table::Events, &id, &r)).await?;
+        }
         let mut next = cat.clone();
         next.events.insert(id, row.clone());
-        self.commit(&mut cat, next).await;
+        self.commit(cat, next).await;
         Ok(row)
     }
 
     /// Deletes an API-created event no alert uses.
     pub async fn delete_event(&self, id: &str) -> Result<(), Refusal> {
-        let mut cat = self.catalog.lock().await;
+        let cat = self.catalog.lock().await;
         let row = cat.events.get(id).ok_or_else(|| not_found("event", id))?;
         if row.origin == Origin::Config {
             return Err(Refusal::Conflict(format!(
@@ -346,12 +371,11 @@ impl Engine {
                 a.id
             )));
         }
-        self.parts
-            .store
-            .delete(&[(Table::Events, id.to_string())])?;
+        let gone = [(Table::Events, id.to_string())];
+        self.persist(move |s| s.delete(&gone)).await?;
         let mut next = cat.clone();
         next.events.remove(id);
-        self.commit(&mut cat, next).await;
+        self.commit(cat, next).await;
         Ok(())
     }
 
@@ -384,7 +408,7 @@ impl Engine {
         if let Some(ws) = &b.ws_connection_id {
             self.check_ws(ws)?;
         }
-        let mut cat = self.catalog.lock().await;
+        let cat = self.catalog.lock().await;
         Self::index_of(&cat, stream, index)?;
         if !cat.events.contains_key(&b.event_id) {
             return Err(Refusal::Invalid(format!(
@@ -410,13 +434,16 @@ impl Engine {
             ws_connection: b.ws_connection_id,
             enabled: true,
             origin: Origin::Api,
-            created_at: now(),
+            created_at: self.now(),
         };
-        self.alert_config(&cat, &row)?;
-        self.parts.store.put(Table::Alerts, &id, &row)?;
+        self.alert_spec(&cat, &row)?;
+        {
+            let (id, r) = (id.to_string(), row.clone());
+            self.persist(move |s| s.put(Table::Alerts, &id, &r)).await?;
+        }
         let mut next = cat.clone();
         next.alerts.insert(id, row.clone());
-        self.commit(&mut cat, next).await;
+        self.commit(cat, next).await;
         Ok(row)
     }
 
@@ -439,22 +466,25 @@ impl Engine {
         id: &str,
         enabled: bool,
     ) -> Result<AlertRow, Refusal> {
-        let mut cat = self.catalog.lock().await;
+        let cat = self.catalog.lock().await;
         if let Some((s, i)) = scope {
             Self::index_of(&cat, s, i)?;
         }
         let mut row = Self::alert_of(&cat, scope.map(|s| s.1), id)?.clone();
         row.enabled = enabled;
-        self.parts.store.put(Table::Alerts, id, &row)?;
+        {
+            let (id, r) = (id.to_string(), row.clone());
+            self.persist(move |s| s.put(Table::Alerts, &id, &r)).await?;
+        }
         let mut next = cat.clone();
         next.alerts.insert(id.to_string(), row.clone());
-        self.commit(&mut cat, next).await;
+        self.commit(cat, next).await;
         Ok(row)
     }
 
     /// Deletes an API-created alert.
     pub async fn delete_alert(&self, scope: Option<(&str, &str)>, id: &str) -> Result<(), Refusal> {
-        let mut cat = self.catalog.lock().await;
+        let cat = self.catalog.lock().await;
         if let Some((s, i)) = scope {
             Self::index_of(&cat, s, i)?;
         }
@@ -464,12 +494,11 @@ impl Engine {
                 "alert {id:?} is declared in the config file; remove it there, or disable it"
             )));
         }
-        self.parts
-            .store
-            .delete(&[(Table::Alerts, id.to_string())])?;
+        let gone = [(Table::Alerts, id.to_string())];
+        self.persist(move |s| s.delete(&gone)).await?;
         let mut next = cat.clone();
         next.alerts.remove(id);
-        self.commit(&mut cat, next).await;
+        self.commit(cat, next).await;
         Ok(())
     }
 }
@@ -480,7 +509,7 @@ impl Engine {
     pub async fn test_alert(&self, id: &str) -> Result<(String, usize), Refusal> {
         let cat = self.catalog.lock().await;
         let row = Self::alert_of(&cat, None, id)?;
-        let cfg = self.alert_config(&cat, row)?;
+        let cfg = self.alert_spec(&cat, row)?;
         let event = cat.events.get(cfg.event.as_str());
         let stream = row
             .index_id
@@ -502,8 +531,8 @@ impl Engine {
             confidence: 1.0,
             count: 0,
             explanation: "test alert sent through the API".into(),
-            frame_wall: std::time::SystemTime::now(),
-            frame_arrived: std::time::Instant::now(),
+            frame_wall: self.parts.clocks.wall(),
+            frame_arrived: self.parts.clocks.now(),
         };
         drop(cat);
         let d = std::sync::Arc::clone(&self.parts.dispatcher);
@@ -516,20 +545,15 @@ impl Engine {
 
     /// Webhook messages that ran out of attempts or were refused.
     pub async fn dead_letters(&self) -> Result<Vec<crate::alert::outbox::Row>, Refusal> {
-        let store = std::sync::Arc::clone(&self.parts.store);
-        let rows = tokio::task::spawn_blocking(move || store.dead_letters(10_000))
-            .await
-            .map_err(|e| Refusal::Internal(e.to_string()))??;
-        Ok(rows)
+        self.persist(|s| s.dead_letters(10_000)).await
     }
 
     /// Puts a dead letter back in line with a fresh schedule.
     pub async fn redeliver(&self, seq: i64) -> Result<(), Refusal> {
-        let store = std::sync::Arc::clone(&self.parts.store);
         let now = self.parts.dispatcher.now_ms();
-        let target = tokio::task::spawn_blocking(move || store.redeliver(seq, now))
-            .await
-            .map_err(|e| Refusal::Internal(e.to_string()))??
+        let target = self
+            .persist(move |s| s.redeliver(seq, now))
+            .await?
             .ok_or_else(|| Refusal::NotFound(format!("no dead letter with seq {seq}")))?;
         self.parts.dispatcher.wake(&target);
         Ok(())

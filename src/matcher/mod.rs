@@ -6,6 +6,7 @@
 //! tested by feeding scores by hand.
 
 pub mod rule;
+pub mod stage;
 pub mod state;
 pub mod text;
 
@@ -237,8 +238,15 @@ impl Matcher {
         &self.text_matches
     }
 
-    /// Ends every open occurrence of a stream (it stopped or was removed).
-    pub fn close_stream(&mut self, stream: &StreamId, t: f64, wall: SystemTime) -> Vec<Occurrence> {
+    /// Ends every open occurrence of a stream (it stopped or was removed) at
+    /// stream time `t`; `wall` and `now` say when (from the caller's clocks).
+    pub fn close_stream(
+        &mut self,
+        stream: &StreamId,
+        t: f64,
+        wall: SystemTime,
+        now: Instant,
+    ) -> Vec<Occurrence> {
         let mut out = Vec::new();
         for ev in &self.events {
             let Some(slot) = self.slots.get_mut(&(stream.clone(), ev.id.clone())) else {
@@ -249,7 +257,7 @@ impl Matcher {
                     stream_id: stream.clone(),
                     seq: 0,
                     wall,
-                    arrived: Instant::now(),
+                    arrived: now,
                     stream_secs: t,
                     detections: Vec::new(),
                     embedding: None,

@@ -171,10 +171,10 @@ fn close_stream_ends_open_occurrences() {
     for i in 0..3 {
         m.observe(&scores("a", i as f64 * 0.5, vec![person(0.9, 0.1)]));
     }
-    let ended = m.close_stream(&StreamId::new("a"), 1.5, SystemTime::now());
+    let ended = m.close_stream(&StreamId::new("a"), 1.5, SystemTime::now(), Instant::now());
     assert_eq!(ended.len(), 1);
     assert_eq!(ended[0].phase, Phase::End);
     assert!(m
-        .close_stream(&StreamId::new("a"), 2.0, SystemTime::now())
+        .close_stream(&StreamId::new("a"), 2.0, SystemTime::now(), Instant::now())
         .is_empty());
 }

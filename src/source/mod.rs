@@ -6,11 +6,12 @@
 //! rest of the daemon sees [`Frame`]s handed to a [`Submitter`].
 
 pub mod pipeline;
+pub mod replay;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -18,6 +19,7 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 
+use crate::clock::Clocks;
 use crate::domain::{SourceUrl, StreamSpec};
 use crate::pool::Submitter;
 use crate::sampler::Sampler;
@@ -49,17 +51,91 @@ pub struct SourceStats {
     pub restarts: AtomicU64,
 }
 
+/// How streams are started: GStreamer pipelines in the daemon
+/// ([`Gstreamer`]), decoded frames replayed in tests ([`replay::Replay`]).
+pub trait Sources: Send + Sync {
+    /// Starts a stream that hands its sampled frames to `submit`.
+    fn spawn(
+        &self,
+        cfg: StreamSpec,
+        out: Output,
+        submit: Submitter,
+        report: Reporter,
+        clocks: Arc<dyn Clocks>,
+    ) -> std::io::Result<Box<dyn Running>>;
+}
+
+/// A running stream, as the control plane sees it.
+pub trait Running: Send {
+    fn id(&self) -> &StreamId;
+    /// Frames handed to the pool and pipeline rebuilds.
+    fn stats(&self) -> &Arc<SourceStats>;
+    /// Changes the sampling rate and keyframe mode from the next frame on,
+    /// without a rebuild.
+    fn retune(&self, fps: f64, keyframes_only: bool);
+    /// Stops the stream and waits for it (which may take long: callers
+    /// bound the wait).
+    fn stop(self: Box<Self>);
+}
+
+/// Streams as GStreamer pipelines.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Gstreamer;
+
+impl Sources for Gstreamer {
+    fn spawn(
+        &self,
+        cfg: StreamSpec,
+        out: Output,
+        submit: Submitter,
+        report: Reporter,
+        clocks: Arc<dyn Clocks>,
+    ) -> std::io::Result<Box<dyn Running>> {
+        Ok(Box::new(spawn(cfg, out, submit, report, clocks)?))
+    }
+}
+
+/// What can change in a running pipeline without rebuilding it: the
+/// sampler (rate, keyframe mode) and the delta-unit filter before the
+/// decoder. Shared by the supervisor, each pipeline run and the handle.
+#[derive(Default)]
+struct Tuning {
+    sampler: Mutex<Option<Sampler>>,
+    /// The current run's `keys` element, if a pipeline is up.
+    keys: Mutex<Option<gst::Element>>,
+}
+
 /// A running stream; dropping it does not stop it, [`StreamHandle::stop`] does.
 pub struct StreamHandle {
     pub id: StreamId,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
     pub stats: Arc<SourceStats>,
+    tuning: Arc<Tuning>,
 }
 
-impl StreamHandle {
-    /// Stops the pipeline and waits for its thread.
-    pub fn stop(mut self) {
+impl Running for StreamHandle {
+    fn id(&self) -> &StreamId {
+        &self.id
+    }
+
+    fn stats(&self) -> &Arc<SourceStats> {
+        &self.stats
+    }
+
+    fn retune(&self, fps: f64, keyframes_only: bool) {
+        if let Ok(mut s) = self.tuning.sampler.lock() {
+            match s.as_mut() {
+                Some(s) => s.retune(fps, keyframes_only),
+                None => *s = Some(Sampler::new(fps, keyframes_only)),
+            }
+        }
+        if let Some(keys) = self.tuning.keys.lock().ok().and_then(|k| k.clone()) {
+            keys.set_property_from_str("drop-buffer-flags", pipeline::key_flags(keyframes_only));
+        }
+    }
+
+    fn stop(mut self: Box<Self>) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -77,6 +153,7 @@ impl StreamHandle {
             stop: Arc::new(AtomicBool::new(false)),
             thread: Some(std::thread::spawn(move || std::thread::sleep(hold))),
             stats: Arc::default(),
+            tuning: Arc::default(),
         }
     }
 }
@@ -92,162 +169,230 @@ pub fn spawn(
     out: Output,
     submit: Submitter,
     report: Reporter,
+    clocks: Arc<dyn Clocks>,
 ) -> std::io::Result<StreamHandle> {
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(SourceStats::default());
+    let tuning = Arc::new(Tuning {
+        sampler: Mutex::new(Some(Sampler::new(cfg.fps, cfg.keyframes_only))),
+        keys: Mutex::new(None),
+    });
     let id = cfg.id.clone();
-    let (stop2, stats2) = (Arc::clone(&stop), Arc::clone(&stats));
+    let run = Supervisor {
+        cfg,
+        out,
+        submit,
+        report,
+        stop: Arc::clone(&stop),
+        stats: Arc::clone(&stats),
+        tuning: Arc::clone(&tuning),
+        clocks,
+    };
     let thread = std::thread::Builder::new()
-        .name(format!("src-{}", cfg.id))
-        .spawn(move || supervise(cfg, out, submit, report, stop2, stats2))?;
+        .name(format!("src-{id}"))
+        .spawn(move || run.supervise())?;
     Ok(StreamHandle {
         id,
         stop,
         thread: Some(thread),
         stats,
+        tuning,
     })
 }
 
 /// Stream-time bookkeeping shared by the pipeline callbacks of one stream.
-struct Clock {
+struct StreamTime {
     /// Added to this run's relative pts so time keeps rising across rebuilds.
     offset: f64,
     first_pts: Option<f64>,
     last: Option<(f64, Instant)>,
 }
 
-impl Clock {
-    fn stream_secs(&mut self, pts: f64) -> f64 {
+impl StreamTime {
+    fn new() -> Self {
+        StreamTime {
+            offset: 0.0,
+            first_pts: None,
+            last: None,
+        }
+    }
+
+    fn stream_secs(&mut self, pts: f64, now: Instant) -> f64 {
         let first = *self.first_pts.get_or_insert(pts);
         let t = self.offset + (pts - first).max(0.0);
-        self.last = Some((t, Instant::now()));
+        self.last = Some((t, now));
         t
     }
 
     /// Prepares for a new pipeline: the next first frame continues from the
-    /// last time seen plus the wall-clock gap.
-    fn rebase(&mut self) {
+    /// last time seen plus the gap until `now`.
+    fn rebase(&mut self, now: Instant) {
         if let Some((t, at)) = self.last {
-            self.offset = t + at.elapsed().as_secs_f64();
+            self.offset = t + now.saturating_duration_since(at).as_secs_f64();
         }
         self.first_pts = None;
     }
 }
 
-fn backoff_delay(failures: u32, cap: Duration) -> Duration {
+/// `jitter` in `[0, 1)` spreads the delay over [50 %, 100 %] of the capped
+/// exponential step.
+fn backoff_delay(failures: u32, cap: Duration, jitter: f64) -> Duration {
     let base = Duration::from_millis(250).saturating_mul(1u32 << failures.min(16));
     let capped = base.min(cap);
-    // Jitter in [50%, 100%] of the capped delay so cameras that died together
-    // do not reconnect in lockstep.
-    capped.mul_f64(0.5 + rand::random::<f64>() * 0.5)
+    // Jitter so cameras that died together do not reconnect in lockstep.
+    capped.mul_f64(0.5 + jitter.clamp(0.0, 1.0) * 0.5)
 }
 
-fn supervise(
+/// One stream's supervisor thread: builds the pipeline, watches it, and
+/// rebuilds it after a backoff when it fails.
+struct Supervisor {
     cfg: StreamSpec,
     out: Output,
     submit: Submitter,
     report: Reporter,
     stop: Arc<AtomicBool>,
     stats: Arc<SourceStats>,
-) {
-    let clock = Arc::new(Mutex::new(Clock {
-        offset: 0.0,
-        first_pts: None,
-        last: None,
-    }));
-    let seq = Arc::new(AtomicU64::new(0));
-    let mut failures = 0u32;
-    while !stop.load(Ordering::SeqCst) {
-        if let Ok(mut c) = clock.lock() {
-            c.rebase();
-        }
-        let outcome = run_once(&cfg, out, &submit, &report, &stop, &stats, &clock, &seq);
-        match outcome {
-            RunEnd::Stopped => break,
-            RunEnd::Finished => {
-                report(SourceEvent::Finished(cfg.id.clone()));
-                break;
+    tuning: Arc<Tuning>,
+    clocks: Arc<dyn Clocks>,
+}
+
+/// What one pipeline run shares with its callbacks.
+struct RunState {
+    time: Arc<Mutex<StreamTime>>,
+    seq: Arc<AtomicU64>,
+    last_frame: Arc<Mutex<Option<Instant>>>,
+    got_frame: Arc<AtomicBool>,
+}
+
+impl Supervisor {
+    fn supervise(self) {
+        let time = Arc::new(Mutex::new(StreamTime::new()));
+        let seq = Arc::new(AtomicU64::new(0));
+        let mut failures = 0u32;
+        while !self.stop.load(Ordering::SeqCst) {
+            if let Ok(mut c) = time.lock() {
+                c.rebase(self.clocks.now());
             }
-            RunEnd::Failed { reason, had_frames } => {
-                failures = if had_frames { 0 } else { failures + 1 };
-                let delay = backoff_delay(failures, cfg.max_backoff);
-                stats.restarts.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(stream = %cfg.id, %reason, retry_in_ms = delay.as_millis() as u64, "stream down");
-                report(SourceEvent::Down {
-                    stream: cfg.id.clone(),
-                    reason,
-                    retry_in: delay,
-                });
-                let until = Instant::now() + delay;
-                while Instant::now() < until && !stop.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(50));
+            let run = RunState {
+                time: Arc::clone(&time),
+                seq: Arc::clone(&seq),
+                last_frame: Arc::default(),
+                got_frame: Arc::default(),
+            };
+            match self.run_once(&run) {
+                RunEnd::Stopped => break,
+                RunEnd::Finished => {
+                    (self.report)(SourceEvent::Finished(self.cfg.id.clone()));
+                    break;
+                }
+                RunEnd::Failed { reason, had_frames } => {
+                    failures = if had_frames { 0 } else { failures + 1 };
+                    self.back_off(reason, failures);
                 }
             }
         }
     }
-}
 
-enum RunEnd {
-    Stopped,
-    Finished,
-    Failed { reason: String, had_frames: bool },
-}
-
-#[allow(clippy::too_many_arguments)]
-fn run_once(
-    cfg: &StreamSpec,
-    out: Output,
-    submit: &Submitter,
-    report: &Reporter,
-    stop: &Arc<AtomicBool>,
-    stats: &Arc<SourceStats>,
-    clock: &Arc<Mutex<Clock>>,
-    seq: &Arc<AtomicU64>,
-) -> RunEnd {
-    let failed = |reason: String| RunEnd::Failed {
-        reason,
-        had_frames: false,
-    };
-    let line = pipeline::launch_line(cfg, out);
-    let pipeline = match gst::parse::launch(&line) {
-        Ok(p) => p,
-        Err(e) => return failed(format!("cannot build pipeline: {e}")),
-    };
-    let Ok(pipeline) = pipeline.downcast::<gst::Pipeline>() else {
-        return failed("launch line did not produce a pipeline".into());
-    };
-    // One decoder thread per stream: with many cameras on few cores, libav's
-    // frame threading only adds buffered frames (memory, latency) per stream.
-    pipeline.connect_deep_element_added(|_, _, element| {
-        let is_libav = element
-            .factory()
-            .is_some_and(|f| f.name().starts_with("avdec_"));
-        if is_libav && element.has_property("max-threads") {
-            element.set_property("max-threads", 1i32);
+    /// Reports the stream down and waits out the backoff (or a stop).
+    fn back_off(&self, reason: String, failures: u32) {
+        let delay = backoff_delay(failures, self.cfg.max_backoff, self.clocks.jitter());
+        self.stats.restarts.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(stream = %self.cfg.id, %reason, retry_in_ms = delay.as_millis() as u64, "stream down");
+        (self.report)(SourceEvent::Down {
+            stream: self.cfg.id.clone(),
+            reason,
+            retry_in: delay,
+        });
+        let until = self.clocks.now() + delay;
+        while !self.stop.load(Ordering::SeqCst) {
+            let left = until.saturating_duration_since(self.clocks.now());
+            if left.is_zero() {
+                break;
+            }
+            self.clocks
+                .sleep_blocking(left.min(Duration::from_millis(50)));
         }
-    });
-    let (Some(gate), Some(sink)) = (
-        pipeline.by_name(pipeline::GATE),
-        pipeline.by_name(pipeline::SINK),
-    ) else {
-        return failed("pipeline is missing its gate or sink element".into());
-    };
-    let Ok(sink) = sink.downcast::<gst_app::AppSink>() else {
-        return failed("sink is not an appsink".into());
-    };
+    }
 
-    // The sampler decides right after the decoder; refused frames go no further.
-    let sampler = Arc::new(Mutex::new(Sampler::new(cfg.fps, cfg.keyframes_only)));
-    if let Some(pad) = gate.static_pad("src") {
-        let (clock, sampler) = (Arc::clone(clock), Arc::clone(&sampler));
+    fn run_once(&self, run: &RunState) -> RunEnd {
+        let failed = |reason: String| RunEnd::Failed {
+            reason,
+            had_frames: false,
+        };
+        let line = pipeline::launch_line(&self.cfg, self.out);
+        let pipeline = match gst::parse::launch(&line) {
+            Ok(p) => p,
+            Err(e) => return failed(format!("cannot build pipeline: {e}")),
+        };
+        let Ok(pipeline) = pipeline.downcast::<gst::Pipeline>() else {
+            return failed("launch line did not produce a pipeline".into());
+        };
+        // One decoder thread per stream: with many cameras on few cores, libav's
+        // frame threading only adds buffered frames (memory, latency) per stream.
+        pipeline.connect_deep_element_added(|_, _, element| {
+            let is_libav = element
+                .factory()
+                .is_some_and(|f| f.name().starts_with("avdec_"));
+            if is_libav && element.has_property("max-threads") {
+                element.set_property("max-threads", 1i32);
+            }
+        });
+        let (Some(gate), Some(sink), Some(keys)) = (
+            pipeline.by_name(pipeline::GATE),
+            pipeline.by_name(pipeline::SINK),
+            pipeline.by_name(pipeline::KEYS),
+        ) else {
+            return failed("pipeline is missing its gate, keys or sink element".into());
+        };
+        let Ok(sink) = sink.downcast::<gst_app::AppSink>() else {
+            return failed("sink is not an appsink".into());
+        };
+        if let Ok(mut k) = self.tuning.keys.lock() {
+            *k = Some(keys);
+        }
+        self.gate_frames(&gate, run);
+        self.take_frames(&sink, gate.static_pad("src"), run);
+        if let Some(bus) = pipeline.bus() {
+            bus.set_sync_handler(|_, msg| {
+                lower_streaming_thread_priority(msg);
+                gst::BusSyncReply::Pass
+            });
+        }
+        let end = self.watch_bus(&pipeline, run);
+        if let Ok(mut k) = self.tuning.keys.lock() {
+            *k = None;
+        }
+        let _ = pipeline.set_state(gst::State::Null);
+        end
+    }
+
+    /// The sampler decides right after the decoder; refused frames go no further.
+    fn gate_frames(&self, gate: &gst::Element, run: &RunState) {
+        let Some(pad) = gate.static_pad("src") else {
+            return;
+        };
+        let (time, tuning, clocks) = (
+            Arc::clone(&run.time),
+            Arc::clone(&self.tuning),
+            Arc::clone(&self.clocks),
+        );
         pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
             let Some(buf) = info.buffer() else {
                 return gst::PadProbeReturn::Ok;
             };
             let pts = buf.pts().map_or(0.0, |p| p.nseconds() as f64 / 1e9);
             let key = !buf.flags().contains(gst::BufferFlags::DELTA_UNIT);
-            let t = clock.lock().map(|mut c| c.stream_secs(pts)).unwrap_or(0.0);
-            let admit = sampler.lock().map(|mut s| s.admit(t, key)).unwrap_or(false);
+            let now = clocks.now();
+            let t = time
+                .lock()
+                .map(|mut c| c.stream_secs(pts, now))
+                .unwrap_or(0.0);
+            let admit = tuning
+                .sampler
+                .lock()
+                .ok()
+                .and_then(|mut s| s.as_mut().map(|s| s.admit(t, key)))
+                .unwrap_or(false);
             if admit {
                 gst::PadProbeReturn::Ok
             } else {
@@ -256,23 +401,25 @@ fn run_once(
         });
     }
 
-    let last_frame = Arc::new(Mutex::new(None::<Instant>));
-    let got_frame = Arc::new(AtomicBool::new(false));
-    {
+    /// Hands every frame the appsink gets to the pool.
+    fn take_frames(&self, sink: &gst_app::AppSink, caps_source: Option<gst::Pad>, run: &RunState) {
         let (id, submit, stats, seq) = (
-            cfg.id.clone(),
-            submit.clone(),
-            Arc::clone(stats),
-            Arc::clone(seq),
+            self.cfg.id.clone(),
+            self.submit.clone(),
+            Arc::clone(&self.stats),
+            Arc::clone(&run.seq),
         );
-        let (clock, stop) = (Arc::clone(clock), Arc::clone(stop));
+        let (time, stop, clocks) = (
+            Arc::clone(&run.time),
+            Arc::clone(&self.stop),
+            Arc::clone(&self.clocks),
+        );
         let (last_frame, got_frame, report) = (
-            Arc::clone(&last_frame),
-            Arc::clone(&got_frame),
-            Arc::clone(report),
+            Arc::clone(&run.last_frame),
+            Arc::clone(&run.got_frame),
+            Arc::clone(&self.report),
         );
-        let letterbox = out.resize == crate::model::Resize::Letterbox;
-        let caps_source = gate.static_pad("src");
+        let letterbox = self.out.resize == crate::model::Resize::Letterbox;
         sink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |appsink| {
@@ -282,24 +429,23 @@ fn run_once(
                     if stop.load(Ordering::SeqCst) {
                         return Err(gst::FlowError::Flushing);
                     }
-                    let arrived = Instant::now();
-                    let wall = SystemTime::now();
+                    let (arrived, wall) = (clocks.now(), clocks.wall());
                     // Converters keep the pts, so this is the time the gate saw.
                     let pts = sample
                         .buffer()
                         .and_then(|b| b.pts())
                         .map_or(0.0, |p| p.nseconds() as f64 / 1e9);
-                    let t = clock.lock().map(|mut c| c.stream_secs(pts)).unwrap_or(0.0);
+                    let t = time
+                        .lock()
+                        .map(|mut c| c.stream_secs(pts, arrived))
+                        .unwrap_or(0.0);
                     let Some(frame) = copy_rgb(&sample) else {
                         tracing::warn!(stream = %id, "could not read a frame; skipped");
                         return Ok(gst::FlowSuccess::Ok);
                     };
-                    let content = if letterbox {
-                        caps_source
-                            .as_ref()
-                            .map_or([0.0, 0.0, 1.0, 1.0], |p| content_rect(p, frame.1, frame.2))
-                    } else {
-                        [0.0, 0.0, 1.0, 1.0]
+                    let content = match (&caps_source, letterbox) {
+                        (Some(p), true) => content_rect(p, frame.1, frame.2),
+                        _ => [0.0, 0.0, 1.0, 1.0],
                     };
                     if let Ok(mut l) = last_frame.lock() {
                         *l = Some(arrived);
@@ -326,81 +472,79 @@ fn run_once(
         );
     }
 
-    if let Some(bus) = pipeline.bus() {
-        bus.set_sync_handler(|_, msg| {
-            lower_streaming_thread_priority(msg);
-            gst::BusSyncReply::Pass
-        });
-    }
-    let end = watch_bus(cfg, &pipeline, stop, &last_frame, &got_frame);
-    let _ = pipeline.set_state(gst::State::Null);
-    end
-}
-
-fn watch_bus(
-    cfg: &StreamSpec,
-    pipeline: &gst::Pipeline,
-    stop: &AtomicBool,
-    last_frame: &Mutex<Option<Instant>>,
-    got_frame: &AtomicBool,
-) -> RunEnd {
-    let had = || got_frame.load(Ordering::SeqCst);
-    if let Err(e) = pipeline.set_state(gst::State::Playing) {
-        return RunEnd::Failed {
-            reason: format!("cannot start pipeline: {e}"),
-            had_frames: false,
-        };
-    }
-    let Some(bus) = pipeline.bus() else {
-        return RunEnd::Failed {
-            reason: "pipeline has no bus".into(),
-            had_frames: false,
-        };
-    };
-    let started = Instant::now();
-    loop {
-        if stop.load(Ordering::SeqCst) {
-            return RunEnd::Stopped;
-        }
-        if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(200)) {
-            use gst::MessageView;
-            match msg.view() {
-                MessageView::Eos(_) => {
-                    if matches!(cfg.url, SourceUrl::File(_)) {
-                        return RunEnd::Finished;
-                    }
-                    return RunEnd::Failed {
-                        reason: "end of stream".into(),
-                        had_frames: had(),
-                    };
-                }
-                MessageView::Error(err) => {
-                    let from = err
-                        .src()
-                        .map(|s| s.path_string().to_string())
-                        .unwrap_or_default();
-                    let debug = err.debug().map(|d| format!(" ({d})")).unwrap_or_default();
-                    let debug: String = debug.chars().take(300).collect();
-                    return RunEnd::Failed {
-                        reason: format!("{from}: {}{debug}", err.error()),
-                        had_frames: had(),
-                    };
-                }
-                _ => {}
-            }
-        }
-        // Stall watchdog: measured from the last frame, or from the start.
-        let since = last_frame.lock().ok().and_then(|l| *l).unwrap_or(started);
-        if since.elapsed() > cfg.stall_timeout {
+    fn watch_bus(&self, pipeline: &gst::Pipeline, run: &RunState) -> RunEnd {
+        let had = || run.got_frame.load(Ordering::SeqCst);
+        if let Err(e) = pipeline.set_state(gst::State::Playing) {
             return RunEnd::Failed {
-                reason: format!(
-                    "no frame for {:.1} s (stalled)",
-                    since.elapsed().as_secs_f64()
-                ),
-                had_frames: had(),
+                reason: format!("cannot start pipeline: {e}"),
+                had_frames: false,
             };
         }
+        let Some(bus) = pipeline.bus() else {
+            return RunEnd::Failed {
+                reason: "pipeline has no bus".into(),
+                had_frames: false,
+            };
+        };
+        let started = self.clocks.now();
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                return RunEnd::Stopped;
+            }
+            if let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(200)) {
+                if let Some(end) = self.ended_by(&msg, had()) {
+                    return end;
+                }
+            }
+            // Stall watchdog: measured from the last frame, or from the start.
+            let since = run
+                .last_frame
+                .lock()
+                .ok()
+                .and_then(|l| *l)
+                .unwrap_or(started);
+            let quiet = self.clocks.now().saturating_duration_since(since);
+            if quiet > self.cfg.stall_timeout {
+                return RunEnd::Failed {
+                    reason: format!("no frame for {:.1} s (stalled)", quiet.as_secs_f64()),
+                    had_frames: had(),
+                };
+            }
+        }
     }
+
+    /// Whether a bus message ends this run, and how.
+    fn ended_by(&self, msg: &gst::Message, had_frames: bool) -> Option<RunEnd> {
+        use gst::MessageView;
+        match msg.view() {
+            MessageView::Eos(_) if matches!(self.cfg.url, SourceUrl::File(_)) => {
+                Some(RunEnd::Finished)
+            }
+            MessageView::Eos(_) => Some(RunEnd::Failed {
+                reason: "end of stream".into(),
+                had_frames,
+            }),
+            MessageView::Error(err) => {
+                let from = err
+                    .src()
+                    .map(|s| s.path_string().to_string())
+                    .unwrap_or_default();
+                let debug = err.debug().map(|d| format!(" ({d})")).unwrap_or_default();
+                let debug: String = debug.chars().take(300).collect();
+                Some(RunEnd::Failed {
+                    reason: format!("{from}: {}{debug}", err.error()),
+                    had_frames,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+enum RunEnd {
+    Stopped,
+    Finished,
+    Failed { reason: String, had_frames: bool },
 }
 
 /// Niceness of GStreamer streaming threads, relative to the inference workers.
@@ -483,7 +627,7 @@ mod tests {
     fn backoff_grows_is_capped_and_jittered() {
         let cap = Duration::from_secs(30);
         for failures in 0..40 {
-            let d = backoff_delay(failures, cap);
+            let d = backoff_delay(failures, cap, rand::random::<f64>());
             let full = Duration::from_millis(250)
                 .saturating_mul(1u32 << failures.min(16))
                 .min(cap);
@@ -493,7 +637,9 @@ mod tests {
                 full / 2
             );
         }
-        let many: Vec<Duration> = (0..50).map(|_| backoff_delay(20, cap)).collect();
+        let many: Vec<Duration> = (0..50)
+            .map(|_| backoff_delay(20, cap, rand::random::<f64>()))
+            .collect();
         assert!(
             many.iter().any(|d| *d != many[0]),
             "jitter spreads reconnects"
@@ -502,18 +648,15 @@ mod tests {
 
     #[test]
     fn stream_time_keeps_rising_across_a_rebuild() {
-        let mut c = Clock {
-            offset: 0.0,
-            first_pts: None,
-            last: None,
-        };
-        assert_eq!(c.stream_secs(100.0), 0.0);
-        assert_eq!(c.stream_secs(102.5), 2.5);
-        std::thread::sleep(Duration::from_millis(20));
-        c.rebase();
+        let t0 = Instant::now();
+        let mut c = StreamTime::new();
+        assert_eq!(c.stream_secs(100.0, t0), 0.0);
+        assert_eq!(c.stream_secs(102.5, t0), 2.5);
+        let later = t0 + Duration::from_millis(20);
+        c.rebase(later);
         // A new pipeline starts its pts from zero again.
-        let t = c.stream_secs(0.0);
+        let t = c.stream_secs(0.0, later);
         assert!(t >= 2.52, "continues after the gap: {t}");
-        assert!(c.stream_secs(1.0) > t);
+        assert!(c.stream_secs(1.0, later) > t);
     }
 }

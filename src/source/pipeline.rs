@@ -12,6 +12,9 @@ use crate::model::Resize;
 
 /// Names of elements the source code looks up.
 pub const GATE: &str = "gate";
+/// The identity before the decoder that drops delta units in keyframe mode
+/// (its `drop-buffer-flags` is changed live when the mode changes).
+pub const KEYS: &str = "keys";
 pub const SINK: &str = "sink";
 
 /// How the pipeline should fit frames to the model.
@@ -47,6 +50,16 @@ fn fit(out: Output) -> String {
     format!("{scale} ! videoconvert ! video/x-raw,format=RGB")
 }
 
+/// `drop-buffer-flags` of the [`KEYS`] element: delta units in keyframe
+/// mode, nothing otherwise.
+pub fn key_flags(keyframes_only: bool) -> &'static str {
+    if keyframes_only {
+        "delta-unit"
+    } else {
+        "0"
+    }
+}
+
 /// Builds the launch line for a stream.
 pub fn launch_line(s: &StreamSpec, out: Output) -> String {
     let (src, live) = match &s.url {
@@ -69,11 +82,10 @@ pub fn launch_line(s: &StreamSpec, out: Output) -> String {
             true,
         ),
     };
-    let keyframes = if s.keyframes_only {
-        " ! identity drop-buffer-flags=delta-unit"
-    } else {
-        ""
-    };
+    let keyframes = format!(
+        " ! identity name={KEYS} drop-buffer-flags={}",
+        key_flags(s.keyframes_only)
+    );
     let fit = fit(out);
     // A live source is already paced; a file is played at its own speed.
     let sync = !live;

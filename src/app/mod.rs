@@ -1,0 +1,601 @@
+//! Wiring: [`build`] makes every stage from a validated [`Config`] and
+//! starts it; [`Daemon::shutdown`] stops them in order (sources, the pool,
+//! the matcher stage, the scene and delivery stages, then a bounded grace
+//! period for deliveries in flight). docs/ARCHITECTURE.md draws the stages
+//! and the channels between them.
+//!
+//! Threads: one supervisor per stream (GStreamer), `workers` inference
+//! threads, the matcher, scene and delivery stage threads, the text
+//! encoder's thread for dual encoders. Async (tokio) for the outbox workers,
+//! the API and the store writers. Which streams, events and alerts exist is
+//! the [`Engine`]'s business; it can change them while everything runs.
+
+mod counters;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use crossbeam_channel::{bounded, unbounded};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle as Task;
+
+use crate::alert::guard::Guard;
+use crate::alert::mqtt::MqttSink;
+use crate::alert::ws::Hub;
+use crate::alert::{self, webhook::WebhookSink, Dispatcher, OutboxSettings, Sink};
+use crate::api;
+use crate::clock::{unix_ms, Clocks};
+use crate::config::Config;
+use crate::embeddings::{Embeddings, Entry};
+use crate::engine::{compile_event, Engine, Parts};
+use crate::matcher::stage::{MatchControl, MatchStage, Observed};
+use crate::matcher::{CompiledEvent, Matcher};
+use crate::model::{self, Detector, EmbeddingMemory, ImageEncoder, Kind, Manifest, PromptModel};
+use crate::pool::{Pool, PoolConfig, PoolStats, Scorer};
+use crate::scenes::{self, SceneStage};
+use crate::source::{self, Output, SourceEvent};
+use crate::store::{Outbox, SceneRecord, Store};
+use crate::types::{Scores, StreamId};
+use counters::{fill_pool_figures, log_counters};
+
+/// Optional observers, used by the demo, the benchmark and tests.
+#[derive(Default)]
+pub struct Hooks {
+    /// Receives every scored frame (after matching).
+    pub scored: Option<crossbeam_channel::Sender<Scores>>,
+    /// Stop once every stream has finished (file sources) instead of waiting for shutdown.
+    pub stop_when_finished: bool,
+    /// Told the API's address once it listens (tests bind port 0).
+    pub api_bound: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
+    /// Handed the control plane once it runs (tests inspect and drive it).
+    pub engine: Option<tokio::sync::oneshot::Sender<Arc<Engine>>>,
+    /// Clocks to run on instead of the machine's (tests).
+    pub clocks: Option<Arc<dyn Clocks>>,
+    /// Where streams come from instead of GStreamer (tests replay frames).
+    pub sources: Option<Arc<dyn source::Sources>>,
+}
+
+/// Figures from one run.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub frames_in: u64,
+    pub scored: u64,
+    pub dropped_full: u64,
+    pub dropped_stale: u64,
+    pub occurrences: u64,
+    pub messages_queued: u64,
+    pub delivered: u64,
+    pub delivery_failures: u64,
+    /// Failed attempts that were scheduled again.
+    pub delivery_retries: u64,
+    pub stream_restarts: u64,
+    pub mean_inference_ms: f64,
+    pub mean_queue_ms: f64,
+}
+
+/// The loaded model: its manifest, what prompts compile against, the events.
+pub type Compiled = (Arc<Manifest>, PromptModel, Vec<Arc<CompiledEvent>>);
+
+/// Loads the model (for a dual encoder: both halves, checked against each
+/// other) and compiles every event against it; reports every refused prompt
+/// together. With a `memory`, prompt embeddings are kept there and looked up
+/// there first.
+pub fn compile(
+    config: &Config,
+    memory: Option<Arc<dyn EmbeddingMemory>>,
+) -> anyhow::Result<Compiled> {
+    let dir = model::resolve_model_dir(&config.model)?;
+    let manifest = Arc::new(Manifest::load(&dir)?);
+    if manifest.kind == Kind::DualEncoder {
+        model::init_runtime(config.runtime.ort_library.as_deref())?;
+    }
+    let prompts = PromptModel::load(&manifest)?;
+    if let (PromptModel::Text(encoder), Some(memory)) = (&prompts, memory) {
+        encoder.remember_in(memory);
+    }
+    let mut events = Vec::new();
+    let mut refused = Vec::new();
+    for e in &config.events {
+        match compile_event(e, &prompts) {
+            Ok(c) => events.push(Arc::new(c)),
+            Err(m) => refused.push(m),
+        }
+    }
+    if !refused.is_empty() {
+        return Err(anyhow!("{}", refused.join("\n")));
+    }
+    Ok((manifest, prompts, events))
+}
+
+/// Runs the daemon until `shutdown` resolves (or, with
+/// [`Hooks::stop_when_finished`], until every stream has finished).
+pub async fn run(
+    config: Config,
+    hooks: Hooks,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<Summary> {
+    let stop_when_finished = hooks.stop_when_finished;
+    let mut daemon = build(config, hooks).await?;
+    daemon.wait(shutdown, stop_when_finished).await;
+    daemon.shutdown().await
+}
+
+/// A running daemon: every stage's handle, in the order they stop.
+pub struct Daemon {
+    engine: Arc<Engine>,
+    api: Option<(tokio::sync::oneshot::Sender<()>, Task<()>)>,
+    stats_task: Option<Task<()>>,
+    pool: Pool,
+    pool_stats: Arc<PoolStats>,
+    matcher: JoinHandle<u64>,
+    scenes: JoinHandle<()>,
+    delivery: JoinHandle<u64>,
+    records_task: Task<()>,
+    embed_task: Option<Task<()>>,
+    dispatcher: Arc<Dispatcher>,
+    mqtt: Option<Arc<MqttSink>>,
+    finished: mpsc::UnboundedReceiver<StreamId>,
+    clocks: Arc<dyn Clocks>,
+}
+
+/// The delivery side: sinks, the outbox dispatcher, the WebSocket hub.
+struct Delivery {
+    dispatcher: Arc<Dispatcher>,
+    hub: Arc<Hub>,
+    mqtt: Option<Arc<MqttSink>>,
+}
+
+fn build_delivery(
+    config: &Config,
+    store: &Arc<Store>,
+    guard: &Arc<Guard>,
+    clocks: &Arc<dyn Clocks>,
+) -> anyhow::Result<Delivery> {
+    let hub = Arc::new(Hub::new(config.api.as_ref().map_or(256, |a| a.ws_buffer)));
+    let webhook = WebhookSink::new(config.webhook.timeout, Arc::clone(guard))
+        .context("building the HTTP client")?;
+    let mqtt: Option<Arc<MqttSink>> = config.mqtt.as_ref().map(|m| Arc::new(MqttSink::start(m)));
+    let dispatcher = Arc::new(Dispatcher::start(
+        Some(Arc::new(webhook)),
+        mqtt.clone().map(|m| m as Arc<dyn Sink>),
+        Some(Arc::clone(&hub)),
+        OutboxSettings {
+            store: Arc::clone(store) as Arc<dyn Outbox>,
+            schedule: config.webhook.schedule.clone().into(),
+            mqtt_schedule: crate::domain::mqtt_schedule(),
+            concurrency: config.webhook.concurrency,
+            clock: Arc::clone(clocks),
+            poll: Duration::from_millis(500),
+        },
+    ));
+    Ok(Delivery {
+        dispatcher,
+        hub,
+        mqtt,
+    })
+}
+
+/// The inference pool: each worker loads its own session on its own thread.
+fn build_pool(
+    config: &Config,
+    manifest: &Arc<Manifest>,
+    scores_tx: crossbeam_channel::Sender<Scores>,
+) -> anyhow::Result<Pool> {
+    let intra = config.runtime.intra_threads;
+    let pool_manifest = Arc::clone(manifest);
+    Pool::start(
+        &PoolConfig {
+            workers: config.runtime.workers,
+            capacity: config.runtime.queue_capacity,
+            max_age: config.runtime.max_frame_age,
+        },
+        move |_| {
+            let m = Arc::clone(&pool_manifest);
+            Ok(match m.kind {
+                Kind::DualEncoder => Box::new(ImageEncoder::load(m, intra)?) as Box<dyn Scorer>,
+                Kind::Ssd | Kind::Yolo => Box::new(Detector::load(m, intra)?),
+            })
+        },
+        scores_tx,
+    )
+    .context("starting the inference pool")
+}
+
+/// Frame embeddings (dual encoders): in memory for search, reloaded from
+/// and written to the store in batches. Returns the in-memory set, its
+/// sender for the scene stage and the writer task.
+async fn build_embeddings(
+    config: &Config,
+    manifest: &Manifest,
+    store: &Arc<Store>,
+    clocks: &Arc<dyn Clocks>,
+) -> anyhow::Result<(Arc<Embeddings>, Option<(scenes::EmbeddingSender, Task<()>)>)> {
+    let hours = if manifest.kind == Kind::DualEncoder {
+        config.state.embedding_hours
+    } else {
+        0.0
+    };
+    let embeddings = Arc::new(Embeddings::new(hours));
+    if !embeddings.enabled() {
+        return Ok((embeddings, None));
+    }
+    let (tx, rx) = mpsc::channel::<(String, Entry)>(4096);
+    let (s, since) = (Arc::clone(store), embeddings.cutoff(clocks.wall_ms()));
+    let kept = tokio::task::spawn_blocking(move || s.load_embeddings(since))
+        .await
+        .map_err(|e| anyhow!("loading stored frame embeddings: {e}"))?
+        .context("loading stored frame embeddings")?;
+    tracing::info!(frames = kept.len(), "frame embeddings loaded");
+    for (stream, e) in kept {
+        embeddings.push(&stream, e);
+    }
+    let task = tokio::spawn(scenes::store_embeddings(
+        rx,
+        Arc::clone(store),
+        Arc::clone(&embeddings),
+    ));
+    Ok((embeddings, Some((tx, task))))
+}
+
+/// Binds the API's socket (before anything else: its port is one webhooks
+/// may never target) and loads its key.
+async fn bind_api(config: &Config) -> anyhow::Result<Option<(tokio::net::TcpListener, String)>> {
+    let Some(api_cfg) = &config.api else {
+        return Ok(None);
+    };
+    let key = api::load_key(api_cfg, config.state.dir.as_deref())?;
+    let listener = tokio::net::TcpListener::bind(api_cfg.listen)
+        .await
+        .with_context(|| format!("binding the API to {}", api_cfg.listen))?;
+    Ok(Some((listener, key)))
+}
+
+/// Serves the API until told to stop.
+fn serve_api(
+    listener: tokio::net::TcpListener,
+    key: String,
+    engine: &Arc<Engine>,
+    bound: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
+) -> anyhow::Result<(tokio::sync::oneshot::Sender<()>, Task<()>)> {
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "API listening");
+    if let Some(tx) = bound {
+        let _ = tx.send(addr);
+    }
+    let router = api::router(Arc::clone(engine), key, addr);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let r = axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = stop_rx.await;
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "API server failed");
+        }
+    });
+    Ok((stop_tx, task))
+}
+
+/// The channels between the stages, made before any stage starts.
+struct Wires {
+    scores: (
+        crossbeam_channel::Sender<Scores>,
+        crossbeam_channel::Receiver<Scores>,
+    ),
+    control: (
+        crossbeam_channel::Sender<MatchControl>,
+        crossbeam_channel::Receiver<MatchControl>,
+    ),
+    observed: (
+        crossbeam_channel::Sender<Observed>,
+        crossbeam_channel::Receiver<Observed>,
+    ),
+    indexes: (
+        crossbeam_channel::Sender<Vec<crate::index::ActiveIndex>>,
+        crossbeam_channel::Receiver<Vec<crate::index::ActiveIndex>>,
+    ),
+    occurrences: (
+        crossbeam_channel::Sender<crate::matcher::Occurrence>,
+        crossbeam_channel::Receiver<crate::matcher::Occurrence>,
+    ),
+}
+
+impl Wires {
+    fn new() -> Wires {
+        Wires {
+            scores: bounded(256),
+            control: unbounded(),
+            observed: bounded(1024),
+            indexes: unbounded(),
+            occurrences: bounded(1024),
+        }
+    }
+}
+
+/// Reports from the sources: counted as health by the engine, turned into
+/// "close this stream's occurrences" for the matcher, and "finished" for
+/// the daemon's own wait.
+fn reporter(
+    control: crossbeam_channel::Sender<MatchControl>,
+    finished: mpsc::UnboundedSender<StreamId>,
+) -> source::Reporter {
+    Arc::new(move |e: SourceEvent| match e {
+        SourceEvent::Up(_) => {}
+        SourceEvent::Down { stream, .. } => {
+            let _ = control.send(MatchControl::CloseStream(stream));
+        }
+        SourceEvent::Finished(stream) => {
+            let _ = control.send(MatchControl::CloseStream(stream.clone()));
+            let _ = finished.send(stream);
+        }
+    })
+}
+
+/// Builds and starts every stage.
+pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
+    source::init().map_err(|e| anyhow!(e))?;
+    model::init_runtime(config.runtime.ort_library.as_deref())?;
+    let clocks = hooks.clocks.clone().unwrap_or_else(crate::clock::real);
+    let store = {
+        let dir = config.state.dir.clone();
+        let opened = tokio::task::spawn_blocking(move || Store::open(dir.as_deref()));
+        Arc::new(
+            opened
+                .await
+                .map_err(|e| anyhow!("opening the state: {e}"))??,
+        )
+    };
+    let started = clocks.now();
+    let (manifest, prompts, events) = {
+        let (c, s) = (config.clone(), Arc::clone(&store));
+        tokio::task::spawn_blocking(move || compile(&c, Some(s as _)))
+            .await
+            .map_err(|e| anyhow!("loading the model: {e}"))??
+    };
+    tracing::info!(
+        model = %manifest.dir.display(), kind = ?manifest.kind, labels = ?manifest.labels,
+        events = events.len(), streams = config.streams.len(),
+        ms = clocks.now().saturating_duration_since(started).as_millis() as u64, "model loaded"
+    );
+    let api_listener = bind_api(&config).await?;
+    let guard = Arc::new(Guard {
+        allow: config.webhook.allow_private.clone(),
+        api_port: match &api_listener {
+            Some((l, _)) => Some(l.local_addr()?.port()),
+            None => None,
+        },
+    });
+    let w = Wires::new();
+    let pool = build_pool(&config, &manifest, w.scores.0)?;
+    let pool_stats = pool.stats();
+    let out = build_delivery(&config, &store, &guard, &clocks)?;
+    let (embeddings, embed) = build_embeddings(&config, &manifest, &store, &clocks).await?;
+    let (records_tx, records_rx) = mpsc::channel::<SceneRecord>(4096);
+    let records_task = tokio::spawn(scenes::store_records(
+        records_rx,
+        Arc::clone(&store),
+        config.state.scene_records,
+    ));
+    let (embed_tx, embed_task) = match embed {
+        Some((tx, task)) => (Some(tx), Some(task)),
+        None => (None, None),
+    };
+    let scenes = SceneStage {
+        observed: w.observed.1,
+        indexes: w.indexes.1,
+        hub: Arc::clone(&out.hub),
+        records: records_tx,
+        embeddings: embed_tx.map(|tx| (Arc::clone(&embeddings), tx)),
+    };
+    let scenes = std::thread::Builder::new()
+        .name("scenes".into())
+        .spawn(move || scenes.run())
+        .context("spawning the scene stage")?;
+    let delivery = alert::stage::spawn(Arc::clone(&out.dispatcher), w.occurrences.1)
+        .context("spawning the delivery stage")?;
+    let matcher = spawn_matcher(
+        events,
+        &embeddings,
+        MatchStage {
+            matcher: Matcher::new(Vec::new()),
+            scores: w.scores.1,
+            control: w.control.1,
+            occurrences: w.occurrences.0,
+            observed: w.observed.0,
+            scored_hook: hooks.scored.clone(),
+            clocks: Arc::clone(&clocks),
+            observed_dropped: Arc::new(AtomicU64::new(0)),
+        },
+    )?;
+
+    let (finished_tx, finished) = mpsc::unbounded_channel::<StreamId>();
+    let engine = Engine::start(
+        Parts {
+            store: Arc::clone(&store),
+            manifest: Arc::clone(&manifest),
+            prompts,
+            mqtt: config.mqtt.clone(),
+            out: Output {
+                width: manifest.input.width,
+                height: manifest.input.height,
+                resize: manifest.input.resize,
+            },
+            submitter: pool.submitter(),
+            reporter: reporter(w.control.0.clone(), finished_tx),
+            matcher: w.control.0,
+            indexes: w.indexes.0,
+            dispatcher: Arc::clone(&out.dispatcher),
+            hub: Arc::clone(&out.hub),
+            keep_records: config.state.scene_records,
+            guard,
+            embeddings,
+            allow_local_sources: config.api.as_ref().is_some_and(|a| a.allow_local_sources),
+            sources: hooks
+                .sources
+                .clone()
+                .unwrap_or_else(|| Arc::new(source::Gstreamer)),
+            clocks: Arc::clone(&clocks),
+        },
+        &config,
+    )
+    .await?;
+
+    let api = match api_listener {
+        Some((listener, key)) => Some(serve_api(listener, key, &engine, hooks.api_bound)?),
+        None => None,
+    };
+    if let Some(tx) = hooks.engine {
+        let _ = tx.send(Arc::clone(&engine));
+    }
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    tracing::info!(streams = engine.stream_stats().len(), "sightline running");
+    let stats_task = config.runtime.stats_interval.map(|every| {
+        tokio::spawn(log_counters(
+            every,
+            Arc::clone(&engine),
+            Arc::clone(&pool_stats),
+            Arc::clone(&out.dispatcher),
+        ))
+    });
+    Ok(Daemon {
+        engine,
+        api,
+        stats_task,
+        pool,
+        pool_stats,
+        matcher,
+        scenes,
+        delivery,
+        records_task,
+        embed_task,
+        dispatcher: out.dispatcher,
+        mqtt: out.mqtt,
+        finished,
+        clocks,
+    })
+}
+
+/// Starts the matcher stage with the compiled events. A text event's
+/// baseline starts from what the stream showed before (frames kept from
+/// earlier runs and from before the event existed).
+fn spawn_matcher(
+    events: Vec<Arc<CompiledEvent>>,
+    embeddings: &Arc<Embeddings>,
+    mut stage: MatchStage,
+) -> anyhow::Result<JoinHandle<u64>> {
+    let mut matcher = Matcher::new(events);
+    if embeddings.enabled() {
+        let kept = Arc::clone(embeddings);
+        matcher = matcher.with_baselines(Box::new(move |stream, rule, s| {
+            kept.baseline(stream.as_str(), rule, unix_ms(s.wall), s.stream_secs)
+        }));
+    }
+    stage.matcher = matcher;
+    std::thread::Builder::new()
+        .name("matcher".into())
+        .spawn(move || stage.run())
+        .context("spawning the matcher stage")
+}
+
+impl Daemon {
+    /// Waits for `shutdown` (or, with `stop_when_finished`, for every
+    /// stream to finish).
+    pub async fn wait(
+        &mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+        stop_when_finished: bool,
+    ) {
+        let total = self.engine.stream_stats().len();
+        let finished = &mut self.finished;
+        let wait_finished = async {
+            let mut done = 0;
+            while done < total {
+                if finished.recv().await.is_none() {
+                    break;
+                }
+                done += 1;
+            }
+            if !stop_when_finished || total == 0 {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            _ = shutdown => tracing::info!("shutting down"),
+            _ = wait_finished => tracing::info!("every stream finished"),
+        }
+    }
+
+    /// Stops every stage in order: the API, the sources (no new frames),
+    /// the pool (queued frames finish), the matcher, scene and delivery
+    /// stages (drained), then a bounded grace period for deliveries.
+    pub async fn shutdown(self) -> anyhow::Result<Summary> {
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+        if let Some(t) = self.stats_task {
+            t.abort();
+        }
+        if let Some((stop, task)) = self.api {
+            let _ = stop.send(());
+            if tokio::time::timeout(Duration::from_secs(2), task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("API connections still open at shutdown; closing them");
+            }
+        }
+        let mut summary = Summary::default();
+        for s in self.engine.stop_all().await {
+            summary.frames_in += s.frames.load(Ordering::Relaxed);
+            summary.stream_restarts += s.restarts.load(Ordering::Relaxed);
+        }
+        // The engine holds the matcher's and the scene stage's control
+        // senders: dropping it lets those stages end once the pool closes.
+        drop(self.engine);
+        self.pool.shutdown();
+        let join = |name: &'static str, h: JoinHandle<u64>| async move {
+            tokio::task::spawn_blocking(move || h.join())
+                .await
+                .map_err(|e| anyhow!("{name} join: {e}"))?
+                .map_err(|_| anyhow!("the {name} thread panicked"))
+        };
+        summary.occurrences = join("matcher", self.matcher).await?;
+        let queued = join("delivery", self.delivery).await?;
+        summary.messages_queued = queued;
+        let scenes = self.scenes;
+        let _ = tokio::task::spawn_blocking(move || scenes.join()).await;
+        let _ = self.records_task.await;
+        if let Some(t) = self.embed_task {
+            let _ = t.await;
+        }
+        settle_deliveries(&self.dispatcher, queued, &self.clocks).await;
+        for (_, s) in &self.dispatcher.stats() {
+            summary.delivered += s.delivered.load(Ordering::Relaxed);
+            summary.delivery_failures += s.failed.load(Ordering::Relaxed);
+            summary.delivery_retries += s.retries.load(Ordering::Relaxed);
+        }
+        if let Some(m) = self.mqtt {
+            m.close(Duration::from_secs(2)).await;
+        }
+        fill_pool_figures(&mut summary, &self.pool_stats);
+        Ok(summary)
+    }
+}
+
+/// Gives deliveries in flight a bounded grace period (5 s).
+async fn settle_deliveries(dispatcher: &Dispatcher, queued: u64, clocks: &Arc<dyn Clocks>) {
+    let stats = dispatcher.stats();
+    let deadline = clocks.now() + Duration::from_secs(5);
+    loop {
+        let done: u64 = stats
+            .iter()
+            .map(|(_, s)| s.delivered.load(Ordering::Relaxed) + s.failed.load(Ordering::Relaxed))
+            .sum();
+        if done >= queued || clocks.now() > deadline {
+            break;
+        }
+        clocks.sleep(Duration::from_millis(50)).await;
+    }
+}

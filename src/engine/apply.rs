@@ -1,0 +1,249 @@
+//! The applier: makes the running daemon match the catalog. It runs after
+//! a change has been persisted and the catalog lock released, one apply at a
+//! time, always on the newest catalog: so a pipeline that is slow to stop
+//! (up to [`STOP_GRACE`]) holds up other changes' pipelines, never a read of
+//! the catalog. Streams whose definition changed only in sampling (rate,
+//! keyframe mode) are retuned in place instead of rebuilt.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{problems, Catalog, Engine, Refusal};
+use crate::clock::Clocks;
+use crate::config;
+use crate::domain::{AlertSpec, StreamSpec};
+use crate::index::ActiveIndex;
+use crate::matcher::stage::MatchControl;
+use crate::matcher::CompiledEvent;
+use crate::model::PromptModel;
+use crate::source::Running;
+use crate::store::{AlertRow, EventRow};
+use crate::types::StreamId;
+
+/// How long stopping streams may take before the stragglers are left behind.
+pub(super) const STOP_GRACE: Duration = Duration::from_secs(5);
+
+impl Engine {
+    /// Turns an alert row into the dispatcher's form.
+    pub(super) fn alert_spec(&self, cat: &Catalog, a: &AlertRow) -> Result<AlertSpec, Refusal> {
+        let events: HashSet<String> = cat.events.keys().cloned().collect();
+        let streams: HashSet<String> = cat.streams.keys().cloned().collect();
+        let mut spec: config::RawAlert = a.spec.clone().into();
+        spec.id = Some(a.id.clone());
+        let mut cfg = config::check_alert(
+            &spec,
+            &events,
+            &streams,
+            self.parts.mqtt.as_ref(),
+            a.ws_connection.clone(),
+        )
+        .map_err(problems)?;
+        cfg.index = a.index_id.clone();
+        Ok(cfg)
+    }
+
+    /// Applies the newest catalog: matcher events and indexes, dispatcher
+    /// alerts, then pipelines. Call without holding the catalog lock.
+    pub(super) async fn apply_latest(&self) {
+        let _one_at_a_time = self.applier.lock().await;
+        let cat = self.catalog.lock().await.clone();
+        self.apply(&cat).await;
+    }
+
+    async fn apply(&self, cat: &Catalog) {
+        // Compiling a text event runs the text encoder: off the async threads.
+        let events = {
+            let rows: Vec<EventRow> = cat.events.values().cloned().collect();
+            let prompts = self.parts.prompts.clone();
+            tokio::task::spawn_blocking(move || compile_all(&prompts, &rows))
+                .await
+                .unwrap_or_default()
+        };
+        let _ = self.parts.matcher.send(MatchControl::Events(events));
+        let _ = self.parts.indexes.send(active_indexes(cat));
+
+        let index_on = |id: &Option<String>| {
+            id.as_ref()
+                .is_none_or(|i| cat.indexes.get(i).is_some_and(|i| i.running))
+        };
+        let alerts: Vec<AlertSpec> = cat
+            .alerts
+            .values()
+            .filter(|a| a.enabled && index_on(&a.index_id))
+            .filter_map(|a| match self.alert_spec(cat, a) {
+                Ok(c) => Some(c),
+                Err(err) => {
+                    tracing::error!(alert = %a.id, error = %err, "alert is not valid; ignored");
+                    None
+                }
+            })
+            .collect();
+        let urls = cat
+            .streams
+            .values()
+            .map(|s| (StreamId::new(&s.id), s.spec.url.clone().unwrap_or_default()))
+            .collect();
+        self.parts.dispatcher.set_alerts(alerts, urls);
+
+        self.apply_streams(cat).await;
+    }
+
+    /// The streams the catalog wants running, validated.
+    fn wanted_streams(cat: &Catalog) -> HashMap<StreamId, StreamSpec> {
+        let mut wanted = HashMap::new();
+        for s in cat.streams.values().filter(|s| s.running) {
+            let mut spec: config::RawStream = s.spec.clone().into();
+            spec.id = Some(s.id.clone());
+            match config::check_stream(&spec) {
+                Ok(c) => {
+                    wanted.insert(c.id.clone(), c);
+                }
+                Err(p) => {
+                    tracing::error!(stream = %s.id, error = %problems(p), "stream not started")
+                }
+            }
+        }
+        wanted
+    }
+
+    async fn apply_streams(&self, cat: &Catalog) {
+        let mut wanted = Self::wanted_streams(cat);
+        let to_stop = {
+            let Ok(mut running) = self.running.lock() else {
+                return;
+            };
+            let mut stale = Vec::new();
+            for (id, (cfg, handle)) in running.iter_mut() {
+                match wanted.get(id) {
+                    Some(w) if w == cfg => {}
+                    // Only the sampling changed: retune the live pipeline.
+                    Some(w) if w.same_pipeline(cfg) => {
+                        handle.retune(w.fps, w.keyframes_only);
+                        tracing::info!(stream = %id, fps = w.fps, keyframes_only = w.keyframes_only, "stream sampling changed");
+                        *cfg = w.clone();
+                    }
+                    _ => stale.push(id.clone()),
+                }
+            }
+            let to_stop: Vec<Box<dyn Running>> = stale
+                .iter()
+                .filter_map(|id| running.remove(id).map(|(_, h)| h))
+                .collect();
+            wanted.retain(|id, _| !running.contains_key(id));
+            to_stop
+        };
+        let closed: Vec<StreamId> = to_stop.iter().map(|h| h.id().clone()).collect();
+        stop_handles(to_stop, &self.parts.clocks).await;
+        for id in closed {
+            if let Ok(mut h) = self.health.lock() {
+                h.remove(&id);
+            }
+            let _ = self.parts.matcher.send(MatchControl::CloseStream(id));
+        }
+        for cfg in wanted.into_values() {
+            self.start_stream(cfg);
+        }
+    }
+
+    fn start_stream(&self, cfg: StreamSpec) {
+        let p = &self.parts;
+        let spawned = p.sources.spawn(
+            cfg.clone(),
+            p.out,
+            p.submitter.clone(),
+            Arc::clone(&p.reporter),
+            Arc::clone(&p.clocks),
+        );
+        match spawned {
+            Ok(h) => {
+                tracing::info!(stream = %cfg.id, url = %cfg.url, "stream started");
+                if let Ok(mut r) = self.running.lock() {
+                    r.insert(cfg.id.clone(), (cfg, h));
+                }
+            }
+            Err(e) => tracing::error!(stream = %cfg.id, error = %e, "cannot start stream"),
+        }
+    }
+}
+
+/// Compiles an event row against the loaded model.
+fn compile_row(e: &EventRow, prompts: &PromptModel) -> Result<CompiledEvent, Refusal> {
+    let mut spec: config::RawEvent = e.spec.clone().into();
+    spec.id = Some(e.id.clone());
+    let cfg = config::check_event(&spec).map_err(problems)?;
+    super::compile_event(&cfg, prompts).map_err(Refusal::Invalid)
+}
+
+/// Every event the loaded model can score; the others are logged and left out.
+fn compile_all(prompts: &PromptModel, rows: &[EventRow]) -> Vec<Arc<CompiledEvent>> {
+    rows.iter()
+        .filter_map(|e| match compile_row(e, prompts) {
+            Ok(c) => Some(Arc::new(c)),
+            Err(err) => {
+                tracing::error!(event = %e.id, error = %err, "event cannot be scored; ignored");
+                None
+            }
+        })
+        .collect()
+}
+
+/// The scene indexes that should record: running, on a running stream.
+fn active_indexes(cat: &Catalog) -> Vec<ActiveIndex> {
+    let stream_on = |id: &str| cat.streams.get(id).is_some_and(|s| s.running);
+    cat.indexes
+        .values()
+        .filter(|i| i.running && stream_on(&i.stream_id))
+        .map(|i| ActiveIndex {
+            id: i.id.clone(),
+            stream: StreamId::new(&i.stream_id),
+            batch: i.batch,
+            min_score: 0.5,
+            ws_connection: i.ws_connection.clone(),
+        })
+        .collect()
+}
+
+/// Stops pipelines off the async threads (stopping joins a thread), all at
+/// once, waiting at most [`STOP_GRACE`]: a pipeline wedged in a state change
+/// (a camera that stopped answering mid-teardown) must not hold up a
+/// shutdown or an API call. A straggler keeps its stop flag and ends on its
+/// own; its frames are refused by the closed or replaced pool queue.
+pub(super) async fn stop_handles(handles: Vec<Box<dyn Running>>, clocks: &Arc<dyn Clocks>) {
+    let mut waiting = Vec::with_capacity(handles.len());
+    for h in handles {
+        let id = h.id().clone();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        // A detached thread, not spawn_blocking: the runtime waits for its
+        // blocking tasks when it is dropped, and that wait would be unbounded.
+        let spawned = std::thread::Builder::new()
+            .name(format!("stop-{id}"))
+            .spawn(move || {
+                h.stop();
+                let _ = done_tx.send(());
+            });
+        match spawned {
+            Ok(_) => waiting.push((id, done_rx)),
+            Err(e) => {
+                tracing::error!(stream = %id, error = %e, "cannot spawn a thread to stop the stream")
+            }
+        }
+    }
+    let mut grace = clocks.sleep(STOP_GRACE);
+    let mut expired = false;
+    for (id, mut done) in waiting {
+        if !expired {
+            tokio::select! {
+                _ = &mut done => continue,
+                _ = &mut grace => expired = true,
+            }
+        }
+        if done.try_recv().is_err() {
+            tracing::warn!(
+                stream = %id,
+                grace_secs = STOP_GRACE.as_secs(),
+                "the stream's pipeline did not stop in time; leaving it to finish on its own"
+            );
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! The scene stage: one thread that turns matched frames into scene records
+//! (published on the WebSocket `scene_index` channel and written to the
+//! store in batches) and, for dual encoders, keeps each frame's embedding in
+//! memory for search and hands it to the store. It consumes what the matcher
+//! stage observed; being behind only costs records, never alerts.
+
+use std::sync::Arc;
+
+use crossbeam_channel::{select, Receiver};
+use tokio::sync::mpsc;
+
+use crate::alert::ws::Hub;
+use crate::clock::unix_ms;
+use crate::embeddings::{Embeddings, Entry};
+use crate::index::{ActiveIndex, Indexer};
+use crate::matcher::stage::Observed;
+use crate::store::SceneRecord;
+
+/// Frame embeddings on their way to the store: (stream id, frame).
+pub type EmbeddingSender = mpsc::Sender<(String, Entry)>;
+
+/// The stage's inputs and outputs.
+pub struct SceneStage {
+    pub observed: Receiver<Observed>,
+    /// The running indexes, from the control plane.
+    pub indexes: Receiver<Vec<ActiveIndex>>,
+    pub hub: Arc<Hub>,
+    /// Records to the store writer.
+    pub records: mpsc::Sender<SceneRecord>,
+    /// Dual encoders: where frame embeddings go (memory, then the store).
+    pub embeddings: Option<(Arc<Embeddings>, EmbeddingSender)>,
+}
+
+impl SceneStage {
+    /// Runs until the matcher stage closes its end.
+    pub fn run(self) {
+        let mut indexer = Indexer::default();
+        let mut control = self.indexes.clone();
+        loop {
+            select! {
+                recv(self.observed) -> o => {
+                    let Ok(o) = o else { break };
+                    self.observe(&mut indexer, o);
+                }
+                recv(control) -> c => match c {
+                    Ok(ix) => indexer.set(ix),
+                    Err(_) => control = crossbeam_channel::never(),
+                },
+            }
+        }
+    }
+
+    fn observe(&self, indexer: &mut Indexer, o: Observed) {
+        let s = &o.scores;
+        if let (Some((mem, tx)), Some(v)) = (&self.embeddings, &s.embedding) {
+            let e = Entry::new(unix_ms(s.wall), s.stream_secs, v);
+            mem.push(s.stream_id.as_str(), e.clone());
+            if tx.try_send((s.stream_id.to_string(), e)).is_err() {
+                tracing::warn!(stream = %s.stream_id, "embedding store is behind; frame not persisted");
+            }
+        }
+        for (record, ws) in indexer.observe(s, &o.seen) {
+            if let Some(ws) = ws {
+                self.hub.publish(&ws, "scene_index", &record);
+            }
+            if self.records.try_send(record).is_err() {
+                tracing::warn!(stream = %s.stream_id, "scene record store is behind; record dropped");
+            }
+        }
+    }
+}
+
+/// Writes scene records in batches (one transaction per batch, on a
+/// blocking thread).
+pub async fn store_records(
+    mut rx: mpsc::Receiver<SceneRecord>,
+    store: Arc<crate::store::Store>,
+    keep: usize,
+) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, 256).await > 0 {
+        let (s, b) = (Arc::clone(&store), std::mem::take(&mut batch));
+        let r = tokio::task::spawn_blocking(move || s.add_records(&b, keep)).await;
+        if let Ok(Err(e)) = r {
+            tracing::error!(error = %format!("{e:#}"), "cannot store scene records");
+        }
+    }
+}
+
+/// Writes frame embeddings in batches and prunes what has aged out.
+pub async fn store_embeddings(
+    mut rx: mpsc::Receiver<(String, Entry)>,
+    store: Arc<crate::store::Store>,
+    embeddings: Arc<Embeddings>,
+) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, 512).await > 0 {
+        let cutoff = embeddings.cutoff(batch.iter().map(|(_, e)| e.wall_ms).max().unwrap_or(0));
+        let (s, b) = (Arc::clone(&store), std::mem::take(&mut batch));
+        let r = tokio::task::spawn_blocking(move || s.add_embeddings(&b, cutoff)).await;
+        if let Ok(Err(e)) = r {
+            tracing::error!(error = %format!("{e:#}"), "cannot store frame embeddings");
+        }
+    }
+}
