@@ -1,5 +1,6 @@
 //! docs/openapi.json describes exactly the routes the router serves: the
-//! router is built from `api::ROUTES`, so comparing the two keeps them in step.
+//! router is built from `api::ROUTES` (method, path, summary, handler), so
+//! comparing the two keeps them in step.
 
 use std::collections::BTreeSet;
 
@@ -13,12 +14,21 @@ fn openapi_lists_exactly_the_served_routes() {
     for (p, ops) in doc["paths"].as_object().expect("paths") {
         for (m, op) in ops.as_object().expect("operations") {
             assert!(op["responses"].is_object(), "{m} {p} has responses");
-            described.insert((m.to_uppercase(), p.clone()));
+            let summary = op["summary"].as_str().unwrap_or_default().to_string();
+            described.insert((m.to_uppercase(), p.clone(), summary));
         }
     }
-    let served: BTreeSet<(String, String)> = sightline::api::ROUTES
+    // Each route is declared once, in the table, with its summary: the
+    // document must say the same.
+    let served: BTreeSet<(String, String, String)> = sightline::api::ROUTES
         .iter()
-        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .map(|r| {
+            (
+                r.method.to_string(),
+                r.path.to_string(),
+                r.summary.to_string(),
+            )
+        })
         .collect();
     let missing: Vec<_> = served.difference(&described).collect();
     let extra: Vec<_> = described.difference(&served).collect();

@@ -71,37 +71,43 @@ fn queue(
     Ok(())
 }
 
+/// Connection options: login, TLS, the retained `offline` last will.
+fn options(cfg: &MqttSettings) -> MqttOptions {
+    let mut opts = MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
+    opts.set_keep_alive(cfg.keep_alive);
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    opts.set_clean_session(false);
+    if let Some((user, password)) = &cfg.credentials {
+        opts.set_credentials(user, password);
+    }
+    if cfg.tls.is_some() {
+        // Two rustls crypto back-ends are linked (reqwest's ring, rumqttc's
+        // aws-lc-rs): name one for the process, once.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    match &cfg.tls {
+        Some(Some(ca)) => {
+            opts.set_transport(rumqttc::Transport::tls(ca.clone(), None, None));
+        }
+        Some(None) => {
+            opts.set_transport(rumqttc::Transport::tls_with_default_config());
+        }
+        None => {}
+    }
+    opts.set_last_will(LastWill::new(
+        &cfg.status_topic,
+        "offline",
+        QoS::AtLeastOnce,
+        true,
+    ));
+    opts
+}
+
 impl MqttSink {
     /// Connects (in the background) and keeps the connection up. Must be
     /// called inside a tokio runtime.
     pub fn start(cfg: &MqttSettings) -> MqttSink {
-        let mut opts = MqttOptions::new(&cfg.client_id, &cfg.host, cfg.port);
-        opts.set_keep_alive(cfg.keep_alive);
-        opts.set_max_packet_size(1 << 20, 1 << 20);
-        opts.set_clean_session(false);
-        if let Some((user, password)) = &cfg.credentials {
-            opts.set_credentials(user, password);
-        }
-        if cfg.tls.is_some() {
-            // Two rustls crypto back-ends are linked (reqwest's ring, rumqttc's
-            // aws-lc-rs): name one for the process, once.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
-        match &cfg.tls {
-            Some(Some(ca)) => {
-                opts.set_transport(rumqttc::Transport::tls(ca.clone(), None, None));
-            }
-            Some(None) => {
-                opts.set_transport(rumqttc::Transport::tls_with_default_config());
-            }
-            None => {}
-        }
-        opts.set_last_will(LastWill::new(
-            &cfg.status_topic,
-            "offline",
-            QoS::AtLeastOnce,
-            true,
-        ));
+        let opts = options(cfg);
         let (client, mut eventloop) = AsyncClient::new(opts, 1024);
         let broker = format!("{}:{}", cfg.host, cfg.port);
         let name = broker.clone();

@@ -8,9 +8,11 @@
 //! capped at 64 KiB. The route table in [`routes`] is the router, and the
 //! OpenAPI file in `docs/openapi.json` is checked against it by a test.
 
+mod handlers;
 mod key;
 mod routes;
 mod socket;
+mod views;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,7 +26,7 @@ use serde::Serialize;
 
 use crate::engine::{Engine, Refusal};
 pub use key::{key_path, load_key};
-pub use routes::ROUTES;
+pub use routes::{Route, ROUTES};
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
@@ -116,6 +118,7 @@ impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         let status = match &self {
             Refusal::NotFound(_) => StatusCode::NOT_FOUND,
+            Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
             Refusal::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Refusal::Conflict(_) => StatusCode::CONFLICT,
             Refusal::Internal(m) => {

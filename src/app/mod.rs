@@ -335,11 +335,8 @@ fn reporter(
     })
 }
 
-/// Builds and starts every stage.
-pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
-    source::init().map_err(|e| anyhow!(e))?;
-    model::init_runtime(config.runtime.ort_library.as_deref())?;
-    let clocks = hooks.clocks.clone().unwrap_or_else(crate::clock::real);
+/// Opens the state database and loads the model, off the async threads.
+async fn load(config: &Config, clocks: &Arc<dyn Clocks>) -> anyhow::Result<(Arc<Store>, Compiled)> {
     let store = {
         let dir = config.state.dir.clone();
         let opened = tokio::task::spawn_blocking(move || Store::open(dir.as_deref()));
@@ -361,6 +358,106 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
         events = events.len(), streams = config.streams.len(),
         ms = clocks.now().saturating_duration_since(started).as_millis() as u64, "model loaded"
     );
+    Ok((store, (manifest, prompts, events)))
+}
+
+/// What the matcher, scene and delivery stages read from.
+struct Inputs {
+    observed: (
+        crossbeam_channel::Sender<Observed>,
+        crossbeam_channel::Receiver<Observed>,
+    ),
+    indexes: crossbeam_channel::Receiver<Vec<crate::index::ActiveIndex>>,
+    occurrences: (
+        crossbeam_channel::Sender<crate::matcher::Occurrence>,
+        crossbeam_channel::Receiver<crate::matcher::Occurrence>,
+    ),
+    scores: crossbeam_channel::Receiver<Scores>,
+    control: crossbeam_channel::Receiver<MatchControl>,
+}
+
+/// The stages behind the pool, with their store writers.
+struct Stages {
+    matcher: JoinHandle<u64>,
+    scenes: JoinHandle<()>,
+    delivery: JoinHandle<u64>,
+    records_task: Task<()>,
+    embed_task: Option<Task<()>>,
+}
+
+type EmbeddingParts<'a> = (
+    &'a Arc<Embeddings>,
+    Option<(scenes::EmbeddingSender, Task<()>)>,
+);
+type MatcherParts<'a> = (
+    Vec<Arc<CompiledEvent>>,
+    Option<crossbeam_channel::Sender<Scores>>,
+    &'a Arc<dyn Clocks>,
+);
+
+/// Starts the scene, delivery and matcher stages (in that order: each
+/// stage's consumer runs before its producer).
+fn start_stages(
+    config: &Config,
+    inp: Inputs,
+    out: &Delivery,
+    store: &Arc<Store>,
+    (embeddings, embed): EmbeddingParts<'_>,
+    (events, scored, clocks): MatcherParts<'_>,
+) -> anyhow::Result<Stages> {
+    let (records_tx, records_rx) = mpsc::channel::<SceneRecord>(4096);
+    let records_task = tokio::spawn(scenes::store_records(
+        records_rx,
+        Arc::clone(store),
+        config.state.scene_records,
+    ));
+    let (embed_tx, embed_task) = match embed {
+        Some((tx, task)) => (Some(tx), Some(task)),
+        None => (None, None),
+    };
+    let scenes = SceneStage {
+        observed: inp.observed.1,
+        indexes: inp.indexes,
+        hub: Arc::clone(&out.hub),
+        records: records_tx,
+        embeddings: embed_tx.map(|tx| (Arc::clone(embeddings), tx)),
+    };
+    let scenes = std::thread::Builder::new()
+        .name("scenes".into())
+        .spawn(move || scenes.run())
+        .context("spawning the scene stage")?;
+    let delivery = alert::stage::spawn(Arc::clone(&out.dispatcher), inp.occurrences.1)
+        .context("spawning the delivery stage")?;
+    let matcher = spawn_matcher(
+        events,
+        embeddings,
+        MatchStage {
+            matcher: Matcher::new(Vec::new()),
+            scores: inp.scores,
+            control: inp.control,
+            occurrences: inp.occurrences.0,
+            observed: inp.observed.0,
+            scored_hook: scored,
+            clocks: Arc::clone(clocks),
+            observed_dropped: Arc::new(AtomicU64::new(0)),
+        },
+    )?;
+
+    Ok(Stages {
+        matcher,
+        scenes,
+        delivery,
+        records_task,
+        embed_task,
+    })
+}
+
+/// Builds and starts every stage.
+pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
+    source::init().map_err(|e| anyhow!(e))?;
+    model::init_runtime(config.runtime.ort_library.as_deref())?;
+    let clocks = hooks.clocks.clone().unwrap_or_else(crate::clock::real);
+    let (store, (manifest, prompts, events)) = load(&config, &clocks).await?;
     let api_listener = bind_api(&config).await?;
     let guard = Arc::new(Guard {
         allow: config.webhook.allow_private.clone(),
@@ -374,44 +471,20 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
     let pool_stats = pool.stats();
     let out = build_delivery(&config, &store, &guard, &clocks)?;
     let (embeddings, embed) = build_embeddings(&config, &manifest, &store, &clocks).await?;
-    let (records_tx, records_rx) = mpsc::channel::<SceneRecord>(4096);
-    let records_task = tokio::spawn(scenes::store_records(
-        records_rx,
-        Arc::clone(&store),
-        config.state.scene_records,
-    ));
-    let (embed_tx, embed_task) = match embed {
-        Some((tx, task)) => (Some(tx), Some(task)),
-        None => (None, None),
-    };
-    let scenes = SceneStage {
-        observed: w.observed.1,
-        indexes: w.indexes.1,
-        hub: Arc::clone(&out.hub),
-        records: records_tx,
-        embeddings: embed_tx.map(|tx| (Arc::clone(&embeddings), tx)),
-    };
-    let scenes = std::thread::Builder::new()
-        .name("scenes".into())
-        .spawn(move || scenes.run())
-        .context("spawning the scene stage")?;
-    let delivery = alert::stage::spawn(Arc::clone(&out.dispatcher), w.occurrences.1)
-        .context("spawning the delivery stage")?;
-    let matcher = spawn_matcher(
-        events,
-        &embeddings,
-        MatchStage {
-            matcher: Matcher::new(Vec::new()),
+    let stages = start_stages(
+        &config,
+        Inputs {
+            observed: w.observed,
+            indexes: w.indexes.1,
+            occurrences: w.occurrences,
             scores: w.scores.1,
             control: w.control.1,
-            occurrences: w.occurrences.0,
-            observed: w.observed.0,
-            scored_hook: hooks.scored.clone(),
-            clocks: Arc::clone(&clocks),
-            observed_dropped: Arc::new(AtomicU64::new(0)),
         },
+        &out,
+        &store,
+        (&embeddings, embed),
+        (events, hooks.scored.clone(), &clocks),
     )?;
-
     let (finished_tx, finished) = mpsc::unbounded_channel::<StreamId>();
     let engine = Engine::start(
         Parts {
@@ -467,11 +540,11 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
         stats_task,
         pool,
         pool_stats,
-        matcher,
-        scenes,
-        delivery,
-        records_task,
-        embed_task,
+        matcher: stages.matcher,
+        scenes: stages.scenes,
+        delivery: stages.delivery,
+        records_task: stages.records_task,
+        embed_task: stages.embed_task,
         dispatcher: out.dispatcher,
         mqtt: out.mqtt,
         finished,

@@ -131,49 +131,7 @@ pub fn check_alert(
 
 pub(super) fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
     let mut c = Checker { problems };
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as i64;
-
-    let workers = c.int("runtime.workers", raw.runtime.workers, 1, 1, 64) as usize;
-    let intra_default = (cores / workers as i64).max(1);
-    let runtime = Runtime {
-        workers,
-        intra_threads: c.int(
-            "runtime.intra_threads",
-            raw.runtime.intra_threads,
-            intra_default,
-            1,
-            256,
-        ) as usize,
-        queue_capacity: c.int(
-            "runtime.queue_capacity",
-            raw.runtime.queue_capacity,
-            // Cameras started together deliver keyframes together: room for
-            // two frames per stream absorbs that burst without drops.
-            (2 * raw.streams.len() as i64)
-                .max(4 * workers as i64)
-                .max(8),
-            1,
-            100_000,
-        ) as usize,
-        max_frame_age: Duration::from_millis(c.int(
-            "runtime.max_frame_age_ms",
-            raw.runtime.max_frame_age_ms,
-            800,
-            10,
-            600_000,
-        ) as u64),
-        stats_interval: match c.int(
-            "runtime.stats_interval_secs",
-            raw.runtime.stats_interval_secs,
-            60,
-            0,
-            86_400,
-        ) {
-            0 => None,
-            s => Some(Duration::from_secs(s as u64)),
-        },
-        ort_library: raw.runtime.ort_library.map(PathBuf::from),
-    };
+    let runtime = runtime(&mut c, &raw.runtime, raw.streams.len());
 
     let model = raw
         .model
@@ -196,9 +154,100 @@ pub(super) fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
         .map(|(i, e)| event(&mut c, &format!("events[{i}]"), e, &mut event_ids))
         .collect();
 
-    let mqtt = raw.mqtt.map(|m| MqttSettings {
-        credentials: mqtt_credentials(&mut c, &m),
-        tls: mqtt_tls(&mut c, &m),
+    let mqtt = raw.mqtt.map(|m| mqtt(&mut c, m));
+
+    let mut alert_ids = HashSet::new();
+    let alerts: Vec<AlertSpec> = raw
+        .alerts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let path = format!("alerts[{i}]");
+            alert(
+                &mut c,
+                &path,
+                a,
+                &mut alert_ids,
+                &Known {
+                    events: &event_ids,
+                    streams: &stream_ids,
+                    mqtt: mqtt.as_ref(),
+                    has_ws: false,
+                },
+            )
+        })
+        .collect();
+
+    let webhook = webhook(&mut c, &raw.webhook);
+    let api = raw.api.as_ref().and_then(|a| api(&mut c, a));
+    let state = state(&mut c, &raw.state);
+    Config {
+        runtime,
+        model,
+        streams,
+        events,
+        alerts,
+        mqtt,
+        webhook,
+        api,
+        state,
+        declared: Declared {
+            streams: raw.streams,
+            events: raw.events,
+            alerts: raw.alerts,
+        },
+    }
+}
+
+fn runtime(c: &mut Checker, r: &super::raw::RawRuntime, streams: usize) -> Runtime {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as i64;
+
+    let workers = c.int("runtime.workers", r.workers, 1, 1, 64) as usize;
+    let intra_default = (cores / workers as i64).max(1);
+    Runtime {
+        workers,
+        intra_threads: c.int(
+            "runtime.intra_threads",
+            r.intra_threads,
+            intra_default,
+            1,
+            256,
+        ) as usize,
+        queue_capacity: c.int(
+            "runtime.queue_capacity",
+            r.queue_capacity,
+            // Cameras started together deliver keyframes together: room for
+            // two frames per stream absorbs that burst without drops.
+            (2 * streams as i64).max(4 * workers as i64).max(8),
+            1,
+            100_000,
+        ) as usize,
+        max_frame_age: Duration::from_millis(c.int(
+            "runtime.max_frame_age_ms",
+            r.max_frame_age_ms,
+            800,
+            10,
+            600_000,
+        ) as u64),
+        stats_interval: match c.int(
+            "runtime.stats_interval_secs",
+            r.stats_interval_secs,
+            60,
+            0,
+            86_400,
+        ) {
+            0 => None,
+            s => Some(Duration::from_secs(s as u64)),
+        },
+        ort_library: r.ort_library.as_ref().map(PathBuf::from),
+    }
+}
+
+fn mqtt(c: &mut Checker, m: super::raw::RawMqtt) -> MqttSettings {
+    let (credentials, tls) = (mqtt_credentials(c, &m), mqtt_tls(c, &m));
+    MqttSettings {
+        credentials,
+        tls,
         host: m.host.unwrap_or_else(|| "127.0.0.1".into()),
         port: c.int(
             "mqtt.port",
@@ -228,47 +277,22 @@ pub(super) fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
         ) as u64),
         topic: m
             .topic
-            .map(|t| topic(&mut c, "mqtt.topic", t))
+            .map(|t| topic(c, "mqtt.topic", t))
             .unwrap_or_else(|| DEFAULT_TOPIC.into()),
         status_topic: m
             .status_topic
-            .map(|t| topic(&mut c, "mqtt.status_topic", t))
+            .map(|t| topic(c, "mqtt.status_topic", t))
             .unwrap_or_else(|| "sightline/status".into()),
-    });
+    }
+}
 
-    let mut alert_ids = HashSet::new();
-    let alerts: Vec<AlertSpec> = raw
-        .alerts
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            let path = format!("alerts[{i}]");
-            alert(
-                &mut c,
-                &path,
-                a,
-                &mut alert_ids,
-                &Known {
-                    events: &event_ids,
-                    streams: &stream_ids,
-                    mqtt: mqtt.as_ref(),
-                    has_ws: false,
-                },
-            )
-        })
-        .collect();
-
-    let webhook = WebhookConfig {
-        timeout: Duration::from_millis(c.int(
-            "webhook.timeout_ms",
-            raw.webhook.timeout_ms,
-            2000,
-            50,
-            120_000,
-        ) as u64),
-        schedule: schedule(&mut c, raw.webhook.retry_schedule_secs.as_deref()),
-        allow_private: raw
-            .webhook
+fn webhook(c: &mut Checker, w: &super::raw::RawWebhook) -> WebhookConfig {
+    WebhookConfig {
+        timeout: Duration::from_millis(
+            c.int("webhook.timeout_ms", w.timeout_ms, 2000, 50, 120_000) as u64,
+        ),
+        schedule: schedule(c, w.retry_schedule_secs.as_deref()),
+        allow_private: w
             .allow_private
             .iter()
             .flatten()
@@ -279,26 +303,7 @@ pub(super) fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
                     .ok()
             })
             .collect(),
-        concurrency: c.int("webhook.concurrency", raw.webhook.concurrency, 4, 1, 256) as usize,
-    };
-
-    let api = raw.api.as_ref().and_then(|a| api(&mut c, a));
-    let state = state(&mut c, &raw.state);
-    Config {
-        runtime,
-        model,
-        streams,
-        events,
-        alerts,
-        mqtt,
-        webhook,
-        api,
-        state,
-        declared: Declared {
-            streams: raw.streams,
-            events: raw.events,
-            alerts: raw.alerts,
-        },
+        concurrency: c.int("webhook.concurrency", w.concurrency, 4, 1, 256) as usize,
     }
 }
 
@@ -542,21 +547,7 @@ fn event(c: &mut Checker, p: &str, e: &RawEvent, seen: &mut HashSet<String>) -> 
             );
         }
     }
-    let defaults = MatchParams::default();
-    let k = c.int(&format!("{p}.k"), e.k, defaults.k as i64, 1, 100) as usize;
-    let window = c.int(
-        &format!("{p}.window"),
-        e.window,
-        defaults.window.max(k) as i64,
-        1,
-        100,
-    ) as usize;
-    if k > window {
-        c.bad(
-            format!("{p}.k"),
-            format!("k ({k}) must not exceed window ({window})"),
-        );
-    }
+    let matching = matching(c, p, e);
     EventSpec {
         id: EventId::new(id),
         prompt,
@@ -584,31 +575,51 @@ fn event(c: &mut Checker, p: &str, e: &RawEvent, seen: &mut HashSet<String>) -> 
             1.0,
             86_400.0,
         ),
-        matching: MatchParams {
-            k,
-            window,
-            end_after: c.int(
-                &format!("{p}.end_after"),
-                e.end_after,
-                defaults.end_after as i64,
-                1,
-                1000,
-            ) as usize,
-            max_duration: c.float(
-                &format!("{p}.max_duration_secs"),
-                e.max_duration_secs,
-                defaults.max_duration,
-                0.1,
-                86_400.0,
-            ),
-            cooldown: c.float(
-                &format!("{p}.cooldown_secs"),
-                e.cooldown_secs,
-                defaults.cooldown,
-                0.0,
-                86_400.0,
-            ),
-        },
+        matching,
+    }
+}
+
+/// The k-of-n start, end and cooldown rules of an event.
+fn matching(c: &mut Checker, p: &str, e: &RawEvent) -> MatchParams {
+    let defaults = MatchParams::default();
+    let k = c.int(&format!("{p}.k"), e.k, defaults.k as i64, 1, 100) as usize;
+    let window = c.int(
+        &format!("{p}.window"),
+        e.window,
+        defaults.window.max(k) as i64,
+        1,
+        100,
+    ) as usize;
+    if k > window {
+        c.bad(
+            format!("{p}.k"),
+            format!("k ({k}) must not exceed window ({window})"),
+        );
+    }
+    MatchParams {
+        k,
+        window,
+        end_after: c.int(
+            &format!("{p}.end_after"),
+            e.end_after,
+            defaults.end_after as i64,
+            1,
+            1000,
+        ) as usize,
+        max_duration: c.float(
+            &format!("{p}.max_duration_secs"),
+            e.max_duration_secs,
+            defaults.max_duration,
+            0.1,
+            86_400.0,
+        ),
+        cooldown: c.float(
+            &format!("{p}.cooldown_secs"),
+            e.cooldown_secs,
+            defaults.cooldown,
+            0.0,
+            86_400.0,
+        ),
     }
 }
 

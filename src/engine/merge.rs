@@ -31,35 +31,7 @@ pub(super) fn merge(
         events: snap.events.into_iter().map(|r| (r.id.clone(), r)).collect(),
         alerts: snap.alerts.into_iter().map(|r| (r.id.clone(), r)).collect(),
     };
-    let declared =
-        |ids: Vec<Option<String>>| -> HashSet<String> { ids.into_iter().flatten().collect() };
-    let (ds, de, da) = (
-        declared(d.streams.iter().map(|s| s.id.clone()).collect()),
-        declared(d.events.iter().map(|e| e.id.clone()).collect()),
-        declared(d.alerts.iter().map(|a| a.id.clone()).collect()),
-    );
-    let mut gone = Vec::new();
-    cat.streams.retain(|id, r| {
-        let keep = r.origin != Origin::Config || ds.contains(id);
-        if !keep {
-            gone.push((Table::Streams, id.clone()));
-        }
-        keep
-    });
-    cat.events.retain(|id, r| {
-        let keep = r.origin != Origin::Config || de.contains(id);
-        if !keep {
-            gone.push((Table::Events, id.clone()));
-        }
-        keep
-    });
-    cat.alerts.retain(|id, r| {
-        let keep = r.origin != Origin::Config || da.contains(id);
-        if !keep {
-            gone.push((Table::Alerts, id.clone()));
-        }
-        keep
-    });
+    let gone = prune(&mut cat, d);
     store.delete(&gone)?;
 
     for s in &d.streams {
@@ -113,4 +85,39 @@ pub(super) fn merge(
         cat.alerts.insert(id, row);
     }
     Ok(cat)
+}
+
+/// Drops config-declared entities the file no longer declares; returns the
+/// rows to delete.
+fn prune(cat: &mut Catalog, d: &Declared) -> Vec<(Table, String)> {
+    let declared =
+        |ids: Vec<Option<String>>| -> HashSet<String> { ids.into_iter().flatten().collect() };
+    let (ds, de, da) = (
+        declared(d.streams.iter().map(|s| s.id.clone()).collect()),
+        declared(d.events.iter().map(|e| e.id.clone()).collect()),
+        declared(d.alerts.iter().map(|a| a.id.clone()).collect()),
+    );
+    let mut gone = Vec::new();
+    cat.streams.retain(|id, r| {
+        let keep = r.origin != Origin::Config || ds.contains(id);
+        if !keep {
+            gone.push((Table::Streams, id.clone()));
+        }
+        keep
+    });
+    cat.events.retain(|id, r| {
+        let keep = r.origin != Origin::Config || de.contains(id);
+        if !keep {
+            gone.push((Table::Events, id.clone()));
+        }
+        keep
+    });
+    cat.alerts.retain(|id, r| {
+        let keep = r.origin != Origin::Config || da.contains(id);
+        if !keep {
+            gone.push((Table::Alerts, id.clone()));
+        }
+        keep
+    });
+    gone
 }

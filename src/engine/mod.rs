@@ -35,7 +35,7 @@ use crate::source::{self, Output, Reporter, Running, SourceEvent, Sources};
 use crate::store::{AlertRow, EventRow, IndexRow, Store, StreamRow};
 use crate::types::StreamId;
 pub use compile::compile_event;
-pub use ops::{NewAlert, NewEvent, NewIndex, NewStream};
+pub use ops::{NewAlert, NewEvent, NewIndex, NewStream, Sampling};
 pub use search::{BacktestQuery, Scanned, SearchQuery};
 
 /// Why a change was refused.
@@ -43,6 +43,9 @@ pub use search::{BacktestQuery, Scanned, SearchQuery};
 pub enum Refusal {
     #[error("{0}")]
     NotFound(String),
+    /// The request itself is malformed (a query or path that does not parse).
+    #[error("{0}")]
+    BadRequest(String),
     #[error("{0}")]
     Invalid(String),
     #[error("{0}")]
@@ -104,13 +107,16 @@ pub struct Parts {
     pub clocks: Arc<dyn Clocks>,
 }
 
+/// A running stream: the definition it was started with, and its handle.
+type Started = (StreamSpec, Box<dyn Running>);
+
 /// The control plane.
 pub struct Engine {
     parts: Parts,
     catalog: tokio::sync::Mutex<Catalog>,
     /// Held by the applier only: one apply at a time, never the catalog lock.
     applier: tokio::sync::Mutex<()>,
-    running: Mutex<HashMap<StreamId, (StreamSpec, Box<dyn Running>)>>,
+    running: Mutex<HashMap<StreamId, Started>>,
     health: Arc<Mutex<HashMap<StreamId, Health>>>,
 }
 
@@ -174,9 +180,20 @@ impl Engine {
         self.catalog.lock().await.clone()
     }
 
-    /// The store (for scene records).
-    pub fn store(&self) -> &Arc<Store> {
-        &self.parts.store
+    /// One page (1-based) of an index's records, optionally only those
+    /// overlapping `range` stream seconds; and whether another page follows.
+    pub async fn records(
+        &self,
+        stream: &str,
+        index: &str,
+        range: Option<(f64, f64)>,
+        page: usize,
+        size: usize,
+    ) -> Result<(Vec<crate::store::SceneRecord>, bool), Refusal> {
+        Self::index_of(&*self.catalog.lock().await, stream, index)?;
+        let index = index.to_string();
+        self.persist(move |s| s.records(&index, range, page, size))
+            .await
     }
 
     /// The WebSocket hub.

@@ -30,6 +30,17 @@ pub struct NewStream {
     pub max_backoff_secs: Option<f64>,
 }
 
+/// `PATCH rtstream/{id}`: a running stream's new sampling. A change of only
+/// these is applied to the live pipeline, without rebuilding it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sampling {
+    /// Frames per second sent to the model.
+    pub sample_rate: Option<f64>,
+    /// Drop non-key frames before the decoder.
+    pub keyframes_only: Option<bool>,
+}
+
 /// `POST rtstream/{id}/index/scene`: the SDK's `index_visuals` body.
 #[derive(Debug, Deserialize)]
 pub struct NewIndex {
@@ -189,6 +200,40 @@ impl Engine {
         }
         let mut next = cat.clone();
         next.streams.insert(id, row.clone());
+        self.commit(cat, next).await;
+        Ok(row)
+    }
+
+    /// Changes an API-created stream's sampling rate or keyframe mode; the
+    /// running pipeline takes it from its next frame on.
+    pub async fn set_sampling(&self, id: &str, b: Sampling) -> Result<StreamRow, Refusal> {
+        let cat = self.catalog.lock().await;
+        let mut row = cat
+            .streams
+            .get(id)
+            .cloned()
+            .ok_or_else(|| not_found("rtstream", id))?;
+        if row.origin == Origin::Config {
+            return Err(Refusal::Conflict(format!(
+                "rtstream {id:?} is declared in the config file; change its sampling there"
+            )));
+        }
+        if let Some(fps) = b.sample_rate {
+            row.spec.fps = Some(fps);
+        }
+        if let Some(k) = b.keyframes_only {
+            row.spec.keyframes_only = Some(k);
+        }
+        let mut check: RawStream = row.spec.clone().into();
+        check.id = Some(id.to_string());
+        config::check_stream(&check).map_err(problems)?;
+        {
+            let (id, r) = (id.to_string(), row.clone());
+            self.persist(move |s| s.put(Table::Streams, &id, &r))
+                .await?;
+        }
+        let mut next = cat.clone();
+        next.streams.insert(id.to_string(), row.clone());
         self.commit(cat, next).await;
         Ok(row)
     }

@@ -26,6 +26,9 @@ pub trait EmbeddingMemory: Send + Sync {
     fn remember(&self, model: &str, ids: &[i64], embedding: &[f32]);
 }
 
+/// Unit-length embeddings of several texts, and whether the first was cut.
+pub type Embedded = (Vec<Arc<[f32]>>, bool);
+
 /// One run of the text encoder, with where its answer goes.
 type Job = (
     Vec<i64>,
@@ -194,7 +197,7 @@ impl TextEncoder {
     /// Embeds an event's texts (see `matcher::TextRule::texts`), refusing
     /// texts that hold the tokenizer's markers. Returns the embeddings in
     /// order and whether the first text (the prompt) was cut.
-    pub fn embed_all(&self, texts: &[String]) -> Result<(Vec<Arc<[f32]>>, bool), String> {
+    pub fn embed_all(&self, texts: &[String]) -> Result<Embedded, String> {
         let mut vectors = Vec::with_capacity(texts.len());
         let mut truncated = false;
         for (i, t) in texts.iter().enumerate() {

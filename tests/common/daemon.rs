@@ -42,11 +42,43 @@ impl Daemon {
         Self::launch(state, extra, engine, false).await
     }
 
+    /// Like [`Daemon::start_allowing_local_sources`], with streams from
+    /// `sources` instead of GStreamer.
+    pub async fn start_with_sources(
+        state: &Path,
+        extra: &str,
+        sources: Arc<dyn sightline::source::Sources>,
+    ) -> Daemon {
+        Self::launch_hooked(
+            state,
+            extra,
+            true,
+            Hooks {
+                sources: Some(sources),
+                ..Hooks::default()
+            },
+        )
+        .await
+    }
+
     async fn launch(
         state: &Path,
         extra: &str,
         engine: Option<oneshot::Sender<Arc<Engine>>>,
         allow_local_sources: bool,
+    ) -> Daemon {
+        let hooks = Hooks {
+            engine,
+            ..Hooks::default()
+        };
+        Self::launch_hooked(state, extra, allow_local_sources, hooks).await
+    }
+
+    async fn launch_hooked(
+        state: &Path,
+        extra: &str,
+        allow_local_sources: bool,
+        hooks: Hooks,
     ) -> Daemon {
         let text = format!(
             "[runtime]\nworkers = 1\nstats_interval_secs = 0\n\
@@ -61,8 +93,7 @@ impl Daemon {
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let hooks = Hooks {
             api_bound: Some(bound_tx),
-            engine,
-            ..Hooks::default()
+            ..hooks
         };
         let task = tokio::spawn(app::run(config, hooks, async move {
             let _ = stop_rx.await;
