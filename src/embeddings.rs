@@ -399,6 +399,7 @@ mod tests {
                 embedding: Some(red.clone().into()),
                 queued: Duration::ZERO,
                 inference: Duration::ZERO,
+                picture: None,
             };
             starts += m
                 .observe(&s)

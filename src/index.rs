@@ -145,6 +145,7 @@ mod tests {
             embedding: None,
             queued: Default::default(),
             inference: Default::default(),
+            picture: None,
         }
     }
 

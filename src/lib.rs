@@ -20,6 +20,7 @@ pub mod index;
 pub mod matcher;
 pub mod model;
 pub mod pool;
+pub mod record;
 pub mod rtsp_server;
 pub mod sampler;
 pub mod scenes;

@@ -336,6 +336,12 @@ fn worker_loop(
                     embedding: seen.embedding,
                     queued,
                     inference,
+                    picture: Some(Arc::new(crate::types::Picture {
+                        width: frame.width,
+                        height: frame.height,
+                        rgb: frame.rgb,
+                        content: frame.content,
+                    })),
                 };
                 if results.send(scores).is_err() {
                     return;

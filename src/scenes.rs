@@ -29,6 +29,8 @@ pub struct SceneStage {
     pub records: mpsc::Sender<SceneRecord>,
     /// Dual encoders: where frame embeddings go (memory, then the store).
     pub embeddings: Option<(Arc<Embeddings>, EmbeddingSender)>,
+    /// Each stream's latest stream time and wall time.
+    pub time_bases: Arc<crate::types::TimeBases>,
 }
 
 impl SceneStage {
@@ -52,6 +54,8 @@ impl SceneStage {
 
     fn observe(&self, indexer: &mut Indexer, o: Observed) {
         let s = &o.scores;
+        self.time_bases
+            .note(&s.stream_id, s.stream_secs, unix_ms(s.wall));
         if let (Some((mem, tx)), Some(v)) = (&self.embeddings, &s.embedding) {
             let e = Entry::new(unix_ms(s.wall), s.stream_secs, v);
             mem.push(s.stream_id.as_str(), e.clone());

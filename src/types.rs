@@ -100,6 +100,18 @@ impl Detection {
     }
 }
 
+/// The picture a frame showed, kept for evidence (snapshots): the model's
+/// input frame, as scored.
+#[derive(Debug)]
+pub struct Picture {
+    pub width: u32,
+    pub height: u32,
+    /// Tightly packed RGB.
+    pub rgb: Vec<u8>,
+    /// The part that holds picture (not letterbox borders), normalised.
+    pub content: [f32; 4],
+}
+
 /// What the pool hands to the matcher for one frame.
 #[derive(Clone, Debug)]
 pub struct Scores {
@@ -115,4 +127,26 @@ pub struct Scores {
     pub queued: std::time::Duration,
     /// Time spent in the model.
     pub inference: std::time::Duration,
+    /// The frame itself, for snapshots.
+    pub picture: Option<Arc<Picture>>,
+}
+
+/// The latest (stream seconds, Unix ms) seen per stream: how a stream time
+/// maps to wall time (the scene stage writes it, the media API reads it).
+#[derive(Debug, Default)]
+pub struct TimeBases(std::sync::Mutex<std::collections::HashMap<StreamId, (f64, i64)>>);
+
+impl TimeBases {
+    pub fn note(&self, stream: &StreamId, stream_secs: f64, wall_ms: i64) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(stream.clone(), (stream_secs, wall_ms));
+        }
+    }
+
+    /// Unix ms of stream time `t` on `stream`, if the stream has been seen.
+    pub fn wall_ms(&self, stream: &str, t: f64) -> Option<i64> {
+        let m = self.0.lock().ok()?;
+        let (s, w) = m.get(&StreamId::new(stream))?;
+        Some(w - ((s - t) * 1000.0).round() as i64)
+    }
 }

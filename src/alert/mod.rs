@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::domain::AlertSpec;
-use crate::matcher::{Occurrence, Phase};
+use crate::matcher::Occurrence;
 use crate::types::StreamId;
 pub use payload::Payload;
 
@@ -54,11 +54,7 @@ pub struct Delivery {
 
 /// The message id of a payload: `alert:occurrence:phase`.
 pub fn message_id(p: &Payload) -> String {
-    let phase = match p.phase {
-        Phase::Start => "start",
-        Phase::End => "end",
-    };
-    format!("{}:{}:{}", p.alert_id, p.occurrence_id, phase)
+    format!("{}:{}:{}", p.alert_id, p.occurrence_id, p.phase.as_str())
 }
 
 /// Why a delivery attempt failed.
@@ -253,6 +249,17 @@ impl Dispatcher {
     /// (one transaction) before returning how many; WebSocket copies are
     /// extra and not counted.
     pub fn dispatch(&self, occ: &Occurrence) -> usize {
+        self.dispatch_with(occ, occ.phase.into(), &payload::Links::default())
+    }
+
+    /// Like [`Dispatcher::dispatch`], as message `phase` with `links` to
+    /// the occurrence's evidence.
+    pub fn dispatch_with(
+        &self,
+        occ: &Occurrence,
+        phase: payload::MessagePhase,
+        links: &payload::Links,
+    ) -> usize {
         let mut durable: Vec<(String, Delivery)> = Vec::new();
         let alerts = self
             .alerts
@@ -266,10 +273,10 @@ impl Dispatcher {
             if !a.streams.is_empty() && !a.streams.contains(&occ.stream_id) {
                 continue;
             }
-            if occ.phase == Phase::End && !a.send_end {
+            if phase != payload::MessagePhase::Start && !a.send_end {
                 continue;
             }
-            self.messages(a, occ, &mut durable);
+            self.messages(a, occ, (phase, links), &mut durable);
         }
         self.commit(&durable)
     }
@@ -278,20 +285,27 @@ impl Dispatcher {
     /// test alert). Returns the messages committed.
     pub fn dispatch_to(&self, a: &AlertSpec, occ: &Occurrence) -> usize {
         let mut durable = Vec::new();
-        self.messages(a, occ, &mut durable);
+        let start = (payload::MessagePhase::Start, &payload::Links::default());
+        self.messages(a, occ, start, &mut durable);
         self.commit(&durable)
     }
 
     /// Publishes the WebSocket copy of one alert's message and collects its
     /// webhook and MQTT messages into `durable` as (target, message).
-    fn messages(&self, a: &AlertSpec, occ: &Occurrence, durable: &mut Vec<(String, Delivery)>) {
+    fn messages(
+        &self,
+        a: &AlertSpec,
+        occ: &Occurrence,
+        (phase, links): (payload::MessagePhase, &payload::Links),
+        durable: &mut Vec<(String, Delivery)>,
+    ) {
         let url = self
             .stream_urls
             .read()
             .ok()
             .and_then(|u| u.get(&occ.stream_id).cloned())
             .unwrap_or_default();
-        let payload = Arc::new(payload::build(&a.id, occ, &url));
+        let payload = Arc::new(payload::build(&a.id, occ, phase, &url, links));
         let body: Arc<[u8]> = match serde_json::to_vec(&*payload) {
             Ok(b) => b.into(),
             Err(e) => {
@@ -432,6 +446,7 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
+    use crate::matcher::Phase;
     use crate::types::{AlertId, EventId};
 
     #[derive(Default)]
@@ -480,6 +495,9 @@ mod tests {
             explanation: "x".into(),
             frame_wall: SystemTime::now(),
             frame_arrived: Instant::now(),
+            frame_time: 0.0,
+            picture: None,
+            boxes: Vec::new(),
         }
     }
 

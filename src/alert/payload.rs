@@ -11,12 +11,55 @@ use serde::Serialize;
 use crate::matcher::{Occurrence, Phase};
 use crate::types::{AlertId, EventId, StreamId};
 
+/// Which message of an occurrence this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessagePhase {
+    Start,
+    End,
+    /// The occurrence's clip is on disk and plays to its end.
+    ClipReady,
+}
+
+impl From<Phase> for MessagePhase {
+    fn from(p: Phase) -> Self {
+        match p {
+            Phase::Start => MessagePhase::Start,
+            Phase::End => MessagePhase::End,
+        }
+    }
+}
+
+impl MessagePhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessagePhase::Start => "start",
+            MessagePhase::End => "end",
+            MessagePhase::ClipReady => "clip_ready",
+        }
+    }
+}
+
+/// Where an occurrence's evidence can be seen (signed URLs), when the
+/// stream is recorded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Links {
+    /// JPEG of the frame shown (boxes drawn; `&boxes=false` for a clean one).
+    pub snapshot_url: Option<String>,
+    /// HLS playlist of the clip (live while the occurrence runs).
+    pub stream_url: Option<String>,
+    /// MP4 of the clip (complete once `clip_ready` is sent).
+    pub clip_url: Option<String>,
+    /// A page that plays the clip beside the alert's facts.
+    pub player_url: Option<String>,
+}
+
 /// The JSON body of one alert message.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Payload {
     pub alert_id: AlertId,
     pub occurrence_id: String,
-    pub phase: Phase,
+    pub phase: MessagePhase,
     pub event_id: EventId,
     pub label: String,
     pub event_label: String,
@@ -31,10 +74,17 @@ pub struct Payload {
     pub start_time: f64,
     /// Stream seconds of the last matching frame (so far, at start).
     pub end_time: f64,
-    /// The stream's URL with any credentials removed.
-    pub stream_url: String,
-    /// Link to a clip; null until sightline records clips.
+    /// HLS playlist of the clip (VideoDB: "HLS stream URL for the clip");
+    /// null when the stream is not recorded.
+    pub stream_url: Option<String>,
+    /// Web player page of the clip.
     pub player_url: Option<String>,
+    pub snapshot_url: Option<String>,
+    pub clip_url: Option<String>,
+    /// The camera's URL with any credentials removed.
+    pub camera_url: String,
+    /// The model's boxes in the frame shown (normalised x0, y0, x1, y1).
+    pub boxes: Vec<crate::types::Detection>,
     pub data: Data,
 }
 
@@ -45,11 +95,17 @@ pub struct Data {
 }
 
 /// Builds the payload of `occ` for one alert.
-pub fn build(alert: &AlertId, occ: &Occurrence, stream_url: &str) -> Payload {
+pub fn build(
+    alert: &AlertId,
+    occ: &Occurrence,
+    phase: MessagePhase,
+    camera_url: &str,
+    links: &Links,
+) -> Payload {
     Payload {
         alert_id: alert.clone(),
         occurrence_id: occ.occurrence_id.clone(),
-        phase: occ.phase,
+        phase,
         event_id: occ.event_id.clone(),
         label: occ.label.clone(),
         event_label: occ.label.clone(),
@@ -60,8 +116,12 @@ pub fn build(alert: &AlertId, occ: &Occurrence, stream_url: &str) -> Payload {
         timestamp: iso8601(occ.frame_wall),
         start_time: round_ms(occ.start_time),
         end_time: round_ms(occ.end_time),
-        stream_url: redact(stream_url),
-        player_url: None,
+        stream_url: links.stream_url.clone(),
+        player_url: links.player_url.clone(),
+        snapshot_url: links.snapshot_url.clone(),
+        clip_url: links.clip_url.clone(),
+        camera_url: redact(camera_url),
+        boxes: occ.boxes.clone(),
         data: Data {
             text: occ.explanation.clone(),
         },
@@ -117,6 +177,9 @@ mod tests {
             explanation: "2 people detected (best 0.97)".into(),
             frame_wall: UNIX_EPOCH + Duration::from_millis(1_795_000_000_123),
             frame_arrived: Instant::now(),
+            frame_time: 0.0,
+            picture: None,
+            boxes: Vec::new(),
         }
     }
 
@@ -125,7 +188,9 @@ mod tests {
         let p = build(
             &AlertId::new("a1"),
             &occ(Phase::Start),
+            MessagePhase::Start,
             "rtsp://u:secret@cam/live",
+            &Links::default(),
         );
         let v = serde_json::to_value(&p).unwrap();
         for k in [
@@ -145,12 +210,18 @@ mod tests {
             "event_label",
             "rtstream_id",
             "data",
+            "camera_url",
+            "snapshot_url",
+            "clip_url",
         ] {
             assert!(v.get(k).is_some(), "missing {k}: {v}");
         }
         assert_eq!(v["phase"], "start");
         assert_eq!(v["timestamp"], "2026-11-18T11:06:40.123Z");
-        assert_eq!(v["stream_url"], "rtsp://cam/live");
+        // The camera's address (credentials stripped) is `camera_url`;
+        // `stream_url` is the clip's playlist, null when not recorded.
+        assert_eq!(v["camera_url"], "rtsp://cam/live");
+        assert_eq!(v["stream_url"], serde_json::Value::Null);
         assert_eq!(v["player_url"], serde_json::Value::Null);
         assert_eq!(v["data"]["text"], v["explanation"]);
         assert_eq!(v["confidence"].as_f64().unwrap(), 0.968);

@@ -1,29 +1,114 @@
 //! The delivery stage: one thread that takes occurrences from the matcher
-//! stage and commits their messages to the outbox (SQLite, fsync), from
-//! where each target's worker delivers them. Committing here, not on the
-//! matcher's thread, is what keeps a burst of alerts from stalling matching
-//! for every stream.
+//! stage, captures their evidence (snapshot, clip record) and commits their
+//! messages to the outbox (SQLite, fsync), from where each target's worker
+//! delivers them. Committing here, not on the matcher's thread, is what
+//! keeps a burst of alerts from stalling matching for every stream. After
+//! an occurrence ends it also sends `clip_ready` once the clip's last
+//! segment is on disk.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 
+use super::payload::{Links, MessagePhase};
 use super::Dispatcher;
-use crate::matcher::Occurrence;
+use crate::clock::Clocks;
+use crate::matcher::{Occurrence, Phase};
+
+/// What the delivery stage asks of the recorder (`record::evidence`).
+pub trait Evidence: Send + Sync {
+    /// Stores what the occurrence's message shows (snapshot, clip span)
+    /// and returns the links to it; default links when it is not recorded.
+    fn capture(&self, occ: &Occurrence) -> Links;
+    /// For an ended occurrence: the wall time (Unix ms) by which its clip
+    /// should be on disk, `None` if it has no clip.
+    fn clip_due(&self, occ: &Occurrence) -> Option<i64>;
+    /// Whether the ended occurrence's clip is on disk to its end.
+    fn clip_on_disk(&self, occ: &Occurrence) -> bool;
+}
+
+/// An ended occurrence waiting for its clip.
+struct Waiting {
+    due: i64,
+    give_up: i64,
+    occ: Occurrence,
+    links: Links,
+}
 
 /// Starts the stage; its thread ends when the matcher stage's sender is
 /// dropped, returning how many deliveries it queued.
 pub fn spawn(
     dispatcher: Arc<Dispatcher>,
     occurrences: Receiver<Occurrence>,
+    evidence: Option<Arc<dyn Evidence>>,
+    clocks: Arc<dyn Clocks>,
 ) -> std::io::Result<JoinHandle<u64>> {
     std::thread::Builder::new()
         .name("delivery".into())
-        .spawn(move || {
-            occurrences
-                .iter()
-                .map(|occ| dispatcher.dispatch(&occ) as u64)
-                .sum()
-        })
+        .spawn(move || run(&dispatcher, &occurrences, evidence.as_deref(), &*clocks))
+}
+
+fn run(
+    d: &Dispatcher,
+    rx: &Receiver<Occurrence>,
+    evidence: Option<&dyn Evidence>,
+    clocks: &dyn Clocks,
+) -> u64 {
+    let mut queued = 0u64;
+    let mut waiting: Vec<Waiting> = Vec::new();
+    loop {
+        let now = clocks.wall_ms();
+        let next = waiting.iter().map(|w| w.due).min();
+        let wait = next.map_or(Duration::from_secs(3600), |due| {
+            Duration::from_millis((due - now).clamp(0, 3_600_000) as u64)
+        });
+        match rx.recv_timeout(wait) {
+            Ok(occ) => {
+                let links = evidence.map(|e| e.capture(&occ)).unwrap_or_default();
+                queued += d.dispatch_with(&occ, occ.phase.into(), &links) as u64;
+                let due = match (occ.phase, evidence) {
+                    (Phase::End, Some(e)) => e.clip_due(&occ),
+                    _ => None,
+                };
+                if let Some(due) = due {
+                    let give_up = due + 120_000;
+                    waiting.push(Waiting {
+                        due,
+                        give_up,
+                        occ,
+                        links,
+                    });
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        let Some(e) = evidence else { continue };
+        let now = clocks.wall_ms();
+        waiting.retain_mut(|w| {
+            if w.due > now {
+                return true;
+            }
+            if e.clip_on_disk(&w.occ) {
+                queued += d.dispatch_with(&w.occ, MessagePhase::ClipReady, &w.links) as u64;
+                return false;
+            }
+            if now > w.give_up {
+                tracing::warn!(occurrence = %w.occ.occurrence_id, stream = %w.occ.stream_id,
+                    "the clip's last segment never reached the disk; no clip_ready sent");
+                return false;
+            }
+            w.due = now + 500;
+            true
+        });
+    }
+    if !waiting.is_empty() {
+        tracing::warn!(
+            clips = waiting.len(),
+            "shutting down before these clips were complete; no clip_ready sent for them"
+        );
+    }
+    queued
 }

@@ -391,10 +391,99 @@ pub async fn status(State(st): State<ApiState>) -> Reply<Value> {
             })
         })
         .collect();
+    let recording = st.media.as_ref().map(|m| {
+        let streams: Vec<Value> = m
+            .recorder
+            .statuses()
+            .into_iter()
+            .map(|(id, s)| json!({ "id": id, "recording": s.recording, "paused": s.paused, "last_error": s.last_error }))
+            .collect();
+        let paused = streams.iter().any(|s| !s["paused"].is_null());
+        json!({
+            "dir": m.recorder.dir(),
+            "free_bytes": crate::record::pipeline::free_bytes(m.recorder.dir()),
+            "paused": paused,
+            "streams": streams,
+        })
+    });
     Ok(Data(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "model_labels": st.engine.labels(),
         "streams": streams,
         "websocket": st.engine.hub().stats(),
+        "recording": recording,
+    })))
+}
+
+/// `GET rtstream/{id}/stream?start=&end=` (the SDK's `generate_stream`).
+#[derive(Deserialize)]
+pub struct SpanQuery {
+    start: f64,
+    end: f64,
+}
+
+/// Times below this are stream seconds (search shots); above, Unix seconds.
+const UNIX_FLOOR: f64 = 1e9;
+
+fn media_of(st: &ApiState) -> Result<&std::sync::Arc<super::Media>, Refusal> {
+    st.media.as_ref().ok_or_else(|| {
+        Refusal::NotFound("recording is off on this daemon ([recording] has no directory)".into())
+    })
+}
+
+pub async fn stream_span(
+    State(st): State<ApiState>,
+    Path(id): Path<String>,
+    q: Result<Query<SpanQuery>, axum::extract::rejection::QueryRejection>,
+) -> Reply<Value> {
+    let Query(q) = q.map_err(|r| Refusal::BadRequest(r.body_text()))?;
+    let m = media_of(&st)?;
+    if !st.engine.catalog().await.streams.contains_key(&id) {
+        return Err(Refusal::NotFound(format!("no rtstream with id {id:?}")));
+    }
+    let to_ms = |t: f64| -> Result<i64, Refusal> {
+        if t >= UNIX_FLOOR {
+            Ok((t * 1000.0) as i64)
+        } else {
+            m.time_bases.wall_ms(&id, t).ok_or_else(|| {
+                Refusal::Invalid(format!(
+                    "{t} is a stream time, and stream {id:?} has shown no frame to map it to wall time"
+                ))
+            })
+        }
+    };
+    let (from, to) = (to_ms(q.start)?, to_ms(q.end)?);
+    if !(from < to && to - from <= 24 * 3_600_000) {
+        return Err(Refusal::Invalid(
+            "start must be before end, at most 24 h apart".into(),
+        ));
+    }
+    let [stream_url, clip_url, player_url] = super::media::span_links(m, &m.base, &id, from, to);
+    Ok(Data(json!({
+        "rtstream_id": id,
+        "start": from as f64 / 1000.0,
+        "end": to as f64 / 1000.0,
+        "stream_url": stream_url,
+        "clip_url": clip_url,
+        "player_url": player_url,
+    })))
+}
+
+/// `GET rtstream/{id}/recordings`: recorded ranges, Unix seconds.
+pub async fn recordings(State(st): State<ApiState>, Path(id): Path<String>) -> Reply<Value> {
+    let m = media_of(&st)?;
+    if !st.engine.catalog().await.streams.contains_key(&id) {
+        return Err(Refusal::NotFound(format!("no rtstream with id {id:?}")));
+    }
+    let ranges: Vec<Value> = m
+        .recorder
+        .ranges(&id)
+        .into_iter()
+        .map(|(a, b)| json!({ "start": a as f64 / 1000.0, "end": b as f64 / 1000.0 }))
+        .collect();
+    Ok(Data(json!({
+        "rtstream_id": id,
+        "recording": m.recorder.is_recording(&id),
+        "recordings": ranges,
     })))
 }

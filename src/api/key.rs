@@ -80,6 +80,7 @@ mod tests {
             key_file,
             ws_buffer: 8,
             allow_local_sources: false,
+            public_url: None,
         }
     }
 

@@ -10,6 +10,8 @@
 
 mod handlers;
 mod key;
+mod media;
+mod player;
 mod routes;
 mod socket;
 mod views;
@@ -26,6 +28,7 @@ use serde::Serialize;
 
 use crate::engine::{Engine, Refusal};
 pub use key::{key_path, load_key};
+pub use media::Media;
 pub use routes::{Route, ROUTES};
 
 /// Largest request body accepted.
@@ -39,15 +42,55 @@ pub struct ApiState {
     tickets: Arc<socket::Tickets>,
     /// Where the API listens, for the `websocket_url` when a request has no Host.
     addr: SocketAddr,
+    /// Recordings, clips and snapshots, when recording is on.
+    media: Option<Arc<Media>>,
+}
+
+/// Serves the API on `listener` until the returned sender is used (or
+/// dropped); the task ends when the server has shut down.
+pub fn serve(
+    listener: tokio::net::TcpListener,
+    key: String,
+    engine: &Arc<Engine>,
+    media: Option<Arc<Media>>,
+    bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+) -> anyhow::Result<(
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+)> {
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "API listening");
+    if let Some(tx) = bound {
+        let _ = tx.send(addr);
+    }
+    let app = router(Arc::clone(engine), key, addr, media);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let r = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stop_rx.await;
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "API server failed");
+        }
+    });
+    Ok((stop_tx, task))
 }
 
 /// Builds the router: the route table, the key check, the body cap.
-pub fn router(engine: Arc<Engine>, key: String, addr: SocketAddr) -> Router {
+pub fn router(
+    engine: Arc<Engine>,
+    key: String,
+    addr: SocketAddr,
+    media: Option<Arc<Media>>,
+) -> Router {
     let state = ApiState {
         engine,
         key: key.into(),
         tickets: Arc::default(),
         addr,
+        media,
     };
     routes::build(state.clone())
         .layer(axum::middleware::from_fn_with_state(state, require_key))
@@ -62,7 +105,9 @@ async fn require_key(
     req: Request,
     next: Next,
 ) -> Response {
-    if req.uri().path().starts_with(socket::WS_PREFIX) {
+    // The WebSocket takes a one-time ticket, media URLs a signature.
+    let path = req.uri().path();
+    if path.starts_with(socket::WS_PREFIX) || path.starts_with("/media/") {
         return next.run(req).await;
     }
     let given = req

@@ -7,7 +7,7 @@ use axum::routing::{delete, get, patch, post, MethodRouter};
 use axum::Router;
 
 use super::handlers as h;
-use super::{fail, socket, ApiState};
+use super::{fail, media, socket, ApiState};
 
 /// One route.
 pub struct Route {
@@ -199,6 +199,36 @@ pub static ROUTES: &[Route] = &[
         path: "/ws/{ticket}",
         summary: "WebSocket upgrade with a ticket from collection/{id}/websocket (no x-access-token). First message `{type: init, connection_id}`; then `{channel: alert|scene_index, data}`. At most once: a client that falls `ws_buffer` messages behind is disconnected.",
         make: || get(socket::connect),
+    },
+    Route {
+        method: "GET",
+        path: "/rtstream/{rtstream_id}/stream",
+        summary: "HLS, MP4 and player URLs of a recorded span (SDK generate_stream); Unix or stream seconds",
+        make: || get(h::stream_span),
+    },
+    Route {
+        method: "GET",
+        path: "/rtstream/{rtstream_id}/recordings",
+        summary: "Recorded time ranges of a stream",
+        make: || get(h::recordings),
+    },
+    Route {
+        method: "GET",
+        path: "/media/{stream}/{occurrence}/{what}",
+        summary: "An occurrence's snapshot.jpg, clip.m3u8, clip.mp4 or player page (signed URL, no key)",
+        make: || get(media::occurrence),
+    },
+    Route {
+        method: "GET",
+        path: "/media/{stream}/seg/{segment}",
+        summary: "One recorded MPEG-TS segment (signed URL, no key)",
+        make: || get(media::segment),
+    },
+    Route {
+        method: "GET",
+        path: "/media/{stream}/range/{span}/{what}",
+        summary: "clip.m3u8, clip.mp4 or player of a recorded span from-to in Unix ms (signed URL, no key)",
+        make: || get(media::span),
     },
 ];
 

@@ -35,6 +35,8 @@ use crate::matcher::stage::{MatchControl, MatchStage, Observed};
 use crate::matcher::{CompiledEvent, Matcher};
 use crate::model::{self, Detector, EmbeddingMemory, ImageEncoder, Kind, Manifest, PromptModel};
 use crate::pool::{Pool, PoolConfig, PoolStats, Scorer};
+use crate::record::evidence::Capture;
+use crate::record::{Recorder, Signer};
 use crate::scenes::{self, SceneStage};
 use crate::source::{self, Output, SourceEvent};
 use crate::store::{Outbox, SceneRecord, Store};
@@ -139,13 +141,51 @@ pub struct Daemon {
     mqtt: Option<Arc<MqttSink>>,
     finished: mpsc::UnboundedReceiver<StreamId>,
     clocks: Arc<dyn Clocks>,
+    recorder: Option<Arc<Recorder>>,
+    retention: Option<Task<()>>,
 }
 
-/// The delivery side: sinks, the outbox dispatcher, the WebSocket hub.
+/// The delivery side: sinks, the outbox dispatcher, the WebSocket hub,
+/// and the recorder with what it adds to messages.
 struct Delivery {
     dispatcher: Arc<Dispatcher>,
     hub: Arc<Hub>,
     mqtt: Option<Arc<MqttSink>>,
+    recorder: Option<Arc<Recorder>>,
+    capture: Option<Arc<Capture>>,
+    /// Each stream's stream time against wall time (scene stage → media API).
+    time_bases: Arc<crate::types::TimeBases>,
+}
+
+/// The recorder, when `[recording]` has a directory. Media URLs are signed
+/// with a key derived from the API key (a random one without an API: the
+/// links then cannot be served anyway) and carry `[api] public_url`.
+fn build_recorder(
+    config: &Config,
+    store: &Arc<Store>,
+    api: Option<&(tokio::net::TcpListener, String)>,
+    clocks: &Arc<dyn Clocks>,
+) -> anyhow::Result<Option<(Arc<Recorder>, Arc<Capture>)>> {
+    let signer = match api {
+        Some((_, key)) => Signer::from_api_key(key),
+        None => Signer::from_api_key(&uuid::Uuid::new_v4().to_string()),
+    };
+    let Some(recorder) = Recorder::new(config.recording.clone(), signer, Arc::clone(clocks)) else {
+        return Ok(None);
+    };
+    let base = match (config.api.as_ref().and_then(|a| a.public_url.clone()), api) {
+        (Some(u), _) => u,
+        (None, Some((l, _))) => format!("http://{}", l.local_addr()?),
+        (None, None) => String::new(),
+    };
+    let recorder = Arc::new(recorder);
+    let capture = Arc::new(Capture {
+        recorder: Arc::clone(&recorder),
+        store: Arc::clone(store),
+        base,
+        clocks: Arc::clone(clocks),
+    });
+    Ok(Some((recorder, capture)))
 }
 
 fn build_delivery(
@@ -153,6 +193,7 @@ fn build_delivery(
     store: &Arc<Store>,
     guard: &Arc<Guard>,
     clocks: &Arc<dyn Clocks>,
+    recording: Option<(Arc<Recorder>, Arc<Capture>)>,
 ) -> anyhow::Result<Delivery> {
     let hub = Arc::new(Hub::new(config.api.as_ref().map_or(256, |a| a.ws_buffer)));
     let webhook = WebhookSink::new(config.webhook.timeout, Arc::clone(guard))
@@ -171,10 +212,14 @@ fn build_delivery(
             poll: Duration::from_millis(500),
         },
     ));
+    let (recorder, capture) = recording.unzip();
     Ok(Delivery {
         dispatcher,
         hub,
         mqtt,
+        recorder,
+        capture,
+        time_bases: Arc::default(),
     })
 }
 
@@ -251,33 +296,6 @@ async fn bind_api(config: &Config) -> anyhow::Result<Option<(tokio::net::TcpList
         .await
         .with_context(|| format!("binding the API to {}", api_cfg.listen))?;
     Ok(Some((listener, key)))
-}
-
-/// Serves the API until told to stop.
-fn serve_api(
-    listener: tokio::net::TcpListener,
-    key: String,
-    engine: &Arc<Engine>,
-    bound: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
-) -> anyhow::Result<(tokio::sync::oneshot::Sender<()>, Task<()>)> {
-    let addr = listener.local_addr()?;
-    tracing::info!(%addr, "API listening");
-    if let Some(tx) = bound {
-        let _ = tx.send(addr);
-    }
-    let router = api::router(Arc::clone(engine), key, addr);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let r = axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await;
-        if let Err(e) = r {
-            tracing::error!(error = %e, "API server failed");
-        }
-    });
-    Ok((stop_tx, task))
 }
 
 /// The channels between the stages, made before any stage starts.
@@ -421,13 +439,23 @@ fn start_stages(
         hub: Arc::clone(&out.hub),
         records: records_tx,
         embeddings: embed_tx.map(|tx| (Arc::clone(embeddings), tx)),
+        time_bases: Arc::clone(&out.time_bases),
     };
     let scenes = std::thread::Builder::new()
         .name("scenes".into())
         .spawn(move || scenes.run())
         .context("spawning the scene stage")?;
-    let delivery = alert::stage::spawn(Arc::clone(&out.dispatcher), inp.occurrences.1)
-        .context("spawning the delivery stage")?;
+    let evidence = out
+        .capture
+        .clone()
+        .map(|c| c as Arc<dyn alert::stage::Evidence>);
+    let delivery = alert::stage::spawn(
+        Arc::clone(&out.dispatcher),
+        inp.occurrences.1,
+        evidence,
+        Arc::clone(clocks),
+    )
+    .context("spawning the delivery stage")?;
     let matcher = spawn_matcher(
         events,
         embeddings,
@@ -469,7 +497,8 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
     let w = Wires::new();
     let pool = build_pool(&config, &manifest, w.scores.0)?;
     let pool_stats = pool.stats();
-    let out = build_delivery(&config, &store, &guard, &clocks)?;
+    let recording = build_recorder(&config, &store, api_listener.as_ref(), &clocks)?;
+    let out = build_delivery(&config, &store, &guard, &clocks, recording)?;
     let (embeddings, embed) = build_embeddings(&config, &manifest, &store, &clocks).await?;
     let stages = start_stages(
         &config,
@@ -507,6 +536,7 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
             guard,
             embeddings,
             allow_local_sources: config.api.as_ref().is_some_and(|a| a.allow_local_sources),
+            recorder: out.recorder.clone(),
             sources: hooks
                 .sources
                 .clone()
@@ -518,7 +548,22 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
     .await?;
 
     let api = match api_listener {
-        Some((listener, key)) => Some(serve_api(listener, key, &engine, hooks.api_bound)?),
+        Some((listener, key)) => {
+            let media = out.recorder.clone().map(|r| {
+                Arc::new(api::Media {
+                    base: out
+                        .capture
+                        .as_ref()
+                        .map(|c| c.base.clone())
+                        .unwrap_or_default(),
+                    recorder: r,
+                    store: Arc::clone(&store),
+                    clocks: Arc::clone(&clocks),
+                    time_bases: Arc::clone(&out.time_bases),
+                })
+            });
+            Some(api::serve(listener, key, &engine, media, hooks.api_bound)?)
+        }
         None => None,
     };
     if let Some(tx) = hooks.engine {
@@ -548,6 +593,14 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
         dispatcher: out.dispatcher,
         mqtt: out.mqtt,
         finished,
+        retention: out.recorder.as_ref().map(|r| {
+            tokio::spawn(crate::record::retention::run(
+                Arc::clone(r),
+                Arc::clone(&store),
+                Arc::clone(&clocks),
+            ))
+        }),
+        recorder: out.recorder,
         clocks,
     })
 }
@@ -618,6 +671,12 @@ impl Daemon {
             {
                 tracing::warn!("API connections still open at shutdown; closing them");
             }
+        }
+        if let Some(t) = self.retention {
+            t.abort();
+        }
+        if let Some(r) = &self.recorder {
+            r.stop_all();
         }
         let mut summary = Summary::default();
         for s in self.engine.stop_all().await {

@@ -16,7 +16,8 @@ pub use raw::{RawAlert, RawConfig, RawEvent, RawRegion, RawStream};
 pub use validate::{check_alert, check_callback_url, check_event, check_stream, valid_id};
 
 pub use crate::domain::{
-    AlertSpec, EventSpec, MatchParams, MqttSettings, Region, SourceUrl, StreamSpec, Transport,
+    AlertSpec, EventSpec, MatchParams, MqttSettings, RecordSettings, Region, SourceUrl, StreamSpec,
+    Transport,
 };
 
 /// One thing wrong with a config, with where it is.
@@ -64,6 +65,7 @@ pub struct Config {
     /// The control API, when on.
     pub api: Option<ApiConfig>,
     pub state: StateConfig,
+    pub recording: RecordSettings,
     /// The stream, event and alert sections as written, stored as the
     /// definitions of config-declared entities.
     pub declared: Declared,
@@ -85,6 +87,8 @@ pub struct ApiConfig {
     pub ws_buffer: usize,
     /// Whether API callers may add `file://` and `test:` streams.
     pub allow_local_sources: bool,
+    /// `scheme://host[:port]` of media URLs in payloads.
+    pub public_url: Option<String>,
 }
 
 /// Persistent state.

@@ -25,6 +25,34 @@ pub struct RawConfig {
     pub api: Option<RawApi>,
     #[serde(default)]
     pub state: RawState,
+    #[serde(default)]
+    pub recording: RawRecording,
+}
+
+/// `[recording]`: rolling recording of the cameras' encoded video, clips
+/// and snapshots per occurrence.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawRecording {
+    /// Record at all (default true when there is a state directory).
+    pub enabled: Option<bool>,
+    /// Where segments, clips and snapshots go (default `<state dir>/recordings`).
+    pub dir: Option<String>,
+    /// Target segment length in seconds; cuts fall on keyframes (default 2).
+    pub segment_secs: Option<f64>,
+    /// Disk budget over all streams, in GB (default 10).
+    pub max_gb: Option<f64>,
+    /// Oldest recording kept, in hours (default 24).
+    pub max_hours: Option<f64>,
+    /// Days the segments of an occurrence's clip are kept (default 7).
+    pub clip_days: Option<f64>,
+    /// Seconds of video before an occurrence's start in its clip (default 5).
+    pub pre_secs: Option<f64>,
+    /// Seconds after its end (default 5).
+    pub post_secs: Option<f64>,
+    /// Recording pauses below this much free space, in MB (default 64).
+    pub min_free_mb: Option<f64>,
+    /// How long signed media URLs in payloads stay valid, in hours (default 168).
+    pub url_hours: Option<f64>,
 }
 
 /// `[api]`: the HTTP control API and WebSocket channels.
@@ -43,6 +71,9 @@ pub struct RawApi {
     /// API adds cameras, `rtsp://` and `rtsps://`; the config file may use
     /// any scheme).
     pub allow_local_sources: Option<bool>,
+    /// Scheme, host and port that media URLs in payloads carry, such as
+    /// `http://camera-box.lan:8420` (default: the listen address).
+    pub public_url: Option<String>,
 }
 
 /// `[state]`: where streams, events, alerts and scene records persist.
@@ -98,6 +129,11 @@ pub struct RawStream {
     pub stall_timeout_secs: Option<f64>,
     /// Longest wait between reconnect attempts (default 30 s).
     pub max_backoff_secs: Option<f64>,
+    /// The URL recorded instead of `url` (a camera's main stream, while
+    /// detection reads its substream).
+    pub record_url: Option<String>,
+    /// Record this stream: default when an alert is wired to it.
+    pub record: Option<bool>,
 }
 
 /// `[[events]]`: a reusable detection rule.

@@ -181,6 +181,7 @@ pub(super) fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
     let webhook = webhook(&mut c, &raw.webhook);
     let api = raw.api.as_ref().and_then(|a| api(&mut c, a));
     let state = state(&mut c, &raw.state);
+    let recording = recording(&mut c, &raw.recording, state.dir.as_deref());
     Config {
         runtime,
         model,
@@ -191,6 +192,7 @@ pub(super) fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
         webhook,
         api,
         state,
+        recording,
         declared: Declared {
             streams: raw.streams,
             events: raw.events,
@@ -392,7 +394,79 @@ fn api(c: &mut Checker, a: &RawApi) -> Option<ApiConfig> {
         key_file: a.key_file.as_ref().map(PathBuf::from),
         ws_buffer: c.int("api.ws_buffer", a.ws_buffer, 256, 1, 1_000_000) as usize,
         allow_local_sources: a.allow_local_sources.unwrap_or(false),
+        public_url: a.public_url.as_ref().and_then(|u| {
+            let ok = (u.starts_with("http://") || u.starts_with("https://"))
+                && url::Url::parse(u).is_ok_and(|p| p.host().is_some() && p.path() == "/");
+            if !ok {
+                c.bad(
+                    "api.public_url",
+                    format!("{u:?} must be http(s)://host[:port] with no path"),
+                );
+            }
+            ok.then(|| u.trim_end_matches('/').to_string())
+        }),
     })
+}
+
+fn recording(
+    c: &mut Checker,
+    r: &super::raw::RawRecording,
+    state: Option<&std::path::Path>,
+) -> RecordSettings {
+    let secs = |c: &mut Checker, key: &str, v: Option<f64>, default: f64, lo: f64, hi: f64| {
+        Duration::from_secs_f64(c.float(&format!("recording.{key}"), v, default, lo, hi))
+    };
+    let dir = match (r.enabled, &r.dir) {
+        (Some(false), _) => None,
+        (_, Some(d)) => Some(PathBuf::from(d)),
+        (_, None) => state.map(|s| s.join("recordings")),
+    };
+    if r.enabled == Some(true) && dir.is_none() {
+        c.bad(
+            "recording.dir",
+            "recording needs a directory: set recording.dir or state.dir",
+        );
+    }
+    let gb = c.float("recording.max_gb", r.max_gb, 10.0, 0.0, 100_000.0);
+    let mb = c.float(
+        "recording.min_free_mb",
+        r.min_free_mb,
+        64.0,
+        0.0,
+        1_000_000.0,
+    );
+    RecordSettings {
+        dir,
+        segment: secs(c, "segment_secs", r.segment_secs, 2.0, 0.5, 60.0),
+        max_bytes: (gb * 1e9) as u64,
+        max_age: secs(
+            c,
+            "max_hours",
+            r.max_hours.map(|h| h * 3600.0),
+            24.0 * 3600.0,
+            60.0,
+            1e8,
+        ),
+        clip_keep: secs(
+            c,
+            "clip_days",
+            r.clip_days.map(|d| d * 86_400.0),
+            7.0 * 86_400.0,
+            0.0,
+            1e9,
+        ),
+        pre: secs(c, "pre_secs", r.pre_secs, 5.0, 0.0, 300.0),
+        post: secs(c, "post_secs", r.post_secs, 5.0, 0.0, 300.0),
+        min_free_bytes: (mb * 1e6) as u64,
+        url_ttl: secs(
+            c,
+            "url_hours",
+            r.url_hours.map(|h| h * 3600.0),
+            168.0 * 3600.0,
+            60.0,
+            1e9,
+        ),
+    }
 }
 
 fn state(c: &mut Checker, s: &RawState) -> StateConfig {
@@ -461,6 +535,12 @@ fn stream(c: &mut Checker, p: &str, s: &RawStream, seen: &mut HashSet<String>) -
             0.1,
             3600.0,
         )),
+        record_url: s.record_url.as_ref().and_then(|u| {
+            parse_source(u)
+                .map_err(|m| c.bad(format!("{p}.record_url"), m))
+                .ok()
+        }),
+        record: s.record,
     }
 }
 

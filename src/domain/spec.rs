@@ -46,6 +46,11 @@ pub struct StreamSpec {
     pub transport: Transport,
     pub stall_timeout: Duration,
     pub max_backoff: Duration,
+    /// Recorded instead of `url` when set.
+    pub record_url: Option<SourceUrl>,
+    /// `Some(false)`: never recorded; `Some(true)`: always; `None`: when an
+    /// alert is wired to it.
+    pub record: Option<bool>,
 }
 
 /// A polygon in normalised picture coordinates.
@@ -137,11 +142,31 @@ impl StreamSpec {
     /// Whether `other` needs the same pipeline: it differs at most in the
     /// sampling (rate, keyframe mode), which a running stream takes live.
     pub fn same_pipeline(&self, other: &StreamSpec) -> bool {
+        // Recording runs in a pipeline of its own: its settings never
+        // touch the detection pipeline either.
         let sampling = |s: &StreamSpec| StreamSpec {
             fps: 0.0,
             keyframes_only: false,
+            record_url: None,
+            record: None,
             ..s.clone()
         };
         sampling(self) == sampling(other)
     }
+}
+
+/// Rolling recording, clips and snapshots.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordSettings {
+    /// `None`: recording is off.
+    pub dir: Option<PathBuf>,
+    pub segment: Duration,
+    pub max_bytes: u64,
+    pub max_age: Duration,
+    pub clip_keep: Duration,
+    pub pre: Duration,
+    pub post: Duration,
+    pub min_free_bytes: u64,
+    /// Lifetime of signed media URLs.
+    pub url_ttl: Duration,
 }

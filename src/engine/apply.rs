@@ -84,6 +84,9 @@ impl Engine {
             .values()
             .map(|s| (StreamId::new(&s.id), s.spec.url.clone().unwrap_or_default()))
             .collect();
+        if let Some(r) = &self.parts.recorder {
+            r.set_streams(recorded(cat, &alerts));
+        }
         self.parts.dispatcher.set_alerts(alerts, urls);
 
         self.apply_streams(cat).await;
@@ -173,6 +176,25 @@ fn compile_row(e: &EventRow, prompts: &PromptModel) -> Result<CompiledEvent, Ref
     spec.id = Some(e.id.clone());
     let cfg = config::check_event(&spec).map_err(problems)?;
     super::compile_event(&cfg, prompts).map_err(Refusal::Invalid)
+}
+
+/// The running streams to record: those that say so, and, unless they say
+/// not, those an enabled alert watches.
+fn recorded(cat: &Catalog, alerts: &[AlertSpec]) -> Vec<StreamSpec> {
+    let watched = |id: &StreamId| {
+        alerts.iter().any(|a| {
+            let via_index = a
+                .index
+                .as_ref()
+                .and_then(|i| cat.indexes.get(i))
+                .is_some_and(|i| i.stream_id == id.as_str());
+            via_index || (a.index.is_none() && (a.streams.is_empty() || a.streams.contains(id)))
+        })
+    };
+    Engine::wanted_streams(cat)
+        .into_values()
+        .filter(|s| s.record.unwrap_or_else(|| watched(&s.id)))
+        .collect()
 }
 
 /// Every event the loaded model can score; the others are logged and left out.

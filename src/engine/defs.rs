@@ -16,6 +16,8 @@ impl From<RawStream> for StreamDef {
             transport: r.transport,
             stall_timeout_secs: r.stall_timeout_secs,
             max_backoff_secs: r.max_backoff_secs,
+            record_url: r.record_url,
+            record: r.record,
         }
     }
 }
@@ -30,6 +32,8 @@ impl From<StreamDef> for RawStream {
             transport: d.transport,
             stall_timeout_secs: d.stall_timeout_secs,
             max_backoff_secs: d.max_backoff_secs,
+            record_url: d.record_url,
+            record: d.record,
         }
     }
 }

@@ -102,6 +102,8 @@ pub struct Parts {
     pub embeddings: Arc<crate::embeddings::Embeddings>,
     /// Whether API callers may add `file://` and `test:` streams.
     pub allow_local_sources: bool,
+    /// The recorder, when recording is on.
+    pub recorder: Option<Arc<crate::record::Recorder>>,
     /// How streams are started (GStreamer, or replayed frames in tests).
     pub sources: Arc<dyn Sources>,
     pub clocks: Arc<dyn Clocks>,

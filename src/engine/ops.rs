@@ -28,6 +28,10 @@ pub struct NewStream {
     pub transport: Option<String>,
     pub stall_timeout_secs: Option<f64>,
     pub max_backoff_secs: Option<f64>,
+    /// Recorded instead of `url` (the camera's main stream).
+    pub record_url: Option<String>,
+    /// Record it (default: when an alert is wired to it).
+    pub record: Option<bool>,
 }
 
 /// `PATCH rtstream/{id}`: a running stream's new sampling. A change of only
@@ -106,8 +110,16 @@ impl NewStream {
             transport: self.transport,
             stall_timeout_secs: self.stall_timeout_secs,
             max_backoff_secs: self.max_backoff_secs,
+            record_url: self.record_url,
+            record: self.record,
         };
         let checked = config::check_stream(&spec).map_err(problems)?;
+        let local = |u: &SourceUrl| !matches!(u, SourceUrl::Rtsp(_));
+        if !allow_local && checked.record_url.as_ref().is_some_and(local) {
+            return Err(Refusal::Invalid(
+                "record_url: the API records rtsp:// and rtsps:// cameras only".into(),
+            ));
+        }
         if !allow_local && !matches!(checked.url, SourceUrl::Rtsp(_)) {
             return Err(Refusal::Invalid(format!(
                 "url {}: the API adds rtsp:// and rtsps:// cameras; file:// and test: sources \
@@ -578,6 +590,9 @@ impl Engine {
             explanation: "test alert sent through the API".into(),
             frame_wall: self.parts.clocks.wall(),
             frame_arrived: self.parts.clocks.now(),
+            frame_time: 0.0,
+            picture: None,
+            boxes: Vec::new(),
         };
         drop(cat);
         let d = std::sync::Arc::clone(&self.parts.dispatcher);

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use crate::domain::{EventSpec, MatchParams};
-use crate::types::{Detection, EventId, Scores, StreamId};
+use crate::types::{Detection, EventId, Picture, Scores, StreamId};
 pub use rule::{resolve_classes, LabelRule, Verdict};
 pub use state::{Tracker, Transition};
 pub use text::{Baseline, TextRule, TextVerdict};
@@ -57,6 +57,14 @@ impl CompiledEvent {
             label: e.label.clone(),
             rule,
             matching: e.matching,
+        }
+    }
+
+    /// The detections that count for this event (none for text events).
+    fn boxes(&self, dets: &[Detection]) -> Vec<Detection> {
+        match &self.rule {
+            Rule::Labels(r) => dets.iter().filter(|d| r.counts(d)).cloned().collect(),
+            Rule::Text(_) => Vec::new(),
         }
     }
 
@@ -119,6 +127,21 @@ pub struct Occurrence {
     pub frame_wall: SystemTime,
     /// When that frame arrived from the pipeline (for latency).
     pub frame_arrived: Instant,
+    /// Stream seconds of that frame (maps stream time to wall time).
+    pub frame_time: f64,
+    /// The frame to show for this message: at start the frame that
+    /// started the occurrence, at end its best-scoring frame.
+    pub picture: Option<Arc<Picture>>,
+    /// The boxes that matched in that frame (empty for text events).
+    pub boxes: Vec<Detection>,
+}
+
+/// The best frame of an occurrence so far.
+#[derive(Clone)]
+struct Shown {
+    score: f32,
+    picture: Option<Arc<Picture>>,
+    boxes: Vec<Detection>,
 }
 
 struct Slot {
@@ -128,6 +151,8 @@ struct Slot {
     /// Text events: while idle, the explanation of the latest matching
     /// frame; while active, of the best one.
     explanation: Option<(f32, String)>,
+    /// While active, the best frame so far.
+    shown: Option<Shown>,
 }
 
 /// Where a text event starts its baseline on a stream, given the first
@@ -198,8 +223,17 @@ impl Matcher {
                         _ => Baseline::default(),
                     },
                     explanation: None,
+                    shown: None,
                 });
             let v = ev.judge(s, &mut slot.baseline);
+            let better = slot.shown.as_ref().is_none_or(|b| v.best > b.score);
+            if v.matched && (better || !slot.tracker.active()) {
+                slot.shown = Some(Shown {
+                    score: v.best,
+                    picture: s.picture.clone(),
+                    boxes: ev.boxes(&s.detections),
+                });
+            }
             if v.matched && matches!(ev.rule, Rule::Text(_)) {
                 self.text_matches.push(Detection {
                     label: Arc::from(ev.label.as_str()),
@@ -263,6 +297,7 @@ impl Matcher {
                     embedding: None,
                     queued: Default::default(),
                     inference: Default::default(),
+                    picture: None,
                 };
                 out.push(build(ev, slot, &mut self.next_id, tr, &s, None));
             }
@@ -301,6 +336,11 @@ fn build(
         }
         Phase::End => slot.occurrence_id.take().unwrap_or_else(next_id),
     };
+    let shown = match phase {
+        Phase::Start => slot.shown.clone(),
+        Phase::End => slot.shown.take(),
+    };
+    let (picture, boxes) = shown.map_or((None, Vec::new()), |b| (b.picture, b.boxes));
     let explanation = match phase {
         Phase::Start => slot.explanation.clone(),
         Phase::End => slot.explanation.take(),
@@ -323,6 +363,9 @@ fn build(
         explanation,
         frame_wall: s.wall,
         frame_arrived: s.arrived,
+        frame_time: s.stream_secs,
+        picture,
+        boxes,
     }
 }
 

@@ -151,19 +151,23 @@ impl LabelRule {
         })
     }
 
+    /// Whether one detection meets the conditions.
+    pub fn counts(&self, d: &Detection) -> bool {
+        d.score >= self.min_confidence
+            && self.classes.iter().any(|c| **c == *d.label)
+            && d.area() >= self.min_area
+            && self.region.as_ref().is_none_or(|r| {
+                let (x, y) = d.centre();
+                inside(&r.points, x, y)
+            })
+    }
+
     /// Applies the conditions to one frame's detections.
     pub fn evaluate(&self, dets: &[Detection]) -> Verdict {
         let mut count = 0;
         let mut best: Option<&Detection> = None;
         for d in dets {
-            let ok = d.score >= self.min_confidence
-                && self.classes.iter().any(|c| **c == *d.label)
-                && d.area() >= self.min_area
-                && self.region.as_ref().is_none_or(|r| {
-                    let (x, y) = d.centre();
-                    inside(&r.points, x, y)
-                });
-            if ok {
+            if self.counts(d) {
                 count += 1;
                 if best.is_none_or(|b| d.score > b.score) {
                     best = Some(d);

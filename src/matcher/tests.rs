@@ -54,6 +54,7 @@ fn scores(stream: &str, t: f64, dets: Vec<Detection>) -> Scores {
         embedding: None,
         queued: Duration::ZERO,
         inference: Duration::ZERO,
+        picture: None,
     }
 }
 

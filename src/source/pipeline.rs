@@ -110,6 +110,8 @@ mod tests {
             transport: Transport::Tcp,
             stall_timeout: Duration::from_secs(10),
             max_backoff: Duration::from_secs(30),
+            record_url: None,
+            record: None,
         }
     }
 

@@ -21,6 +21,10 @@ pub struct StreamDef {
     pub transport: Option<String>,
     pub stall_timeout_secs: Option<f64>,
     pub max_backoff_secs: Option<f64>,
+    #[serde(default)]
+    pub record_url: Option<String>,
+    #[serde(default)]
+    pub record: Option<bool>,
 }
 
 /// An event's definition as stored (see [`StreamDef`]).

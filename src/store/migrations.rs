@@ -56,4 +56,14 @@ pub(super) const MIGRATIONS: &[&str] = &[
          used_ms INTEGER NOT NULL,
          PRIMARY KEY (model, ids));
      CREATE INDEX text_embeddings_by_use ON text_embeddings (used_ms);",
+    // 7: a clip per occurrence (record/): its span in wall time, kept
+    // so the player page can show it and retention keeps its segments.
+    "CREATE TABLE clips (
+         occurrence_id TEXT PRIMARY KEY,
+         stream_id TEXT NOT NULL,
+         body TEXT NOT NULL,
+         start_ms INTEGER NOT NULL,
+         end_ms INTEGER,
+         created_ms INTEGER NOT NULL);
+     CREATE INDEX clips_by_creation ON clips (created_ms);",
 ];

@@ -15,6 +15,7 @@ use anyhow::{anyhow, Context};
 use rusqlite::Connection;
 
 mod catalog;
+mod clips;
 mod embeddings;
 mod migrations;
 mod outbox;
@@ -24,6 +25,7 @@ pub use catalog::{
     AlertDef, AlertRow, Batch, EventDef, EventRow, IndexRow, Origin, RegionDef, Snapshot,
     StreamDef, StreamRow, Table,
 };
+pub use clips::ClipRow;
 pub use outbox::{MemoryOutbox, NewMessage, Outbox, OutboxRow};
 pub use scenes::{LabelSummary, SceneRecord};
 

@@ -271,5 +271,8 @@ pub fn occurrence(id: &str) -> sightline::matcher::Occurrence {
         explanation: "1 person detected (best 0.90)".into(),
         frame_wall: std::time::SystemTime::now(),
         frame_arrived: Instant::now(),
+        frame_time: 0.0,
+        picture: None,
+        boxes: Vec::new(),
     }
 }

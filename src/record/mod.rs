@@ -1,0 +1,244 @@
+//! Evidence: rolling recording of every recorded stream's encoded video
+//! (keyframe-aligned MPEG-TS segments, never decoded), a clip per
+//! occurrence (an HLS playlist over its segments and an MP4 remuxed from
+//! them), JPEG snapshots with the detector's boxes, and retention by disk
+//! budget and age that keeps the segments of recent clips. docs/EVIDENCE.md
+//! has the figures and the rules.
+
+pub mod clips;
+pub mod evidence;
+pub mod pipeline;
+pub mod retention;
+pub mod segments;
+pub mod sign;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::clock::Clocks;
+use crate::domain::{RecordSettings, StreamSpec};
+use crate::types::StreamId;
+pub use pipeline::RecordStatus;
+use segments::{Index, Segment};
+pub use sign::Signer;
+
+/// One stream being recorded.
+struct Recording {
+    stop: Arc<AtomicBool>,
+    spec: StreamSpec,
+}
+
+/// Every stream's recording.
+pub struct Recorder {
+    pub settings: RecordSettings,
+    dir: PathBuf,
+    pub signer: Signer,
+    clocks: Arc<dyn Clocks>,
+    running: Mutex<HashMap<StreamId, Recording>>,
+    indexes: Mutex<HashMap<String, Arc<Mutex<Index>>>>,
+    statuses: Mutex<HashMap<String, Arc<Mutex<RecordStatus>>>>,
+}
+
+/// Whether a name is safe as one path component (stream ids, occurrence
+/// ids): media paths never take anything else from a request.
+pub fn safe_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s != "."
+        && s != ".."
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+impl Recorder {
+    /// A recorder, or `None` when recording is off (no directory).
+    pub fn new(
+        settings: RecordSettings,
+        signer: Signer,
+        clocks: Arc<dyn Clocks>,
+    ) -> Option<Recorder> {
+        let dir = settings.dir.clone()?;
+        let r = Recorder {
+            settings,
+            dir,
+            signer,
+            clocks,
+            running: Mutex::default(),
+            indexes: Mutex::default(),
+            statuses: Mutex::default(),
+        };
+        // What earlier runs recorded is subject to retention too.
+        if let Ok(entries) = std::fs::read_dir(&r.dir) {
+            for e in entries.flatten().filter(|e| e.path().is_dir()) {
+                let _ = r.index(&e.file_name().to_string_lossy());
+            }
+        }
+        Some(r)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where snapshots and clip MP4s of occurrences go.
+    pub fn evidence_dir(&self) -> PathBuf {
+        self.dir.join("_evidence")
+    }
+
+    /// The segment index of a stream (read from disk the first time).
+    pub fn index(&self, stream: &str) -> Option<Arc<Mutex<Index>>> {
+        if !safe_name(stream) {
+            return None;
+        }
+        let mut all = self.indexes.lock().ok()?;
+        Some(Arc::clone(all.entry(stream.to_string()).or_insert_with(
+            || Arc::new(Mutex::new(Index::scan(&self.dir.join(stream)))),
+        )))
+    }
+
+    fn status(&self, stream: &str) -> Arc<Mutex<RecordStatus>> {
+        let mut all = self.statuses.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(all.entry(stream.to_string()).or_default())
+    }
+
+    /// Records exactly these streams: starts the new ones, stops the others.
+    pub fn set_streams(&self, wanted: Vec<StreamSpec>) {
+        let Ok(mut running) = self.running.lock() else {
+            return;
+        };
+        running.retain(|id, r| {
+            let keep = wanted.iter().any(|w| &w.id == id && w == &r.spec);
+            if !keep {
+                r.stop.store(true, Ordering::SeqCst);
+                tracing::info!(stream = %id, "recording stopped");
+            }
+            keep
+        });
+        for spec in wanted {
+            if running.contains_key(&spec.id) {
+                continue;
+            }
+            if let Some(r) = self.start(spec.clone()) {
+                running.insert(spec.id.clone(), r);
+            }
+        }
+    }
+
+    fn start(&self, spec: StreamSpec) -> Option<Recording> {
+        let index = self.index(spec.id.as_str())?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let run = pipeline::RecorderRun {
+            url: spec.record_url.clone().unwrap_or_else(|| spec.url.clone()),
+            dir: self.dir.join(spec.id.as_str()),
+            segment: self.settings.segment,
+            min_free_bytes: self.settings.min_free_bytes,
+            index,
+            status: self.status(spec.id.as_str()),
+            stop: Arc::clone(&stop),
+            clocks: Arc::clone(&self.clocks),
+            spec: spec.clone(),
+        };
+        let id = spec.id.clone();
+        match std::thread::Builder::new()
+            .name(format!("rec-{id}"))
+            .spawn(move || run.run())
+        {
+            Ok(_) => {
+                tracing::info!(stream = %id, "recording");
+                Some(Recording { stop, spec })
+            }
+            Err(e) => {
+                tracing::error!(stream = %id, error = %e, "cannot start recording");
+                None
+            }
+        }
+    }
+
+    /// Whether a stream is being recorded now.
+    pub fn is_recording(&self, stream: &str) -> bool {
+        self.running
+            .lock()
+            .is_ok_and(|r| r.keys().any(|k| k.as_str() == stream))
+    }
+
+    /// Stops every recording (at shutdown).
+    pub fn stop_all(&self) {
+        self.set_streams(Vec::new());
+    }
+
+    /// Segments of `stream` covering `[from_ms, to_ms]`, with their files.
+    pub fn covering(&self, stream: &str, from_ms: i64, to_ms: i64) -> Vec<(PathBuf, Segment)> {
+        let Some(ix) = self.index(stream) else {
+            return Vec::new();
+        };
+        let now = self.clocks.wall_ms();
+        let dir = self.dir.join(stream);
+        ix.lock()
+            .map(|ix| ix.covering(from_ms, to_ms, now))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| (dir.join(s.name()), s))
+            .collect()
+    }
+
+    /// Whether the recording of `stream` is on disk through `t_ms`.
+    pub fn on_disk_through(&self, stream: &str, t_ms: i64) -> bool {
+        self.index(stream)
+            .and_then(|ix| ix.lock().ok().map(|ix| ix.closed_through(t_ms)))
+            .unwrap_or(false)
+    }
+
+    /// Recorded ranges of a stream, Unix ms.
+    pub fn ranges(&self, stream: &str) -> Vec<(i64, i64)> {
+        let now = self.clocks.wall_ms();
+        self.index(stream)
+            .and_then(|ix| ix.lock().ok().map(|ix| ix.ranges(now)))
+            .unwrap_or_default()
+    }
+
+    /// What each stream's recorder says about itself.
+    pub fn statuses(&self) -> Vec<(String, RecordStatus)> {
+        let all = self.statuses.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<(String, RecordStatus)> = all
+            .iter()
+            .map(|(k, v)| (k.clone(), v.lock().map(|s| s.clone()).unwrap_or_default()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// One retention pass: deletes what is too old or over the budget,
+    /// except segments `kept` protects. Returns how many files went.
+    pub fn retain(&self, kept: impl Fn(&str, &Segment) -> bool) -> usize {
+        let indexes: Vec<(String, Arc<Mutex<Index>>)> = self
+            .indexes
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), Arc::clone(v))).collect())
+            .unwrap_or_default();
+        let mut all = Vec::new();
+        for (stream, ix) in &indexes {
+            if let Ok(ix) = ix.lock() {
+                all.extend(ix.closed().map(|s| (stream.clone(), s.clone())));
+            }
+        }
+        let cutoff = self.clocks.wall_ms() - self.settings.max_age.as_millis() as i64;
+        let gone = segments::to_delete(&all, self.settings.max_bytes, cutoff, kept);
+        for (stream, s) in &gone {
+            let path = self.dir.join(stream).join(s.name());
+            if let Err(e) = std::fs::remove_file(&path) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(file = %path.display(), error = %e, "cannot delete a segment");
+                    continue;
+                }
+            }
+            if let Some((_, ix)) = indexes.iter().find(|(k, _)| k == stream) {
+                if let Ok(mut ix) = ix.lock() {
+                    ix.remove(s.start_ms);
+                }
+            }
+        }
+        gone.len()
+    }
+}

@@ -1,0 +1,214 @@
+//! One stream's recorder: a GStreamer pipeline of its own that stores the
+//! camera's encoded video as it arrives, without decoding, cut into
+//! keyframe-aligned MPEG-TS segments by `splitmuxsink`. It is separate from
+//! the detection pipeline on purpose: a full disk or a failing write stops
+//! recording, never detection, and it can read another URL (`record_url`,
+//! a camera's main stream) than detection does. It reconnects like the
+//! detection pipeline, and pauses while the disk is short of space.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+
+use super::segments::Index;
+use crate::clock::Clocks;
+use crate::domain::{SourceUrl, StreamSpec};
+
+/// What a recorder reports about itself.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RecordStatus {
+    pub recording: bool,
+    /// Why recording is paused (e.g. the disk is full), while it is.
+    pub paused: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// Everything one recorder thread needs.
+pub struct RecorderRun {
+    pub spec: StreamSpec,
+    pub url: SourceUrl,
+    pub dir: PathBuf,
+    pub segment: Duration,
+    pub min_free_bytes: u64,
+    pub index: Arc<Mutex<Index>>,
+    pub status: Arc<Mutex<RecordStatus>>,
+    pub stop: Arc<AtomicBool>,
+    pub clocks: Arc<dyn Clocks>,
+}
+
+/// Free bytes on the filesystem holding `dir` (None if it cannot be read).
+pub fn free_bytes(dir: &Path) -> Option<u64> {
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: `c` is a valid NUL-terminated path and `s` a properly sized,
+    // zeroed out-parameter that statvfs fills.
+    unsafe {
+        let mut s: libc::statvfs = std::mem::zeroed();
+        (libc::statvfs(c.as_ptr(), &mut s) == 0).then(|| s.f_bavail as u64 * s.f_frsize as u64)
+    }
+}
+
+fn source(url: &SourceUrl, spec: &StreamSpec) -> String {
+    let proto = match spec.transport {
+        crate::domain::Transport::Tcp => "tcp",
+        crate::domain::Transport::Udp => "udp",
+    };
+    let q = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+    match url {
+        SourceUrl::Rtsp(u) => format!(
+            "rtspsrc location={} protocols={proto} latency=100 ! parsebin",
+            q(u)
+        ),
+        // A file plays at its own pace, as a camera would deliver it.
+        SourceUrl::File(p) => format!(
+            "filesrc location={} ! parsebin ! identity sync=true",
+            q(&p.to_string_lossy())
+        ),
+        SourceUrl::Test(pattern) => format!(
+            "videotestsrc pattern={pattern} is-live=true ! video/x-raw,width=640,height=480,framerate=10/1 ! \
+             x264enc tune=zerolatency speed-preset=ultrafast key-int-max=10 ! h264parse"
+        ),
+    }
+}
+
+/// The recording launch line: no decoder anywhere.
+pub fn launch_line(url: &SourceUrl, spec: &StreamSpec, segment: Duration) -> String {
+    format!(
+        "{} ! h264parse config-interval=-1 ! video/x-h264,stream-format=byte-stream,alignment=au ! \
+         splitmuxsink name=rec muxer-factory=mpegtsmux max-size-time={} send-keyframe-requests=false",
+        source(url, spec),
+        segment.as_nanos()
+    )
+}
+
+impl RecorderRun {
+    fn set(&self, f: impl FnOnce(&mut RecordStatus)) {
+        if let Ok(mut s) = self.status.lock() {
+            f(&mut s);
+        }
+    }
+
+    /// Records until stopped, rebuilding the pipeline after failures.
+    pub fn run(self) {
+        let mut failures = 0u32;
+        while !self.stop.load(Ordering::SeqCst) {
+            if !self.wait_for_space() {
+                break;
+            }
+            let ended = self.run_once();
+            if let Ok(mut ix) = self.index.lock() {
+                ix.close(self.clocks.wall_ms());
+            }
+            self.set(|s| s.recording = false);
+            match ended {
+                Ok(()) => break,
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(stream = %self.spec.id, error = %e, "recording stopped; retrying");
+                    self.set(|s| s.last_error = Some(e));
+                    let delay = Duration::from_millis(500 * u64::from(failures.min(20)));
+                    self.pause(delay);
+                }
+            }
+        }
+    }
+
+    /// Sleeps `d` in short steps so a stop is seen.
+    fn pause(&self, d: Duration) {
+        let until = self.clocks.now() + d;
+        while !self.stop.load(Ordering::SeqCst) && self.clocks.now() < until {
+            self.clocks.sleep_blocking(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the disk has room; says so while it has not. False if
+    /// stopped meanwhile.
+    fn wait_for_space(&self) -> bool {
+        let _ = std::fs::create_dir_all(&self.dir);
+        let mut said = false;
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                return false;
+            }
+            let free = free_bytes(&self.dir).unwrap_or(u64::MAX);
+            if free >= self.min_free_bytes {
+                if said {
+                    tracing::info!(stream = %self.spec.id, "disk space is back; recording resumes");
+                }
+                self.set(|s| s.paused = None);
+                return true;
+            }
+            if !said {
+                tracing::warn!(stream = %self.spec.id, dir = %self.dir.display(), free_bytes = free,
+                    "recording paused: the disk is full (detection and delivery go on)");
+                said = true;
+            }
+            let why = format!("disk full: {free} bytes free in {}", self.dir.display());
+            self.set(|s| s.paused = Some(why));
+            self.pause(Duration::from_secs(1));
+        }
+    }
+
+    fn run_once(&self) -> Result<(), String> {
+        let line = launch_line(&self.url, &self.spec, self.segment);
+        let pipeline = gst::parse::launch(&line)
+            .map_err(|e| format!("cannot build the recording pipeline: {e}"))?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| "the recording line is not a pipeline".to_string())?;
+        let rec = pipeline
+            .by_name("rec")
+            .ok_or_else(|| "the recording pipeline has no splitmuxsink".to_string())?;
+        let (dir, index, clocks) = (
+            self.dir.clone(),
+            Arc::clone(&self.index),
+            Arc::clone(&self.clocks),
+        );
+        rec.connect("format-location", false, move |_| {
+            let ms = clocks.wall_ms();
+            if let Ok(mut ix) = index.lock() {
+                ix.open(ms);
+            }
+            Some(dir.join(format!("{ms}.ts")).to_string_lossy().to_value())
+        });
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| format!("cannot start recording: {e}"))?;
+        self.set(|s| s.recording = true);
+        let end = self.watch(&pipeline);
+        let _ = pipeline.set_state(gst::State::Null);
+        end
+    }
+
+    fn watch(&self, pipeline: &gst::Pipeline) -> Result<(), String> {
+        let bus = pipeline.bus().ok_or("the recording pipeline has no bus")?;
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                // Finish the segment being written so it is playable.
+                pipeline.send_event(gst::event::Eos::new());
+                let _ = bus.timed_pop_filtered(
+                    gst::ClockTime::from_seconds(2),
+                    &[gst::MessageType::Eos, gst::MessageType::Error],
+                );
+                return Ok(());
+            }
+            let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(200)) else {
+                continue;
+            };
+            match msg.view() {
+                gst::MessageView::Eos(_) if matches!(self.url, SourceUrl::File(_)) => return Ok(()),
+                gst::MessageView::Eos(_) => return Err("end of stream".into()),
+                gst::MessageView::Error(e) => {
+                    let from = e
+                        .src()
+                        .map(|s| s.path_string().to_string())
+                        .unwrap_or_default();
+                    return Err(format!("{from}: {}", e.error()));
+                }
+                _ => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! The segment index of one stream's recording: keyframe-aligned MPEG-TS
+//! files named by the wall-clock millisecond their first frame arrived
+//! (`<start_ms>.ts`). Pure bookkeeping: which segments cover a time span,
+//! which contiguous ranges are recorded, and which segments retention may
+//! delete. The files are written by `pipeline.rs`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// One segment file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Segment {
+    pub start_ms: i64,
+    /// `None` while it is being written.
+    pub end_ms: Option<i64>,
+    pub bytes: u64,
+}
+
+impl Segment {
+    /// File name inside the stream's folder.
+    pub fn name(&self) -> String {
+        format!("{}.ts", self.start_ms)
+    }
+}
+
+/// A stream's segments by start time.
+#[derive(Debug, Default)]
+pub struct Index {
+    pub dir: PathBuf,
+    segments: BTreeMap<i64, Segment>,
+}
+
+/// Gaps longer than this between segments split recorded ranges.
+const GAP_MS: i64 = 1_500;
+
+impl Index {
+    /// The index of what `dir` holds (after a restart). A segment's end is
+    /// the next one's start when they follow each other, else its file's
+    /// modification time.
+    pub fn scan(dir: &Path) -> Index {
+        let mut found: Vec<(i64, u64, i64)> = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                let Some(ms) = name.strip_suffix(".ts").and_then(|s| s.parse::<i64>().ok()) else {
+                    continue;
+                };
+                let meta = e.metadata().ok();
+                let bytes = meta.as_ref().map_or(0, |m| m.len());
+                let mtime = meta
+                    .and_then(|m| m.modified().ok())
+                    .map_or(ms, crate::clock::unix_ms);
+                found.push((ms, bytes, mtime));
+            }
+        }
+        found.sort();
+        let mut segments = BTreeMap::new();
+        for (i, (ms, bytes, mtime)) in found.iter().enumerate() {
+            let next = found.get(i + 1).map(|n| n.0);
+            let end = match next {
+                Some(n) if n - mtime <= GAP_MS => n,
+                _ => (*mtime).max(*ms),
+            };
+            segments.insert(
+                *ms,
+                Segment {
+                    start_ms: *ms,
+                    end_ms: Some(end),
+                    bytes: *bytes,
+                },
+            );
+        }
+        Index {
+            dir: dir.to_path_buf(),
+            segments,
+        }
+    }
+
+    /// A new segment began at `start_ms`; the one before it ends there.
+    pub fn open(&mut self, start_ms: i64) {
+        if let Some((_, last)) = self.segments.iter_mut().next_back() {
+            if last.end_ms.is_none() {
+                last.end_ms = Some(start_ms);
+                last.bytes = std::fs::metadata(self.dir.join(last.name())).map_or(0, |m| m.len());
+            }
+        }
+        self.segments.insert(
+            start_ms,
+            Segment {
+                start_ms,
+                end_ms: None,
+                bytes: 0,
+            },
+        );
+    }
+
+    /// The segment being written ended (the pipeline stopped) at `end_ms`.
+    pub fn close(&mut self, end_ms: i64) {
+        let dir = self.dir.clone();
+        if let Some((_, last)) = self.segments.iter_mut().next_back() {
+            if last.end_ms.is_none() {
+                last.end_ms = Some(end_ms.max(last.start_ms));
+                last.bytes = std::fs::metadata(dir.join(last.name())).map_or(0, |m| m.len());
+            }
+        }
+    }
+
+    /// Segments overlapping `[from_ms, to_ms]`, oldest first; the open one
+    /// counts as running to `now_ms`.
+    pub fn covering(&self, from_ms: i64, to_ms: i64, now_ms: i64) -> Vec<Segment> {
+        self.segments
+            .values()
+            .filter(|s| s.start_ms <= to_ms && s.end_ms.unwrap_or(now_ms) >= from_ms)
+            .cloned()
+            .collect()
+    }
+
+    /// Whether a closed segment reaches `t_ms` (the clip up to there is on disk).
+    pub fn closed_through(&self, t_ms: i64) -> bool {
+        self.segments
+            .values()
+            .any(|s| s.end_ms.is_some_and(|e| e >= t_ms) && s.start_ms <= t_ms)
+            || self
+                .segments
+                .values()
+                .any(|s| s.start_ms > t_ms && s.end_ms.is_some())
+    }
+
+    /// Recorded ranges `(start_ms, end_ms)`, contiguous segments merged.
+    pub fn ranges(&self, now_ms: i64) -> Vec<(i64, i64)> {
+        let mut out: Vec<(i64, i64)> = Vec::new();
+        for s in self.segments.values() {
+            let end = s.end_ms.unwrap_or(now_ms);
+            match out.last_mut() {
+                Some(last) if s.start_ms - last.1 <= GAP_MS => last.1 = last.1.max(end),
+                _ => out.push((s.start_ms, end)),
+            }
+        }
+        out
+    }
+
+    /// Bytes on disk (closed segments; the open one counts from its size now).
+    pub fn bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.bytes).sum()
+    }
+
+    /// Closed segments, oldest first.
+    pub fn closed(&self) -> impl Iterator<Item = &Segment> {
+        self.segments.values().filter(|s| s.end_ms.is_some())
+    }
+
+    /// Forgets a segment (its file was deleted).
+    pub fn remove(&mut self, start_ms: i64) {
+        self.segments.remove(&start_ms);
+    }
+}
+
+/// What retention deletes: closed segments older than `cutoff_ms`, then the
+/// oldest until the total is under `max_bytes`, never a segment for which
+/// `kept` says true (it belongs to a clip still kept).
+pub fn to_delete(
+    all: &[(String, Segment)],
+    max_bytes: u64,
+    cutoff_ms: i64,
+    kept: impl Fn(&str, &Segment) -> bool,
+) -> Vec<(String, Segment)> {
+    let mut total: u64 = all.iter().map(|(_, s)| s.bytes).sum();
+    let mut order: Vec<&(String, Segment)> =
+        all.iter().filter(|(_, s)| s.end_ms.is_some()).collect();
+    order.sort_by_key(|(_, s)| s.start_ms);
+    let mut out = Vec::new();
+    for (stream, s) in order {
+        let too_old = s.end_ms.is_some_and(|e| e < cutoff_ms);
+        if (too_old || total > max_bytes) && !kept(stream, s) {
+            total = total.saturating_sub(s.bytes);
+            out.push((stream.clone(), s.clone()));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(start: i64, end: Option<i64>, bytes: u64) -> Segment {
+        Segment {
+            start_ms: start,
+            end_ms: end,
+            bytes,
+        }
+    }
+
+    #[test]
+    fn covering_and_ranges_follow_the_segments() {
+        let mut ix = Index::default();
+        ix.open(1_000);
+        ix.open(3_000);
+        ix.open(5_000);
+        ix.close(7_000);
+        ix.open(20_000);
+        let c: Vec<i64> = ix
+            .covering(2_500, 5_500, 30_000)
+            .iter()
+            .map(|s| s.start_ms)
+            .collect();
+        assert_eq!(c, [1_000, 3_000, 5_000]);
+        assert_eq!(ix.ranges(21_000), [(1_000, 7_000), (20_000, 21_000)]);
+        assert!(ix.closed_through(6_900));
+        assert!(
+            !ix.closed_through(20_500),
+            "the open segment is not on disk yet"
+        );
+    }
+
+    #[test]
+    fn retention_deletes_the_oldest_but_never_a_kept_segment() {
+        let all: Vec<(String, Segment)> = (0..10)
+            .map(|i| ("s".to_string(), seg(i * 1000, Some(i * 1000 + 1000), 100)))
+            .chain([("s".to_string(), seg(10_000, None, 100))])
+            .collect();
+        // 1100 bytes, budget 600: the five oldest closed ones go, except #1.
+        let gone = to_delete(&all, 600, 0, |_, s| s.start_ms == 1000);
+        let starts: Vec<i64> = gone.iter().map(|(_, s)| s.start_ms).collect();
+        assert_eq!(starts, [0, 2000, 3000, 4000, 5000]);
+        // Age: everything ending before 3.5 s goes, budget permitting.
+        let gone = to_delete(&all, u64::MAX, 3_500, |_, _| false);
+        assert_eq!(gone.len(), 3);
+    }
+}

@@ -1,0 +1,93 @@
+//! The clip of each occurrence: which stream, which span of wall time (the
+//! end is unknown while the occurrence runs), and what the player page
+//! shows beside the video.
+
+use anyhow::Context;
+use rusqlite::{params, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use super::Store;
+
+/// One occurrence's clip.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClipRow {
+    pub occurrence_id: String,
+    pub stream_id: String,
+    pub event_id: String,
+    pub label: String,
+    pub confidence: f64,
+    pub explanation: String,
+    /// Unix ms of the occurrence's first matching frame and last one (None
+    /// while it runs).
+    pub start_ms: i64,
+    pub end_ms: Option<i64>,
+    /// Stream seconds, as in the alert payload.
+    pub start_time: f64,
+    pub end_time: f64,
+    pub created_ms: i64,
+}
+
+impl Store {
+    /// Records a clip, or updates it (a later message of the occurrence).
+    pub fn put_clip(&self, c: &ClipRow) -> anyhow::Result<()> {
+        self.lock()?.execute(
+            "INSERT INTO clips (occurrence_id, stream_id, body, start_ms, end_ms, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (occurrence_id) DO UPDATE SET body = ?3, start_ms = ?4, end_ms = ?5",
+            params![
+                c.occurrence_id,
+                c.stream_id,
+                serde_json::to_string(c)?,
+                c.start_ms,
+                c.end_ms,
+                c.created_ms
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// One clip by occurrence id.
+    pub fn clip(&self, occurrence_id: &str) -> anyhow::Result<Option<ClipRow>> {
+        let body: Option<String> = self
+            .lock()?
+            .query_row(
+                "SELECT body FROM clips WHERE occurrence_id = ?1",
+                [occurrence_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        body.map(|b| serde_json::from_str(&b).context("a clip row is not readable"))
+            .transpose()
+    }
+
+    /// Spans `(stream, from_ms, to_ms)` of clips created since `since_ms`
+    /// (their segments are kept); an open clip runs to `now_ms`.
+    pub fn kept_spans(
+        &self,
+        since_ms: i64,
+        now_ms: i64,
+    ) -> anyhow::Result<Vec<(String, i64, i64)>> {
+        let conn = self.lock()?;
+        let mut q = conn.prepare(
+            "SELECT stream_id, start_ms, COALESCE(end_ms, ?2) FROM clips WHERE created_ms >= ?1",
+        )?;
+        let rows = q.query_map(params![since_ms, now_ms], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Forgets clips created before `before_ms`; returns their ids.
+    pub fn drop_clips(&self, before_ms: i64) -> anyhow::Result<Vec<String>> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        let ids: Vec<String> = {
+            let mut q = tx.prepare("SELECT occurrence_id FROM clips WHERE created_ms < ?1")?;
+            let rows = q.query_map([before_ms], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        tx.execute("DELETE FROM clips WHERE created_ms < ?1", [before_ms])?;
+        tx.commit()?;
+        Ok(ids)
+    }
+}
