@@ -341,6 +341,7 @@ fn worker_loop(
                         height: frame.height,
                         rgb: frame.rgb,
                         content: frame.content,
+                        aspect: frame.aspect,
                     })),
                 };
                 if results.send(scores).is_err() {

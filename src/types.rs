@@ -64,6 +64,8 @@ pub struct Frame {
     /// The part of the frame that holds picture (not letterbox borders), as
     /// normalised `[xmin, ymin, xmax, ymax]`. `[0, 0, 1, 1]` when stretched.
     pub content: [f32; 4],
+    /// The camera picture's display aspect (width / height); 0 if unknown.
+    pub aspect: f32,
 }
 
 impl fmt::Debug for Frame {
@@ -110,6 +112,8 @@ pub struct Picture {
     pub rgb: Vec<u8>,
     /// The part that holds picture (not letterbox borders), normalised.
     pub content: [f32; 4],
+    /// The camera picture's display aspect (width / height); 0 if unknown.
+    pub aspect: f32,
 }
 
 /// What the pool hands to the matcher for one frame.

@@ -27,6 +27,7 @@ fn frame(stream: &str, seq: u64) -> Frame {
         height: 1,
         rgb: vec![0; 3],
         content: [0.0, 0.0, 1.0, 1.0],
+        aspect: 0.0,
     }
 }
 

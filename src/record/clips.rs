@@ -113,14 +113,16 @@ pub const BOX: Rgb<u8> = Rgb([255, 0, 0]);
 /// JPEGs of a picture: with the boxes drawn, and clean.
 pub fn snapshots(p: &Picture, boxes: &[Detection]) -> Result<(Vec<u8>, Vec<u8>), String> {
     let clean = content(p).ok_or("the picture's size does not match its pixels")?;
-    // Shown at twice the model's size at least, so a phone shows something.
-    let scale = (640 / clean.width().max(1)).clamp(1, 4);
-    let clean = image::imageops::resize(
-        &clean,
-        clean.width() * scale,
-        clean.height() * scale,
-        image::imageops::FilterType::Triangle,
-    );
+    // Back to the camera's shape (the model may have squeezed it), and at
+    // least 480 lines high so a phone shows something.
+    let h = clean.height().max(480);
+    let aspect = if p.aspect > 0.0 {
+        p.aspect
+    } else {
+        clean.width() as f32 / clean.height().max(1) as f32
+    };
+    let w = ((h as f32 * aspect).round() as u32).clamp(16, 4096);
+    let clean = image::imageops::resize(&clean, w, h, image::imageops::FilterType::Triangle);
     let mut boxed = clean.clone();
     let t = (boxed.width() / 200).max(2);
     for d in boxes {
@@ -179,6 +181,7 @@ mod tests {
             height: 100,
             rgb: vec![40; 100 * 100 * 3],
             content: [0.0, 0.0, 1.0, 1.0],
+            aspect: 16.0 / 9.0,
         };
         let d = Detection {
             label: Arc::from("person"),
@@ -186,6 +189,8 @@ mod tests {
             bbox: [0.2, 0.2, 0.6, 0.8],
         };
         let (boxed, clean) = snapshots(&p, &[d]).expect("jpegs");
+        let shape = image::load_from_memory(&boxed).expect("decodes");
+        assert_eq!((shape.width(), shape.height()), (853, 480), "back to 16:9");
         let red = |j: &[u8]| {
             let img = image::load_from_memory(j).expect("decodes").to_rgb8();
             img.pixels()

@@ -447,6 +447,7 @@ impl Supervisor {
                         (Some(p), true) => content_rect(p, frame.1, frame.2),
                         _ => [0.0, 0.0, 1.0, 1.0],
                     };
+                    let aspect = caps_source.as_ref().and_then(display_aspect).unwrap_or(0.0) as f32;
                     if let Ok(mut l) = last_frame.lock() {
                         *l = Some(arrived);
                     }
@@ -465,6 +466,7 @@ impl Supervisor {
                         height: frame.2,
                         rgb: frame.0,
                         content,
+                        aspect,
                     });
                     Ok(gst::FlowSuccess::Ok)
                 })
@@ -587,18 +589,24 @@ fn copy_rgb(sample: &gst::Sample) -> Option<(Vec<u8>, u32, u32)> {
     Some((out, w as u32, h as u32))
 }
 
+/// Display aspect ratio (width / height) of the decoded picture.
+fn display_aspect(pad: &gst::Pad) -> Option<f64> {
+    let info = pad
+        .current_caps()
+        .and_then(|c| gst_video::VideoInfo::from_caps(&c).ok())?;
+    let par = info.par();
+    Some(
+        info.width() as f64 * par.numer() as f64
+            / (info.height() as f64 * par.denom().max(1) as f64),
+    )
+}
+
 /// Where a letterboxed picture sits in a `w`×`h` output, from the decoded caps.
 fn content_rect(pad: &gst::Pad, w: u32, h: u32) -> [f32; 4] {
     let full = [0.0, 0.0, 1.0, 1.0];
-    let Some(info) = pad
-        .current_caps()
-        .and_then(|c| gst_video::VideoInfo::from_caps(&c).ok())
-    else {
+    let Some(dar) = display_aspect(pad) else {
         return full;
     };
-    let par = info.par();
-    let dar = info.width() as f64 * par.numer() as f64
-        / (info.height() as f64 * par.denom().max(1) as f64);
     let out = w as f64 / h as f64;
     if dar > out {
         let ch = out / dar;

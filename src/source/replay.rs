@@ -119,6 +119,7 @@ impl Player {
                     height: h,
                     rgb: (self.replay.paint)(t, w, h),
                     content: [0.0, 0.0, 1.0, 1.0],
+                    aspect: w as f32 / h.max(1) as f32,
                 });
                 seq += 1;
             }
