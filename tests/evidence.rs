@@ -51,7 +51,12 @@ fn play(source: &str) -> Played {
         .expect("appsink");
     p.set_state(gst::State::Playing).expect("plays");
     let mut frames = Vec::new();
-    while let Ok(sample) = sink.pull_sample() {
+    // A live playlist would never end: give up after a minute.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(5)) {
+        if std::time::Instant::now() > deadline {
+            break;
+        }
         let Some(buf) = sample.buffer() else { continue };
         let t = buf.pts().map_or(0.0, |t| t.nseconds() as f64 / 1e9);
         let map = buf.map_readable().expect("readable");
@@ -266,6 +271,18 @@ min_free_mb = 1
         "{rec}"
     );
     refuses_what_is_not_signed(&d, snap).await;
+    plays_in_a_browser(
+        ready["player_url"].as_str().expect("player url"),
+        "player-desktop",
+        (1280, 800),
+    )
+    .await;
+    plays_in_a_browser(
+        ready["player_url"].as_str().expect("player url"),
+        "player-phone",
+        (390, 844),
+    )
+    .await;
     let artifacts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts");
     let _ = std::fs::create_dir_all(&artifacts);
     let _ = std::fs::write(artifacts.join("evidence-snapshot.jpg"), &boxed);
@@ -339,4 +356,167 @@ async fn refuses_what_is_not_signed(d: &Daemon, snap: &str) {
             "{what}: no file"
         );
     }
+}
+
+/// A tmpfs mounted for one test, unmounted when dropped.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &std::path::Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).expect("mount point");
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .output()
+            .expect("running mount");
+        assert!(
+            out.status.success(),
+            "this test needs a small tmpfs as a full disk and could not mount one (it must run as root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+async fn recording_status(d: &Daemon) -> Value {
+    d.ok("GET", "status", None).await["recording"].clone()
+}
+
+/// The recording directory is a full filesystem: detection and delivery go
+/// on, `GET status` says recording is paused, and it resumes once space is
+/// freed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_pauses_recording_and_nothing_else() {
+    let clip = common::media("ground_truth.mp4");
+    let server = RtspServer::serve_files(0, &[("gt", &clip)]).expect("rtsp server");
+    let mut hook = Receiver::start().await.expect("receiver");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rec = dir.path().join("rec");
+    let _disk = Tmpfs::mount(&rec, "4m");
+    // Leave less than min_free_mb (1 MB) free.
+    let free = sightline::record::pipeline::free_bytes(&rec).expect("statvfs");
+    std::fs::write(rec.join("filler"), vec![7u8; (free - 300_000) as usize]).expect("fill");
+    let extra = format!(
+        r#"
+[[streams]]
+id = "yard"
+url = "{url}"
+fps = 2
+
+[[events]]
+id = "person"
+prompt = "Detect person"
+
+[[alerts]]
+id = "yard-person"
+event = "person"
+callback_url = "{callback}"
+
+[recording]
+dir = "{rec}"
+min_free_mb = 1
+"#,
+        url = server.url("gt"),
+        callback = hook.url(),
+        rec = rec.display(),
+    );
+    let d = Daemon::start(dir.path(), &extra).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while recording_status(&d).await["paused"] != true {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "recording never said it was paused"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let status = recording_status(&d).await;
+    assert!(
+        status["streams"][0]["paused"]
+            .as_str()
+            .is_some_and(|p| p.contains("disk full")),
+        "{status}"
+    );
+    // Detection and delivery go on.
+    let mut seen = Vec::new();
+    let start = wait_for(&mut hook, "start", 40, &mut seen).await;
+    assert_eq!(start["event_id"], "person");
+
+    // Space comes back: recording resumes and writes segments.
+    std::fs::remove_file(rec.join("filler")).expect("free the space");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let segments = || {
+        std::fs::read_dir(rec.join("yard"))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".ts"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    while recording_status(&d).await["paused"] != false || segments() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "recording did not resume"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    d.stop().await;
+}
+
+/// Opens the player page in headless Chromium (tests/browser/player.mjs):
+/// every request stays on 127.0.0.1, the video gets ready and plays 2 s,
+/// and a screenshot is saved under target/test-artifacts.
+async fn plays_in_a_browser(url: &str, name: &str, (w, h): (u32, u32)) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shot = root.join(format!("target/test-artifacts/{name}.png"));
+    let _ = std::fs::create_dir_all(shot.parent().expect("parent"));
+    let cache = std::env::var("SIGHTLINE_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                .join(".cache/sightline")
+        });
+    let out = tokio::process::Command::new("node")
+        .arg(root.join("tests/browser/player.mjs"))
+        .args([url, &shot.to_string_lossy(), &w.to_string(), &h.to_string()])
+        .env(
+            "SIGHTLINE_PLAYWRIGHT",
+            cache.join("playwright/node_modules"),
+        )
+        .output()
+        .await
+        .expect("node runs (scripts/setup --test installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let seen: Value =
+        serde_json::from_str(text.lines().last().unwrap_or("{}")).unwrap_or_else(|_| {
+            panic!(
+                "no result from the browser: {text} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    eprintln!("evidence: browser {name}: {seen}");
+    assert!(
+        seen["errors"].as_array().is_some_and(|e| e.is_empty()),
+        "browser errors: {seen}"
+    );
+    for r in seen["requests"].as_array().expect("requests") {
+        let r = r.as_str().unwrap_or_default();
+        assert!(
+            r.starts_with("http://127.0.0.1:"),
+            "a request left 127.0.0.1: {r}"
+        );
+    }
+    assert!(seen["readyState"].as_u64() >= Some(3), "{seen}");
+    assert!(seen["played"].as_f64() >= Some(2.0), "{seen}");
+    assert_eq!(seen["label"], "person_alert");
+    assert!(shot.is_file(), "screenshot saved");
 }

@@ -84,7 +84,7 @@ async fn the_videodb_sdk_searches_a_stream() {
     let dir = tempfile::tempdir().expect("temp dir");
     let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/colour-clip");
     let extra = format!(
-        "[model]\npath = \"{}\"\n[[streams]]\nid = \"cam\"\nurl = \"{}\"\nfps = 2\n",
+        "[model]\npath = \"{}\"\n[[streams]]\nid = \"cam\"\nurl = \"{}\"\nfps = 2\nrecord = true\n",
         model.display(),
         server.url("cam")
     );
@@ -125,5 +125,59 @@ async fn the_videodb_sdk_searches_a_stream() {
         (span - (end - start)).abs() < 0.5,
         "wall and stream spans agree: {shot}"
     );
+    // generate_stream, both from the shot and from the stream, gives a
+    // playlist GStreamer plays, covering the asked span.
+    for key in ["shot_stream_url", "stream_url"] {
+        let url = shot[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{key}: {shot}"))
+            .to_string();
+        let played = tokio::task::spawn_blocking(move || played_secs(&url))
+            .await
+            .expect("played");
+        println!("SDK {key}: played {played:.1} s of a {span:.1} s shot");
+        assert!(
+            played >= span - 0.5 && played <= span + 9.0,
+            "{key}: {played} s for {span} s"
+        );
+    }
+    assert!(shot["shot_player_url"]
+        .as_str()
+        .is_some_and(|u| u.contains("/player")));
     d.stop().await;
+}
+
+/// Plays an HLS URL to its end with GStreamer; returns the seconds of
+/// video decoded (last minus first timestamp).
+fn played_secs(url: &str) -> f64 {
+    use gstreamer::prelude::*;
+    gstreamer::init().expect("gstreamer");
+    let line = format!(
+        "souphttpsrc location=\"{url}\" ! hlsdemux ! decodebin ! videoconvert ! appsink name=s sync=false"
+    );
+    let p = gstreamer::parse::launch(&line)
+        .expect("pipeline")
+        .downcast::<gstreamer::Pipeline>()
+        .expect("pipeline");
+    let sink = p
+        .by_name("s")
+        .and_then(|s| s.downcast::<gstreamer_app::AppSink>().ok())
+        .expect("appsink");
+    p.set_state(gstreamer::State::Playing).expect("plays");
+    let (mut first, mut last) = (None, 0.0);
+    // A live playlist would never end: give up after a minute.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while let Some(sample) = sink.try_pull_sample(gstreamer::ClockTime::from_seconds(5)) {
+        if std::time::Instant::now() > deadline {
+            break;
+        }
+        let t = sample
+            .buffer()
+            .and_then(|b| b.pts())
+            .map_or(0.0, |t| t.nseconds() as f64 / 1e9);
+        first.get_or_insert(t);
+        last = t;
+    }
+    let _ = p.set_state(gstreamer::State::Null);
+    first.map_or(0.0, |f| last - f + 0.1)
 }

@@ -60,14 +60,17 @@ pub fn page(
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">{refresh}\
+         <link rel=\"icon\" href=\"data:,\">\
          <title>{t}</title><style>\
          body{{margin:0;font:16px/1.4 system-ui,sans-serif;background:#111;color:#eee}}\
-         main{{max-width:960px;margin:auto;padding:12px}}\
+         main{{max-width:1280px;margin:auto;padding:12px}}\
+         @media (min-width:900px){{main{{display:grid;grid-template-columns:2fr 1fr;gap:0 24px;align-items:start}}\
+         h1{{grid-column:1/3}}.facts{{grid-column:2;grid-row:2/4}}}}\
          video{{width:100%;background:#000;border-radius:6px}}\
          dl{{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px}}dt{{color:#aaa}}\
          .state{{color:#9c9}}</style></head><body><main><h1>{t}</h1>\
          <video id=\"clip\" src=\"{src}\"{poster} controls autoplay muted playsinline preload=\"auto\"></video>\
-         <p class=\"state\">{state}</p>{facts}</main></body></html>",
+         <div class=\"facts\"><p class=\"state\">{state}</p>{facts}</div></main></body></html>",
         t = esc(title),
         src = esc(mp4),
     );
@@ -77,7 +80,7 @@ pub fn page(
             // Nothing on this page may come from anywhere else.
             (
                 header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; media-src 'self'; img-src 'self'; style-src 'unsafe-inline'",
+                "default-src 'none'; media-src 'self'; img-src 'self' data:; style-src 'unsafe-inline'",
             ),
         ],
         html,

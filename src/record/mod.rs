@@ -209,9 +209,9 @@ impl Recorder {
         out
     }
 
-    /// One retention pass: deletes what is too old or over the budget,
-    /// except segments `kept` protects. Returns how many files went.
-    pub fn retain(&self, kept: impl Fn(&str, &Segment) -> bool) -> usize {
+    /// One retention pass at `now_ms`: deletes what is too old or over the
+    /// budget, except segments `kept` protects. Returns how many files went.
+    pub fn retain(&self, now_ms: i64, kept: impl Fn(&str, &Segment) -> bool) -> usize {
         let indexes: Vec<(String, Arc<Mutex<Index>>)> = self
             .indexes
             .lock()
@@ -223,7 +223,7 @@ impl Recorder {
                 all.extend(ix.closed().map(|s| (stream.clone(), s.clone())));
             }
         }
-        let cutoff = self.clocks.wall_ms() - self.settings.max_age.as_millis() as i64;
+        let cutoff = now_ms - self.settings.max_age.as_millis() as i64;
         let gone = segments::to_delete(&all, self.settings.max_bytes, cutoff, kept);
         for (stream, s) in &gone {
             let path = self.dir.join(stream).join(s.name());

@@ -33,6 +33,9 @@ pub struct Index {
 /// Gaps longer than this between segments split recorded ranges.
 const GAP_MS: i64 = 1_500;
 
+/// Longest a segment is taken to be when its end is not known.
+const MAX_SEGMENT_MS: i64 = 60_000;
+
 impl Index {
     /// The index of what `dir` holds (after a restart). A segment's end is
     /// the next one's start when they follow each other, else its file's
@@ -57,9 +60,11 @@ impl Index {
         let mut segments = BTreeMap::new();
         for (i, (ms, bytes, mtime)) in found.iter().enumerate() {
             let next = found.get(i + 1).map(|n| n.0);
+            // A segment is never much longer than its target; a file time
+            // far after its start means the clock moved, not the segment.
             let end = match next {
                 Some(n) if n - mtime <= GAP_MS => n,
-                _ => (*mtime).max(*ms),
+                _ => (*mtime).clamp(*ms, ms + MAX_SEGMENT_MS),
             };
             segments.insert(
                 *ms,

@@ -447,7 +447,8 @@ impl Supervisor {
                         (Some(p), true) => content_rect(p, frame.1, frame.2),
                         _ => [0.0, 0.0, 1.0, 1.0],
                     };
-                    let aspect = caps_source.as_ref().and_then(display_aspect).unwrap_or(0.0) as f32;
+                    let aspect =
+                        caps_source.as_ref().and_then(display_aspect).unwrap_or(0.0) as f32;
                     if let Ok(mut l) = last_frame.lock() {
                         *l = Some(arrived);
                     }
