@@ -95,6 +95,32 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
+/// Prints what recording wrote (bytes per stream per second) and deletes it.
+fn report_recording(dir: &Path, streams: usize, secs: u64) {
+    let mut bytes = 0u64;
+    let mut files = 0usize;
+    for cam in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        for f in std::fs::read_dir(cam.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if f.file_name().to_string_lossy().ends_with(".ts") {
+                bytes += f.metadata().map_or(0, |m| m.len());
+                files += 1;
+            }
+        }
+    }
+    let per = bytes as f64 / streams.max(1) as f64 / secs.max(1) as f64;
+    println!(
+        "recording: {files} segments, {:.1} MB over {streams} streams: {:.0} kB/s per stream = {:.2} GB/day per stream",
+        bytes as f64 / 1e6,
+        per / 1e3,
+        per * 86_400.0 / 1e9
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 fn run(mode: &str, streams: usize, secs: u64, workers: usize, port: u16, server_pid: u32) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -105,11 +131,18 @@ fn run(mode: &str, streams: usize, secs: u64, workers: usize, port: u16, server_
         let mut hook = Receiver::start().await.expect("receiver");
         let intra: usize = env_or("SIGHTLINE_BENCH_INTRA", 1);
         let mut text = format!("[runtime]\nworkers = {workers}\nintra_threads = {intra}\n");
+        // SIGHTLINE_BENCH_RECORD=1 also records every stream (no decoding).
+        let record = std::env::var("SIGHTLINE_BENCH_RECORD").as_deref() == Ok("1");
+        let rec_dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("target/bench/rec-{}", std::process::id()));
         for i in 0..streams {
             text += &format!(
-                "[[streams]]\nid = \"cam{i}\"\nurl = \"rtsp://127.0.0.1:{port}/cam{i}\"\nfps = 2\nkeyframes_only = {}\n",
+                "[[streams]]\nid = \"cam{i}\"\nurl = \"rtsp://127.0.0.1:{port}/cam{i}\"\nfps = 2\nkeyframes_only = {}\nrecord = {record}\n",
                 mode == "keyframes"
             );
+        }
+        if record {
+            text += &format!("[recording]\ndir = \"{}\"\nmin_free_mb = 1\n", rec_dir.display());
         }
         // Short occurrences so alerts keep coming while people are in view.
         text += "[[events]]\nid = \"person\"\nprompt = \"person\"\nk = 1\nwindow = 1\nend_after = 1\nmax_duration_secs = 1\ncooldown_secs = 0\n";
@@ -123,6 +156,11 @@ fn run(mode: &str, streams: usize, secs: u64, workers: usize, port: u16, server_
         let t0 = Instant::now();
         let summary = app::run(config, hooks, tokio::time::sleep(Duration::from_secs(secs)))
             .await
+            .inspect(|_| {
+                if record {
+                    report_recording(&rec_dir, streams, secs);
+                }
+            })
             .expect("daemon run");
         let wall = t0.elapsed().as_secs_f64();
         let cpu = cpu_seconds() - cpu0;

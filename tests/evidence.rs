@@ -253,9 +253,15 @@ min_free_mb = 1
         hls.duration()
     );
 
-    // The same three messages over MQTT.
+    // The same three messages over MQTT, and the retained snapshot.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let phases: Vec<String> = common::drain(&mut mqtt_rx)
+    let mqtt = common::drain(&mut mqtt_rx);
+    let snapshot = mqtt
+        .iter()
+        .rfind(|m| m.topic == "sightline/yard/person_alert/snapshot")
+        .expect("a snapshot over MQTT");
+    assert!(snapshot.raw_bytes.starts_with(&[0xff, 0xd8]), "a JPEG");
+    let phases: Vec<String> = mqtt
         .iter()
         .filter(|m| m.topic.starts_with("sightline/yard/"))
         .map(|m| m.body["phase"].as_str().unwrap_or_default().to_string())

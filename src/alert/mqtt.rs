@@ -185,6 +185,13 @@ impl MqttSink {
         }
     }
 
+    /// Publishes a retained message (QoS 1) without waiting for it: the
+    /// latest snapshot per stream and label, which only the newest matters
+    /// for, so it does not go through the outbox.
+    pub fn publish_retained(&self, topic: &str, body: Vec<u8>) -> Result<(), String> {
+        queue(&self.acks, &self.client, topic, true, body, None)
+    }
+
     /// Says `offline` on the status topic, disconnects, and waits (at most
     /// `grace`) for the event loop to send both.
     pub async fn close(&self, grace: Duration) {

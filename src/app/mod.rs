@@ -165,6 +165,7 @@ fn build_recorder(
     store: &Arc<Store>,
     api: Option<&(tokio::net::TcpListener, String)>,
     clocks: &Arc<dyn Clocks>,
+    mqtt: Option<Arc<MqttSink>>,
 ) -> anyhow::Result<Option<(Arc<Recorder>, Arc<Capture>)>> {
     let signer = match api {
         Some((_, key)) => Signer::from_api_key(key),
@@ -179,11 +180,16 @@ fn build_recorder(
         (None, None) => String::new(),
     };
     let recorder = Arc::new(recorder);
+    let after = crate::record::evidence::spawn_after(Arc::clone(store), recorder.evidence_dir())
+        .context("starting the evidence writer")?;
     let capture = Arc::new(Capture {
         recorder: Arc::clone(&recorder),
         store: Arc::clone(store),
         base,
         clocks: Arc::clone(clocks),
+        mqtt,
+        pending: std::sync::Mutex::new(None),
+        after,
     });
     Ok(Some((recorder, capture)))
 }
@@ -193,7 +199,7 @@ fn build_delivery(
     store: &Arc<Store>,
     guard: &Arc<Guard>,
     clocks: &Arc<dyn Clocks>,
-    recording: Option<(Arc<Recorder>, Arc<Capture>)>,
+    api: Option<&(tokio::net::TcpListener, String)>,
 ) -> anyhow::Result<Delivery> {
     let hub = Arc::new(Hub::new(config.api.as_ref().map_or(256, |a| a.ws_buffer)));
     let webhook = WebhookSink::new(config.webhook.timeout, Arc::clone(guard))
@@ -212,6 +218,7 @@ fn build_delivery(
             poll: Duration::from_millis(500),
         },
     ));
+    let recording = build_recorder(config, store, api, clocks, mqtt.clone())?;
     let (recorder, capture) = recording.unzip();
     Ok(Delivery {
         dispatcher,
@@ -497,8 +504,7 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
     let w = Wires::new();
     let pool = build_pool(&config, &manifest, w.scores.0)?;
     let pool_stats = pool.stats();
-    let recording = build_recorder(&config, &store, api_listener.as_ref(), &clocks)?;
-    let out = build_delivery(&config, &store, &guard, &clocks, recording)?;
+    let out = build_delivery(&config, &store, &guard, &clocks, api_listener.as_ref())?;
     let (embeddings, embed) = build_embeddings(&config, &manifest, &store, &clocks).await?;
     let stages = start_stages(
         &config,

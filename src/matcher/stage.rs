@@ -70,6 +70,9 @@ impl MatchStage {
                     } else {
                         s.detections.clone()
                     };
+                    // The picture stays with the occurrences that need it: the
+                    // scene stage and observers get the scores without it.
+                    let s = Scores { picture: None, ..s };
                     if let Some(h) = &self.scored_hook {
                         let _ = h.try_send(s.clone());
                     }

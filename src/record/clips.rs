@@ -110,25 +110,47 @@ fn draw_box(img: &mut RgbImage, b: [f32; 4], colour: Rgb<u8>, t: u32) {
 /// Box colour: pure red, easy to find in a test and on a phone.
 pub const BOX: Rgb<u8> = Rgb([255, 0, 0]);
 
-/// JPEGs of a picture: with the boxes drawn, and clean.
-pub fn snapshots(p: &Picture, boxes: &[Detection]) -> Result<(Vec<u8>, Vec<u8>), String> {
+/// The picture as shown: letterbox borders cut, back to the camera's shape
+/// (the model's input may squeeze it), at the model's height.
+pub fn shown(p: &Picture) -> Result<RgbImage, String> {
     let clean = content(p).ok_or("the picture's size does not match its pixels")?;
-    // Back to the camera's shape (the model may have squeezed it), and at
-    // least 480 lines high so a phone shows something.
-    let h = clean.height().max(480);
+    let h = clean.height();
     let aspect = if p.aspect > 0.0 {
         p.aspect
     } else {
-        clean.width() as f32 / clean.height().max(1) as f32
+        clean.width() as f32 / h.max(1) as f32
     };
     let w = ((h as f32 * aspect).round() as u32).clamp(16, 4096);
-    let clean = image::imageops::resize(&clean, w, h, image::imageops::FilterType::Triangle);
-    let mut boxed = clean.clone();
+    if w == clean.width() {
+        return Ok(clean);
+    }
+    Ok(image::imageops::resize(
+        &clean,
+        w,
+        h,
+        image::imageops::FilterType::Triangle,
+    ))
+}
+
+/// The JPEG with the boxes drawn (made before the message goes out).
+pub fn boxed_jpeg(img: &RgbImage, boxes: &[Detection]) -> Result<Vec<u8>, String> {
+    let mut boxed = img.clone();
     let t = (boxed.width() / 200).max(2);
     for d in boxes {
         draw_box(&mut boxed, d.bbox, BOX, t);
     }
-    Ok((jpeg(&boxed)?, jpeg(&clean)?))
+    jpeg(&boxed)
+}
+
+/// The clean JPEG (made after the message went out).
+pub fn clean_jpeg(img: &RgbImage) -> Result<Vec<u8>, String> {
+    jpeg(img)
+}
+
+/// JPEGs of a picture: with the boxes drawn, and clean.
+pub fn snapshots(p: &Picture, boxes: &[Detection]) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let img = shown(p)?;
+    Ok((boxed_jpeg(&img, boxes)?, clean_jpeg(&img)?))
 }
 
 fn jpeg(img: &RgbImage) -> Result<Vec<u8>, String> {
@@ -190,7 +212,7 @@ mod tests {
         };
         let (boxed, clean) = snapshots(&p, &[d]).expect("jpegs");
         let shape = image::load_from_memory(&boxed).expect("decodes");
-        assert_eq!((shape.width(), shape.height()), (853, 480), "back to 16:9");
+        assert_eq!((shape.width(), shape.height()), (178, 100), "back to 16:9");
         let red = |j: &[u8]| {
             let img = image::load_from_memory(j).expect("decodes").to_rgb8();
             img.pixels()

@@ -1,6 +1,6 @@
 //! The recorder's side of the delivery stage: for each occurrence message,
-//! the snapshot JPEGs and the clip's span are stored before the message is
-//! committed, so the links it carries work when it arrives. Links are
+//! the snapshot JPEGs are stored before the message is committed (so its
+//! link works when the message arrives), and the clip's span right after. Links are
 //! signed (see [`super::sign`]) with the configured lifetime.
 
 use std::sync::Arc;
@@ -19,6 +19,47 @@ pub struct Capture {
     /// `scheme://host:port` that links carry.
     pub base: String,
     pub clocks: Arc<dyn Clocks>,
+    /// Where the latest snapshot is also published, retained, as
+    /// `sightline/<stream>/<label>/snapshot`.
+    pub mqtt: Option<Arc<crate::alert::mqtt::MqttSink>>,
+    /// The picture of the message just captured, for its clean copy.
+    pub pending: std::sync::Mutex<Option<(String, image::RgbImage)>>,
+    /// Work done after the message left, in order, on a thread of its own
+    /// (a clip row is an fsync, a clean JPEG an encode: neither may delay
+    /// the next occurrence's message).
+    pub after: crossbeam_channel::Sender<After>,
+}
+
+/// Evidence written after its message went out.
+pub enum After {
+    Clip(Box<ClipRow>),
+    Clean(String, image::RgbImage),
+}
+
+/// Starts the thread that does the [`After`] work; it ends when every
+/// sender is gone.
+pub fn spawn_after(
+    store: Arc<Store>,
+    dir: std::path::PathBuf,
+) -> std::io::Result<crossbeam_channel::Sender<After>> {
+    let (tx, rx) = crossbeam_channel::unbounded::<After>();
+    std::thread::Builder::new()
+        .name("evidence".into())
+        .spawn(move || {
+            for job in rx {
+                let r = match job {
+                    After::Clip(row) => store.put_clip(&row).map_err(|e| format!("{e:#}")),
+                    After::Clean(id, img) => super::clips::clean_jpeg(&img).and_then(|j| {
+                        std::fs::write(dir.join(format!("{id}-clean.jpg")), j)
+                            .map_err(|e| e.to_string())
+                    }),
+                };
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "cannot store evidence");
+                }
+            }
+        })?;
+    Ok(tx)
 }
 
 impl Capture {
@@ -46,18 +87,26 @@ impl Capture {
         }
     }
 
-    fn snapshot(&self, occ: &Occurrence) {
-        let Some(p) = &occ.picture else { return };
+    /// Writes the snapshot with boxes (and publishes it over MQTT);
+    /// returns the picture for the clean copy, made after the message left.
+    fn snapshot(&self, occ: &Occurrence) -> Option<image::RgbImage> {
+        let p = occ.picture.as_ref()?;
         let dir = self.recorder.evidence_dir();
-        let written = super::clips::snapshots(p, &occ.boxes).and_then(|(boxed, clean)| {
+        let made = super::clips::shown(p).and_then(|img| {
+            let boxed = super::clips::boxed_jpeg(&img, &occ.boxes)?;
             std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
             let id = &occ.occurrence_id;
-            std::fs::write(dir.join(format!("{id}.jpg")), boxed).map_err(|e| e.to_string())?;
-            std::fs::write(dir.join(format!("{id}-clean.jpg")), clean).map_err(|e| e.to_string())
+            std::fs::write(dir.join(format!("{id}.jpg")), &boxed).map_err(|e| e.to_string())?;
+            if let Some(m) = &self.mqtt {
+                let topic = format!("sightline/{}/{}/snapshot", occ.stream_id, occ.label);
+                m.publish_retained(&topic, boxed)?;
+            }
+            Ok(img)
         });
-        if let Err(e) = written {
-            tracing::warn!(occurrence = %occ.occurrence_id, error = %e, "cannot store the snapshot");
-        }
+        made.inspect_err(|e| {
+            tracing::warn!(occurrence = %occ.occurrence_id, error = %e, "cannot store the snapshot")
+        })
+        .ok()
     }
 }
 
@@ -66,7 +115,21 @@ impl Evidence for Capture {
         if !self.recorder.is_recording(occ.stream_id.as_str()) {
             return Links::default();
         }
-        self.snapshot(occ);
+        let img = self.snapshot(occ);
+        if let Ok(mut pending) = self.pending.lock() {
+            *pending = img.map(|i| (occ.occurrence_id.clone(), i));
+        }
+        self.links(occ.stream_id.as_str(), &occ.occurrence_id)
+    }
+
+    fn record_clip(&self, occ: &Occurrence) {
+        if !self.recorder.is_recording(occ.stream_id.as_str()) {
+            return;
+        }
+        let pending = self.pending.lock().ok().and_then(|mut p| p.take());
+        if let Some((id, img)) = pending.filter(|(id, _)| *id == occ.occurrence_id) {
+            let _ = self.after.send(After::Clean(id, img));
+        }
         let row = ClipRow {
             occurrence_id: occ.occurrence_id.clone(),
             stream_id: occ.stream_id.to_string(),
@@ -80,10 +143,7 @@ impl Evidence for Capture {
             end_time: occ.end_time,
             created_ms: self.clocks.wall_ms(),
         };
-        if let Err(e) = self.store.put_clip(&row) {
-            tracing::warn!(occurrence = %occ.occurrence_id, error = %format!("{e:#}"), "cannot store the clip");
-        }
-        self.links(occ.stream_id.as_str(), &occ.occurrence_id)
+        let _ = self.after.send(After::Clip(Box::new(row)));
     }
 
     fn clip_due(&self, occ: &Occurrence) -> Option<i64> {

@@ -58,8 +58,10 @@ fn source(url: &SourceUrl, spec: &StreamSpec) -> String {
     };
     let q = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
     match url {
+        // Straight to the depayloader: parsebin would add a typefinder and
+        // a second parser per stream for nothing (recording is H.264 only).
         SourceUrl::Rtsp(u) => format!(
-            "rtspsrc location={} protocols={proto} latency=100 ! parsebin",
+            "rtspsrc location={} protocols={proto} latency=100 ! rtph264depay",
             q(u)
         ),
         // A file plays at its own pace, as a camera would deliver it.

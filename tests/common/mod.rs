@@ -169,6 +169,8 @@ pub struct MqttMessage {
     pub topic: String,
     pub body: serde_json::Value,
     pub raw: String,
+    /// The payload as sent (binary payloads such as snapshots).
+    pub raw_bytes: Vec<u8>,
     pub at: std::time::SystemTime,
 }
 
@@ -214,6 +216,7 @@ pub async fn subscribe_with(
                         topic: p.topic.clone(),
                         body,
                         raw: String::from_utf8_lossy(&p.payload).into_owned(),
+                        raw_bytes: p.payload.to_vec(),
                         at: std::time::SystemTime::now(),
                     });
                 }
