@@ -194,7 +194,7 @@ fn build_recorder(
     Ok(Some((recorder, capture)))
 }
 
-fn build_delivery(
+async fn build_delivery(
     config: &Config,
     store: &Arc<Store>,
     guard: &Arc<Guard>,
@@ -205,19 +205,26 @@ fn build_delivery(
     let webhook = WebhookSink::new(config.webhook.timeout, Arc::clone(guard))
         .context("building the HTTP client")?;
     let mqtt: Option<Arc<MqttSink>> = config.mqtt.as_ref().map(|m| Arc::new(MqttSink::start(m)));
-    let dispatcher = Arc::new(Dispatcher::start(
-        Some(Arc::new(webhook)),
-        mqtt.clone().map(|m| m as Arc<dyn Sink>),
-        Some(Arc::clone(&hub)),
-        OutboxSettings {
-            store: Arc::clone(store) as Arc<dyn Outbox>,
-            schedule: config.webhook.schedule.clone().into(),
-            mqtt_schedule: crate::domain::mqtt_schedule(),
-            concurrency: config.webhook.concurrency,
-            clock: Arc::clone(clocks),
-            poll: Duration::from_millis(500),
-        },
-    ));
+    let settings = OutboxSettings {
+        store: Arc::clone(store) as Arc<dyn Outbox>,
+        schedule: config.webhook.schedule.clone().into(),
+        mqtt_schedule: crate::domain::mqtt_schedule(),
+        concurrency: config.webhook.concurrency,
+        clock: Arc::clone(clocks),
+        poll: Duration::from_millis(500),
+    };
+    let (mq, h) = (mqtt.clone().map(|m| m as Arc<dyn Sink>), Arc::clone(&hub));
+    // Starting reads the outbox's targets (SQLite): a blocking thread.
+    let dispatcher = tokio::task::spawn_blocking(move || {
+        Arc::new(Dispatcher::start(
+            Some(Arc::new(webhook)),
+            mq,
+            Some(h),
+            settings,
+        ))
+    })
+    .await
+    .map_err(|e| anyhow!("starting delivery: {e}"))?;
     let recording = build_recorder(config, store, api, clocks, mqtt.clone())?;
     let (recorder, capture) = recording.unzip();
     Ok(Delivery {
@@ -487,6 +494,48 @@ fn start_stages(
     })
 }
 
+/// Serves the API (with the media routes when recording is on).
+fn start_api(
+    listener: Option<(tokio::net::TcpListener, String)>,
+    engine: &Arc<Engine>,
+    out: &Delivery,
+    store: &Arc<Store>,
+    clocks: &Arc<dyn Clocks>,
+    bound: Option<tokio::sync::oneshot::Sender<std::net::SocketAddr>>,
+) -> anyhow::Result<Option<(tokio::sync::oneshot::Sender<()>, Task<()>)>> {
+    let Some((listener, key)) = listener else {
+        return Ok(None);
+    };
+    let media = out.recorder.clone().map(|r| {
+        Arc::new(api::Media {
+            base: out
+                .capture
+                .as_ref()
+                .map(|c| c.base.clone())
+                .unwrap_or_default(),
+            recorder: r,
+            store: Arc::clone(store),
+            clocks: Arc::clone(clocks),
+            time_bases: Arc::clone(&out.time_bases),
+        })
+    });
+    Ok(Some(api::serve(listener, key, engine, media, bound)?))
+}
+
+/// Where webhooks may go: never the API's own port.
+fn guard(
+    config: &Config,
+    api: Option<&(tokio::net::TcpListener, String)>,
+) -> anyhow::Result<Arc<Guard>> {
+    Ok(Arc::new(Guard {
+        allow: config.webhook.allow_private.clone(),
+        api_port: match api {
+            Some((l, _)) => Some(l.local_addr()?.port()),
+            None => None,
+        },
+    }))
+}
+
 /// Builds and starts every stage.
 pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
     source::init().map_err(|e| anyhow!(e))?;
@@ -494,17 +543,11 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
     let clocks = hooks.clocks.clone().unwrap_or_else(crate::clock::real);
     let (store, (manifest, prompts, events)) = load(&config, &clocks).await?;
     let api_listener = bind_api(&config).await?;
-    let guard = Arc::new(Guard {
-        allow: config.webhook.allow_private.clone(),
-        api_port: match &api_listener {
-            Some((l, _)) => Some(l.local_addr()?.port()),
-            None => None,
-        },
-    });
+    let guard = guard(&config, api_listener.as_ref())?;
     let w = Wires::new();
     let pool = build_pool(&config, &manifest, w.scores.0)?;
     let pool_stats = pool.stats();
-    let out = build_delivery(&config, &store, &guard, &clocks, api_listener.as_ref())?;
+    let out = build_delivery(&config, &store, &guard, &clocks, api_listener.as_ref()).await?;
     let (embeddings, embed) = build_embeddings(&config, &manifest, &store, &clocks).await?;
     let stages = start_stages(
         &config,
@@ -521,69 +564,55 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
         (events, hooks.scored.clone(), &clocks),
     )?;
     let (finished_tx, finished) = mpsc::unbounded_channel::<StreamId>();
-    let engine = Engine::start(
-        Parts {
-            store: Arc::clone(&store),
-            manifest: Arc::clone(&manifest),
-            prompts,
-            mqtt: config.mqtt.clone(),
-            out: Output {
-                width: manifest.input.width,
-                height: manifest.input.height,
-                resize: manifest.input.resize,
-            },
-            submitter: pool.submitter(),
-            reporter: reporter(w.control.0.clone(), finished_tx),
-            matcher: w.control.0,
-            indexes: w.indexes.0,
-            dispatcher: Arc::clone(&out.dispatcher),
-            hub: Arc::clone(&out.hub),
-            keep_records: config.state.scene_records,
-            guard,
-            embeddings,
-            allow_local_sources: config.api.as_ref().is_some_and(|a| a.allow_local_sources),
-            recorder: out.recorder.clone(),
-            sources: hooks
-                .sources
-                .clone()
-                .unwrap_or_else(|| Arc::new(source::Gstreamer)),
-            clocks: Arc::clone(&clocks),
+    let parts = Parts {
+        store: Arc::clone(&store),
+        manifest: Arc::clone(&manifest),
+        prompts,
+        mqtt: config.mqtt.clone(),
+        out: Output {
+            width: manifest.input.width,
+            height: manifest.input.height,
+            resize: manifest.input.resize,
         },
-        &config,
-    )
-    .await?;
-
-    let api = match api_listener {
-        Some((listener, key)) => {
-            let media = out.recorder.clone().map(|r| {
-                Arc::new(api::Media {
-                    base: out
-                        .capture
-                        .as_ref()
-                        .map(|c| c.base.clone())
-                        .unwrap_or_default(),
-                    recorder: r,
-                    store: Arc::clone(&store),
-                    clocks: Arc::clone(&clocks),
-                    time_bases: Arc::clone(&out.time_bases),
-                })
-            });
-            Some(api::serve(listener, key, &engine, media, hooks.api_bound)?)
-        }
-        None => None,
+        submitter: pool.submitter(),
+        reporter: reporter(w.control.0.clone(), finished_tx),
+        matcher: w.control.0,
+        indexes: w.indexes.0,
+        dispatcher: Arc::clone(&out.dispatcher),
+        hub: Arc::clone(&out.hub),
+        keep_records: config.state.scene_records,
+        guard,
+        embeddings,
+        allow_local_sources: config.api.as_ref().is_some_and(|a| a.allow_local_sources),
+        recorder: out.recorder.clone(),
+        sources: hooks
+            .sources
+            .clone()
+            .unwrap_or_else(|| Arc::new(source::Gstreamer)),
+        clocks: Arc::clone(&clocks),
     };
+    let engine = Engine::start(parts, &config).await?;
+
+    let api = start_api(
+        api_listener,
+        &engine,
+        &out,
+        &store,
+        &clocks,
+        hooks.api_bound,
+    )?;
     if let Some(tx) = hooks.engine {
         let _ = tx.send(Arc::clone(&engine));
     }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     tracing::info!(streams = engine.stream_stats().len(), "sightline running");
     let stats_task = config.runtime.stats_interval.map(|every| {
-        tokio::spawn(log_counters(
-            every,
+        let (e, p, d) = (
             Arc::clone(&engine),
             Arc::clone(&pool_stats),
             Arc::clone(&out.dispatcher),
-        ))
+        );
+        tokio::spawn(log_counters(every, e, p, d))
     });
     Ok(Daemon {
         engine,
@@ -600,11 +629,8 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
         mqtt: out.mqtt,
         finished,
         retention: out.recorder.as_ref().map(|r| {
-            tokio::spawn(crate::record::retention::run(
-                Arc::clone(r),
-                Arc::clone(&store),
-                Arc::clone(&clocks),
-            ))
+            let job = crate::record::retention::run(Arc::clone(r), store, Arc::clone(&clocks));
+            tokio::spawn(job)
         }),
         recorder: out.recorder,
         clocks,

@@ -6,6 +6,7 @@
 //! itself, so that one is reported together with the unknown keys seen so far.
 
 mod raw;
+mod sections;
 mod validate;
 
 use std::fmt;

@@ -87,7 +87,10 @@ impl Engine {
         if let Some(r) = &self.parts.recorder {
             r.set_streams(recorded(cat, &alerts));
         }
-        self.parts.dispatcher.set_alerts(alerts, urls);
+        // A new callback URL looks up whether a receiver once said 410
+        // Gone: SQLite, so off the async threads.
+        let d = Arc::clone(&self.parts.dispatcher);
+        let _ = tokio::task::spawn_blocking(move || d.set_alerts(alerts, urls)).await;
 
         self.apply_streams(cat).await;
     }

@@ -615,7 +615,8 @@ impl Engine {
             .persist(move |s| s.redeliver(seq, now))
             .await?
             .ok_or_else(|| Refusal::NotFound(format!("no dead letter with seq {seq}")))?;
-        self.parts.dispatcher.wake(&target);
+        let d = std::sync::Arc::clone(&self.parts.dispatcher);
+        let _ = tokio::task::spawn_blocking(move || d.wake(&target)).await;
         Ok(())
     }
 }

@@ -182,6 +182,8 @@ pub async fn subscribe(port: u16, filter: &str) -> mpsc::UnboundedReceiver<MqttM
         port,
     );
     opts.set_keep_alive(Duration::from_secs(10));
+    // Snapshots are JPEGs of tens of kB; rumqttc's default limit is 10 kB.
+    opts.set_max_packet_size(1 << 20, 1 << 20);
     subscribe_with(opts, filter).await
 }
 
