@@ -1,5 +1,5 @@
 //! Whatever an occurrence holds (any text, any float), the payload builder
-//! produces JSON that parses back, with confidence within 0..1 and a stream
+//! produces JSON that parses back, with confidence within 0..1 and a camera
 //! URL without credentials.
 #![no_main]
 
@@ -30,14 +30,18 @@ fuzz_target!(|data: &[u8]| {
         explanation: text.clone(),
         frame_wall: UNIX_EPOCH + Duration::from_millis(u64::from(data[2]) << 32),
         frame_arrived: Instant::now(),
+        frame_time: f(4) as f64,
+        picture: None,
+        boxes: Vec::new(),
     };
-    let p = payload::build(&AlertId::new("a"), &occ, url);
+    let phase = payload::MessagePhase::from(occ.phase);
+    let p = payload::build(&AlertId::new("a"), &occ, phase, url, &payload::Links::default());
     let body = serde_json::to_vec(&p).expect("a payload always serialises");
     let back: serde_json::Value = serde_json::from_slice(&body).expect("and parses back");
     if let Some(c) = back["confidence"].as_f64() {
         assert!((0.0..=1.0).contains(&c), "confidence {c}");
     }
-    if let Some(u) = back["stream_url"].as_str() {
+    if let Some(u) = back["camera_url"].as_str() {
         if let Some((_, rest)) = u.split_once("://") {
             let auth = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
             assert!(!auth.contains('@'), "credentials left in {u}");
