@@ -98,9 +98,8 @@ impl Sources for Gstreamer {
 /// What can change in a running pipeline without rebuilding it: the
 /// sampler (rate, keyframe mode) and the delta-unit filter before the
 /// decoder. Shared by the supervisor, each pipeline run and the handle.
-#[derive(Default)]
 struct Tuning {
-    sampler: Mutex<Option<Sampler>>,
+    sampler: Mutex<Sampler>,
     /// The current run's `keys` element, if a pipeline is up.
     keys: Mutex<Option<gst::Element>>,
 }
@@ -125,10 +124,7 @@ impl Running for StreamHandle {
 
     fn retune(&self, fps: f64, keyframes_only: bool) {
         if let Ok(mut s) = self.tuning.sampler.lock() {
-            match s.as_mut() {
-                Some(s) => s.retune(fps, keyframes_only),
-                None => *s = Some(Sampler::new(fps, keyframes_only)),
-            }
+            s.retune(fps, keyframes_only);
         }
         if let Some(keys) = self.tuning.keys.lock().ok().and_then(|k| k.clone()) {
             keys.set_property_from_str("drop-buffer-flags", pipeline::key_flags(keyframes_only));
@@ -153,7 +149,10 @@ impl StreamHandle {
             stop: Arc::new(AtomicBool::new(false)),
             thread: Some(std::thread::spawn(move || std::thread::sleep(hold))),
             stats: Arc::default(),
-            tuning: Arc::default(),
+            tuning: Arc::new(Tuning {
+                sampler: Mutex::new(Sampler::new(1.0, false)),
+                keys: Mutex::new(None),
+            }),
         }
     }
 }
@@ -174,7 +173,7 @@ pub fn spawn(
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(SourceStats::default());
     let tuning = Arc::new(Tuning {
-        sampler: Mutex::new(Some(Sampler::new(cfg.fps, cfg.keyframes_only))),
+        sampler: Mutex::new(Sampler::new(cfg.fps, cfg.keyframes_only)),
         keys: Mutex::new(None),
     });
     let id = cfg.id.clone();
@@ -387,12 +386,7 @@ impl Supervisor {
                 .lock()
                 .map(|mut c| c.stream_secs(pts, now))
                 .unwrap_or(0.0);
-            let admit = tuning
-                .sampler
-                .lock()
-                .ok()
-                .and_then(|mut s| s.as_mut().map(|s| s.admit(t, key)))
-                .unwrap_or(false);
+            let admit = tuning.sampler.lock().is_ok_and(|mut s| s.admit(t, key));
             if admit {
                 gst::PadProbeReturn::Ok
             } else {
