@@ -19,12 +19,10 @@ use crate::matcher::{Occurrence, Phase};
 
 /// What the delivery stage asks of the recorder (`record::evidence`).
 pub trait Evidence: Send + Sync {
-    /// Stores what the occurrence's message shows (the snapshot) and
-    /// returns the links to it; default links when it is not recorded.
+    /// Stores what the occurrence's message shows (the snapshot, the
+    /// clip's span) and returns the links to it; default links when the
+    /// stream is not recorded.
     fn capture(&self, occ: &Occurrence) -> Links;
-    /// After the message is committed: records the clip's span (a SQLite
-    /// write, kept off the path to the receiver).
-    fn record_clip(&self, occ: &Occurrence);
     /// For an ended occurrence: the wall time (Unix ms) by which its clip
     /// should be on disk, `None` if it has no clip.
     fn clip_due(&self, occ: &Occurrence) -> Option<i64>;
@@ -71,9 +69,6 @@ fn run(
             Ok(occ) => {
                 let links = evidence.map(|e| e.capture(&occ)).unwrap_or_default();
                 queued += d.dispatch_with(&occ, occ.phase.into(), &links) as u64;
-                if let Some(e) = evidence {
-                    e.record_clip(&occ);
-                }
                 let due = match (occ.phase, evidence) {
                     (Phase::End, Some(e)) => e.clip_due(&occ),
                     _ => None,

@@ -184,11 +184,9 @@ fn build_recorder(
         .context("starting the evidence writer")?;
     let capture = Arc::new(Capture {
         recorder: Arc::clone(&recorder),
-        store: Arc::clone(store),
         base,
         clocks: Arc::clone(clocks),
         mqtt,
-        pending: std::sync::Mutex::new(None),
         after,
     });
     Ok(Some((recorder, capture)))

@@ -1,6 +1,7 @@
 //! The recorder's side of the delivery stage: for each occurrence message,
-//! the snapshot JPEGs are stored before the message is committed (so its
-//! link works when the message arrives), and the clip's span right after. Links are
+//! the boxed snapshot is stored before the message is committed (so its
+//! link works when the message arrives); the clean copy and the clip's span
+//! are written by the evidence thread meanwhile. Links are
 //! signed (see [`super::sign`]) with the configured lifetime.
 
 use std::sync::Arc;
@@ -15,22 +16,19 @@ use crate::store::{ClipRow, Store};
 /// Evidence for occurrences of recorded streams.
 pub struct Capture {
     pub recorder: Arc<Recorder>,
-    pub store: Arc<Store>,
     /// `scheme://host:port` that links carry.
     pub base: String,
     pub clocks: Arc<dyn Clocks>,
     /// Where the latest snapshot is also published, retained, as
     /// `sightline/<stream>/<label>/snapshot`.
     pub mqtt: Option<Arc<crate::alert::mqtt::MqttSink>>,
-    /// The picture of the message just captured, for its clean copy.
-    pub pending: std::sync::Mutex<Option<(String, image::RgbImage)>>,
-    /// Work done after the message left, in order, on a thread of its own
-    /// (a clip row is an fsync, a clean JPEG an encode: neither may delay
-    /// the next occurrence's message).
+    /// Work done beside the delivery thread, in order, on a thread of its
+    /// own (a clip row is an fsync, a clean JPEG an encode: neither may
+    /// delay a message).
     pub after: crossbeam_channel::Sender<After>,
 }
 
-/// Evidence written after its message went out.
+/// Evidence written on the evidence thread.
 pub enum After {
     Clip(Box<ClipRow>),
     Clean(String, image::RgbImage),
@@ -88,7 +86,7 @@ impl Capture {
     }
 
     /// Writes the snapshot with boxes (and publishes it over MQTT);
-    /// returns the picture for the clean copy, made after the message left.
+    /// returns the picture for the clean copy.
     fn snapshot(&self, occ: &Occurrence) -> Option<image::RgbImage> {
         let p = occ.picture.as_ref()?;
         let dir = self.recorder.evidence_dir();
@@ -115,20 +113,12 @@ impl Evidence for Capture {
         if !self.recorder.is_recording(occ.stream_id.as_str()) {
             return Links::default();
         }
-        let img = self.snapshot(occ);
-        if let Ok(mut pending) = self.pending.lock() {
-            *pending = img.map(|i| (occ.occurrence_id.clone(), i));
-        }
-        self.links(occ.stream_id.as_str(), &occ.occurrence_id)
-    }
-
-    fn record_clip(&self, occ: &Occurrence) {
-        if !self.recorder.is_recording(occ.stream_id.as_str()) {
-            return;
-        }
-        let pending = self.pending.lock().ok().and_then(|mut p| p.take());
-        if let Some((id, img)) = pending.filter(|(id, _)| *id == occ.occurrence_id) {
-            let _ = self.after.send(After::Clean(id, img));
+        // The clean JPEG and the clip row go to the evidence thread: the
+        // message is committed meanwhile, not after them.
+        if let Some(img) = self.snapshot(occ) {
+            let _ = self
+                .after
+                .send(After::Clean(occ.occurrence_id.clone(), img));
         }
         let row = ClipRow {
             occurrence_id: occ.occurrence_id.clone(),
@@ -144,6 +134,7 @@ impl Evidence for Capture {
             created_ms: self.clocks.wall_ms(),
         };
         let _ = self.after.send(After::Clip(Box::new(row)));
+        self.links(occ.stream_id.as_str(), &occ.occurrence_id)
     }
 
     fn clip_due(&self, occ: &Occurrence) -> Option<i64> {
