@@ -100,23 +100,23 @@ impl Media {
         })
     }
 
-    /// The clip's MP4: remuxed once the clip has ended (and kept), or from
-    /// what is recorded so far while it runs.
+    /// The MP4 of `[from, to]`, remuxed from the closed segments. With
+    /// `keep` (a complete occurrence clip, which retention deletes with the
+    /// clip) it is remuxed once into `<keep>.mp4`; otherwise into a file of
+    /// this request's own that [`served_once`] deletes once it is read.
     async fn mp4(
         &self,
         stream: &str,
-        occ: &str,
         from: i64,
         to: i64,
-        ended: bool,
+        keep: Option<&str>,
     ) -> Result<PathBuf, String> {
         let dir = self.recorder.evidence_dir();
-        let out = dir.join(if ended {
-            format!("{occ}.mp4")
-        } else {
-            format!("{occ}-so-far.mp4")
-        });
-        if ended && out.is_file() {
+        let out = match keep {
+            Some(occ) => dir.join(format!("{occ}.mp4")),
+            None => dir.join(format!("once-{}.mp4", uuid::Uuid::new_v4())),
+        };
+        if keep.is_some() && out.is_file() {
             return Ok(out);
         }
         let files: Vec<PathBuf> = self
@@ -185,6 +185,14 @@ async fn file(path: &FsPath, kind: &'static str, headers: &HeaderMap) -> Respons
     }
 }
 
+/// Serves an MP4 made for one request, then deletes it (nothing else
+/// would: only complete occurrence clips are kept, and retention owns those).
+async fn served_once(path: &FsPath, headers: &HeaderMap) -> Response {
+    let r = file(path, "video/mp4", headers).await;
+    let _ = tokio::fs::remove_file(path).await;
+    r
+}
+
 fn media(st: &ApiState) -> Option<&Arc<Media>> {
     st.media.as_ref()
 }
@@ -220,8 +228,12 @@ pub async fn occurrence(
     let (from, to, ended) = m.span(&c);
     match what.as_str() {
         "clip.m3u8" => hls(m.playlist(&stream, from, to, ended, exp)),
-        "clip.mp4" => match m.mp4(&stream, &occ, from, to, ended).await {
-            Ok(p) => file(&p, "video/mp4", &headers).await,
+        "clip.mp4" => match m
+            .mp4(&stream, from, to, ended.then_some(occ.as_str()))
+            .await
+        {
+            Ok(p) if ended => file(&p, "video/mp4", &headers).await,
+            Ok(p) => served_once(&p, &headers).await,
             Err(e) => fail(StatusCode::NOT_FOUND, e),
         },
         "player" => {
@@ -287,11 +299,8 @@ pub async fn span(
     let ended = to <= m.clocks.wall_ms();
     match what.as_str() {
         "clip.m3u8" => hls(m.playlist(&stream, from, to, ended, exp)),
-        "clip.mp4" => match m
-            .mp4(&stream, &format!("{stream}-{span}"), from, to, ended)
-            .await
-        {
-            Ok(p) => file(&p, "video/mp4", &headers).await,
+        "clip.mp4" => match m.mp4(&stream, from, to, None).await {
+            Ok(p) => served_once(&p, &headers).await,
             Err(e) => fail(StatusCode::NOT_FOUND, e),
         },
         "player" => {
