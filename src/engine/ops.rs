@@ -184,6 +184,27 @@ fn not_found(kind: &str, id: &str) -> Refusal {
 }
 
 impl Engine {
+    /// Writes one entity row, puts it in the catalog (in `table` of the
+    /// database, `place` of the catalog) and applies the result.
+    async fn save<T>(
+        &self,
+        cat: tokio::sync::MutexGuard<'_, Catalog>,
+        table: Table,
+        id: &str,
+        row: T,
+        place: fn(&mut Catalog) -> &mut std::collections::BTreeMap<String, T>,
+    ) -> Result<T, Refusal>
+    where
+        T: serde::Serialize + Clone + Send + 'static,
+    {
+        let (key, r) = (id.to_string(), row.clone());
+        self.persist(move |s| s.put(table, &key, &r)).await?;
+        let mut next = cat.clone();
+        place(&mut next).insert(id.to_string(), row.clone());
+        self.commit(cat, next).await;
+        Ok(row)
+    }
+
     /// Puts `next` in force: the catalog lock is released before the
     /// applier starts or stops anything.
     async fn commit(&self, mut cat: tokio::sync::MutexGuard<'_, Catalog>, next: Catalog) {
@@ -205,15 +226,8 @@ impl Engine {
             created_at: self.now(),
         };
         let cat = self.catalog.lock().await;
-        {
-            let (id, r) = (id.to_string(), row.clone());
-            self.persist(move |s| s.put(Table::Streams, &id, &r))
-                .await?;
-        }
-        let mut next = cat.clone();
-        next.streams.insert(id, row.clone());
-        self.commit(cat, next).await;
-        Ok(row)
+        self.save(cat, Table::Streams, &id, row, |c| &mut c.streams)
+            .await
     }
 
     /// Changes an API-created stream's sampling rate or keyframe mode; the
@@ -239,15 +253,8 @@ impl Engine {
         let mut check: RawStream = row.spec.clone().into();
         check.id = Some(id.to_string());
         config::check_stream(&check).map_err(problems)?;
-        {
-            let (id, r) = (id.to_string(), row.clone());
-            self.persist(move |s| s.put(Table::Streams, &id, &r))
-                .await?;
-        }
-        let mut next = cat.clone();
-        next.streams.insert(id.to_string(), row.clone());
-        self.commit(cat, next).await;
-        Ok(row)
+        self.save(cat, Table::Streams, id, row, |c| &mut c.streams)
+            .await
     }
 
     /// Starts or stops a stream.
@@ -259,15 +266,8 @@ impl Engine {
             .cloned()
             .ok_or_else(|| not_found("rtstream", id))?;
         row.running = running;
-        {
-            let (id, r) = (id.to_string(), row.clone());
-            self.persist(move |s| s.put(Table::Streams, &id, &r))
-                .await?;
-        }
-        let mut next = cat.clone();
-        next.streams.insert(id.to_string(), row.clone());
-        self.commit(cat, next).await;
-        Ok(row)
+        self.save(cat, Table::Streams, id, row, |c| &mut c.streams)
+            .await
     }
 
     /// Deletes an API-created stream with its indexes and their alerts.
@@ -337,15 +337,8 @@ impl Engine {
             origin: Origin::Api,
             created_at: self.now(),
         };
-        {
-            let (id, r) = (id.to_string(), row.clone());
-            self.persist(move |s| s.put(Table::Indexes, &id, &r))
-                .await?;
-        }
-        let mut next = cat.clone();
-        next.indexes.insert(id, row.clone());
-        self.commit(cat, next).await;
-        Ok(row)
+        self.save(cat, Table::Indexes, &id, row, |c| &mut c.indexes)
+            .await
     }
 
     /// Looks up an index of a stream.
@@ -373,15 +366,8 @@ impl Engine {
         let cat = self.catalog.lock().await;
         let mut row = Self::index_of(&cat, stream, index)?.clone();
         row.running = running;
-        {
-            let (id, r) = (index.to_string(), row.clone());
-            self.persist(move |s| s.put(Table::Indexes, &id, &r))
-                .await?;
-        }
-        let mut next = cat.clone();
-        next.indexes.insert(index.to_string(), row.clone());
-        self.commit(cat, next).await;
-        Ok(row)
+        self.save(cat, Table::Indexes, index, row, |c| &mut c.indexes)
+            .await
     }
 
     /// Creates an event after checking the loaded model can score its prompt.
@@ -399,14 +385,8 @@ impl Engine {
             created_at: self.now(),
         };
         let cat = self.catalog.lock().await;
-        {
-            let (id, r) = (id.to_string(), row.clone());
-            self.persist(move |s| s.put(Table::Events, &id, &r)).await?;
-        }
-        let mut next = cat.clone();
-        next.events.insert(id, row.clone());
-        self.commit(cat, next).await;
-        Ok(row)
+        self.save(cat, Table::Events, &id, row, |c| &mut c.events)
+            .await
     }
 
     /// Deletes an API-created event no alert uses.
@@ -494,14 +474,8 @@ impl Engine {
             created_at: self.now(),
         };
         self.alert_spec(&cat, &row)?;
-        {
-            let (id, r) = (id.to_string(), row.clone());
-            self.persist(move |s| s.put(Table::Alerts, &id, &r)).await?;
-        }
-        let mut next = cat.clone();
-        next.alerts.insert(id, row.clone());
-        self.commit(cat, next).await;
-        Ok(row)
+        self.save(cat, Table::Alerts, &id, row, |c| &mut c.alerts)
+            .await
     }
 
     /// Looks up an alert; with `index`, it must hang under that index.
@@ -529,14 +503,8 @@ impl Engine {
         }
         let mut row = Self::alert_of(&cat, scope.map(|s| s.1), id)?.clone();
         row.enabled = enabled;
-        {
-            let (id, r) = (id.to_string(), row.clone());
-            self.persist(move |s| s.put(Table::Alerts, &id, &r)).await?;
-        }
-        let mut next = cat.clone();
-        next.alerts.insert(id.to_string(), row.clone());
-        self.commit(cat, next).await;
-        Ok(row)
+        self.save(cat, Table::Alerts, id, row, |c| &mut c.alerts)
+            .await
     }
 
     /// Deletes an API-created alert.
