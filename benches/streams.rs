@@ -77,6 +77,54 @@ fn cpu_seconds_of(pid: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// CPU seconds of each thread of this process seen so far, by thread id
+/// (name, ticks). Sampled while the daemon runs, since threads that end
+/// take their counters with them.
+#[derive(Default)]
+struct ThreadCpu(std::collections::HashMap<String, (String, f64)>);
+
+impl ThreadCpu {
+    fn sample(&mut self) {
+        for t in std::fs::read_dir("/proc/self/task")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let tid = t.file_name().to_string_lossy().to_string();
+            let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            let secs = cpu_seconds_of(&format!("self/task/{tid}"));
+            self.0.insert(tid, (name.trim().to_string(), secs));
+        }
+    }
+
+    /// CPU seconds of the threads whose names `pick` accepts.
+    fn sum(&self, pick: impl Fn(&str) -> bool) -> f64 {
+        // A fold from +0.0: an empty f64 sum is -0.0.
+        self.0
+            .values()
+            .filter(|(n, _)| pick(n))
+            .fold(0.0, |a, (_, s)| a + s)
+    }
+
+    /// One line: where the daemon's CPU went, as % of one core over `wall`.
+    fn report(&self, wall: f64) {
+        let pct = |pick: &dyn Fn(&str) -> bool| 100.0 * self.sum(pick) / wall;
+        // GStreamer names a streaming thread after its element and pad:
+        // the recorders' are their appsrc ("tapped") and splitmuxsink's
+        // muxer; the detection branch runs depay, parse and decode on the
+        // jitter buffer's thread.
+        let recording =
+            pct(&|n| n.starts_with("tapped") || n.starts_with("muxer") || n.starts_with("rec-"));
+        let ingest = pct(&|n| n.starts_with("rtpjitterbuffer") || n.starts_with("src-"));
+        let infer = pct(&|n| n.starts_with("infer-"));
+        let evidence = pct(&|n| n == "evidence" || n == "delivery");
+        println!(
+            "  threads (% of one core): inference {infer:.1}, ingest+decode {ingest:.1}, \
+             recording pipelines {recording:.1}, delivery+evidence {evidence:.1}"
+        );
+    }
+}
+
 fn peak_rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
@@ -154,7 +202,21 @@ fn run(mode: &str, streams: usize, secs: u64, workers: usize, port: u16, server_
         let server = server_pid.to_string();
         let (cpu0, server0) = (cpu_seconds(), cpu_seconds_of(&server));
         let t0 = Instant::now();
-        let summary = app::run(config, hooks, tokio::time::sleep(Duration::from_secs(secs)))
+        let threads = std::sync::Arc::new(std::sync::Mutex::new(ThreadCpu::default()));
+        let sampler = std::sync::Arc::clone(&threads);
+        let sampling = tokio::spawn(async move {
+            loop {
+                if let Ok(mut t) = sampler.lock() {
+                    t.sample();
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        });
+        let stop = async move {
+            tokio::time::sleep(Duration::from_secs(secs)).await;
+            sampling.abort();
+        };
+        let summary = app::run(config, hooks, stop)
             .await
             .inspect(|_| {
                 if record {
@@ -192,6 +254,9 @@ fn run(mode: &str, streams: usize, secs: u64, workers: usize, port: u16, server_
             summary.mean_inference_ms,
             summary.mean_queue_ms
         );
+        if let Ok(t) = threads.lock() {
+            t.report(wall);
+        }
         println!(
             "  frame arrival -> scored: p50 {:.1} ms, p99 {:.1} ms (n={})",
             pct(&mut scored_ms, 0.5),

@@ -5,6 +5,8 @@
 //! media pipeline, like separate cameras.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use gstreamer as gst;
@@ -17,6 +19,7 @@ pub struct RtspServer {
     port: u16,
     main_loop: glib::MainLoop,
     thread: Option<JoinHandle<()>>,
+    clients: Arc<AtomicUsize>,
 }
 
 impl RtspServer {
@@ -35,6 +38,8 @@ impl RtspServer {
             })
             .collect();
         let (tx, rx) = std::sync::mpsc::channel::<Result<(u16, glib::MainLoop), String>>();
+        let clients = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&clients);
         let thread = std::thread::Builder::new()
             .name("rtsp-server".into())
             .spawn(move || {
@@ -43,6 +48,9 @@ impl RtspServer {
                 let server = rtsp::RTSPServer::new();
                 server.set_address("127.0.0.1");
                 server.set_service(&port.to_string());
+                server.connect_client_connected(move |_, _| {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                });
                 let Some(mount_points) = server.mount_points() else {
                     let _ = tx.send(Err("RTSP server has no mount points".into()));
                     return;
@@ -78,7 +86,13 @@ impl RtspServer {
             port,
             main_loop,
             thread: Some(thread),
+            clients,
         })
+    }
+
+    /// How many RTSP connections clients have opened so far.
+    pub fn clients(&self) -> usize {
+        self.clients.load(Ordering::SeqCst)
     }
 
     /// The port it listens on.

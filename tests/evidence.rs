@@ -172,6 +172,16 @@ min_free_mb = 1
         );
     }
     assert_eq!(start["camera_url"], server.url("gt"));
+    // Recording rides on detection's camera session (no second one).
+    let status = d.ok("GET", "status", None).await;
+    assert_eq!(
+        status["recording"]["streams"][0]["input"], "tap",
+        "{status}"
+    );
+    let restarts = status["streams"][0]["health"]["restarts"]
+        .as_u64()
+        .expect("restarts");
+    assert_eq!(server.clients() as u64, 1 + restarts, "{status}");
     assert_eq!(ready["occurrence_id"], start["occurrence_id"]);
 
     // Snapshot: a JPEG with a red box on the person; the clean one has none.

@@ -396,7 +396,15 @@ pub async fn status(State(st): State<ApiState>) -> Reply<Value> {
             .recorder
             .statuses()
             .into_iter()
-            .map(|(id, s)| json!({ "id": id, "recording": s.recording, "paused": s.paused, "last_error": s.last_error }))
+            .map(|(id, s)| {
+                json!({
+                    "id": id,
+                    "recording": s.recording,
+                    "paused": s.paused,
+                    "last_error": s.last_error,
+                    "input": s.input,
+                })
+            })
             .collect();
         let paused = streams.iter().any(|s| !s["paused"].is_null());
         json!({

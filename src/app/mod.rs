@@ -38,6 +38,7 @@ use crate::pool::{Pool, PoolConfig, PoolStats, Scorer};
 use crate::record::evidence::Capture;
 use crate::record::{Recorder, Signer};
 use crate::scenes::{self, SceneStage};
+use crate::source::tap::Taps;
 use crate::source::{self, Output, SourceEvent};
 use crate::store::{Outbox, SceneRecord, Store};
 use crate::types::{Scores, StreamId};
@@ -166,12 +167,14 @@ fn build_recorder(
     api: Option<&(tokio::net::TcpListener, String)>,
     clocks: &Arc<dyn Clocks>,
     mqtt: Option<Arc<MqttSink>>,
+    taps: Option<Arc<Taps>>,
 ) -> anyhow::Result<Option<(Arc<Recorder>, Arc<Capture>)>> {
     let signer = match api {
         Some((_, key)) => Signer::from_api_key(key),
         None => Signer::from_api_key(&uuid::Uuid::new_v4().to_string()),
     };
-    let Some(recorder) = Recorder::new(config.recording.clone(), signer, Arc::clone(clocks)) else {
+    let recorder = Recorder::new(config.recording.clone(), signer, Arc::clone(clocks), taps);
+    let Some(recorder) = recorder else {
         return Ok(None);
     };
     let base = match (config.api.as_ref().and_then(|a| a.public_url.clone()), api) {
@@ -198,6 +201,7 @@ async fn build_delivery(
     guard: &Arc<Guard>,
     clocks: &Arc<dyn Clocks>,
     api: Option<&(tokio::net::TcpListener, String)>,
+    taps: Option<Arc<Taps>>,
 ) -> anyhow::Result<Delivery> {
     let hub = Arc::new(Hub::new(config.api.as_ref().map_or(256, |a| a.ws_buffer)));
     let webhook = WebhookSink::new(config.webhook.timeout, Arc::clone(guard))
@@ -223,7 +227,7 @@ async fn build_delivery(
     })
     .await
     .map_err(|e| anyhow!("starting delivery: {e}"))?;
-    let recording = build_recorder(config, store, api, clocks, mqtt.clone())?;
+    let recording = build_recorder(config, store, api, clocks, mqtt.clone(), taps)?;
     let (recorder, capture) = recording.unzip();
     Ok(Delivery {
         dispatcher,
@@ -545,7 +549,18 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
     let w = Wires::new();
     let pool = build_pool(&config, &manifest, w.scores.0)?;
     let pool_stats = pool.stats();
-    let out = build_delivery(&config, &store, &guard, &clocks, api_listener.as_ref()).await?;
+    // Real pipelines hand recorded streams' video to the recorder; sources
+    // a test supplies have none to hand.
+    let taps = hooks.sources.is_none().then(|| Arc::new(Taps::default()));
+    let out = build_delivery(
+        &config,
+        &store,
+        &guard,
+        &clocks,
+        api_listener.as_ref(),
+        taps.clone(),
+    )
+    .await?;
     let (embeddings, embed) = build_embeddings(&config, &manifest, &store, &clocks).await?;
     let stages = start_stages(
         &config,
@@ -586,7 +601,7 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
         sources: hooks
             .sources
             .clone()
-            .unwrap_or_else(|| Arc::new(source::Gstreamer)),
+            .unwrap_or_else(|| Arc::new(source::Gstreamer { taps })),
         clocks: Arc::clone(&clocks),
     };
     let engine = Engine::start(parts, &config).await?;

@@ -109,6 +109,52 @@ fn draw_box(img: &mut RgbImage, b: [f32; 4], colour: Rgb<u8>, t: u32) {
 
 /// Box colour: pure red, easy to find in a test and on a phone.
 pub const BOX: Rgb<u8> = Rgb([255, 0, 0]);
+const INK: Rgb<u8> = Rgb([255, 255, 255]);
+
+/// Writes `text` in white on a box-coloured tag whose bottom-left corner
+/// is at (`x`, `y`), or just below `y` when there is no room above (a box at
+/// the top edge). The glyphs are font8x8's, `scale` pixels per dot; what is
+/// not printable ASCII shows as `?`.
+fn draw_tag(img: &mut RgbImage, x: u32, y: u32, text: &str, scale: u32) {
+    let (w, h) = (img.width(), img.height());
+    let pad = scale;
+    let tag_h = 8 * scale + 2 * pad;
+    let top = if y >= tag_h {
+        y - tag_h
+    } else {
+        (y + 1).min(h - 1)
+    };
+    let glyphs: Vec<[u8; 8]> = text
+        .chars()
+        .map(|c| {
+            let c = if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            };
+            font8x8::legacy::BASIC_LEGACY[c as usize]
+        })
+        .collect();
+    let tag_w = glyphs.len() as u32 * 8 * scale + 2 * pad;
+    for ty in top..(top + tag_h).min(h) {
+        for tx in x..(x + tag_w).min(w) {
+            img.put_pixel(tx, ty, BOX);
+        }
+    }
+    for (i, rows) in glyphs.iter().enumerate() {
+        let gx = x + pad + i as u32 * 8 * scale;
+        for (row, bits) in rows.iter().enumerate() {
+            for col in (0..8u32).filter(|c| bits & (1 << c) != 0) {
+                let (px, py) = (gx + col * scale, top + pad + row as u32 * scale);
+                for (dx, dy) in (0..scale).flat_map(|a| (0..scale).map(move |b| (a, b))) {
+                    if px + dx < w && py + dy < h {
+                        img.put_pixel(px + dx, py + dy, INK);
+                    }
+                }
+            }
+        }
+    }
+}
 
 /// The picture as shown: letterbox borders cut, back to the camera's shape
 /// (the model's input may squeeze it), at the model's height.
@@ -136,8 +182,17 @@ pub fn shown(p: &Picture) -> Result<RgbImage, String> {
 pub fn boxed_jpeg(img: &RgbImage, boxes: &[Detection]) -> Result<Vec<u8>, String> {
     let mut boxed = img.clone();
     let t = (boxed.width() / 200).max(2);
+    let scale = (boxed.height() / 240).max(1);
     for d in boxes {
         draw_box(&mut boxed, d.bbox, BOX, t);
+    }
+    // Tags after every box, so no outline crosses a label.
+    let (w, h) = (boxed.width(), boxed.height());
+    for d in boxes {
+        let x = ((d.bbox[0].clamp(0.0, 1.0) * w as f32) as u32).min(w - 1);
+        let y = ((d.bbox[1].clamp(0.0, 1.0) * h as f32) as u32).min(h - 1);
+        let text = format!("{} {:.0}%", d.label, d.score * 100.0);
+        draw_tag(&mut boxed, x, y, &text, scale);
     }
     jpeg(&boxed)
 }
@@ -221,5 +276,35 @@ mod tests {
         };
         assert!(red(&boxed) > 100, "the box is drawn");
         assert_eq!(red(&clean), 0, "the clean copy has none");
+    }
+
+    /// White pixels inside the tag above a box: its text. Without a label
+    /// (an empty one) the tag is plain red.
+    fn ink_in_tag(label: &str) -> usize {
+        let img = RgbImage::from_pixel(320, 240, Rgb([40, 40, 40]));
+        let d = Detection {
+            label: Arc::from(label),
+            score: 0.87,
+            bbox: [0.25, 0.5, 0.75, 0.9],
+        };
+        let jpg = boxed_jpeg(&img, &[d]).expect("jpeg");
+        let out = image::load_from_memory(&jpg).expect("decodes").to_rgb8();
+        // The tag sits just above the box's top edge (y = 120), from x = 80.
+        let mut ink = 0;
+        for y in 100..120 {
+            for x in 80..260 {
+                let p = out.get_pixel(x, y);
+                ink += usize::from(p[0] > 200 && p[1] > 200 && p[2] > 200);
+            }
+        }
+        ink
+    }
+
+    #[test]
+    fn boxes_carry_their_label_and_score() {
+        let with_text = ink_in_tag("person");
+        assert!(with_text > 80, "{with_text} white pixels in the tag");
+        // "person 87%" is wider than " 87%" alone: the label is written.
+        assert!(with_text > ink_in_tag("") + 40, "the label's own letters");
     }
 }

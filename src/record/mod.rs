@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::clock::Clocks;
 use crate::domain::{RecordSettings, StreamSpec};
+use crate::source::tap::Taps;
 use crate::types::StreamId;
 pub use pipeline::RecordStatus;
 use segments::{Index, Segment};
@@ -39,6 +40,8 @@ pub struct Recorder {
     running: Mutex<HashMap<StreamId, Recording>>,
     indexes: Mutex<HashMap<String, Arc<Mutex<Index>>>>,
     statuses: Mutex<HashMap<String, Arc<Mutex<RecordStatus>>>>,
+    /// The detection pipelines' encoded video, when the sources offer it.
+    taps: Option<Arc<Taps>>,
 }
 
 /// Whether a name is safe as one path component (stream ids, occurrence
@@ -53,11 +56,14 @@ pub fn safe_name(s: &str) -> bool {
 }
 
 impl Recorder {
-    /// A recorder, or `None` when recording is off (no directory).
+    /// A recorder, or `None` when recording is off (no directory). With
+    /// `taps`, streams recorded from their detection URL are recorded from
+    /// the detection pipeline's session instead of a second one.
     pub fn new(
         settings: RecordSettings,
         signer: Signer,
         clocks: Arc<dyn Clocks>,
+        taps: Option<Arc<Taps>>,
     ) -> Option<Recorder> {
         let dir = settings.dir.clone()?;
         let r = Recorder {
@@ -68,6 +74,7 @@ impl Recorder {
             running: Mutex::default(),
             indexes: Mutex::default(),
             statuses: Mutex::default(),
+            taps,
         };
         // What earlier runs recorded is subject to retention too.
         if let Ok(entries) = std::fs::read_dir(&r.dir) {
@@ -129,13 +136,22 @@ impl Recorder {
     fn start(&self, spec: StreamSpec) -> Option<Recording> {
         let index = self.index(spec.id.as_str())?;
         let stop = Arc::new(AtomicBool::new(false));
+        let (input, from) = match (&self.taps, &spec.record_url) {
+            (Some(taps), None) => (pipeline::Input::Tap(taps.get(&spec.id)), "tap"),
+            (_, Some(url)) => (pipeline::Input::Url(url.clone()), "record_url"),
+            (None, None) => (pipeline::Input::Url(spec.url.clone()), "url"),
+        };
+        let status = self.status(spec.id.as_str());
+        if let Ok(mut s) = status.lock() {
+            s.input = from;
+        }
         let run = pipeline::RecorderRun {
-            url: spec.record_url.clone().unwrap_or_else(|| spec.url.clone()),
+            input,
             dir: self.dir.join(spec.id.as_str()),
             segment: self.settings.segment,
             min_free_bytes: self.settings.min_free_bytes,
             index,
-            status: self.status(spec.id.as_str()),
+            status,
             stop: Arc::clone(&stop),
             clocks: Arc::clone(&self.clocks),
             spec: spec.clone(),

@@ -1,10 +1,12 @@
 //! One stream's recorder: a GStreamer pipeline of its own that stores the
 //! camera's encoded video as it arrives, without decoding, cut into
-//! keyframe-aligned MPEG-TS segments by `splitmuxsink`. It is separate from
-//! the detection pipeline on purpose: a full disk or a failing write stops
-//! recording, never detection, and it can read another URL (`record_url`,
-//! a camera's main stream) than detection does. It reconnects like the
-//! detection pipeline, and pauses while the disk is short of space.
+//! keyframe-aligned MPEG-TS segments by `splitmuxsink`. Its input is either
+//! the detection pipeline's [`Tap`] (the same camera session, split before
+//! the decoder) or, for a stream with a `record_url` (a camera's main
+//! stream), a camera session of its own. Either way it is a pipeline apart
+//! from detection's: a full disk or a failing write stops recording, never
+//! detection. It restarts after failures, and pauses while the disk is
+//! short of space.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +19,7 @@ use gstreamer::prelude::*;
 use super::segments::Index;
 use crate::clock::Clocks;
 use crate::domain::{SourceUrl, StreamSpec};
+use crate::source::tap::Tap;
 
 /// What a recorder reports about itself.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -25,12 +28,15 @@ pub struct RecordStatus {
     /// Why recording is paused (e.g. the disk is full), while it is.
     pub paused: Option<String>,
     pub last_error: Option<String>,
+    /// Where the video comes from: `tap` (the detection pipeline's camera
+    /// session), `record_url` or `url` (a session of the recorder's own).
+    pub input: &'static str,
 }
 
 /// Everything one recorder thread needs.
 pub struct RecorderRun {
     pub spec: StreamSpec,
-    pub url: SourceUrl,
+    pub input: Input,
     pub dir: PathBuf,
     pub segment: Duration,
     pub min_free_bytes: u64,
@@ -39,6 +45,17 @@ pub struct RecorderRun {
     pub stop: Arc<AtomicBool>,
     pub clocks: Arc<dyn Clocks>,
 }
+
+/// Where a recorder's video comes from.
+pub enum Input {
+    /// The detection pipeline's encoded units.
+    Tap(Arc<Tap>),
+    /// A camera session of the recorder's own.
+    Url(SourceUrl),
+}
+
+/// The recorder's element that the tap feeds.
+const TAP_SRC: &str = "tapped";
 
 /// Free bytes on the filesystem holding `dir` (None if it cannot be read).
 pub fn free_bytes(dir: &Path) -> Option<u64> {
@@ -51,7 +68,13 @@ pub fn free_bytes(dir: &Path) -> Option<u64> {
     }
 }
 
-fn source(url: &SourceUrl, spec: &StreamSpec) -> String {
+fn source(input: &Input, spec: &StreamSpec) -> String {
+    let url = match input {
+        // Queued in the appsrc, so the detection thread that pushes only
+        // ever appends; the tap bounds the queue.
+        Input::Tap(_) => return format!("appsrc name={TAP_SRC} format=time is-live=true"),
+        Input::Url(u) => u,
+    };
     let proto = match spec.transport {
         crate::domain::Transport::Tcp => "tcp",
         crate::domain::Transport::Udp => "udp",
@@ -77,11 +100,11 @@ fn source(url: &SourceUrl, spec: &StreamSpec) -> String {
 }
 
 /// The recording launch line: no decoder anywhere.
-pub fn launch_line(url: &SourceUrl, spec: &StreamSpec, segment: Duration) -> String {
+pub fn launch_line(input: &Input, spec: &StreamSpec, segment: Duration) -> String {
     format!(
         "{} ! h264parse config-interval=-1 ! video/x-h264,stream-format=byte-stream,alignment=au ! \
          splitmuxsink name=rec muxer-factory=mpegtsmux max-size-time={} send-keyframe-requests=false",
-        source(url, spec),
+        source(input, spec),
         segment.as_nanos()
     )
 }
@@ -155,7 +178,7 @@ impl RecorderRun {
     }
 
     fn run_once(&self) -> Result<(), String> {
-        let line = launch_line(&self.url, &self.spec, self.segment);
+        let line = launch_line(&self.input, &self.spec, self.segment);
         let pipeline = gst::parse::launch(&line)
             .map_err(|e| format!("cannot build the recording pipeline: {e}"))?
             .downcast::<gst::Pipeline>()
@@ -179,28 +202,82 @@ impl RecorderRun {
             .set_state(gst::State::Playing)
             .map_err(|e| format!("cannot start recording: {e}"))?;
         self.set(|s| s.recording = true);
-        let end = self.watch(&pipeline);
+        let tapped = match &self.input {
+            Input::Tap(tap) => {
+                let src = pipeline
+                    .by_name(TAP_SRC)
+                    .and_then(|e| e.downcast::<gstreamer_app::AppSrc>().ok())
+                    .ok_or("the recording pipeline has no appsrc")?;
+                tap.attach(src.clone());
+                Some((tap.as_ref(), src))
+            }
+            Input::Url(_) => None,
+        };
+        let end = self.watch(&pipeline, tapped.as_ref());
+        if let Some((tap, _)) = tapped {
+            tap.detach();
+        }
         let _ = pipeline.set_state(gst::State::Null);
         end
     }
 
-    fn watch(&self, pipeline: &gst::Pipeline) -> Result<(), String> {
+    /// How long a tapped recorder waits for video before it closes its
+    /// segment (so clips of what came before become whole).
+    fn starved_limit(&self) -> Duration {
+        (self.segment * 2).max(Duration::from_secs(4))
+    }
+
+    /// Ends the pipeline cleanly: the segment being written is finished so
+    /// it plays.
+    fn finish(&self, pipeline: &gst::Pipeline, tapped: Option<&(&Tap, gstreamer_app::AppSrc)>) {
+        match tapped {
+            Some((tap, src)) => {
+                tap.detach();
+                let _ = src.end_of_stream();
+            }
+            None => {
+                pipeline.send_event(gst::event::Eos::new());
+            }
+        }
+        if let Some(bus) = pipeline.bus() {
+            let _ = bus.timed_pop_filtered(
+                gst::ClockTime::from_seconds(2),
+                &[gst::MessageType::Eos, gst::MessageType::Error],
+            );
+        }
+    }
+
+    fn watch(
+        &self,
+        pipeline: &gst::Pipeline,
+        tapped: Option<&(&Tap, gstreamer_app::AppSrc)>,
+    ) -> Result<(), String> {
         let bus = pipeline.bus().ok_or("the recording pipeline has no bus")?;
         loop {
             if self.stop.load(Ordering::SeqCst) {
-                // Finish the segment being written so it is playable.
-                pipeline.send_event(gst::event::Eos::new());
-                let _ = bus.timed_pop_filtered(
-                    gst::ClockTime::from_seconds(2),
-                    &[gst::MessageType::Eos, gst::MessageType::Error],
-                );
+                self.finish(pipeline, tapped);
                 return Ok(());
+            }
+            if let Some((tap, _)) = tapped.filter(|(t, _)| t.starved_for() > self.starved_limit()) {
+                let waited = tap.starved_for();
+                self.finish(pipeline, tapped);
+                if matches!(self.spec.url, SourceUrl::File(_)) {
+                    return Ok(()); // the file played out: so does its recording
+                }
+                return Err(format!(
+                    "no video from the stream for {} s",
+                    waited.as_secs()
+                ));
             }
             let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(200)) else {
                 continue;
             };
             match msg.view() {
-                gst::MessageView::Eos(_) if matches!(self.url, SourceUrl::File(_)) => return Ok(()),
+                gst::MessageView::Eos(_)
+                    if matches!(self.input, Input::Url(SourceUrl::File(_))) =>
+                {
+                    return Ok(())
+                }
                 gst::MessageView::Eos(_) => return Err("end of stream".into()),
                 gst::MessageView::Error(e) => {
                     let from = e

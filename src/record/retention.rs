@@ -87,7 +87,7 @@ mod tests {
             min_free_bytes: 0,
             url_ttl: Duration::from_secs(60),
         };
-        let r = Recorder::new(settings, Signer::from_api_key("k"), clocks)
+        let r = Recorder::new(settings, Signer::from_api_key("k"), clocks, None)
             .ok_or_else(|| anyhow::anyhow!("recorder"))?;
         let store = Store::open(None)?;
         // A clip over 1006-1008 s (segments from 1004 to 1010 s with roll).

@@ -2,11 +2,13 @@
 //! thread. A pipeline that fails to open, errors, reaches end of stream (live
 //! sources) or stalls is torn down and rebuilt after a capped, jittered
 //! exponential backoff; other streams never notice. Stream time stays
-//! monotonic across rebuilds. GStreamer types never leave this module: the
-//! rest of the daemon sees [`Frame`]s handed to a [`Submitter`].
+//! monotonic across rebuilds. GStreamer types leave this module only through
+//! the recording [`tap`], to the recorder's own pipeline: the rest of the
+//! daemon sees [`Frame`]s handed to a [`Submitter`].
 
 pub mod pipeline;
 pub mod replay;
+pub mod tap;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -78,9 +80,12 @@ pub trait Running: Send {
     fn stop(self: Box<Self>);
 }
 
-/// Streams as GStreamer pipelines.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Gstreamer;
+/// Streams as GStreamer pipelines; with [`tap::Taps`], streams recorded
+/// from their detection URL hand their encoded video to the recorder.
+#[derive(Clone, Default)]
+pub struct Gstreamer {
+    pub taps: Option<Arc<tap::Taps>>,
+}
 
 impl Sources for Gstreamer {
     fn spawn(
@@ -91,7 +96,12 @@ impl Sources for Gstreamer {
         report: Reporter,
         clocks: Arc<dyn Clocks>,
     ) -> std::io::Result<Box<dyn Running>> {
-        Ok(Box::new(spawn(cfg, out, submit, report, clocks)?))
+        let tap = self
+            .taps
+            .as_ref()
+            .filter(|_| tap::Taps::carries(&cfg))
+            .map(|t| t.get(&cfg.id));
+        Ok(Box::new(spawn(cfg, out, submit, report, clocks, tap)?))
     }
 }
 
@@ -169,6 +179,7 @@ pub fn spawn(
     submit: Submitter,
     report: Reporter,
     clocks: Arc<dyn Clocks>,
+    tap: Option<Arc<tap::Tap>>,
 ) -> std::io::Result<StreamHandle> {
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(SourceStats::default());
@@ -186,6 +197,7 @@ pub fn spawn(
         stats: Arc::clone(&stats),
         tuning: Arc::clone(&tuning),
         clocks,
+        tap,
     };
     let thread = std::thread::Builder::new()
         .name(format!("src-{id}"))
@@ -253,6 +265,7 @@ struct Supervisor {
     stats: Arc<SourceStats>,
     tuning: Arc<Tuning>,
     clocks: Arc<dyn Clocks>,
+    tap: Option<Arc<tap::Tap>>,
 }
 
 /// What one pipeline run shares with its callbacks.
@@ -318,7 +331,7 @@ impl Supervisor {
             reason,
             had_frames: false,
         };
-        let line = pipeline::launch_line(&self.cfg, self.out);
+        let line = pipeline::launch_line(&self.cfg, self.out, self.tap.is_some());
         let pipeline = match gst::parse::launch(&line) {
             Ok(p) => p,
             Err(e) => return failed(format!("cannot build pipeline: {e}")),
@@ -351,6 +364,16 @@ impl Supervisor {
         }
         self.gate_frames(&gate, run);
         self.take_frames(&sink, gate.static_pad("src"), run);
+        if let Some(tap) = &self.tap {
+            let Some(tap_sink) = pipeline
+                .by_name(pipeline::TAP)
+                .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+            else {
+                return failed("pipeline is missing its recording tap".into());
+            };
+            tap.upstream_restarted();
+            feed_tap(&tap_sink, Arc::clone(tap));
+        }
         if let Some(bus) = pipeline.bus() {
             bus.set_sync_handler(|_, msg| {
                 lower_streaming_thread_priority(msg);
@@ -555,6 +578,20 @@ const STREAMING_NICE: libc::c_int = 5;
 
 /// A `stream-status` ENTER message is posted from the new streaming thread
 /// itself, so a synchronous bus handler can renice that thread.
+/// Every encoded unit of the tap branch goes to the recorder (or nowhere).
+fn feed_tap(sink: &gst_app::AppSink, tap: Arc<tap::Tap>) {
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |appsink| {
+                if let Ok(sample) = appsink.pull_sample() {
+                    tap.push(&sample);
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+}
+
 fn lower_streaming_thread_priority(msg: &gst::Message) {
     if let gst::MessageView::StreamStatus(s) = msg.view() {
         if s.get().0 == gst::StreamStatusType::Enter {

@@ -6,6 +6,8 @@
 //! keyframe-only mode cheap: the decoder never sees the other frames.
 //! Frames the sampler refuses are dropped right after the decoder, so colour
 //! conversion and scaling run only for frames that will be scored.
+//! With a recording tap, a `tee` right after parsing also hands the
+//! still-encoded units to an `appsink` for the recorder (see [`super::tap`]).
 
 use crate::domain::{SourceUrl, StreamSpec, Transport};
 use crate::model::Resize;
@@ -16,6 +18,8 @@ pub const GATE: &str = "gate";
 /// (its `drop-buffer-flags` is changed live when the mode changes).
 pub const KEYS: &str = "keys";
 pub const SINK: &str = "sink";
+/// The appsink of the recording tap, when there is one.
+pub const TAP: &str = "tap";
 
 /// How the pipeline should fit frames to the model.
 #[derive(Debug, Clone, Copy)]
@@ -60,8 +64,8 @@ pub fn key_flags(keyframes_only: bool) -> &'static str {
     }
 }
 
-/// Builds the launch line for a stream.
-pub fn launch_line(s: &StreamSpec, out: Output) -> String {
+/// Builds the launch line for a stream; `tap` adds the recording branch.
+pub fn launch_line(s: &StreamSpec, out: Output, tap: bool) -> String {
     let (src, live) = match &s.url {
         SourceUrl::Rtsp(u) => {
             let proto = match s.transport {
@@ -89,9 +93,22 @@ pub fn launch_line(s: &StreamSpec, out: Output) -> String {
     let fit = fit(out);
     // A live source is already paced; a file is played at its own speed.
     let sync = !live;
+    // The tap branch never waits for anything: it neither syncs to the
+    // clock nor holds up preroll, so it cannot slow the decoding branch.
+    let (split, tap) = if tap {
+        (
+            " ! tee name=split",
+            format!(
+                " split. ! appsink name={TAP} sync=false async=false max-buffers=4 drop=true \
+                 emit-signals=false enable-last-sample=false"
+            ),
+        )
+    } else {
+        (Default::default(), String::new())
+    };
     format!(
-        "{src}{keyframes} ! decodebin ! identity name={GATE} ! {fit} ! \
-         appsink name={SINK} max-buffers=1 drop=true sync={sync} emit-signals=false"
+        "{src}{split}{keyframes} ! decodebin ! identity name={GATE} ! {fit} ! \
+         appsink name={SINK} max-buffers=1 drop=true sync={sync} emit-signals=false{tap}"
     )
 }
 
@@ -122,10 +139,16 @@ mod tests {
             height: 300,
             resize: Resize::Stretch,
         };
-        let line = launch_line(&stream(SourceUrl::Rtsp("rtsp://cam/x".into()), true), out);
+        let line = launch_line(
+            &stream(SourceUrl::Rtsp("rtsp://cam/x".into()), true),
+            out,
+            true,
+        );
         let drop_at = line.find("drop-buffer-flags=delta-unit").unwrap();
         assert!(drop_at < line.find("decodebin").unwrap(), "{line}");
         assert!(line.contains("protocols=tcp"));
+        // The recording tap splits off before delta units are dropped.
+        assert!(line.find("tee name=split").unwrap() < drop_at, "{line}");
     }
 
     #[test]
@@ -138,7 +161,9 @@ mod tests {
         let line = launch_line(
             &stream(SourceUrl::File("/a b/\"c\".mp4".into()), false),
             out,
+            false,
         );
+        assert!(!line.contains("tee"), "{line}");
         assert!(line.contains(r#"location="/a b/\"c\".mp4""#), "{line}");
         assert!(line.contains("add-borders=true"));
     }
