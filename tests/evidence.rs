@@ -409,11 +409,14 @@ async fn recording_status(d: &Daemon) -> Value {
 
 /// The recording directory is a full filesystem: detection and delivery go
 /// on, `GET status` says recording is paused, and it resumes once space is
-/// freed.
+/// freed. This stream records a `record_url` (a session of its own); the
+/// other test records through detection's tap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_pauses_recording_and_nothing_else() {
     let clip = common::media("ground_truth.mp4");
-    let server = RtspServer::serve_files(0, &[("gt", &clip)]).expect("rtsp server");
+    // The camera's substream for detection and its main stream for
+    // recording, as NVRs are set up (here, the same clip twice).
+    let server = RtspServer::serve_files(0, &[("gt", &clip), ("main", &clip)]).expect("rtsp");
     let mut hook = Receiver::start().await.expect("receiver");
     let dir = tempfile::tempdir().expect("temp dir");
     let rec = dir.path().join("rec");
@@ -426,6 +429,7 @@ async fn a_full_disk_pauses_recording_and_nothing_else() {
 [[streams]]
 id = "yard"
 url = "{url}"
+record_url = "{main}"
 fps = 2
 
 [[events]]
@@ -442,6 +446,7 @@ dir = "{rec}"
 min_free_mb = 1
 "#,
         url = server.url("gt"),
+        main = server.url("main"),
         callback = hook.url(),
         rec = rec.display(),
     );
@@ -485,6 +490,10 @@ min_free_mb = 1
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // It records the main stream, on a session of its own.
+    let status = recording_status(&d).await;
+    assert_eq!(status["streams"][0]["input"], "record_url", "{status}");
+    assert!(server.clients() >= 2, "{} RTSP sessions", server.clients());
     d.stop().await;
 }
 
