@@ -67,6 +67,49 @@ fn ssd_boxes_are_in_picture_coordinates() {
     assert!(p.bbox.iter().all(|v| (0.0..=1.0).contains(v)), "{p:?}");
 }
 
+/// The 80-class CenterNet (kind `detections`), letterboxed, on real photos:
+/// what each shows is found, with its own class, and rocket shows nothing
+/// above the model's threshold.
+#[test]
+fn coco_detector_names_what_each_photo_shows() {
+    let mut det = detector(repo_model("centernet-coco"));
+    let threshold = det.manifest().score_threshold;
+    for (img, want) in [
+        ("astronaut.png", "person"),
+        ("camera.png", "person"),
+        ("chelsea.png", "cat"),
+        ("coffee.png", "cup"),
+    ] {
+        let (rgb, content) = prepare_image(&still(img), det.manifest());
+        let dets = det.detect(&rgb, content).expect("inference");
+        let seen: Vec<String> = dets
+            .iter()
+            .map(|d| format!("{} {:.2}", d.label, d.score))
+            .collect();
+        eprintln!("{img}: {seen:?}");
+        let top = dets
+            .iter()
+            .max_by(|a, b| a.score.total_cmp(&b.score))
+            .expect("a box");
+        assert_eq!(&*top.label, want, "{img}: {seen:?}");
+        assert!(top.score >= threshold, "{img}: {seen:?}");
+        for d in &dets {
+            assert!(
+                d.bbox.iter().all(|v| (0.0..=1.0).contains(v)),
+                "{img}: {d:?}"
+            );
+            assert!(
+                d.bbox[0] < d.bbox[2] && d.bbox[1] < d.bbox[3],
+                "{img}: {d:?}"
+            );
+        }
+    }
+    let (rgb, content) = prepare_image(&still("rocket.jpg"), det.manifest());
+    let dets = det.detect(&rgb, content).expect("inference");
+    let above: Vec<_> = dets.iter().filter(|d| d.score >= threshold).collect();
+    assert!(above.is_empty(), "rocket: {above:?}");
+}
+
 /// The YOLOv8 decoder on a real YOLOv8n export (NudeNet 320n, AGPL-3.0,
 /// fetched by scripts/setup --test and never committed).
 #[test]

@@ -257,7 +257,7 @@ fn build_pool(
             let m = Arc::clone(&pool_manifest);
             Ok(match m.kind {
                 Kind::DualEncoder => Box::new(ImageEncoder::load(m, intra)?) as Box<dyn Scorer>,
-                Kind::Ssd | Kind::Yolo => Box::new(Detector::load(m, intra)?),
+                Kind::Ssd | Kind::Yolo | Kind::Detections => Box::new(Detector::load(m, intra)?),
             })
         },
         scores_tx,

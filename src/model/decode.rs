@@ -173,6 +173,75 @@ pub fn yolo(
         .collect()
 }
 
+/// How an already-decoded detector reports box corners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Coordinates {
+    /// In input pixels (0..width, 0..height).
+    Pixels,
+    /// Normalised to 0..1 of the input.
+    Normalised,
+}
+
+/// The settings of an already-decoded output (`[N, K, 6]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Decoded {
+    pub coordinates: Coordinates,
+    pub input_w: f32,
+    pub input_h: f32,
+    pub min_score: f32,
+    pub iou: f32,
+    pub max_boxes: usize,
+}
+
+/// Decodes rows of `x1, y1, x2, y2, score, class` (one image's `K` rows),
+/// as graphs that do their own peak picking give them (CenterNet). Boxes
+/// are mapped back to the picture and clamped; overlapping boxes of one
+/// class are suppressed (the graph's own suppression is per peak, so a
+/// large object can come out twice); at most `max_boxes` are kept, best
+/// first. `label_of` maps a class id to a label (None drops the row).
+pub fn decoded(
+    rows: &[f32],
+    p: Decoded,
+    content: Content,
+    label_of: impl Fn(i64) -> Option<Arc<str>>,
+) -> Vec<Detection> {
+    let (sx, sy) = match p.coordinates {
+        Coordinates::Pixels => (p.input_w.max(1.0), p.input_h.max(1.0)),
+        Coordinates::Normalised => (1.0, 1.0),
+    };
+    let mut cands: Vec<(i64, f32, [f32; 4])> = rows
+        .chunks_exact(6)
+        .filter(|r| r[4].is_finite() && r[4] >= p.min_score && r[5].is_finite())
+        .map(|r| {
+            let (x0, x1) = (r[0].min(r[2]) / sx, r[0].max(r[2]) / sx);
+            let (y0, y1) = (r[1].min(r[3]) / sy, r[1].max(r[3]) / sy);
+            (r[5].round() as i64, r[4], [x0, y0, x1, y1])
+        })
+        .collect();
+    cands.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut out: Vec<(i64, Detection)> = Vec::new();
+    for (class, score, b) in cands {
+        if out.len() >= p.max_boxes {
+            break;
+        }
+        let Some(label) = label_of(class) else {
+            continue;
+        };
+        let bbox = content.to_picture(b);
+        if bbox[2] <= bbox[0] || bbox[3] <= bbox[1] {
+            continue; // wholly in the letterbox border
+        }
+        if out
+            .iter()
+            .all(|(c, d)| *c != class || iou_of(&d.bbox, &bbox) <= p.iou)
+        {
+            out.push((class, Detection { label, score, bbox }));
+        }
+    }
+    out.into_iter().map(|(_, d)| d).collect()
+}
+
 /// Intersection over union of two `[x0, y0, x1, y1]` boxes.
 pub fn iou_of(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
@@ -190,6 +259,53 @@ pub fn iou_of(a: &[f32; 4], b: &[f32; 4]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decoded_rows_map_back_suppress_per_class_and_cap() {
+        let names = labels(&["person", "car"]);
+        let label_of = |c: i64| usize::try_from(c).ok().and_then(|i| names.get(i).cloned());
+        #[rustfmt::skip]
+        let rows = [
+            // a car in the middle, pixels of a 100x100 input
+            30.0, 40.0, 70.0, 60.0, 0.8, 1.0,
+            // the same car again, a little weaker: suppressed
+            31.0, 41.0, 71.0, 61.0, 0.7, 1.0,
+            // a person overlapping the car: another class, kept
+            30.0, 40.0, 70.0, 60.0, 0.6, 0.0,
+            // below the threshold
+            0.0, 0.0, 10.0, 10.0, 0.1, 0.0,
+            // an unknown class
+            0.0, 0.0, 10.0, 10.0, 0.9, 7.0,
+            // corners given the wrong way round, partly outside the picture
+            95.0, 5.0, 80.0, -5.0, 0.5, 0.0,
+        ];
+        let p = Decoded {
+            coordinates: Coordinates::Pixels,
+            input_w: 100.0,
+            input_h: 100.0,
+            min_score: 0.3,
+            iou: 0.5,
+            max_boxes: 10,
+        };
+        // Letterboxed: the picture fills rows 0.0-1.0 and columns 0.0-0.9.
+        let content = Content([0.0, 0.0, 0.9, 1.0]);
+        let d = decoded(&rows, p, content, label_of);
+        let got: Vec<(&str, f32)> = d.iter().map(|d| (&*d.label, d.score)).collect();
+        assert_eq!(got, vec![("car", 0.8), ("person", 0.6), ("person", 0.5)]);
+        assert!((d[0].bbox[0] - 0.3 / 0.9).abs() < 1e-5, "{:?}", d[0].bbox);
+        assert!(
+            d[2].bbox.iter().all(|v| (0.0..=1.0).contains(v)),
+            "{:?}",
+            d[2].bbox
+        );
+        assert!(
+            d[2].bbox[0] < d[2].bbox[2] && d[2].bbox[3] == 0.05,
+            "{:?}",
+            d[2].bbox
+        );
+        let capped = decoded(&rows, Decoded { max_boxes: 1, ..p }, content, label_of);
+        assert_eq!(capped.len(), 1);
+    }
 
     fn labels(names: &[&str]) -> Vec<Arc<str>> {
         names.iter().map(|n| Arc::from(*n)).collect()

@@ -18,6 +18,9 @@ pub enum Kind {
     /// An image encoder and a text encoder sharing one embedding space
     /// (CLIP, OpenCLIP, SigLIP exports): events are free text.
     DualEncoder,
+    /// Detections the graph already decoded: one `[1, K, 6]` tensor of
+    /// x1, y1, x2, y2, score, class (CenterNet exports).
+    Detections,
 }
 
 /// Tensor layout of the image input.
@@ -68,6 +71,10 @@ pub struct Input {
     pub std: Option<[f32; 3]>,
 }
 
+fn default_score_threshold() -> f32 {
+    0.5
+}
+
 fn default_scale() -> f32 {
     1.0 / 255.0
 }
@@ -84,6 +91,30 @@ pub struct Outputs {
     pub output: Option<String>,
     /// The image embedding of a dual encoder, `[N, size]`.
     pub embedding: Option<String>,
+    /// The `[N, K, 6]` tensor of kind `detections`.
+    pub detections: Option<String>,
+}
+
+/// `[detections]`: how kind `detections` reports its rows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectionsSpec {
+    /// Box corners in input pixels or normalised to 0..1.
+    pub coordinates: super::decode::Coordinates,
+    /// IoU above which a weaker box of the same class is suppressed.
+    #[serde(default = "default_decoded_iou")]
+    pub iou: f32,
+    /// Boxes kept per frame, best first.
+    #[serde(default = "default_max_boxes")]
+    pub max_boxes: usize,
+}
+
+fn default_decoded_iou() -> f32 {
+    0.5
+}
+
+fn default_max_boxes() -> usize {
+    100
 }
 
 /// `[text]`: the text half of a dual encoder.
@@ -148,9 +179,15 @@ pub struct Manifest {
     pub class_offset: i64,
     pub license: Option<String>,
     pub source: Option<String>,
+    /// The `min_confidence` of an event on this model that sets none: where
+    /// this model's true detections start (they score lower on some models
+    /// than on others).
+    #[serde(default = "default_score_threshold")]
+    pub score_threshold: f32,
     pub input: Input,
     pub outputs: Outputs,
     pub yolo: Option<YoloParams>,
+    pub detections: Option<DetectionsSpec>,
     pub text: Option<TextSpec>,
     pub embedding: Option<EmbeddingSpec>,
     #[serde(skip)]
@@ -227,6 +264,13 @@ impl Manifest {
                 }
             }
             Kind::DualEncoder => check_dual(&m).map_err(bad)?,
+            Kind::Detections => check_decoded(&m).map_err(bad)?,
+        }
+        if !(0.0..=1.0).contains(&m.score_threshold) {
+            return Err(bad(format!(
+                "score_threshold {} must be between 0 and 1",
+                m.score_threshold
+            )));
         }
         Ok(m)
     }
@@ -248,6 +292,29 @@ impl Manifest {
             .ok()
             .and_then(|i| self.labels_shared.get(i))
     }
+}
+
+/// What kind `detections` must say on top of the common fields.
+fn check_decoded(m: &Manifest) -> Result<(), String> {
+    if m.outputs.detections.is_none() {
+        return Err("kind \"detections\" needs outputs.detections (the [1, K, 6] tensor)".into());
+    }
+    let Some(d) = &m.detections else {
+        return Err(
+            "kind \"detections\" needs a [detections] section with coordinates = \"pixels\" or \"normalised\""
+                .into(),
+        );
+    };
+    if !(0.0..=1.0).contains(&d.iou) {
+        return Err(format!("detections.iou {} must be between 0 and 1", d.iou));
+    }
+    if !(1..=1000).contains(&d.max_boxes) {
+        return Err(format!(
+            "detections.max_boxes {} must be between 1 and 1000",
+            d.max_boxes
+        ));
+    }
+    Ok(())
 }
 
 /// What a dual encoder's manifest must say on top of the common fields.

@@ -209,9 +209,16 @@ impl Detector {
             )));
         }
         let o = &manifest.outputs;
-        for name in [&o.boxes, &o.scores, &o.classes, &o.count, &o.output]
-            .into_iter()
-            .flatten()
+        for name in [
+            &o.boxes,
+            &o.scores,
+            &o.classes,
+            &o.count,
+            &o.output,
+            &o.detections,
+        ]
+        .into_iter()
+        .flatten()
         {
             if !session.outputs().iter().any(|x| x.name() == name) {
                 let names: Vec<&str> = session.outputs().iter().map(|x| x.name()).collect();
@@ -302,6 +309,22 @@ impl Detector {
             Kind::DualEncoder => Err(run_err(
                 "a dual encoder gives embeddings, not detections".into(),
             )),
+            Kind::Detections => {
+                let spec = m
+                    .detections
+                    .as_ref()
+                    .ok_or_else(|| run_err("no [detections] section".into()))?;
+                let p = decode::Decoded {
+                    coordinates: spec.coordinates,
+                    input_w: w as f32,
+                    input_h: h as f32,
+                    min_score: FLOOR_SCORE,
+                    iou: spec.iou,
+                    max_boxes: spec.max_boxes,
+                };
+                let (_, rows) = tensor(&m.outputs.detections)?;
+                Ok(decode::decoded(rows, p, content, |c| m.label(c).cloned()))
+            }
             Kind::Yolo => {
                 let (shape, data) = tensor(&m.outputs.output)?;
                 let version = m.yolo.as_ref().map_or(8, |y| y.version);
