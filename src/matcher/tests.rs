@@ -73,6 +73,64 @@ fn prompts_resolve_through_synonyms() {
 }
 
 #[test]
+fn coco_words_people_write_resolve_to_coco_labels() {
+    let coco = labels(&[
+        "person",
+        "bicycle",
+        "car",
+        "motorcycle",
+        "bus",
+        "truck",
+        "cat",
+        "dog",
+        "bird",
+        "backpack",
+        "handbag",
+        "suitcase",
+        "cup",
+        "dining table",
+    ]);
+    let want = |names: &[&str]| labels(names);
+    for (prompt, expect) in [
+        ("Detect car in the driveway", want(&["car"])),
+        ("Detect a truck at the loading bay", want(&["truck"])),
+        (
+            "any vehicle on the lawn",
+            want(&["car", "motorcycle", "bus", "truck"]),
+        ),
+        ("a pet on the sofa", want(&["cat", "dog"])),
+        ("Detect dog on the sofa", want(&["dog"])),
+        ("bike theft", want(&["bicycle"])),
+        (
+            "a parcel left at the door",
+            want(&["backpack", "handbag", "suitcase"]),
+        ),
+        ("buses in the depot", want(&["bus"])),
+        ("Detect intruder", want(&["person"])),
+        (
+            "someone near the dining table",
+            want(&["person", "dining table"]),
+        ),
+    ] {
+        assert_eq!(
+            resolve_classes(prompt, None, &coco).unwrap(),
+            expect,
+            "{prompt}"
+        );
+    }
+    // A person-only model still refuses cars, naming what it knows.
+    let err = resolve_classes("Detect car", None, &labels(&["person"])).unwrap_err();
+    assert!(
+        err.contains("the model detects: person") && err.contains("intruder"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("vehicle"),
+        "no words for labels it lacks: {err}"
+    );
+}
+
+#[test]
 fn a_prompt_outside_the_vocabulary_names_the_vocabulary() {
     let err = resolve_classes("Detect a forklift", None, &labels(&["person"])).unwrap_err();
     assert!(
