@@ -11,7 +11,7 @@ use sightline::domain::{EventSpec, MatchParams};
 use sightline::embeddings::{backtest, search, Embeddings, Entry};
 use sightline::engine::compile_event;
 use sightline::matcher::{Baseline, Rule};
-use sightline::model::{Manifest, PromptModel};
+use sightline::model::{Manifest, ModelSet, PromptModel};
 use sightline::types::EventId;
 
 const FRAMES: i64 = 86_400;
@@ -28,6 +28,11 @@ fn main() {
     let PromptModel::Text(encoder) = &prompts else {
         panic!("not a dual encoder")
     };
+    let models = Arc::new(ModelSet::one(
+        "colour",
+        Arc::clone(&manifest),
+        prompts.clone(),
+    ));
 
     // A day of frames: mostly the background, with a red hour in the middle.
     let store = Embeddings::new(24.0);
@@ -57,7 +62,8 @@ fn main() {
         prompt: prompt.into(),
         label: "bench".into(),
         classes: None,
-        min_confidence: 0.5,
+        min_confidence: Some(0.5),
+        model: None,
         min_count: 1,
         min_area: 0.0,
         region: None,
@@ -80,7 +86,7 @@ fn main() {
             ms[10], ms[20], ms[0]
         );
     };
-    let p = prompts.clone();
+    let p = Arc::clone(&models);
     let st = &store;
     time(
         "search (embed the query + scan)",
@@ -96,7 +102,7 @@ fn main() {
             })
         }),
     );
-    let p = prompts.clone();
+    let p = Arc::clone(&models);
     time(
         "backtest (embed + replay)",
         Box::new(move || {
@@ -115,7 +121,7 @@ fn main() {
             baseline_secs: secs,
             ..event("a red object")
         };
-        let Rule::Text(r) = compile_event(&e, &prompts).expect("compile").rule else {
+        let Rule::Text(r) = compile_event(&e, &models).expect("compile").rule else {
             unreachable!()
         };
         time(

@@ -372,6 +372,8 @@ mod tests {
             label: "red".into(),
             rule: Rule::Text(rule),
             matching: MatchParams::default(),
+            model: 0,
+            model_name: "clip".into(),
         });
         let mut m = Matcher::new(vec![ev]);
         if with_history {
@@ -397,6 +399,7 @@ mod tests {
                 stream_secs: i as f64 * 0.5,
                 detections: Vec::new(),
                 embedding: Some(red.clone().into()),
+                model: 0,
                 queued: Duration::ZERO,
                 inference: Duration::ZERO,
                 picture: None,

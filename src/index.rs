@@ -135,6 +135,7 @@ mod tests {
             wall: SystemTime::now(),
             arrived: Instant::now(),
             stream_secs: t,
+            model: 0,
             detections: (0..people)
                 .map(|i| Detection {
                     label: Arc::from("person"),

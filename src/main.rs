@@ -83,19 +83,30 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             match app::compile(&config, None) {
-                Ok((m, _, events)) => {
-                    let what = match m.embedding {
-                        Some(e) => format!("a dual encoder with {}-value embeddings", e.size),
-                        None => format!("with labels {:?}", m.labels),
-                    };
+                Ok((models, events)) => {
+                    let each: Vec<String> = models
+                        .all()
+                        .iter()
+                        .map(|l| {
+                            let m = &l.manifest;
+                            let what = match m.embedding {
+                                Some(e) => format!("a dual encoder, {}-value embeddings", e.size),
+                                None => format!("{} labels", m.labels.len()),
+                            };
+                            format!("{} = {} ({what})", l.name, m.dir.display())
+                        })
+                        .collect();
                     println!(
-                        "{}: ok ({} streams, {} events, {} alerts; model {} {what})",
+                        "{}: ok ({} streams, {} events, {} alerts; models {})",
                         file.display(),
                         config.streams.len(),
                         events.len(),
                         config.alerts.len(),
-                        m.dir.display(),
+                        each.join(", "),
                     );
+                    for e in &events {
+                        println!("  event {} -> model {}", e.id, e.model_name);
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

@@ -1,5 +1,7 @@
-//! The bounded inference pool: a fixed set of worker threads, each owning its
-//! own scorer (one ONNX session), fed from one bounded queue.
+//! The bounded inference pool: a fixed set of worker threads, each owning
+//! one scorer (one ONNX session) per loaded model, fed from one bounded
+//! queue. A frame names the models to run on it; each gives its own
+//! [`Scores`].
 //!
 //! Admission never blocks the caller (a GStreamer streaming thread). When the
 //! queue is full the oldest queued frame *of the same stream* is replaced; if
@@ -88,6 +90,30 @@ pub struct PoolStats {
     pub queued_us: AtomicU64,
     pub inference_us: AtomicU64,
     per_stream_drops: Mutex<HashMap<StreamId, u64>>,
+    per_model: Mutex<HashMap<(StreamId, usize), ModelCounters>>,
+}
+
+/// One model's counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ModelCounters {
+    /// Frames it scored.
+    pub frames: u64,
+    /// Frames meant for it that were dropped (queue full or stale).
+    pub dropped: u64,
+    pub errors: u64,
+    /// Total inference time, microseconds.
+    pub inference_us: u64,
+}
+
+impl ModelCounters {
+    /// Mean inference time in milliseconds (0 before the first frame).
+    pub fn mean_inference_ms(&self) -> f64 {
+        if self.frames == 0 {
+            0.0
+        } else {
+            self.inference_us as f64 / self.frames as f64 / 1000.0
+        }
+    }
 }
 
 impl PoolStats {
@@ -99,9 +125,51 @@ impl PoolStats {
             .unwrap_or_default()
     }
 
-    fn drop_for(&self, s: &StreamId) {
+    /// Each model's counters over every stream, by its place in the
+    /// model set (`models` entries).
+    pub fn by_model(&self, models: usize) -> Vec<ModelCounters> {
+        let mut out = vec![ModelCounters::default(); models];
+        if let Ok(m) = self.per_model.lock() {
+            for ((_, i), c) in m.iter() {
+                if let Some(o) = out.get_mut(*i) {
+                    o.frames += c.frames;
+                    o.dropped += c.dropped;
+                    o.errors += c.errors;
+                    o.inference_us += c.inference_us;
+                }
+            }
+        }
+        out
+    }
+
+    /// One stream's counters per model that has seen its frames.
+    pub fn stream_models(&self, stream: &StreamId) -> Vec<(usize, ModelCounters)> {
+        let mut out: Vec<(usize, ModelCounters)> = self
+            .per_model
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .filter(|((s, _), _)| s == stream)
+                    .map(|((_, i), c)| (*i, *c))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_by_key(|(i, _)| *i);
+        out
+    }
+
+    fn model(&self, stream: &StreamId, i: usize, f: impl FnOnce(&mut ModelCounters)) {
+        if let Ok(mut m) = self.per_model.lock() {
+            f(m.entry((stream.clone(), i)).or_default());
+        }
+    }
+
+    fn drop_frame(&self, f: &Frame) {
         if let Ok(mut m) = self.per_stream_drops.lock() {
-            *m.entry(s.clone()).or_default() += 1;
+            *m.entry(f.stream_id.clone()).or_default() += 1;
+        }
+        for &i in f.models.iter() {
+            self.model(&f.stream_id, i, |c| c.dropped += 1);
         }
     }
 }
@@ -153,7 +221,7 @@ impl Submitter {
             };
             if let Some(old) = victim.and_then(|i| st.items.remove(i)) {
                 q.stats.dropped_full.fetch_add(1, Ordering::Relaxed);
-                q.stats.drop_for(&old.stream_id);
+                q.stats.drop_frame(&old);
             }
         }
         st.items.push_back(frame);
@@ -191,15 +259,16 @@ pub struct Pool {
 
 impl Pool {
     /// Starts `cfg.workers` threads. `make_scorer(i)` runs on worker `i`'s own
-    /// thread (ONNX sessions are created where they are used); the first error
-    /// stops the start and is returned.
+    /// thread (ONNX sessions are created where they are used) and gives one
+    /// scorer per model, in model-set order; the first error stops the start
+    /// and is returned.
     pub fn start<F>(
         cfg: &PoolConfig,
         make_scorer: F,
         results: Sender<Scores>,
     ) -> Result<Pool, ModelError>
     where
-        F: Fn(usize) -> Result<Box<dyn Scorer>, ModelError> + Send + Sync + 'static,
+        F: Fn(usize) -> Result<Vec<Box<dyn Scorer>>, ModelError> + Send + Sync + 'static,
     {
         let stats = Arc::new(PoolStats::default());
         let queue = Arc::new(Queue {
@@ -224,10 +293,10 @@ impl Pool {
             let handle = std::thread::Builder::new()
                 .name(format!("infer-{i}"))
                 .spawn(move || match make(i) {
-                    Ok(scorer) => {
+                    Ok(scorers) => {
                         let _ = ready.send(Ok(()));
                         drop(ready);
-                        worker_loop(&queue, scorer, &results, max_age);
+                        worker_loop(&queue, scorers, &results, max_age);
                     }
                     Err(e) => {
                         let _ = ready.send(Err(e));
@@ -303,55 +372,87 @@ fn next_frame(queue: &Queue) -> Option<Frame> {
 
 fn worker_loop(
     queue: &Queue,
-    mut scorer: Box<dyn Scorer>,
+    mut scorers: Vec<Box<dyn Scorer>>,
     results: &Sender<Scores>,
     max_age: Duration,
 ) {
     let stats = &queue.stats;
     while let Some(frame) = next_frame(queue) {
-        let started = Instant::now();
-        let queued = started.saturating_duration_since(frame.arrived);
+        let queued = Instant::now().saturating_duration_since(frame.arrived);
         if queued > max_age {
             stats.dropped_stale.fetch_add(1, Ordering::Relaxed);
-            stats.drop_for(&frame.stream_id);
+            stats.drop_frame(&frame);
             continue;
         }
-        match scorer.score(&frame) {
-            Ok(seen) => {
-                let inference = started.elapsed();
-                stats.scored.fetch_add(1, Ordering::Relaxed);
-                stats
-                    .queued_us
-                    .fetch_add(queued.as_micros() as u64, Ordering::Relaxed);
-                stats
-                    .inference_us
-                    .fetch_add(inference.as_micros() as u64, Ordering::Relaxed);
-                let scores = Scores {
-                    stream_id: frame.stream_id,
-                    seq: frame.seq,
-                    wall: frame.wall,
-                    arrived: frame.arrived,
-                    stream_secs: frame.stream_secs,
-                    detections: seen.detections,
-                    embedding: seen.embedding,
-                    queued,
-                    inference,
-                    picture: Some(Arc::new(crate::types::Picture {
-                        width: frame.width,
-                        height: frame.height,
-                        rgb: frame.rgb,
-                        content: frame.content,
-                        aspect: frame.aspect,
-                    })),
-                };
-                if results.send(scores).is_err() {
-                    return;
-                }
+        let seen: Vec<_> = frame
+            .models
+            .iter()
+            .filter_map(|&m| score_one(stats, &mut scorers, &frame, m))
+            .collect();
+        // The picture goes along for snapshots, without a copy.
+        let picture = Arc::new(crate::types::Picture {
+            width: frame.width,
+            height: frame.height,
+            rgb: frame.rgb,
+            content: frame.content,
+            aspect: frame.aspect,
+        });
+        for (model, seen, queued, inference) in seen {
+            let scores = Scores {
+                stream_id: frame.stream_id.clone(),
+                seq: frame.seq,
+                wall: frame.wall,
+                arrived: frame.arrived,
+                stream_secs: frame.stream_secs,
+                detections: seen.detections,
+                embedding: seen.embedding,
+                model,
+                queued,
+                inference,
+                picture: Some(Arc::clone(&picture)),
+            };
+            if results.send(scores).is_err() {
+                return;
             }
-            Err(e) => {
-                stats.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(stream = %frame.stream_id, error = %e, "scoring failed");
-            }
+        }
+    }
+}
+
+/// Runs model `m` on a frame, counting the outcome: its result, how long
+/// the frame had waited, and how long the model took.
+fn score_one(
+    stats: &PoolStats,
+    scorers: &mut [Box<dyn Scorer>],
+    frame: &Frame,
+    m: usize,
+) -> Option<(usize, Seen, Duration, Duration)> {
+    let Some(scorer) = scorers.get_mut(m) else {
+        stats.errors.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(stream = %frame.stream_id, model = m, "frame names no loaded model");
+        return None;
+    };
+    let started = Instant::now();
+    let queued = started.saturating_duration_since(frame.arrived);
+    match scorer.score(frame) {
+        Ok(seen) => {
+            let inference = started.elapsed();
+            let us = inference.as_micros() as u64;
+            stats.scored.fetch_add(1, Ordering::Relaxed);
+            stats
+                .queued_us
+                .fetch_add(queued.as_micros() as u64, Ordering::Relaxed);
+            stats.inference_us.fetch_add(us, Ordering::Relaxed);
+            stats.model(&frame.stream_id, m, |c| {
+                c.frames += 1;
+                c.inference_us += us;
+            });
+            Some((m, seen, queued, inference))
+        }
+        Err(e) => {
+            stats.errors.fetch_add(1, Ordering::Relaxed);
+            stats.model(&frame.stream_id, m, |c| c.errors += 1);
+            tracing::warn!(stream = %frame.stream_id, model = m, error = %e, "scoring failed");
+            None
         }
     }
 }

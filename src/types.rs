@@ -66,6 +66,9 @@ pub struct Frame {
     pub content: [f32; 4],
     /// The camera picture's display aspect (width / height); 0 if unknown.
     pub aspect: f32,
+    /// The models to run on it (places in the model set), all of this
+    /// frame's size.
+    pub models: Arc<[usize]>,
 }
 
 impl fmt::Debug for Frame {
@@ -127,6 +130,8 @@ pub struct Scores {
     pub detections: Vec<Detection>,
     /// Dual encoders: the frame's unit-length image embedding.
     pub embedding: Option<Arc<[f32]>>,
+    /// Which loaded model gave these scores (its place in the model set).
+    pub model: usize,
     /// Time the frame waited in the pool's queue.
     pub queued: std::time::Duration,
     /// Time spent in the model.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use sightline::domain::{EventSpec, MatchParams};
 use sightline::engine::compile_event;
 use sightline::matcher::{Rule, TextRule};
-use sightline::model::{prepare_image, ImageEncoder, Manifest, PromptModel, TextEncoder};
+use sightline::model::{prepare_image, ImageEncoder, Manifest, ModelSet, PromptModel, TextEncoder};
 use sightline::store::Store;
 use sightline::types::EventId;
 
@@ -27,13 +27,20 @@ fn load(dir: &Path) -> Result<(Arc<Manifest>, PromptModel), String> {
     Ok((m, p))
 }
 
+/// The colour model alone, as a model set events compile against.
+fn one(p: &PromptModel) -> ModelSet {
+    let m = Arc::new(Manifest::load(&colour_dir()).expect("manifest"));
+    ModelSet::one("colour", m, p.clone())
+}
+
 fn event(prompt: &str, negatives: &[&str]) -> EventSpec {
     EventSpec {
         id: EventId::new("e"),
         prompt: prompt.into(),
         label: "colour".into(),
         classes: None,
-        min_confidence: 0.5,
+        min_confidence: Some(0.5),
+        model: None,
         min_count: 1,
         min_area: 0.0,
         region: None,
@@ -45,7 +52,7 @@ fn event(prompt: &str, negatives: &[&str]) -> EventSpec {
 }
 
 fn text_rule(p: &PromptModel, prompt: &str) -> TextRule {
-    match compile_event(&event(prompt, &[]), p).unwrap().rule {
+    match compile_event(&event(prompt, &[]), &one(p)).unwrap().rule {
         Rule::Text(r) => r,
         Rule::Labels(_) => panic!("a dual encoder compiled a label rule"),
     }
@@ -87,11 +94,14 @@ fn negatives_compete_with_the_prompt() {
     let (m, p) = load(&colour_dir()).unwrap();
     let mut img = ImageEncoder::load(Arc::clone(&m), 1).unwrap();
     let orange = img.embed(&flat(&m, [230, 120, 20])).unwrap();
-    let plain = match compile_event(&event("a red object", &[]), &p).unwrap().rule {
+    let plain = match compile_event(&event("a red object", &[]), &one(&p))
+        .unwrap()
+        .rule
+    {
         Rule::Text(r) => r,
         _ => unreachable!(),
     };
-    let with_neg = compile_event(&event("a red object", &["an orange object"]), &p)
+    let with_neg = compile_event(&event("a red object", &["an orange object"]), &one(&p))
         .unwrap()
         .rule;
     let Rule::Text(with_neg) = with_neg else {
@@ -124,7 +134,7 @@ fn long_prompts_are_cut_and_bad_ones_refused() {
             "classes applies to detector models",
         ),
     ] {
-        let err = compile_event(&e, &p).unwrap_err();
+        let err = compile_event(&e, &one(&p)).unwrap_err();
         assert!(err.contains(want), "{err}");
     }
 }

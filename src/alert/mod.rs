@@ -487,6 +487,7 @@ mod tests {
             phase,
             event_id: EventId::new("e"),
             label: "lbl".into(),
+            model: "person".into(),
             stream_id: StreamId::new(stream),
             start_time: 1.0,
             end_time: 2.0,

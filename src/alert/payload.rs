@@ -63,6 +63,8 @@ pub struct Payload {
     pub event_id: EventId,
     pub label: String,
     pub event_label: String,
+    /// The `[[models]]` name of the model that scored it.
+    pub model: String,
     pub stream_id: StreamId,
     pub rtstream_id: StreamId,
     /// 0–1: the best detection score in the occurrence so far.
@@ -109,6 +111,7 @@ pub fn build(
         event_id: occ.event_id.clone(),
         label: occ.label.clone(),
         event_label: occ.label.clone(),
+        model: occ.model.to_string(),
         stream_id: occ.stream_id.clone(),
         rtstream_id: occ.stream_id.clone(),
         confidence: round_ms(occ.confidence.clamp(0.0, 1.0) as f64),
@@ -169,6 +172,7 @@ mod tests {
             phase,
             event_id: EventId::new("person"),
             label: "security_alert".into(),
+            model: "person".into(),
             stream_id: StreamId::new("gate"),
             start_time: 10.5004,
             end_time: 11.0,
@@ -208,6 +212,7 @@ mod tests {
             "stream_id",
             "phase",
             "event_label",
+            "model",
             "rtstream_id",
             "data",
             "camera_url",

@@ -127,13 +127,16 @@ pub async fn list_events(State(st): State<ApiState>) -> Reply<EventList> {
     let cat = st.engine.catalog().await;
     let rows = by_creation(cat.events.values(), |e| &e.created_at);
     Ok(Data(EventList {
-        events: rows.into_iter().map(EventView::from).collect(),
+        events: rows
+            .into_iter()
+            .map(|e| EventView::of(e, &st.engine))
+            .collect(),
     }))
 }
 
 pub async fn create_event(State(st): State<ApiState>, Body(b): Body<NewEvent>) -> Reply<EventView> {
     let e = st.engine.create_event(b).await?;
-    Ok(Data(EventView::from(&e)))
+    Ok(Data(EventView::of(&e, &st.engine)))
 }
 
 pub async fn delete_event(State(st): State<ApiState>, Path(id): Path<String>) -> Reply<Value> {
@@ -378,6 +381,54 @@ pub async fn redeliver(State(st): State<ApiState>, Path(seq): Path<String>) -> R
     Ok(Data(json!({ "seq": seq, "redelivering": true })))
 }
 
+/// The models a stream feeds, each with the frames it scored there.
+fn stream_models(st: &ApiState, stream: &str) -> Value {
+    let set = st.engine.models();
+    let counted = st
+        .engine
+        .pool()
+        .stream_models(&crate::types::StreamId::new(stream));
+    let frames = |name: &str| {
+        let i = set.by_name(name);
+        counted
+            .iter()
+            .find(|(m, _)| Some(*m) == i)
+            .map_or(0, |(_, c)| c.frames)
+    };
+    st.engine
+        .stream_models(stream)
+        .iter()
+        .map(|m| json!({ "name": m, "frames": frames(m) }))
+        .collect()
+}
+
+pub async fn models(State(st): State<ApiState>) -> Reply<Value> {
+    let set = st.engine.models();
+    let counters = st.engine.pool().by_model(set.all().len());
+    let models: Vec<Value> = set
+        .all()
+        .iter()
+        .zip(counters)
+        .map(|(m, c)| {
+            let i = &m.manifest.input;
+            json!({
+                "name": m.name,
+                "kind": m.manifest.kind,
+                "labels": m.manifest.labels,
+                "score_threshold": m.manifest.score_threshold,
+                "input": { "width": i.width, "height": i.height, "resize": i.resize },
+                "license": m.manifest.license,
+                "source": m.manifest.source,
+                "frames": c.frames,
+                "dropped": c.dropped,
+                "errors": c.errors,
+                "mean_inference_ms": (c.mean_inference_ms() * 100.0).round() / 100.0,
+            })
+        })
+        .collect();
+    Ok(Data(json!({ "models": models })))
+}
+
 pub async fn status(State(st): State<ApiState>) -> Reply<Value> {
     let cat = st.engine.catalog().await;
     let streams: Vec<Value> = cat
@@ -388,6 +439,7 @@ pub async fn status(State(st): State<ApiState>) -> Reply<Value> {
                 "id": s.id,
                 "status": if s.running { "connected" } else { "stopped" },
                 "health": st.engine.health(&s.id),
+                "models": stream_models(&st, &s.id),
             })
         })
         .collect();

@@ -190,6 +190,12 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         method: "GET",
+        path: "/models",
+        summary: "Loaded models: name, kind, vocabulary, input size, frames scored, mean inference time",
+        make: || get(h::models),
+    },
+    Route {
+        method: "GET",
         path: "/status",
         summary: "Version, model labels, stream health, WebSocket counters",
         make: || get(h::status),

@@ -100,17 +100,21 @@ pub struct EventView {
     pub event_prompt: Option<String>,
     pub label: String,
     pub classes: Option<Vec<String>>,
+    /// The loaded model that scores it (null if it does not compile).
+    pub model: Option<String>,
     pub origin: Origin,
     pub created_at: String,
 }
 
-impl From<&EventRow> for EventView {
-    fn from(e: &EventRow) -> EventView {
+impl EventView {
+    /// The view of an event, with the model the engine routed it to.
+    pub fn of(e: &EventRow, engine: &crate::engine::Engine) -> EventView {
         EventView {
             event_id: e.id.clone(),
             event_prompt: e.spec.prompt.clone(),
             label: e.spec.label.clone().unwrap_or_else(|| e.id.clone()),
             classes: e.spec.classes.clone(),
+            model: engine.model_of(&e.id).map(|m| m.to_string()),
             origin: e.origin,
             created_at: e.created_at.clone(),
         }

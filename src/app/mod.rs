@@ -33,13 +33,15 @@ use crate::embeddings::{Embeddings, Entry};
 use crate::engine::{compile_event, Engine, Parts};
 use crate::matcher::stage::{MatchControl, MatchStage, Observed};
 use crate::matcher::{CompiledEvent, Matcher};
-use crate::model::{self, Detector, EmbeddingMemory, ImageEncoder, Kind, Manifest, PromptModel};
+use crate::model::{
+    self, Detector, EmbeddingMemory, ImageEncoder, Kind, Loaded, Manifest, ModelSet, PromptModel,
+};
 use crate::pool::{Pool, PoolConfig, PoolStats, Scorer};
 use crate::record::evidence::Capture;
 use crate::record::{Recorder, Signer};
 use crate::scenes::{self, SceneStage};
 use crate::source::tap::Taps;
-use crate::source::{self, Output, SourceEvent};
+use crate::source::{self, SourceEvent};
 use crate::store::{Outbox, SceneRecord, Store};
 use crate::types::{Scores, StreamId};
 use counters::{fill_pool_figures, log_counters};
@@ -79,30 +81,51 @@ pub struct Summary {
     pub mean_queue_ms: f64,
 }
 
-/// The loaded model: its manifest, what prompts compile against, the events.
-pub type Compiled = (Arc<Manifest>, PromptModel, Vec<Arc<CompiledEvent>>);
+/// The loaded models and every event compiled against them.
+pub type Compiled = (Arc<ModelSet>, Vec<Arc<CompiledEvent>>);
 
-/// Loads the model (for a dual encoder: both halves, checked against each
-/// other) and compiles every event against it; reports every refused prompt
-/// together. With a `memory`, prompt embeddings are kept there and looked up
-/// there first.
+/// Loads one configured model (for a dual encoder: both halves, checked
+/// against each other).
+fn load_model(
+    config: &Config,
+    entry: &crate::domain::ModelEntry,
+    memory: Option<Arc<dyn EmbeddingMemory>>,
+) -> anyhow::Result<Loaded> {
+    let context = || format!("model {:?} ({})", entry.name, entry.path);
+    let dir = model::resolve_model_dir(&entry.path).with_context(context)?;
+    let manifest = Arc::new(Manifest::load(&dir).with_context(context)?);
+    if manifest.kind == Kind::DualEncoder {
+        model::init_runtime(config.runtime.ort_library.as_deref())?;
+    }
+    let prompts = PromptModel::load(&manifest).with_context(context)?;
+    if let (PromptModel::Text(encoder), Some(memory)) = (&prompts, memory) {
+        encoder.remember_in(memory);
+    }
+    Ok(Loaded {
+        name: Arc::from(entry.name.as_str()),
+        manifest,
+        prompts,
+    })
+}
+
+/// Loads every configured model and compiles every event against them
+/// (each routed to one model); reports every refused prompt together.
+/// With a `memory`, prompt embeddings are kept there and looked up there
+/// first.
 pub fn compile(
     config: &Config,
     memory: Option<Arc<dyn EmbeddingMemory>>,
 ) -> anyhow::Result<Compiled> {
-    let dir = model::resolve_model_dir(&config.model)?;
-    let manifest = Arc::new(Manifest::load(&dir)?);
-    if manifest.kind == Kind::DualEncoder {
-        model::init_runtime(config.runtime.ort_library.as_deref())?;
-    }
-    let prompts = PromptModel::load(&manifest)?;
-    if let (PromptModel::Text(encoder), Some(memory)) = (&prompts, memory) {
-        encoder.remember_in(memory);
-    }
+    let loaded = config
+        .models
+        .iter()
+        .map(|m| load_model(config, m, memory.clone()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let models = Arc::new(ModelSet::new(loaded).map_err(|e| anyhow!(e))?);
     let mut events = Vec::new();
     let mut refused = Vec::new();
     for e in &config.events {
-        match compile_event(e, &prompts) {
+        match compile_event(e, &models) {
             Ok(c) => events.push(Arc::new(c)),
             Err(m) => refused.push(m),
         }
@@ -110,7 +133,7 @@ pub fn compile(
     if !refused.is_empty() {
         return Err(anyhow!("{}", refused.join("\n")));
     }
-    Ok((manifest, prompts, events))
+    Ok((models, events))
 }
 
 /// Runs the daemon until `shutdown` resolves (or, with
@@ -239,14 +262,19 @@ async fn build_delivery(
     })
 }
 
-/// The inference pool: each worker loads its own session on its own thread.
+/// The inference pool: each worker loads its own session of every model on
+/// its own thread.
 fn build_pool(
     config: &Config,
-    manifest: &Arc<Manifest>,
+    models: &ModelSet,
     scores_tx: crossbeam_channel::Sender<Scores>,
 ) -> anyhow::Result<Pool> {
     let intra = config.runtime.intra_threads;
-    let pool_manifest = Arc::clone(manifest);
+    let manifests: Vec<Arc<Manifest>> = models
+        .all()
+        .iter()
+        .map(|m| Arc::clone(&m.manifest))
+        .collect();
     Pool::start(
         &PoolConfig {
             workers: config.runtime.workers,
@@ -254,11 +282,20 @@ fn build_pool(
             max_age: config.runtime.max_frame_age,
         },
         move |_| {
-            let m = Arc::clone(&pool_manifest);
-            Ok(match m.kind {
-                Kind::DualEncoder => Box::new(ImageEncoder::load(m, intra)?) as Box<dyn Scorer>,
-                Kind::Ssd | Kind::Yolo | Kind::Detections => Box::new(Detector::load(m, intra)?),
-            })
+            manifests
+                .iter()
+                .map(|m| {
+                    let m = Arc::clone(m);
+                    Ok(match m.kind {
+                        Kind::DualEncoder => {
+                            Box::new(ImageEncoder::load(m, intra)?) as Box<dyn Scorer>
+                        }
+                        Kind::Ssd | Kind::Yolo | Kind::Detections => {
+                            Box::new(Detector::load(m, intra)?)
+                        }
+                    })
+                })
+                .collect()
         },
         scores_tx,
     )
@@ -270,11 +307,11 @@ fn build_pool(
 /// sender for the scene stage and the writer task.
 async fn build_embeddings(
     config: &Config,
-    manifest: &Manifest,
+    models: &ModelSet,
     store: &Arc<Store>,
     clocks: &Arc<dyn Clocks>,
 ) -> anyhow::Result<(Arc<Embeddings>, Option<(scenes::EmbeddingSender, Task<()>)>)> {
-    let hours = if manifest.kind == Kind::DualEncoder {
+    let hours = if models.text().is_some() {
         config.state.embedding_hours
     } else {
         0.0
@@ -381,18 +418,25 @@ async fn load(config: &Config, clocks: &Arc<dyn Clocks>) -> anyhow::Result<(Arc<
         )
     };
     let started = clocks.now();
-    let (manifest, prompts, events) = {
+    let (models, events) = {
         let (c, s) = (config.clone(), Arc::clone(&store));
         tokio::task::spawn_blocking(move || compile(&c, Some(s as _)))
             .await
-            .map_err(|e| anyhow!("loading the model: {e}"))??
+            .map_err(|e| anyhow!("loading the models: {e}"))??
     };
+    for m in models.all() {
+        tracing::info!(
+            name = %m.name, model = %m.manifest.dir.display(), kind = ?m.manifest.kind,
+            labels = m.manifest.labels.len(), "model loaded"
+        );
+    }
     tracing::info!(
-        model = %manifest.dir.display(), kind = ?manifest.kind, labels = ?manifest.labels,
-        events = events.len(), streams = config.streams.len(),
-        ms = clocks.now().saturating_duration_since(started).as_millis() as u64, "model loaded"
+        events = events.len(),
+        streams = config.streams.len(),
+        ms = clocks.now().saturating_duration_since(started).as_millis() as u64,
+        "models loaded"
     );
-    Ok((store, (manifest, prompts, events)))
+    Ok((store, (models, events)))
 }
 
 /// What the matcher, scene and delivery stages read from.
@@ -543,11 +587,11 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
     source::init().map_err(|e| anyhow!(e))?;
     model::init_runtime(config.runtime.ort_library.as_deref())?;
     let clocks = hooks.clocks.clone().unwrap_or_else(crate::clock::real);
-    let (store, (manifest, prompts, events)) = load(&config, &clocks).await?;
+    let (store, (models, events)) = load(&config, &clocks).await?;
     let api_listener = bind_api(&config).await?;
     let guard = guard(&config, api_listener.as_ref())?;
     let w = Wires::new();
-    let pool = build_pool(&config, &manifest, w.scores.0)?;
+    let pool = build_pool(&config, &models, w.scores.0)?;
     let pool_stats = pool.stats();
     // Real pipelines hand recorded streams' video to the recorder; sources
     // a test supplies have none to hand.
@@ -561,7 +605,7 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
         taps.clone(),
     )
     .await?;
-    let (embeddings, embed) = build_embeddings(&config, &manifest, &store, &clocks).await?;
+    let (embeddings, embed) = build_embeddings(&config, &models, &store, &clocks).await?;
     let stages = start_stages(
         &config,
         Inputs {
@@ -579,15 +623,10 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
     let (finished_tx, finished) = mpsc::unbounded_channel::<StreamId>();
     let parts = Parts {
         store: Arc::clone(&store),
-        manifest: Arc::clone(&manifest),
-        prompts,
+        models: Arc::clone(&models),
         mqtt: config.mqtt.clone(),
-        out: Output {
-            width: manifest.input.width,
-            height: manifest.input.height,
-            resize: manifest.input.resize,
-        },
         submitter: pool.submitter(),
+        pool: Arc::clone(&pool_stats),
         reporter: reporter(w.control.0.clone(), finished_tx),
         matcher: w.control.0,
         indexes: w.indexes.0,

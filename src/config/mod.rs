@@ -17,8 +17,8 @@ pub use raw::{RawAlert, RawConfig, RawEvent, RawRegion, RawStream};
 pub use validate::{check_alert, check_callback_url, check_event, check_stream, valid_id};
 
 pub use crate::domain::{
-    AlertSpec, EventSpec, MatchParams, MqttSettings, RecordSettings, Region, SourceUrl, StreamSpec,
-    Transport,
+    AlertSpec, EventSpec, MatchParams, ModelEntry, MqttSettings, RecordSettings, Region, SourceUrl,
+    StreamSpec, Transport,
 };
 
 /// One thing wrong with a config, with where it is.
@@ -56,8 +56,9 @@ impl fmt::Display for ConfigError {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub runtime: Runtime,
-    /// `[model] path` as written (resolved against the model directories at load).
-    pub model: String,
+    /// The models to load, first one primary (resolved against the model
+    /// directories at load).
+    pub models: Vec<ModelEntry>,
     pub streams: Vec<StreamSpec>,
     pub events: Vec<EventSpec>,
     pub alerts: Vec<AlertSpec>,

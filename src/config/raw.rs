@@ -12,6 +12,9 @@ pub struct RawConfig {
     pub runtime: RawRuntime,
     #[serde(default)]
     pub model: RawModel,
+    /// Several models side by side (instead of `[model]`).
+    #[serde(default)]
+    pub models: Vec<RawModelEntry>,
     #[serde(default)]
     pub streams: Vec<RawStream>,
     #[serde(default)]
@@ -113,6 +116,15 @@ pub struct RawModel {
     pub path: Option<String>,
 }
 
+/// `[[models]]`: one of several models; events name it or are routed to it.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct RawModelEntry {
+    /// What events and payloads call it, such as "coco".
+    pub name: Option<String>,
+    /// As `[model] path`.
+    pub path: Option<String>,
+}
+
 /// `[[streams]]`: one camera.
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
 pub struct RawStream {
@@ -146,6 +158,9 @@ pub struct RawEvent {
     pub label: Option<String>,
     /// Model labels to match; when absent they are resolved from the prompt.
     pub classes: Option<Vec<String>>,
+    /// The `[[models]]` name that scores this event; when absent, the
+    /// cheapest loaded model that can.
+    pub model: Option<String>,
     /// Lowest detection score that counts (default 0.5).
     pub min_confidence: Option<f64>,
     /// Fewest matching objects in one frame (default 1).

@@ -34,7 +34,10 @@ fn a_good_config_validates_with_defaults() {
     assert_eq!(c.streams[0].fps, 2.0);
     assert!(c.streams[0].keyframes_only);
     assert_eq!(c.streams[0].transport, Transport::Tcp);
-    assert_eq!(c.events[0].min_confidence, 0.5);
+    assert_eq!(
+        c.events[0].min_confidence, None,
+        "the model's own threshold"
+    );
     assert_eq!(c.events[0].matching, MatchParams::default());
     assert_eq!(
         c.alerts[0].mqtt_topic.as_deref(),
@@ -42,7 +45,14 @@ fn a_good_config_validates_with_defaults() {
         "MQTT on by default when [mqtt] exists"
     );
     assert_eq!(c.mqtt.as_ref().map(|m| m.port), Some(1883));
-    assert_eq!(c.model, "ssdlite-person");
+    assert_eq!(
+        c.models
+            .iter()
+            .map(|m| (m.name.as_str(), m.path.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("person", "ssdlite-person"), ("coco", "centernet-coco")],
+        "the default models"
+    );
     assert_eq!(
         c.runtime.stats_interval,
         Some(std::time::Duration::from_secs(60))

@@ -148,10 +148,7 @@ pub(super) fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
     let mut c = Checker { problems };
     let runtime = runtime(&mut c, &raw.runtime, raw.streams.len());
 
-    let model = raw
-        .model
-        .path
-        .unwrap_or_else(|| "ssdlite-person".to_string());
+    let models = models(&mut c, &raw);
 
     let mut stream_ids = HashSet::new();
     let streams: Vec<StreamSpec> = raw
@@ -199,7 +196,7 @@ pub(super) fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
     let recording = recording(&mut c, &raw.recording, state.dir.as_deref());
     Config {
         runtime,
-        model,
+        models,
         streams,
         events,
         alerts,
@@ -363,13 +360,10 @@ fn event(c: &mut Checker, p: &str, e: &RawEvent, seen: &mut HashSet<String>) -> 
         prompt,
         label,
         classes: e.classes.clone(),
-        min_confidence: c.float(
-            &format!("{p}.min_confidence"),
-            e.min_confidence,
-            0.5,
-            0.0,
-            1.0,
-        ) as f32,
+        model: e.model.clone(),
+        min_confidence: e
+            .min_confidence
+            .map(|v| c.float(&format!("{p}.min_confidence"), Some(v), 0.5, 0.0, 1.0) as f32),
         min_count: c.int(&format!("{p}.min_count"), e.min_count, 1, 1, 1000) as usize,
         min_area: c.float(&format!("{p}.min_area"), e.min_area, 0.0, 0.0, 1.0) as f32,
         region: e
@@ -387,6 +381,55 @@ fn event(c: &mut Checker, p: &str, e: &RawEvent, seen: &mut HashSet<String>) -> 
         ),
         matching,
     }
+}
+
+/// `[model]` (one model) or `[[models]]` (several, with unique names), or
+/// the defaults when neither is given.
+fn models(c: &mut Checker, raw: &RawConfig) -> Vec<ModelEntry> {
+    if raw.models.is_empty() {
+        return match &raw.model.path {
+            Some(path) => {
+                let name = std::path::Path::new(path)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .filter(|n| valid_id(n))
+                    .unwrap_or_else(|| "model".into());
+                vec![ModelEntry {
+                    name,
+                    path: path.clone(),
+                }]
+            }
+            None => ModelEntry::defaults(),
+        };
+    }
+    if raw.model.path.is_some() {
+        c.bad(
+            "model",
+            "give either [model] or [[models]], not both (a [[models]] entry per model)",
+        );
+    }
+    let mut names = HashSet::new();
+    let mut out = Vec::new();
+    for (i, m) in raw.models.iter().enumerate() {
+        let p = format!("models[{i}]");
+        let (Some(name), Some(path)) = (&m.name, &m.path) else {
+            c.bad(p, "needs a name and a path");
+            continue;
+        };
+        if !valid_id(name) {
+            c.bad(format!("{p}.name"), format!("{name:?} is not a valid name"));
+        } else if !names.insert(name.clone()) {
+            c.bad(
+                format!("{p}.name"),
+                format!("two models are called {name:?}: names must be unique"),
+            );
+        }
+        out.push(ModelEntry {
+            name: name.clone(),
+            path: path.clone(),
+        });
+    }
+    out
 }
 
 /// The k-of-n start, end and cooldown rules of an event.

@@ -82,6 +82,28 @@ impl Default for MatchParams {
     }
 }
 
+/// One model to load: its name (what events and payloads call it) and its
+/// folder or folder name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelEntry {
+    pub name: String,
+    pub path: String,
+}
+
+impl ModelEntry {
+    /// What a box loads when the config names no model: the fast person
+    /// detector, and the 80-class COCO detector beside it.
+    pub fn defaults() -> Vec<ModelEntry> {
+        [("person", "ssdlite-person"), ("coco", "centernet-coco")]
+            .into_iter()
+            .map(|(name, path)| ModelEntry {
+                name: name.into(),
+                path: path.into(),
+            })
+            .collect()
+    }
+}
+
 /// One event (detection rule) as configured.
 #[derive(Debug, Clone)]
 pub struct EventSpec {
@@ -89,7 +111,11 @@ pub struct EventSpec {
     pub prompt: String,
     pub label: String,
     pub classes: Option<Vec<String>>,
-    pub min_confidence: f32,
+    /// The model that must score it (by name); else the cheapest that can.
+    pub model: Option<String>,
+    /// As set; unset means the model's own `score_threshold` (detectors)
+    /// or 0.5 (dual encoders).
+    pub min_confidence: Option<f32>,
     pub min_count: usize,
     pub min_area: f32,
     pub region: Option<Region>,

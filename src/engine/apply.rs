@@ -16,8 +16,8 @@ use crate::domain::{AlertSpec, StreamSpec};
 use crate::index::ActiveIndex;
 use crate::matcher::stage::MatchControl;
 use crate::matcher::CompiledEvent;
-use crate::model::PromptModel;
-use crate::source::Running;
+use crate::model::ModelSet;
+use crate::source::{Branch, Output, Running};
 use crate::store::{AlertRow, EventRow};
 use crate::types::StreamId;
 
@@ -55,11 +55,19 @@ impl Engine {
         // Compiling a text event runs the text encoder: off the async threads.
         let events = {
             let rows: Vec<EventRow> = cat.events.values().cloned().collect();
-            let prompts = self.parts.prompts.clone();
-            tokio::task::spawn_blocking(move || compile_all(&prompts, &rows))
+            let models = Arc::clone(&self.parts.models);
+            tokio::task::spawn_blocking(move || compile_all(&models, &rows))
                 .await
                 .unwrap_or_default()
         };
+        if let Ok(mut r) = self.routes.lock() {
+            *r = events
+                .iter()
+                .map(|e| (e.id.to_string(), e.model_name.clone()))
+                .collect();
+        }
+        let by_event: HashMap<String, usize> =
+            events.iter().map(|e| (e.id.to_string(), e.model)).collect();
         let _ = self.parts.matcher.send(MatchControl::Events(events));
         let _ = self.parts.indexes.send(active_indexes(cat));
 
@@ -87,12 +95,13 @@ impl Engine {
         if let Some(r) = &self.parts.recorder {
             r.set_streams(recorded(cat, &alerts));
         }
+        let needs = needed_models(cat, &alerts, &by_event);
         // A new callback URL looks up whether a receiver once said 410
         // Gone: SQLite, so off the async threads.
         let d = Arc::clone(&self.parts.dispatcher);
         let _ = tokio::task::spawn_blocking(move || d.set_alerts(alerts, urls)).await;
 
-        self.apply_streams(cat).await;
+        self.apply_streams(cat, &needs).await;
     }
 
     /// The streams the catalog wants running, validated.
@@ -113,18 +122,55 @@ impl Engine {
         wanted
     }
 
-    async fn apply_streams(&self, cat: &Catalog) {
-        let mut wanted = Self::wanted_streams(cat);
+    /// The frame sizes a stream is fitted to: one per distinct input of
+    /// the models it needs (the primary model when no event needs any).
+    fn branches(&self, needs: &HashMap<StreamId, Vec<usize>>, id: &StreamId) -> Vec<Branch> {
+        let models = &self.parts.models;
+        let needed = needs
+            .get(id)
+            .filter(|n| !n.is_empty())
+            .cloned()
+            .unwrap_or_else(|| vec![0]);
+        let mut out: Vec<(Output, Vec<usize>)> = Vec::new();
+        for i in needed {
+            let Some(m) = models.get(i) else { continue };
+            let o = Output {
+                width: m.manifest.input.width,
+                height: m.manifest.input.height,
+                resize: m.manifest.input.resize,
+            };
+            match out.iter_mut().find(|(x, _)| *x == o) {
+                Some((_, ms)) => ms.push(i),
+                None => out.push((o, vec![i])),
+            }
+        }
+        out.into_iter()
+            .map(|(out, models)| Branch {
+                out,
+                models: models.into(),
+            })
+            .collect()
+    }
+
+    async fn apply_streams(&self, cat: &Catalog, needs: &HashMap<StreamId, Vec<usize>>) {
+        let wanted = Self::wanted_streams(cat);
+        let mut wanted: HashMap<StreamId, (StreamSpec, Vec<Branch>)> = wanted
+            .into_iter()
+            .map(|(id, spec)| {
+                let b = self.branches(needs, &id);
+                (id, (spec, b))
+            })
+            .collect();
         let to_stop = {
             let Ok(mut running) = self.running.lock() else {
                 return;
             };
             let mut stale = Vec::new();
-            for (id, (cfg, handle)) in running.iter_mut() {
+            for (id, (cfg, branches, handle)) in running.iter_mut() {
                 match wanted.get(id) {
-                    Some(w) if w == cfg => {}
+                    Some((w, b)) if w == cfg && b == branches => {}
                     // Only the sampling changed: retune the live pipeline.
-                    Some(w) if w.same_pipeline(cfg) => {
+                    Some((w, b)) if w.same_pipeline(cfg) && b == branches => {
                         handle.retune(w.fps, w.keyframes_only);
                         tracing::info!(stream = %id, fps = w.fps, keyframes_only = w.keyframes_only, "stream sampling changed");
                         *cfg = w.clone();
@@ -134,7 +180,7 @@ impl Engine {
             }
             let to_stop: Vec<Box<dyn Running>> = stale
                 .iter()
-                .filter_map(|id| running.remove(id).map(|(_, h)| h))
+                .filter_map(|id| running.remove(id).map(|(_, _, h)| h))
                 .collect();
             wanted.retain(|id, _| !running.contains_key(id));
             to_stop
@@ -147,16 +193,16 @@ impl Engine {
             }
             let _ = self.parts.matcher.send(MatchControl::CloseStream(id));
         }
-        for cfg in wanted.into_values() {
-            self.start_stream(cfg);
+        for (cfg, branches) in wanted.into_values() {
+            self.start_stream(cfg, branches);
         }
     }
 
-    fn start_stream(&self, cfg: StreamSpec) {
+    fn start_stream(&self, cfg: StreamSpec, branches: Vec<Branch>) {
         let p = &self.parts;
         let spawned = p.sources.spawn(
             cfg.clone(),
-            p.out,
+            branches.clone(),
             p.submitter.clone(),
             Arc::clone(&p.reporter),
             Arc::clone(&p.clocks),
@@ -165,7 +211,7 @@ impl Engine {
             Ok(h) => {
                 tracing::info!(stream = %cfg.id, url = %cfg.url, "stream started");
                 if let Ok(mut r) = self.running.lock() {
-                    r.insert(cfg.id.clone(), (cfg, h));
+                    r.insert(cfg.id.clone(), (cfg, branches, h));
                 }
             }
             Err(e) => tracing::error!(stream = %cfg.id, error = %e, "cannot start stream"),
@@ -174,26 +220,53 @@ impl Engine {
 }
 
 /// Compiles an event row against the loaded model.
-fn compile_row(e: &EventRow, prompts: &PromptModel) -> Result<CompiledEvent, Refusal> {
+fn compile_row(e: &EventRow, models: &ModelSet) -> Result<CompiledEvent, Refusal> {
     let mut spec: config::RawEvent = e.spec.clone().into();
     spec.id = Some(e.id.clone());
     let cfg = config::check_event(&spec).map_err(problems)?;
-    super::compile_event(&cfg, prompts).map_err(Refusal::Invalid)
+    super::compile_event(&cfg, models).map_err(Refusal::Invalid)
+}
+
+/// The models each stream's enabled alerts need (their events' models).
+fn needed_models(
+    cat: &Catalog,
+    alerts: &[AlertSpec],
+    by_event: &HashMap<String, usize>,
+) -> HashMap<StreamId, Vec<usize>> {
+    let mut needs: HashMap<StreamId, Vec<usize>> = HashMap::new();
+    for a in alerts {
+        let Some(&m) = by_event.get(a.event.as_str()) else {
+            continue;
+        };
+        let on = |id: &StreamId| watches(cat, a, id);
+        for s in cat.streams.keys().map(StreamId::new).filter(|s| on(s)) {
+            let n = needs.entry(s).or_default();
+            if !n.contains(&m) {
+                n.push(m);
+            }
+        }
+    }
+    for n in needs.values_mut() {
+        n.sort_unstable();
+    }
+    needs
+}
+
+/// Whether an alert watches a stream: through its index, or its streams
+/// (none listed: all).
+fn watches(cat: &Catalog, a: &AlertSpec, id: &StreamId) -> bool {
+    let via_index = a
+        .index
+        .as_ref()
+        .and_then(|i| cat.indexes.get(i))
+        .is_some_and(|i| i.stream_id == id.as_str());
+    via_index || (a.index.is_none() && (a.streams.is_empty() || a.streams.contains(id)))
 }
 
 /// The running streams to record: those that say so, and, unless they say
 /// not, those an enabled alert watches.
 fn recorded(cat: &Catalog, alerts: &[AlertSpec]) -> Vec<StreamSpec> {
-    let watched = |id: &StreamId| {
-        alerts.iter().any(|a| {
-            let via_index = a
-                .index
-                .as_ref()
-                .and_then(|i| cat.indexes.get(i))
-                .is_some_and(|i| i.stream_id == id.as_str());
-            via_index || (a.index.is_none() && (a.streams.is_empty() || a.streams.contains(id)))
-        })
-    };
+    let watched = |id: &StreamId| alerts.iter().any(|a| watches(cat, a, id));
     Engine::wanted_streams(cat)
         .into_values()
         .filter(|s| s.record.unwrap_or_else(|| watched(&s.id)))
@@ -201,9 +274,9 @@ fn recorded(cat: &Catalog, alerts: &[AlertSpec]) -> Vec<StreamSpec> {
 }
 
 /// Every event the loaded model can score; the others are logged and left out.
-fn compile_all(prompts: &PromptModel, rows: &[EventRow]) -> Vec<Arc<CompiledEvent>> {
+fn compile_all(models: &ModelSet, rows: &[EventRow]) -> Vec<Arc<CompiledEvent>> {
     rows.iter()
-        .filter_map(|e| match compile_row(e, prompts) {
+        .filter_map(|e| match compile_row(e, models) {
             Ok(c) => Some(Arc::new(c)),
             Err(err) => {
                 tracing::error!(event = %e.id, error = %err, "event cannot be scored; ignored");

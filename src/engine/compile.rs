@@ -1,16 +1,25 @@
-//! Events compiled for the loaded model: a detector's events resolve their
-//! prompt to labels; a dual encoder's have their texts embedded here, by
-//! the text encoder, so the matcher only ever receives finished vectors.
-//! Embedding runs the encoder: call this on a blocking thread.
+//! Events compiled for the loaded models: each is routed to one model
+//! ([`ModelSet::route`]); a detector's events resolve their prompt to its
+//! labels; a dual encoder's have their texts embedded here, by the text
+//! encoder, so the matcher only ever receives finished vectors. Embedding
+//! runs the encoder: call this on a blocking thread.
 
 use crate::domain::EventSpec;
 use crate::matcher::{text, CompiledEvent, LabelRule, Rule, TextRule};
-use crate::model::PromptModel;
+use crate::model::{ModelSet, PromptModel};
 
-/// Compiles an event, refusing prompts the model cannot score (with why).
-pub fn compile_event(e: &EventSpec, model: &PromptModel) -> Result<CompiledEvent, String> {
-    let rule = match model {
-        PromptModel::Labels(labels) => Rule::Labels(LabelRule::compile(e, labels)?),
+/// Compiles an event, refusing prompts no loaded model can score (with why).
+pub fn compile_event(e: &EventSpec, models: &ModelSet) -> Result<CompiledEvent, String> {
+    let idx = models.route(e)?;
+    let model = models
+        .get(idx)
+        .ok_or_else(|| format!("event {:?}: no model {idx}", e.id.as_str()))?;
+    let rule = match &model.prompts {
+        PromptModel::Labels(labels) => Rule::Labels(LabelRule::compile(
+            e,
+            labels,
+            model.manifest.score_threshold,
+        )?),
         PromptModel::Text(encoder) => {
             let texts = TextRule::texts(e)?;
             let (vectors, truncated) = encoder
@@ -25,5 +34,5 @@ pub fn compile_event(e: &EventSpec, model: &PromptModel) -> Result<CompiledEvent
             ))
         }
     };
-    Ok(CompiledEvent::new(e, rule))
+    Ok(CompiledEvent::new(e, rule, idx, model.name.clone()))
 }

@@ -29,9 +29,9 @@ use crate::config::{self, Config};
 use crate::domain::{MqttSettings, StreamSpec};
 use crate::index::ActiveIndex;
 use crate::matcher::stage::MatchControl;
-use crate::model::{Manifest, PromptModel};
+use crate::model::ModelSet;
 use crate::pool::Submitter;
-use crate::source::{self, Output, Reporter, Running, SourceEvent, Sources};
+use crate::source::{self, Branch, Reporter, Running, SourceEvent, Sources};
 use crate::store::{AlertRow, EventRow, IndexRow, Store, StreamRow};
 use crate::types::StreamId;
 pub use compile::compile_event;
@@ -82,12 +82,12 @@ pub struct Health {
 /// The parts of the running daemon the engine drives.
 pub struct Parts {
     pub store: Arc<Store>,
-    pub manifest: Arc<Manifest>,
-    /// What event prompts compile against (labels or a text encoder).
-    pub prompts: PromptModel,
+    /// The loaded models, which events compile against and are routed to.
+    pub models: Arc<ModelSet>,
     pub mqtt: Option<MqttSettings>,
-    pub out: Output,
     pub submitter: Submitter,
+    /// The pool's counters (per model, per stream).
+    pub pool: Arc<crate::pool::PoolStats>,
     pub reporter: Reporter,
     pub matcher: Sender<MatchControl>,
     /// The scene stage's running indexes.
@@ -109,8 +109,9 @@ pub struct Parts {
     pub clocks: Arc<dyn Clocks>,
 }
 
-/// A running stream: the definition it was started with, and its handle.
-type Started = (StreamSpec, Box<dyn Running>);
+/// A running stream: the definition it was started with, the frame sizes
+/// and models it feeds, and its handle.
+type Started = (StreamSpec, Vec<Branch>, Box<dyn Running>);
 
 /// The control plane.
 pub struct Engine {
@@ -120,6 +121,8 @@ pub struct Engine {
     applier: tokio::sync::Mutex<()>,
     running: Mutex<HashMap<StreamId, Started>>,
     health: Arc<Mutex<HashMap<StreamId, Health>>>,
+    /// The model each compiled event was routed to, by event id.
+    routes: Mutex<HashMap<String, Arc<str>>>,
 }
 
 fn problems(p: Vec<config::Problem>) -> Refusal {
@@ -171,6 +174,7 @@ impl Engine {
             catalog: tokio::sync::Mutex::new(catalog),
             applier: tokio::sync::Mutex::new(()),
             running: Mutex::new(HashMap::new()),
+            routes: Mutex::default(),
             health,
         });
         engine.apply_latest().await;
@@ -203,9 +207,44 @@ impl Engine {
         &self.parts.hub
     }
 
-    /// Labels the loaded model can score.
-    pub fn labels(&self) -> &[String] {
-        &self.parts.manifest.labels
+    /// Labels the loaded detectors can score.
+    pub fn labels(&self) -> Vec<std::sync::Arc<str>> {
+        self.parts.models.labels()
+    }
+
+    /// The loaded models.
+    pub fn models(&self) -> &Arc<ModelSet> {
+        &self.parts.models
+    }
+
+    /// The pool's counters.
+    pub fn pool(&self) -> &Arc<crate::pool::PoolStats> {
+        &self.parts.pool
+    }
+
+    /// The model an event is scored by (None if it did not compile).
+    pub fn model_of(&self, event: &str) -> Option<Arc<str>> {
+        self.routes.lock().ok()?.get(event).cloned()
+    }
+
+    /// The models a running stream's frames go to, by name.
+    pub fn stream_models(&self, stream: &str) -> Vec<Arc<str>> {
+        let running = self.running.lock();
+        let Some((_, branches, _)) = running
+            .as_ref()
+            .ok()
+            .and_then(|r| r.get(&StreamId::new(stream)))
+        else {
+            return Vec::new();
+        };
+        let mut idx: Vec<usize> = branches
+            .iter()
+            .flat_map(|b| b.models.iter().copied())
+            .collect();
+        idx.sort_unstable();
+        idx.iter()
+            .filter_map(|&i| self.parts.models.get(i).map(|m| m.name.clone()))
+            .collect()
     }
 
     /// Up/down state and counters of a stream.
@@ -217,7 +256,7 @@ impl Engine {
             .ok()
             .and_then(|h| h.get(&id).cloned())
             .unwrap_or_default();
-        if let Some((_, handle)) = self.running.lock().ok().as_ref().and_then(|r| r.get(&id)) {
+        if let Some((_, _, handle)) = self.running.lock().ok().as_ref().and_then(|r| r.get(&id)) {
             let stats = handle.stats();
             h.frames = stats.frames.load(std::sync::atomic::Ordering::Relaxed);
             h.restarts = stats.restarts.load(std::sync::atomic::Ordering::Relaxed);
@@ -231,7 +270,7 @@ impl Engine {
             .lock()
             .map(|r| {
                 r.iter()
-                    .map(|(id, (_, h))| (id.clone(), Arc::clone(h.stats())))
+                    .map(|(id, (_, _, h))| (id.clone(), Arc::clone(h.stats())))
                     .collect()
             })
             .unwrap_or_default()
@@ -242,7 +281,7 @@ impl Engine {
         let handles: Vec<_> = self
             .running
             .lock()
-            .map(|mut r| r.drain().map(|(_, (_, h))| h).collect())
+            .map(|mut r| r.drain().map(|(_, (_, _, h))| h).collect())
             .unwrap_or_default();
         let stats = handles.iter().map(|h| Arc::clone(h.stats())).collect();
         apply::stop_handles(handles, &self.parts.clocks).await;

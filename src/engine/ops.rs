@@ -2,13 +2,15 @@
 //! validates fully before it writes, so a refused change leaves both the
 //! database and the running daemon as they were.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 
 use super::compile_event;
 use super::{problems, Catalog, Engine, Refusal};
 use crate::config::{self, RawEvent, RawStream};
 use crate::domain::SourceUrl;
-use crate::model::PromptModel;
+use crate::model::ModelSet;
 use crate::store::{
     AlertDef, AlertRow, Batch, EventRow, IndexRow, Origin, Outbox, StreamRow, Table,
 };
@@ -163,13 +165,13 @@ impl NewIndex {
 
 impl NewEvent {
     /// Checks the body against the loaded model; returns the definition for `id`.
-    pub fn validate(self, id: &str, model: &PromptModel) -> Result<RawEvent, Refusal> {
+    pub fn validate(self, id: &str, models: &ModelSet) -> Result<RawEvent, Refusal> {
         let mut spec = self.rest;
         spec.id = Some(id.to_string());
         spec.prompt = Some(self.event_prompt);
         spec.label = Some(self.label);
         let cfg = config::check_event(&spec).map_err(problems)?;
-        compile_event(&cfg, model).map_err(Refusal::Invalid)?;
+        compile_event(&cfg, models).map_err(Refusal::Invalid)?;
         Ok(spec)
     }
 }
@@ -374,8 +376,8 @@ impl Engine {
     pub async fn create_event(&self, b: NewEvent) -> Result<EventRow, Refusal> {
         let id = new_id("ev");
         // A dual encoder runs its text encoder here: off the async threads.
-        let (prompts, event_id) = (self.parts.prompts.clone(), id.clone());
-        let spec = tokio::task::spawn_blocking(move || b.validate(&event_id, &prompts))
+        let (models, event_id) = (Arc::clone(&self.parts.models), id.clone());
+        let spec = tokio::task::spawn_blocking(move || b.validate(&event_id, &models))
             .await
             .map_err(|e| Refusal::Internal(e.to_string()))??;
         let row = EventRow {
@@ -550,6 +552,7 @@ impl Engine {
             label: event
                 .and_then(|e| e.spec.label.clone())
                 .unwrap_or_else(|| cfg.event.to_string()),
+            model: self.parts.models.primary().name.clone(),
             stream_id: crate::types::StreamId::new(stream),
             start_time: 0.0,
             end_time: 0.0,

@@ -2,6 +2,8 @@
 //! (dual-encoder models only). Both embed their prompts with the loaded
 //! text encoder and then scan the stream's frames on a blocking thread.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 
 use super::compile_event;
@@ -9,7 +11,6 @@ use super::{problems, Engine, Refusal};
 use crate::config::{self, RawEvent};
 use crate::embeddings::{self, Hit, Replayed};
 use crate::matcher::{Rule, TextRule};
-use crate::model::PromptModel;
 
 /// `POST rtstream/{id}/search`: the SDK's `rtstream.search` body.
 #[derive(Debug, Deserialize)]
@@ -61,11 +62,12 @@ fn window(from: Option<f64>, to: Option<f64>) -> Result<(i64, i64), Refusal> {
 }
 
 impl Engine {
-    fn text_model(&self) -> Result<(), Refusal> {
-        match &self.parts.prompts {
-            PromptModel::Text(_) => Ok(()),
-            PromptModel::Labels(_) => Err(Refusal::Invalid(
-                "search and backtest need a dual-encoder model; the loaded model is a detector"
+    /// The name of the loaded dual encoder, which search and backtest use.
+    fn text_model(&self) -> Result<String, Refusal> {
+        match self.parts.models.text() {
+            Some((i, _)) => Ok(self.parts.models.all()[i].name.to_string()),
+            None => Err(Refusal::Invalid(
+                "search and backtest need a dual-encoder model; the loaded models are detectors"
                     .into(),
             )),
         }
@@ -82,9 +84,10 @@ impl Engine {
     /// Compiles an event definition to a text rule on a blocking thread
     /// (the text encoder runs).
     async fn text_rule(&self, spec: RawEvent) -> Result<(TextRule, config::MatchParams), Refusal> {
-        let cfg = config::check_event(&spec).map_err(problems)?;
-        let prompts = self.parts.prompts.clone();
-        let compiled = tokio::task::spawn_blocking(move || compile_event(&cfg, &prompts))
+        let mut cfg = config::check_event(&spec).map_err(problems)?;
+        cfg.model = Some(self.text_model()?);
+        let models = Arc::clone(&self.parts.models);
+        let compiled = tokio::task::spawn_blocking(move || compile_event(&cfg, &models))
             .await
             .map_err(|e| Refusal::Internal(e.to_string()))?
             .map_err(Refusal::Invalid)?;

@@ -45,18 +45,23 @@ pub struct CompiledEvent {
     pub label: String,
     pub rule: Rule,
     pub matching: MatchParams,
+    /// The model that scores it: only that model's scores reach it.
+    pub model: usize,
+    pub model_name: Arc<str>,
 }
 
 impl CompiledEvent {
     /// An event with the rule it was compiled to (by
     /// [`crate::engine::compile_event`], which knows the loaded model).
-    pub fn new(e: &EventSpec, rule: Rule) -> CompiledEvent {
+    pub fn new(e: &EventSpec, rule: Rule, model: usize, model_name: Arc<str>) -> CompiledEvent {
         CompiledEvent {
             id: e.id.clone(),
             prompt: e.prompt.clone(),
             label: e.label.clone(),
             rule,
             matching: e.matching,
+            model,
+            model_name,
         }
     }
 
@@ -117,6 +122,8 @@ pub struct Occurrence {
     pub phase: Phase,
     pub event_id: EventId,
     pub label: String,
+    /// The model that scored it.
+    pub model: Arc<str>,
     pub stream_id: StreamId,
     pub start_time: f64,
     pub end_time: f64,
@@ -211,7 +218,7 @@ impl Matcher {
     pub fn observe(&mut self, s: &Scores) -> Vec<Occurrence> {
         let mut out = Vec::new();
         self.text_matches.clear();
-        for ev in &self.events {
+        for ev in self.events.iter().filter(|ev| ev.model == s.model) {
             let slot = self
                 .slots
                 .entry((s.stream_id.clone(), ev.id.clone()))
@@ -295,6 +302,7 @@ impl Matcher {
                     stream_secs: t,
                     detections: Vec::new(),
                     embedding: None,
+                    model: ev.model,
                     queued: Default::default(),
                     inference: Default::default(),
                     picture: None,
@@ -355,6 +363,7 @@ fn build(
         phase,
         event_id: ev.id.clone(),
         label: ev.label.clone(),
+        model: ev.model_name.clone(),
         stream_id: s.stream_id.clone(),
         start_time: start,
         end_time: end,

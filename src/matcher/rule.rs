@@ -226,8 +226,13 @@ pub struct LabelRule {
 }
 
 impl LabelRule {
-    /// Compiles an event for a model with the given labels.
-    pub fn compile(e: &EventSpec, labels: &[Arc<str>]) -> Result<LabelRule, String> {
+    /// Compiles an event for a model with the given labels; `threshold` is
+    /// the model's own score threshold, for events that set none.
+    pub fn compile(
+        e: &EventSpec,
+        labels: &[Arc<str>],
+        threshold: f32,
+    ) -> Result<LabelRule, String> {
         if !e.negatives.is_empty() {
             return Err(format!(
                 "event {:?}: negatives apply to dual-encoder models; the loaded model is a detector",
@@ -238,7 +243,7 @@ impl LabelRule {
             .map_err(|m| format!("event {:?}: {m}", e.id.as_str()))?;
         Ok(LabelRule {
             classes,
-            min_confidence: e.min_confidence,
+            min_confidence: e.min_confidence.unwrap_or(threshold),
             min_count: e.min_count,
             min_area: e.min_area,
             region: e.region.clone(),

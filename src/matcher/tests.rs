@@ -14,8 +14,13 @@ fn labels(names: &[&str]) -> Vec<Arc<str>> {
 /// "person" compiled against a detector that knows only people.
 fn person_event() -> Result<CompiledEvent, String> {
     let e = event("person");
-    let rule = LabelRule::compile(&e, &labels(&["person"]))?;
-    Ok(CompiledEvent::new(&e, Rule::Labels(rule)))
+    let rule = LabelRule::compile(&e, &labels(&["person"]), 0.5)?;
+    Ok(CompiledEvent::new(
+        &e,
+        Rule::Labels(rule),
+        0,
+        "person".into(),
+    ))
 }
 
 fn event(prompt: &str) -> EventSpec {
@@ -24,7 +29,8 @@ fn event(prompt: &str) -> EventSpec {
         prompt: prompt.into(),
         label: "alert".into(),
         classes: None,
-        min_confidence: 0.5,
+        min_confidence: Some(0.5),
+        model: None,
         min_count: 1,
         min_area: 0.0,
         region: None,
@@ -52,6 +58,7 @@ fn scores(stream: &str, t: f64, dets: Vec<Detection>) -> Scores {
         stream_secs: t,
         detections: dets,
         embedding: None,
+        model: 0,
         queued: Duration::ZERO,
         inference: Duration::ZERO,
         picture: None,
@@ -156,7 +163,7 @@ fn conditions_count_region_area_and_confidence() {
         name: "left".into(),
         points: vec![(0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0)],
     });
-    let rule = LabelRule::compile(&e, &labels(&["person"])).unwrap();
+    let rule = LabelRule::compile(&e, &labels(&["person"]), 0.5).unwrap();
     let v = rule.evaluate(&[
         person(0.9, 0.1),
         person(0.8, 0.2),

@@ -148,7 +148,7 @@ impl TextRule {
             texts,
             vectors,
             scale,
-            min_confidence: e.min_confidence,
+            min_confidence: e.min_confidence.unwrap_or(0.5),
             min_lift: e.min_lift,
             baseline_secs: e.baseline_secs,
             truncated,

@@ -9,6 +9,7 @@
 pub mod clip;
 pub mod decode;
 pub mod manifest;
+pub mod set;
 pub mod text;
 pub mod tokenizer;
 
@@ -22,6 +23,7 @@ use crate::types::Detection;
 pub use clip::{ImageEncoder, PromptModel};
 pub use decode::Content;
 pub use manifest::{Dtype, Input, Kind, Layout, Manifest, Resize};
+pub use set::{Loaded, ModelIdx, ModelSet};
 pub use text::{EmbeddingMemory, TextEncoder};
 
 /// Scores below this never leave the model (events set their own, higher, thresholds).

@@ -28,6 +28,7 @@ fn frame(stream: &str, seq: u64) -> Frame {
         rgb: vec![0; 3],
         content: [0.0, 0.0, 1.0, 1.0],
         aspect: 0.0,
+        models: Arc::from([0usize]),
     }
 }
 
@@ -44,7 +45,7 @@ fn pool(
     };
     let p = Pool::start(
         &cfg,
-        move |_| Ok(Box::new(Sleepy(work)) as Box<dyn Scorer>),
+        move |_| Ok(vec![Box::new(Sleepy(work)) as Box<dyn Scorer>]),
         tx,
     )
     .expect("start");

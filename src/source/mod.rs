@@ -43,6 +43,14 @@ pub enum SourceEvent {
     Finished(StreamId),
 }
 
+/// One size a stream's sampled frames are fitted to, and the models (their
+/// places in the model set) that score frames of that size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Branch {
+    pub out: Output,
+    pub models: Arc<[usize]>,
+}
+
 /// Callback for [`SourceEvent`]s.
 pub type Reporter = Arc<dyn Fn(SourceEvent) + Send + Sync>;
 
@@ -56,11 +64,12 @@ pub struct SourceStats {
 /// How streams are started: GStreamer pipelines in the daemon
 /// ([`Gstreamer`]), decoded frames replayed in tests ([`replay::Replay`]).
 pub trait Sources: Send + Sync {
-    /// Starts a stream that hands its sampled frames to `submit`.
+    /// Starts a stream that hands its sampled frames to `submit`, fitted
+    /// once per branch (at least one).
     fn spawn(
         &self,
         cfg: StreamSpec,
-        out: Output,
+        branches: Vec<Branch>,
         submit: Submitter,
         report: Reporter,
         clocks: Arc<dyn Clocks>,
@@ -91,7 +100,7 @@ impl Sources for Gstreamer {
     fn spawn(
         &self,
         cfg: StreamSpec,
-        out: Output,
+        branches: Vec<Branch>,
         submit: Submitter,
         report: Reporter,
         clocks: Arc<dyn Clocks>,
@@ -101,7 +110,7 @@ impl Sources for Gstreamer {
             .as_ref()
             .filter(|_| tap::Taps::carries(&cfg))
             .map(|t| t.get(&cfg.id));
-        Ok(Box::new(spawn(cfg, out, submit, report, clocks, tap)?))
+        Ok(Box::new(spawn(cfg, branches, submit, report, clocks, tap)?))
     }
 }
 
@@ -175,7 +184,7 @@ pub fn init() -> Result<(), String> {
 /// Starts a stream's supervisor thread.
 pub fn spawn(
     cfg: StreamSpec,
-    out: Output,
+    branches: Vec<Branch>,
     submit: Submitter,
     report: Reporter,
     clocks: Arc<dyn Clocks>,
@@ -190,7 +199,7 @@ pub fn spawn(
     let id = cfg.id.clone();
     let run = Supervisor {
         cfg,
-        out,
+        branches,
         submit,
         report,
         stop: Arc::clone(&stop),
@@ -258,7 +267,7 @@ fn backoff_delay(failures: u32, cap: Duration, jitter: f64) -> Duration {
 /// rebuilds it after a backoff when it fails.
 struct Supervisor {
     cfg: StreamSpec,
-    out: Output,
+    branches: Vec<Branch>,
     submit: Submitter,
     report: Reporter,
     stop: Arc<AtomicBool>,
@@ -331,7 +340,8 @@ impl Supervisor {
             reason,
             had_frames: false,
         };
-        let line = pipeline::launch_line(&self.cfg, self.out, self.tap.is_some());
+        let outs: Vec<Output> = self.branches.iter().map(|b| b.out).collect();
+        let line = pipeline::launch_line(&self.cfg, &outs, self.tap.is_some());
         let pipeline = match gst::parse::launch(&line) {
             Ok(p) => p,
             Err(e) => return failed(format!("cannot build pipeline: {e}")),
@@ -349,21 +359,29 @@ impl Supervisor {
                 element.set_property("max-threads", 1i32);
             }
         });
-        let (Some(gate), Some(sink), Some(keys)) = (
+        let (Some(gate), Some(keys)) = (
             pipeline.by_name(pipeline::GATE),
-            pipeline.by_name(pipeline::SINK),
             pipeline.by_name(pipeline::KEYS),
         ) else {
-            return failed("pipeline is missing its gate, keys or sink element".into());
+            return failed("pipeline is missing its gate or keys element".into());
         };
-        let Ok(sink) = sink.downcast::<gst_app::AppSink>() else {
-            return failed("sink is not an appsink".into());
+        let sinks: Option<Vec<gst_app::AppSink>> = (0..self.branches.len())
+            .map(|i| {
+                pipeline
+                    .by_name(&format!("{}{i}", pipeline::SINK))
+                    .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+            })
+            .collect();
+        let Some(sinks) = sinks else {
+            return failed("pipeline is missing an appsink".into());
         };
         if let Ok(mut k) = self.tuning.keys.lock() {
             *k = Some(keys);
         }
         self.gate_frames(&gate, run);
-        self.take_frames(&sink, gate.static_pad("src"), run);
+        for (sink, branch) in sinks.iter().zip(&self.branches) {
+            self.take_frames(sink, gate.static_pad("src"), run, branch);
+        }
         if let Some(tap) = &self.tap {
             let Some(tap_sink) = pipeline
                 .by_name(pipeline::TAP)
@@ -419,7 +437,13 @@ impl Supervisor {
     }
 
     /// Hands every frame the appsink gets to the pool.
-    fn take_frames(&self, sink: &gst_app::AppSink, caps_source: Option<gst::Pad>, run: &RunState) {
+    fn take_frames(
+        &self,
+        sink: &gst_app::AppSink,
+        caps_source: Option<gst::Pad>,
+        run: &RunState,
+        branch: &Branch,
+    ) {
         let (id, submit, stats, seq) = (
             self.cfg.id.clone(),
             self.submit.clone(),
@@ -436,7 +460,11 @@ impl Supervisor {
             Arc::clone(&run.got_frame),
             Arc::clone(&self.report),
         );
-        let letterbox = self.out.resize == crate::model::Resize::Letterbox;
+        let letterbox = branch.out.resize == crate::model::Resize::Letterbox;
+        let models = Arc::clone(&branch.models);
+        // With several sizes, one sampled frame reaches several sinks; it
+        // counts (and says the stream is up) once, at the first.
+        let first = branch == &self.branches[0];
         sink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |appsink| {
@@ -473,7 +501,9 @@ impl Supervisor {
                         tracing::info!(stream = %id, "stream up");
                         report(SourceEvent::Up(id.clone()));
                     }
-                    stats.frames.fetch_add(1, Ordering::Relaxed);
+                    if first {
+                        stats.frames.fetch_add(1, Ordering::Relaxed);
+                    }
                     submit.submit(Frame {
                         stream_id: id.clone(),
                         seq: seq.fetch_add(1, Ordering::Relaxed),
@@ -485,6 +515,7 @@ impl Supervisor {
                         rgb: frame.0,
                         content,
                         aspect,
+                        models: Arc::clone(&models),
                     });
                     Ok(gst::FlowSuccess::Ok)
                 })

@@ -6,6 +6,9 @@
 //! keyframe-only mode cheap: the decoder never sees the other frames.
 //! Frames the sampler refuses are dropped right after the decoder, so colour
 //! conversion and scaling run only for frames that will be scored.
+//! With several models of different input sizes, a `tee` after the gate
+//! fits each sampled frame once per size (one decode, several scalings),
+//! each into its own appsink `sink0`, `sink1`, …
 //! With a recording tap, a `tee` right after parsing also hands the
 //! still-encoded units to an `appsink` for the recorder (see [`super::tap`]).
 
@@ -17,12 +20,13 @@ pub const GATE: &str = "gate";
 /// The identity before the decoder that drops delta units in keyframe mode
 /// (its `drop-buffer-flags` is changed live when the mode changes).
 pub const KEYS: &str = "keys";
+/// Prefix of the appsinks' names: `sink0`, `sink1`, … one per frame size.
 pub const SINK: &str = "sink";
 /// The appsink of the recording tap, when there is one.
 pub const TAP: &str = "tap";
 
 /// How the pipeline should fit frames to the model.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Output {
     pub width: u32,
     pub height: u32,
@@ -64,8 +68,9 @@ pub fn key_flags(keyframes_only: bool) -> &'static str {
     }
 }
 
-/// Builds the launch line for a stream; `tap` adds the recording branch.
-pub fn launch_line(s: &StreamSpec, out: Output, tap: bool) -> String {
+/// Builds the launch line for a stream: one fitted output per entry of
+/// `outs` (at least one); `tap` adds the recording branch.
+pub fn launch_line(s: &StreamSpec, outs: &[Output], tap: bool) -> String {
     let (src, live) = match &s.url {
         SourceUrl::Rtsp(u) => {
             let proto = match s.transport {
@@ -90,9 +95,30 @@ pub fn launch_line(s: &StreamSpec, out: Output, tap: bool) -> String {
         " ! identity name={KEYS} drop-buffer-flags={}",
         key_flags(s.keyframes_only)
     );
-    let fit = fit(out);
     // A live source is already paced; a file is played at its own speed.
     let sync = !live;
+    let sink = |i: usize| {
+        format!("appsink name={SINK}{i} max-buffers=1 drop=true sync={sync} emit-signals=false")
+    };
+    let outputs = match outs {
+        [one] => format!("{} ! {}", fit(*one), sink(0)),
+        // A queue per size: without one, the first sink's preroll would
+        // hold the tee and the others would never preroll.
+        many => {
+            let each: Vec<String> = many
+                .iter()
+                .enumerate()
+                .map(|(i, o)| {
+                    format!(
+                        " fan. ! queue max-size-buffers=2 leaky=downstream ! {} ! {}",
+                        fit(*o),
+                        sink(i)
+                    )
+                })
+                .collect();
+            format!("tee name=fan{}", each.concat())
+        }
+    };
     // The tap branch never waits for anything: it neither syncs to the
     // clock nor holds up preroll, so it cannot slow the decoding branch.
     let (split, tap) = if tap {
@@ -106,10 +132,7 @@ pub fn launch_line(s: &StreamSpec, out: Output, tap: bool) -> String {
     } else {
         (Default::default(), String::new())
     };
-    format!(
-        "{src}{split}{keyframes} ! decodebin ! identity name={GATE} ! {fit} ! \
-         appsink name={SINK} max-buffers=1 drop=true sync={sync} emit-signals=false{tap}"
-    )
+    format!("{src}{split}{keyframes} ! decodebin ! identity name={GATE} ! {outputs}{tap}")
 }
 
 #[cfg(test)]
@@ -141,7 +164,7 @@ mod tests {
         };
         let line = launch_line(
             &stream(SourceUrl::Rtsp("rtsp://cam/x".into()), true),
-            out,
+            &[out],
             true,
         );
         let drop_at = line.find("drop-buffer-flags=delta-unit").unwrap();
@@ -160,7 +183,7 @@ mod tests {
         };
         let line = launch_line(
             &stream(SourceUrl::File("/a b/\"c\".mp4".into()), false),
-            out,
+            &[out],
             false,
         );
         assert!(!line.contains("tee"), "{line}");

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::{Output, Reporter, Running, SourceEvent, SourceStats, Sources};
+use super::{Branch, Reporter, Running, SourceEvent, SourceStats, Sources};
 use crate::clock::Clocks;
 use crate::domain::StreamSpec;
 use crate::pool::Submitter;
@@ -49,7 +49,7 @@ impl Sources for Replay {
     fn spawn(
         &self,
         cfg: StreamSpec,
-        out: Output,
+        branches: Vec<Branch>,
         submit: Submitter,
         report: Reporter,
         clocks: Arc<dyn Clocks>,
@@ -60,7 +60,7 @@ impl Sources for Replay {
         let player = Player {
             replay: self.clone(),
             id: cfg.id.clone(),
-            out,
+            branches,
             submit,
             report,
             clocks,
@@ -85,7 +85,7 @@ impl Sources for Replay {
 struct Player {
     replay: Replay,
     id: StreamId,
-    out: Output,
+    branches: Vec<Branch>,
     submit: Submitter,
     report: Reporter,
     clocks: Arc<dyn Clocks>,
@@ -104,23 +104,26 @@ impl Player {
             let key = n % self.replay.gop.max(1) == 0;
             let admit = self.sampler.lock().is_ok_and(|mut s| s.admit(t, key));
             if admit {
-                let (w, h) = (self.out.width, self.out.height);
                 if seq == 0 {
                     (self.report)(SourceEvent::Up(self.id.clone()));
                 }
                 self.stats.frames.fetch_add(1, Ordering::Relaxed);
-                self.submit.submit(Frame {
-                    stream_id: self.id.clone(),
-                    seq,
-                    wall: self.clocks.wall(),
-                    arrived: self.clocks.now(),
-                    stream_secs: t,
-                    width: w,
-                    height: h,
-                    rgb: (self.replay.paint)(t, w, h),
-                    content: [0.0, 0.0, 1.0, 1.0],
-                    aspect: w as f32 / h.max(1) as f32,
-                });
+                for b in &self.branches {
+                    let (w, h) = (b.out.width, b.out.height);
+                    self.submit.submit(Frame {
+                        stream_id: self.id.clone(),
+                        seq,
+                        wall: self.clocks.wall(),
+                        arrived: self.clocks.now(),
+                        stream_secs: t,
+                        width: w,
+                        height: h,
+                        rgb: (self.replay.paint)(t, w, h),
+                        content: [0.0, 0.0, 1.0, 1.0],
+                        aspect: w as f32 / h.max(1) as f32,
+                        models: Arc::clone(&b.models),
+                    });
+                }
                 seq += 1;
             }
             n += 1;

@@ -34,6 +34,8 @@ pub struct EventDef {
     pub prompt: Option<String>,
     pub label: Option<String>,
     pub classes: Option<Vec<String>>,
+    #[serde(default)]
+    pub model: Option<String>,
     pub min_confidence: Option<f64>,
     pub min_count: Option<i64>,
     pub min_area: Option<f64>,

@@ -268,6 +268,7 @@ pub fn occurrence(id: &str) -> sightline::matcher::Occurrence {
         phase: sightline::matcher::Phase::Start,
         event_id: EventId::new("e"),
         label: "l".into(),
+        model: "person".into(),
         stream_id: StreamId::new("s"),
         start_time: 0.0,
         end_time: 0.5,
