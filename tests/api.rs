@@ -310,6 +310,13 @@ async fn bad_input_on_every_route_is_refused_and_changes_nothing() {
             "POST",
             "rtstream/event".into(),
             k,
+            j(json!({"event_prompt": "Detect car", "label": "x", "model": "no-such-model"})),
+            422,
+        ),
+        (
+            "POST",
+            "rtstream/event".into(),
+            k,
             j(json!({"event_prompt": "person", "label": "bad label"})),
             422,
         ),
@@ -574,5 +581,56 @@ async fn by_default_the_api_adds_cameras_not_local_files() {
         )
         .await;
     assert_eq!(code, 200, "{body}");
+    d.stop().await;
+}
+
+/// `GET models` lists the default models; a prompt no model can score is
+/// refused with every model's vocabulary; a named model must be loaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_are_listed_and_events_routed_or_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = Daemon::start(dir.path(), "").await;
+    let models = d.ok("GET", "models", None).await;
+    let list = models["models"].as_array().cloned().unwrap_or_default();
+    let names: Vec<&str> = list.iter().filter_map(|m| m["name"].as_str()).collect();
+    assert_eq!(names, vec!["person", "coco"], "{models}");
+    assert_eq!(
+        list[1]["labels"].as_array().map(Vec::len),
+        Some(80),
+        "{models}"
+    );
+    assert_eq!(list[1]["input"]["width"], 512, "{models}");
+    assert_eq!(list[1]["kind"], "detections", "{models}");
+
+    let (code, body) = d
+        .call(
+            "POST",
+            "rtstream/event",
+            Some(json!({"event_prompt": "Detect a forklift", "label": "x"})),
+        )
+        .await;
+    assert_eq!(code, 422, "{body}");
+    let msg = body["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("model \"person\": the model detects: person")
+            && msg.contains("model \"coco\": the model detects: person, bicycle"),
+        "{msg}"
+    );
+    let (code, body) = d
+        .call(
+            "POST",
+            "rtstream/event",
+            Some(json!({"event_prompt": "Detect dog", "label": "x", "model": "person"})),
+        )
+        .await;
+    assert_eq!(code, 422, "the person model cannot see dogs: {body}");
+    let dog = d
+        .ok(
+            "POST",
+            "rtstream/event",
+            Some(json!({"event_prompt": "Detect dog on the sofa", "label": "dog"})),
+        )
+        .await;
+    assert_eq!(dog["model"], "coco", "{dog}");
     d.stop().await;
 }

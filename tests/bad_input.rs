@@ -164,14 +164,41 @@ fn check_config_refuses_a_prompt_the_model_cannot_score() {
     );
     let (code, text) = sightline(&["check-config", &path]);
     assert_eq!(code, 2, "{text}");
-    assert!(
-        text.contains("event \"fl\"") && text.contains("the model detects: person"),
-        "{text}"
-    );
+    // Refused with every loaded model's vocabulary.
+    for want in [
+        "event \"fl\"",
+        "model \"person\": the model detects: person",
+        "model \"coco\": the model detects: person, bicycle, car",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in {text}");
+    }
     assert!(
         !text.contains("event \"ok\""),
         "a good prompt is not reported: {text}"
     );
+}
+
+#[test]
+fn check_config_refuses_unknown_and_colliding_model_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = write(
+        &dir,
+        "[[events]]\nid = \"car\"\nprompt = \"Detect car\"\nmodel = \"yolo-xl\"\n",
+    );
+    let (code, text) = sightline(&["check-config", &path]);
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("model \"yolo-xl\" is not loaded") && text.contains("\"person\", \"coco\""),
+        "{text}"
+    );
+    let path = write(
+        &dir,
+        "[[models]]\nname = \"det\"\npath = \"ssdlite-person\"\n\
+         [[models]]\nname = \"det\"\npath = \"centernet-coco\"\n",
+    );
+    let (code, text) = sightline(&["check-config", &path]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("two models are called \"det\""), "{text}");
 }
 
 #[test]
@@ -181,6 +208,8 @@ fn check_config_accepts_a_good_file() {
     let (code, text) = sightline(&["check-config", &path]);
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("ok (1 streams, 1 events"), "{text}");
+    // It says which model scores each event.
+    assert!(text.contains("event p -> model person"), "{text}");
 }
 
 #[test]

@@ -18,9 +18,14 @@ fi
 data=sk/skimage/data
 vtest=od/usr/share/doc/opencv-doc/examples/data/vtest.avi
 
+od_data=od/usr/share/doc/opencv-doc/examples/data
+
 # One still shown for N seconds, scaled with borders into WxH at 10 fps.
+# A bare file name is a scikit-image still; a path is taken as it is.
 still() { # file seconds width height
-  echo "filesrc location=$data/$1 ! decodebin ! videoconvert ! videoscale add-borders=true ! \
+  local f="$1"
+  case "$f" in */*) ;; *) f="$data/$f" ;; esac
+  echo "filesrc location=$f ! decodebin ! videoconvert ! videoscale add-borders=true ! \
     video/x-raw,format=I420,width=$3,height=$4,pixel-aspect-ratio=1/1 ! \
     imagefreeze num-buffers=$(( $2 * 10 )) ! video/x-raw,framerate=10/1 ! c."
 }
@@ -37,6 +42,12 @@ gst-launch-1.0 -q concat name=c ! videoconvert ! $enc ! filesink location="$here
 
 # Demo: 6 s each of coffee, astronaut (a person), chelsea. 640x480, 10 fps.
 gst-launch-1.0 -q concat name=c ! videoconvert ! $enc ! filesink location="$here/demo.mp4" \
+  $(still coffee.png 6 640 480) $(still astronaut.png 6 640 480) $(still chelsea.png 6 640 480)
+# Several models: 6 s each of rocket (nothing), a car (OpenCV's
+# licenseplate_motion.jpg), coffee (no car, no person), astronaut (a person),
+# chelsea (a cat). 640x480, 10 fps.
+gst-launch-1.0 -q concat name=c ! videoconvert ! $enc ! filesink location="$here/models.mp4" \
+  $(still rocket.jpg 6 640 480) $(still $od_data/licenseplate_motion.jpg 6 640 480) \
   $(still coffee.png 6 640 480) $(still astronaut.png 6 640 480) $(still chelsea.png 6 640 480)
 # Colour clips for the dual-encoder tests: flat colours, 320x240, 10 fps.
 solid() { # 0xRRGGBB seconds

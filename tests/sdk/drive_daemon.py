@@ -94,6 +94,12 @@ event_id = conn.create_event(event_prompt="Detect intruder", label="intruder")
 check(bool(event_id), "create_event returns an id")
 check(any(e.get("event_id") == event_id for e in conn.list_events()), "list_events lists it")
 
+# An 80-class prompt, through the SDK unchanged, lands on the COCO model.
+car_id = conn.create_event(event_prompt="Detect car", label="car_alert")
+events = {e["event_id"]: e for e in conn.list_events()}
+check(events.get(car_id, {}).get("model") == "coco", f"Detect car is scored by coco: {events.get(car_id)}")
+check(events[event_id].get("model") == "person", f"Detect intruder stays on the person model: {events[event_id]}")
+
 alert_id = index.create_alert(event_id, callback_url=hook_url, ws_connection_id=ws.connection_id)
 check(bool(alert_id), "create_alert returns an id")
 listed = {a["alert_id"]: a for a in index.list_alerts()}
