@@ -1,8 +1,9 @@
 //! `sightline demo`: the whole data path on bundled media, with no camera,
 //! broker or config. A local RTSP server plays a clip made from public-domain
 //! stills (coffee, then an astronaut, then a cat); the daemon watches it with
-//! the default person detector and a "Detect person" event, and a local
-//! webhook receiver prints each alert as it arrives, with its latency.
+//! the default models, the person detector for "Detect person" and the
+//! 80-class COCO detector for "Detect cup", and a local webhook receiver
+//! prints each alert as it arrives, with the model that fired and its latency.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,9 +27,6 @@ pub const DEMO_CONFIG: &str = r#"
 [runtime]
 workers = 1
 
-[model]
-path = "ssdlite-person"
-
 [[streams]]
 id = "demo"
 url = "{url}"
@@ -41,9 +39,20 @@ label = "person_alert"
 min_confidence = 0.5
 cooldown_secs = 2
 
+[[events]]
+id = "cup"
+prompt = "Detect cup"
+label = "cup_alert"
+cooldown_secs = 2
+
 [[alerts]]
 id = "demo-webhook"
 event = "person"
+callback_url = "{callback}"
+
+[[alerts]]
+id = "demo-cup"
+event = "cup"
 callback_url = "{callback}"
 
 # The demo's receiver runs on this machine.
@@ -142,8 +151,8 @@ pub async fn run(seconds: Option<u64>) -> anyhow::Result<Summary> {
         "  camera : {} (bundled clip: 6 s coffee, 6 s astronaut, 6 s cat)",
         server.url("demo")
     );
-    println!("  model  : ssdlite-person (SSDLite-MobileNetV2 person detector, ONNX)");
-    println!("  event  : \"Detect person\" -> label person_alert");
+    println!("  models : person = ssdlite-person (SSDLite-MobileNetV2, 1 class), coco = centernet-coco (CenterNet, 80 classes)");
+    println!("  events : \"Detect person\" -> person_alert, \"Detect cup\" -> cup_alert (each routed to a model)");
     println!("  webhook: {}", receiver.url());
     println!(
         "  watching for {} s ...",
@@ -157,9 +166,10 @@ pub async fn run(seconds: Option<u64>) -> anyhow::Result<Summary> {
             let b = &r.body;
             let latency = latency_ms(b, r.at).map_or("?".into(), |l| format!("{l:.0} ms"));
             println!(
-                "  webhook <- {:5} {} confidence {:.2}  stream time {:.1}-{:.1} s  \"{}\"  latency {latency}",
+                "  webhook <- {:5} {} (model {}) confidence {:.2}  stream time {:.1}-{:.1} s  \"{}\"  latency {latency}",
                 b["phase"].as_str().unwrap_or("?"),
                 b["label"].as_str().unwrap_or("?"),
+                b["model"].as_str().unwrap_or("?"),
                 b["confidence"].as_f64().unwrap_or(0.0),
                 b["start_time"].as_f64().unwrap_or(0.0),
                 b["end_time"].as_f64().unwrap_or(0.0),

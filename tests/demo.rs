@@ -3,7 +3,7 @@
 use std::process::Command;
 
 #[test]
-fn demo_prints_the_astronaut_occurrence() {
+fn demo_prints_the_cup_and_the_astronaut_each_from_its_model() {
     let out = Command::new(env!("CARGO_BIN_EXE_sightline"))
         .arg("demo")
         .output()
@@ -22,8 +22,20 @@ fn demo_prints_the_astronaut_occurrence() {
         .lines()
         .filter(|l| l.contains("webhook <- end"))
         .collect();
-    assert_eq!((starts.len(), ends.len()), (1, 1), "{text}");
-    // The astronaut is on screen from 6 s to 12 s of the clip.
-    assert!(starts[0].contains("stream time 6."), "{text}");
+    assert_eq!((starts.len(), ends.len()), (2, 2), "{text}");
+    // The cup (coffee, 0-6 s) on the 80-class model, the astronaut (6-12 s)
+    // on the person model.
+    let start_of = |label: &str| starts.iter().find(|l| l.contains(label)).copied();
+    let cup = start_of("cup_alert").unwrap_or_else(|| panic!("a cup start: {text}"));
+    assert!(
+        cup.contains("(model coco)") && cup.contains("stream time 0."),
+        "{text}"
+    );
+    let person = start_of("person_alert").unwrap_or_else(|| panic!("a person start: {text}"));
+    assert!(
+        person.contains("(model person)") && person.contains("stream time 6."),
+        "{text}"
+    );
     assert!(text.contains("1 person detected"), "{text}");
+    assert!(text.contains("1 cup detected"), "{text}");
 }
