@@ -9,7 +9,8 @@
 //!
 //! Environment: SIGHTLINE_BENCH_STREAMS (16), SIGHTLINE_BENCH_SECS (25),
 //! SIGHTLINE_BENCH_MODE (`full`, `keyframes` or `both`, default both),
-//! SIGHTLINE_BENCH_WORKERS (2).
+//! SIGHTLINE_BENCH_WORKERS (2), SIGHTLINE_BENCH_RECORD=1 (record every
+//! stream), SIGHTLINE_BENCH_COCO=1 (a car event too: both detectors run).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -195,6 +196,12 @@ fn run(mode: &str, streams: usize, secs: u64, workers: usize, port: u16, server_
         // Short occurrences so alerts keep coming while people are in view.
         text += "[[events]]\nid = \"person\"\nprompt = \"person\"\nk = 1\nwindow = 1\nend_after = 1\nmax_duration_secs = 1\ncooldown_secs = 0\n";
         text += &format!("[[alerts]]\nid = \"bench\"\nevent = \"person\"\nsend_end = false\ncallback_url = \"{}\"\n[webhook]\nallow_private = [\"127.0.0.1/32\"]\n", hook.url());
+        // SIGHTLINE_BENCH_COCO=1 also watches every stream for cars, on the
+        // 80-class model: each sampled frame then runs both detectors.
+        if std::env::var("SIGHTLINE_BENCH_COCO").as_deref() == Ok("1") {
+            text += "[[events]]\nid = \"car\"\nprompt = \"Detect car\"\n";
+            text += &format!("[[alerts]]\nid = \"bench-car\"\nevent = \"car\"\nsend_end = false\ncallback_url = \"{}\"\n", hook.url());
+        }
         let config = Config::parse(&text, "bench").expect("bench config");
 
         let (scored_tx, scored_rx) = crossbeam_channel::bounded(100_000);

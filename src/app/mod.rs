@@ -11,6 +11,7 @@
 //! the [`Engine`]'s business; it can change them while everything runs.
 
 mod counters;
+mod models;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,12 +31,10 @@ use crate::api;
 use crate::clock::{unix_ms, Clocks};
 use crate::config::Config;
 use crate::embeddings::{Embeddings, Entry};
-use crate::engine::{compile_event, Engine, Parts};
+use crate::engine::{Engine, Parts};
 use crate::matcher::stage::{MatchControl, MatchStage, Observed};
 use crate::matcher::{CompiledEvent, Matcher};
-use crate::model::{
-    self, Detector, EmbeddingMemory, ImageEncoder, Kind, Loaded, Manifest, ModelSet, PromptModel,
-};
+use crate::model::{self, Detector, ImageEncoder, Kind, Manifest, ModelSet};
 use crate::pool::{Pool, PoolConfig, PoolStats, Scorer};
 use crate::record::evidence::Capture;
 use crate::record::{Recorder, Signer};
@@ -81,60 +80,7 @@ pub struct Summary {
     pub mean_queue_ms: f64,
 }
 
-/// The loaded models and every event compiled against them.
-pub type Compiled = (Arc<ModelSet>, Vec<Arc<CompiledEvent>>);
-
-/// Loads one configured model (for a dual encoder: both halves, checked
-/// against each other).
-fn load_model(
-    config: &Config,
-    entry: &crate::domain::ModelEntry,
-    memory: Option<Arc<dyn EmbeddingMemory>>,
-) -> anyhow::Result<Loaded> {
-    let context = || format!("model {:?} ({})", entry.name, entry.path);
-    let dir = model::resolve_model_dir(&entry.path).with_context(context)?;
-    let manifest = Arc::new(Manifest::load(&dir).with_context(context)?);
-    if manifest.kind == Kind::DualEncoder {
-        model::init_runtime(config.runtime.ort_library.as_deref())?;
-    }
-    let prompts = PromptModel::load(&manifest).with_context(context)?;
-    if let (PromptModel::Text(encoder), Some(memory)) = (&prompts, memory) {
-        encoder.remember_in(memory);
-    }
-    Ok(Loaded {
-        name: Arc::from(entry.name.as_str()),
-        manifest,
-        prompts,
-    })
-}
-
-/// Loads every configured model and compiles every event against them
-/// (each routed to one model); reports every refused prompt together.
-/// With a `memory`, prompt embeddings are kept there and looked up there
-/// first.
-pub fn compile(
-    config: &Config,
-    memory: Option<Arc<dyn EmbeddingMemory>>,
-) -> anyhow::Result<Compiled> {
-    let loaded = config
-        .models
-        .iter()
-        .map(|m| load_model(config, m, memory.clone()))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let models = Arc::new(ModelSet::new(loaded).map_err(|e| anyhow!(e))?);
-    let mut events = Vec::new();
-    let mut refused = Vec::new();
-    for e in &config.events {
-        match compile_event(e, &models) {
-            Ok(c) => events.push(Arc::new(c)),
-            Err(m) => refused.push(m),
-        }
-    }
-    if !refused.is_empty() {
-        return Err(anyhow!("{}", refused.join("\n")));
-    }
-    Ok((models, events))
-}
+pub use models::{compile, Compiled};
 
 /// Runs the daemon until `shutdown` resolves (or, with
 /// [`Hooks::stop_when_finished`], until every stream has finished).
@@ -582,6 +528,19 @@ fn guard(
     }))
 }
 
+/// Logs every counter each `runtime.stats_interval_secs`, if set.
+fn stats_task(
+    config: &Config,
+    engine: &Arc<Engine>,
+    pool: &Arc<PoolStats>,
+    dispatcher: &Arc<Dispatcher>,
+) -> Option<Task<()>> {
+    config.runtime.stats_interval.map(|every| {
+        let (e, p, d) = (Arc::clone(engine), Arc::clone(pool), Arc::clone(dispatcher));
+        tokio::spawn(log_counters(every, e, p, d))
+    })
+}
+
 /// Builds and starts every stage.
 pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
     source::init().map_err(|e| anyhow!(e))?;
@@ -658,14 +617,7 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
     }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     tracing::info!(streams = engine.stream_stats().len(), "sightline running");
-    let stats_task = config.runtime.stats_interval.map(|every| {
-        let (e, p, d) = (
-            Arc::clone(&engine),
-            Arc::clone(&pool_stats),
-            Arc::clone(&out.dispatcher),
-        );
-        tokio::spawn(log_counters(every, e, p, d))
-    });
+    let stats_task = stats_task(&config, &engine, &pool_stats, &out.dispatcher);
     Ok(Daemon {
         engine,
         api,

@@ -280,69 +280,72 @@ impl Detector {
         }
         .map_err(|e| run_err(e.to_string()))?;
 
-        // Outputs are read in place: no copy per frame.
-        let tensor = |name: &Option<String>| {
-            let name = name.as_deref().unwrap_or_default();
-            let v = outputs
-                .get(name)
-                .ok_or_else(|| run_err(format!("output {name:?} missing")))?;
-            v.try_extract_tensor::<f32>()
-                .map_err(|e| run_err(format!("output {name:?}: {e}")))
-        };
-        match m.kind {
-            Kind::Ssd => {
-                let count = match &m.outputs.count {
-                    Some(_) => tensor(&m.outputs.count)?
-                        .1
-                        .first()
-                        .map(|c| c.max(0.0) as usize),
-                    None => None,
-                };
-                Ok(decode::ssd(
-                    tensor(&m.outputs.boxes)?.1,
-                    tensor(&m.outputs.scores)?.1,
-                    tensor(&m.outputs.classes)?.1,
-                    count,
-                    FLOOR_SCORE,
-                    content,
-                    |c| m.label(c).cloned(),
-                ))
-            }
-            Kind::DualEncoder => Err(run_err(
-                "a dual encoder gives embeddings, not detections".into(),
-            )),
-            Kind::Detections => {
-                let spec = m
-                    .detections
-                    .as_ref()
-                    .ok_or_else(|| run_err("no [detections] section".into()))?;
-                let p = decode::Decoded {
-                    coordinates: spec.coordinates,
-                    input_w: w as f32,
-                    input_h: h as f32,
-                    min_score: FLOOR_SCORE,
-                    iou: spec.iou,
-                    max_boxes: spec.max_boxes,
-                };
-                let (_, rows) = tensor(&m.outputs.detections)?;
-                Ok(decode::decoded(rows, p, content, |c| m.label(c).cloned()))
-            }
-            Kind::Yolo => {
-                let (shape, data) = tensor(&m.outputs.output)?;
-                let version = m.yolo.as_ref().map_or(8, |y| y.version);
-                let layout = decode::YoloLayout::from_shape(version, shape, m.labels.len())
-                    .map_err(run_err)?;
-                Ok(decode::yolo(
-                    data,
-                    layout,
-                    w as f32,
-                    h as f32,
-                    FLOOR_SCORE,
-                    m.yolo.as_ref().map_or(0.45, |y| y.iou),
-                    content,
-                    &m.labels_shared,
-                ))
-            }
+        decode_outputs(&m, &outputs, content).map_err(run_err)
+    }
+}
+
+/// Reads a detector's outputs in place (no copy per frame) into detections.
+fn decode_outputs(
+    m: &Manifest,
+    outputs: &ort::session::SessionOutputs<'_>,
+    content: Content,
+) -> Result<Vec<Detection>, String> {
+    let (w, h) = (m.input.width as usize, m.input.height as usize);
+    let tensor = |name: &Option<String>| {
+        let name = name.as_deref().unwrap_or_default();
+        let v = outputs
+            .get(name)
+            .ok_or_else(|| format!("output {name:?} missing"))?;
+        v.try_extract_tensor::<f32>()
+            .map_err(|e| format!("output {name:?}: {e}"))
+    };
+    match m.kind {
+        Kind::Ssd => {
+            let count = match &m.outputs.count {
+                Some(_) => tensor(&m.outputs.count)?
+                    .1
+                    .first()
+                    .map(|c| c.max(0.0) as usize),
+                None => None,
+            };
+            Ok(decode::ssd(
+                tensor(&m.outputs.boxes)?.1,
+                tensor(&m.outputs.scores)?.1,
+                tensor(&m.outputs.classes)?.1,
+                count,
+                FLOOR_SCORE,
+                content,
+                |c| m.label(c).cloned(),
+            ))
+        }
+        Kind::DualEncoder => Err("a dual encoder gives embeddings, not detections".into()),
+        Kind::Detections => {
+            let spec = m.detections.as_ref().ok_or("no [detections] section")?;
+            let p = decode::Decoded {
+                coordinates: spec.coordinates,
+                input_w: w as f32,
+                input_h: h as f32,
+                min_score: FLOOR_SCORE,
+                iou: spec.iou,
+                max_boxes: spec.max_boxes,
+            };
+            let (_, rows) = tensor(&m.outputs.detections)?;
+            Ok(decode::decoded(rows, p, content, |c| m.label(c).cloned()))
+        }
+        Kind::Yolo => {
+            let (shape, data) = tensor(&m.outputs.output)?;
+            let version = m.yolo.as_ref().map_or(8, |y| y.version);
+            let layout = decode::YoloLayout::from_shape(version, shape, m.labels.len())?;
+            Ok(decode::yolo(
+                data,
+                layout,
+                w as f32,
+                h as f32,
+                FLOOR_SCORE,
+                m.yolo.as_ref().map_or(0.45, |y| y.iou),
+                content,
+                &m.labels_shared,
+            ))
         }
     }
 }
