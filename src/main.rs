@@ -82,7 +82,10 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            match app::compile(&config, None) {
+            let compiled = app::compile(&config, None).and_then(|(models, events)| {
+                app::probe(&config, &models).map(|()| (models, events))
+            });
+            match compiled {
                 Ok((models, events)) => {
                     let each: Vec<String> = models
                         .all()

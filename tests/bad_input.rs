@@ -240,3 +240,23 @@ fn the_shipped_example_config_is_valid() {
     let (code, text) = sightline(&["check-config", path]);
     assert_eq!(code, 0, "{text}");
 }
+
+/// A model folder whose ONNX file is cut in half: `check-config` loads it
+/// as `run` would, exits 2 and names the file.
+#[test]
+fn check_config_finds_a_truncated_model_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/ssdlite-person");
+    let model = dir.path().join("broken-person");
+    std::fs::create_dir_all(&model).expect("mkdir");
+    std::fs::copy(src.join("model.toml"), model.join("model.toml")).expect("manifest");
+    let onnx = std::fs::read(src.join("model.onnx")).expect("onnx");
+    std::fs::write(model.join("model.onnx"), &onnx[..onnx.len() / 2]).expect("half");
+    let path = write(&dir, &format!("[model]\npath = \"{}\"\n", model.display()));
+    let (code, text) = sightline(&["check-config", &path]);
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("broken-person/model.onnx") && !text.contains(": ok"),
+        "{text}"
+    );
+}

@@ -80,7 +80,7 @@ pub struct Summary {
     pub mean_queue_ms: f64,
 }
 
-pub use models::{compile, Compiled};
+pub use models::{compile, probe, Compiled};
 
 /// Runs the daemon until `shutdown` resolves (or, with
 /// [`Hooks::stop_when_finished`], until every stream has finished).

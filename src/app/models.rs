@@ -65,3 +65,36 @@ pub fn compile(
     }
     Ok((models, events))
 }
+
+/// Opens every model's ONNX file the way the inference workers do and runs
+/// one inference on a black frame, so a broken file is found before `run`
+/// (`check-config`). The error names the model and its file.
+pub fn probe(config: &Config, models: &ModelSet) -> anyhow::Result<()> {
+    model::init_runtime(config.runtime.ort_library.as_deref())?;
+    for m in models.all() {
+        let input = &m.manifest.input;
+        let black = vec![0u8; input.width as usize * input.height as usize * 3];
+        let context = || {
+            format!(
+                "model {:?}: {} does not run",
+                m.name,
+                m.manifest.onnx_path().display()
+            )
+        };
+        match m.manifest.kind {
+            Kind::DualEncoder => {
+                // Loading the prompt side already probed both halves.
+                let mut enc = model::ImageEncoder::load(std::sync::Arc::clone(&m.manifest), 1)
+                    .with_context(context)?;
+                enc.embed(&black).with_context(context)?;
+            }
+            Kind::Ssd | Kind::Yolo | Kind::Detections => {
+                let mut det = model::Detector::load(std::sync::Arc::clone(&m.manifest), 1)
+                    .with_context(context)?;
+                det.detect(&black, model::Content::FULL)
+                    .with_context(context)?;
+            }
+        }
+    }
+    Ok(())
+}
