@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use raw::{RawAlert, RawConfig, RawEvent, RawRegion, RawStream};
-pub use validate::{check_alert, check_callback_url, check_event, check_stream, valid_id};
+pub use validate::{
+    check_alert, check_callback_url, check_event, check_stream, plain_text, valid_id,
+};
 
 pub use crate::domain::{
     AlertSpec, EventSpec, MatchParams, ModelEntry, MqttSettings, RecordSettings, Region, SourceUrl,

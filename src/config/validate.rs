@@ -80,6 +80,13 @@ impl Checker<'_> {
 }
 
 /// Whether `s` is usable as a stream, event or alert id.
+/// Whether free text (a name, a prompt) is free of control characters:
+/// NUL, newlines and escapes have no place in a name that ends up in logs,
+/// payloads and file names.
+pub fn plain_text(s: &str) -> bool {
+    !s.chars().any(char::is_control)
+}
+
 pub fn valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
@@ -320,6 +327,9 @@ fn event(c: &mut Checker, p: &str, e: &RawEvent, seen: &mut HashSet<String>) -> 
             "is required unless classes are given",
         );
     }
+    if !plain_text(&prompt) {
+        c.bad(format!("{p}.prompt"), "must not contain control characters");
+    }
     let label = match &e.label {
         Some(l) if valid_id(l) => l.clone(),
         Some(l) => {
@@ -347,7 +357,7 @@ fn event(c: &mut Checker, p: &str, e: &RawEvent, seen: &mut HashSet<String>) -> 
         );
     }
     for (i, n) in negatives.iter().enumerate() {
-        if n.trim().is_empty() || n.chars().count() > 1000 {
+        if n.trim().is_empty() || n.chars().count() > 1000 || !plain_text(n) {
             c.bad(
                 format!("{p}.negatives[{i}]"),
                 "must be 1-1000 characters of text",
@@ -491,6 +501,15 @@ fn region(c: &mut Checker, p: &str, r: &RawRegion) -> Region {
                 format!("({x}, {y}) must be within 0..1 (normalised)"),
             );
         }
+    }
+    if r.name
+        .as_deref()
+        .is_some_and(|n| !plain_text(n) || n.chars().count() > 200)
+    {
+        c.bad(
+            format!("{p}.name"),
+            "must be up to 200 characters, with no control characters",
+        );
     }
     Region {
         name: r.name.clone().unwrap_or_else(|| "region".into()),

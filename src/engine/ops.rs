@@ -101,8 +101,10 @@ impl NewStream {
                 ));
             }
         }
-        if self.name.trim().is_empty() || self.name.len() > 200 {
-            return Err(Refusal::Invalid("name must be 1-200 characters".into()));
+        if self.name.trim().is_empty() || self.name.len() > 200 || !config::plain_text(&self.name) {
+            return Err(Refusal::Invalid(
+                "name must be 1-200 characters, with no control characters".into(),
+            ));
         }
         let spec = RawStream {
             id: Some(id.to_string()),
@@ -320,6 +322,16 @@ impl Engine {
     /// Creates a scene index on a stream.
     pub async fn create_index(&self, stream: &str, b: NewIndex) -> Result<IndexRow, Refusal> {
         let batch = b.batch()?;
+        for (what, text) in [("name", &b.name), ("prompt", &b.prompt)] {
+            if text
+                .as_deref()
+                .is_some_and(|t| !config::plain_text(t) || t.len() > 2000)
+            {
+                return Err(Refusal::Invalid(format!(
+                    "{what} must be up to 2000 bytes, with no control characters"
+                )));
+            }
+        }
         if let Some(ws) = &b.ws_connection_id {
             self.check_ws(ws)?;
         }

@@ -8,7 +8,7 @@
 //! WAL mode with `synchronous=FULL`: a change the API acknowledged survives
 //! a power cut.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::{anyhow, Context};
@@ -37,6 +37,28 @@ pub struct Store {
     conn: Mutex<Connection>,
 }
 
+/// Makes the database file (creating it empty if need be) and any WAL and
+/// shared-memory files readable by the owner only, whatever the umask: the
+/// database holds webhook signing secrets. SQLite gives the WAL and -shm
+/// files the main file's mode when it creates them.
+fn owner_only(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let p = PathBuf::from(format!("{}{suffix}", path.display()));
+        if p.exists() {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("making {} owner-only", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (creating if needed) `dir/state.sqlite3`, or an in-memory
     /// database when `dir` is `None`, and brings the schema up to date.
@@ -46,6 +68,7 @@ impl Store {
                 std::fs::create_dir_all(d)
                     .with_context(|| format!("creating the state directory {}", d.display()))?;
                 let path = d.join("state.sqlite3");
+                owner_only(&path)?;
                 Connection::open(&path).with_context(|| format!("opening {}", path.display()))?
             }
             None => Connection::open_in_memory().context("opening an in-memory database")?,

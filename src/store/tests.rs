@@ -114,3 +114,31 @@ fn records_are_paged_ranged_and_bounded() -> anyhow::Result<()> {
     assert_eq!(s.records("i2", None, 1, 100)?.0.len(), 1);
     Ok(())
 }
+
+/// The database and its WAL are owner-only even under a permissive umask,
+/// and an existing world-readable database is tightened at open.
+#[test]
+fn state_files_are_owner_only_whatever_the_umask() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir()?;
+    let mode = |name: &str| -> u32 {
+        std::fs::metadata(dir.path().join(name)).map_or(0, |m| m.permissions().mode() & 0o777)
+    };
+    // SAFETY: umask only changes the mode of files this process creates
+    // next; the old one is restored right after the open.
+    let old = unsafe { libc::umask(0o022) };
+    let store = Store::open(Some(dir.path()));
+    unsafe { libc::umask(old) };
+    let store = store?;
+    store.version()?;
+    assert_eq!(mode("state.sqlite3"), 0o600);
+    assert_eq!(mode("state.sqlite3-wal"), 0o600);
+    drop(store);
+    std::fs::set_permissions(
+        dir.path().join("state.sqlite3"),
+        std::fs::Permissions::from_mode(0o644),
+    )?;
+    let _again = Store::open(Some(dir.path()))?;
+    assert_eq!(mode("state.sqlite3"), 0o600, "tightened at open");
+    Ok(())
+}
