@@ -132,14 +132,14 @@ async fn internal_targets_are_refused_and_never_connected_to() {
 #[tokio::test]
 async fn the_resolver_refuses_a_name_that_resolves_to_loopback() {
     use reqwest::dns::Resolve;
-    let r = Resolver(Arc::new(Guard::default()));
+    let r = Resolver::new(Arc::new(Guard::default()));
     let name: reqwest::dns::Name = "localhost".parse().expect("name");
     let err = r.resolve(name).await.err().map(|e| e.to_string());
     assert!(
         err.as_deref().is_some_and(|e| e.contains("loopback")),
         "refused: {err:?}"
     );
-    let r = Resolver(Arc::new(Guard {
+    let r = Resolver::new(Arc::new(Guard {
         allow: vec![
             Cidr::parse("127.0.0.0/8").expect("range"),
             Cidr::parse("::1").expect("range"),
@@ -150,5 +150,121 @@ async fn the_resolver_refuses_a_name_that_resolves_to_loopback() {
     assert!(
         r.resolve(name).await.is_ok(),
         "allowed when the operator says so"
+    );
+}
+
+/// Delivers one occurrence to each target through `sink` and returns the
+/// dead letters (target, why) once there are `expect` of them (or after 10 s).
+async fn deliver_all(
+    sink: WebhookSink,
+    targets: &[String],
+    expect: usize,
+) -> Vec<(String, String)> {
+    let store = Arc::new(Store::open(None).expect("store"));
+    let d = Dispatcher::start(
+        Some(Arc::new(sink)),
+        None,
+        None,
+        OutboxSettings {
+            store: Arc::clone(&store) as Arc<dyn Outbox>,
+            schedule: vec![Duration::ZERO].into(),
+            mqtt_schedule: vec![Duration::ZERO].into(),
+            concurrency: 2,
+            clock: sightline::clock::real(),
+            poll: Duration::from_millis(20),
+        },
+    );
+    let alerts: Vec<AlertSpec> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, u)| common::webhook_alert(&format!("a{i}"), u))
+        .collect();
+    d.set_alerts(alerts, HashMap::new());
+    d.dispatch(&common::occurrence("o1"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let dead = store.dead_letters(100).expect("dead letters");
+        if dead.len() >= expect || Instant::now() > deadline {
+            return dead
+                .into_iter()
+                .map(|r| (r.target, r.last_error.unwrap_or_default()))
+                .collect();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The own-API rule holds whatever leads to the API's port: a name that
+/// resolves to loopback (through the resolver's hosts table, a stand-in
+/// for /etc/hosts), `localhost.` with the root's dot, and every IPv6 form
+/// that embeds 127.0.0.1 (compatible, NAT64, 6to4, Teredo). Loopback is
+/// allowed here, so only the own-API rule stands in the way; without the
+/// allowance the embedded forms are refused as internal too. The API's
+/// listener sees no connection, while the same name on another port works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_own_api_is_refused_by_name_and_by_embedded_ipv4() {
+    let (api_port, hits) = counting_listener().await;
+    let mut receiver = sightline::demo::Receiver::start().await.expect("receiver");
+    let recv_port = receiver.addr.port();
+    let embedded = [
+        format!("http://[::127.0.0.1]:{api_port}/x"),
+        format!("http://[64:ff9b::7f00:1]:{api_port}/x"),
+        format!("http://[2002:7f00:1::]:{api_port}/x"),
+        format!("http://[2001:0:4136:e378:8000:63bf:80ff:fffe]:{api_port}/x"),
+    ];
+    let named = [
+        format!("http://camera-box.lan:{api_port}/x"),
+        format!("http://CAMERA-BOX.lan.:{api_port}/x"),
+        format!("http://localhost.:{api_port}/x"),
+    ];
+    let hosts: HashMap<String, Vec<std::net::IpAddr>> = [(
+        "camera-box.lan".to_string(),
+        vec!["127.0.0.1".parse().expect("ip")],
+    )]
+    .into();
+    for allow_loopback in [true, false] {
+        let guard = Guard {
+            allow: if allow_loopback {
+                vec![Cidr::parse("127.0.0.0/8").expect("range")]
+            } else {
+                Vec::new()
+            },
+            api_port: Some(api_port),
+        };
+        let resolver = Resolver {
+            guard: Arc::new(guard),
+            hosts: Arc::new(hosts.clone()),
+        };
+        let sink = WebhookSink::with_resolver(Duration::from_secs(2), resolver).expect("client");
+        let mut targets: Vec<String> = embedded.iter().chain(&named).cloned().collect();
+        let control = format!("http://camera-box.lan:{recv_port}/hook");
+        if allow_loopback {
+            targets.push(control.clone());
+        }
+        let refused = embedded.len() + named.len();
+        let dead = deliver_all(sink, &targets, refused).await;
+        for t in embedded.iter().chain(&named) {
+            let why = dead.iter().find(|(d, _)| d == t).map(|(_, w)| w.as_str());
+            assert!(
+                why.is_some_and(|w| w.contains("refused")),
+                "{t} (allow loopback: {allow_loopback}) must be refused: {why:?}"
+            );
+        }
+        if allow_loopback {
+            assert!(
+                dead.iter().all(|(d, _)| *d != control),
+                "the name works on another port: {dead:?}"
+            );
+            let got = tokio::time::timeout(Duration::from_secs(5), receiver.rx.recv()).await;
+            assert!(
+                matches!(got, Ok(Some(_))),
+                "the control target got its message"
+            );
+        }
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the API port saw no connection"
     );
 }

@@ -6,19 +6,47 @@
 //! connected to (no second lookup a rebinding DNS server could answer
 //! differently). IP literals, which skip the resolver, are checked before
 //! the request. Redirects are never followed, so a 3xx cannot lead inside.
+//! IPv6 addresses that embed an IPv4 one (mapped, compatible, NAT64, 6to4,
+//! Teredo) are judged by the IPv4 they carry. The own-API rule also holds
+//! for names: a request to a name on the API's port is resolved first, any
+//! local address refuses it, and it is then sent to exactly the addresses
+//! checked (see `webhook.rs`), so no second lookup can lead elsewhere.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
-use crate::domain::unmap;
 pub use crate::domain::Cidr;
+use crate::domain::{embedded_v4, unmap};
 
 /// Why an address counts as internal, if it does.
 pub fn internal(ip: IpAddr) -> Option<&'static str> {
     match unmap(ip) {
         IpAddr::V4(a) => internal_v4(a),
-        IpAddr::V6(a) => internal_v6(a),
+        IpAddr::V6(a) => internal_v6(a).or_else(|| {
+            embedded_v4(a)
+                .into_iter()
+                .find_map(internal_v4)
+                .map(|_| "IPv6-embedded internal IPv4")
+        }),
     }
+}
+
+/// Whether an address is this machine (loopback or unspecified), directly
+/// or through an embedded IPv4.
+fn is_local(ip: IpAddr) -> bool {
+    let v4_local = |a: Ipv4Addr| a.is_loopback() || a.is_unspecified();
+    match unmap(ip) {
+        IpAddr::V4(a) => v4_local(a),
+        IpAddr::V6(a) => {
+            a.is_loopback() || a.is_unspecified() || embedded_v4(a).into_iter().any(v4_local)
+        }
+    }
+}
+
+/// A host name as compared: lower case, without the root's trailing dot.
+fn normal_host(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
 }
 
 fn internal_v4(a: Ipv4Addr) -> Option<&'static str> {
@@ -80,11 +108,19 @@ impl Guard {
     /// Whether a webhook may connect to `addr`.
     pub fn check(&self, addr: SocketAddr) -> Result<(), String> {
         self.check_ip(addr.ip())?;
-        let local = internal(addr.ip()).is_some_and(|k| k == "loopback" || k == "unspecified");
-        if local && Some(addr.port()) == self.api_port {
+        if is_local(addr.ip()) && Some(addr.port()) == self.api_port {
             return Err(format!("{addr} is sightline's own API"));
         }
         Ok(())
+    }
+
+    /// Whether `url`'s host is a name aimed at the API's port: such a
+    /// request must be resolved and pinned by the caller (its port is not
+    /// known to the resolver).
+    pub fn names_api_port(&self, url: &reqwest::Url) -> bool {
+        matches!(url.host(), Some(url::Host::Domain(_)))
+            && self.api_port.is_some()
+            && url.port_or_known_default() == self.api_port
     }
 
     /// The check for a URL whose host is an IP literal; `None` for names
@@ -95,8 +131,10 @@ impl Guard {
             url::Host::Ipv4(a) => IpAddr::V4(a),
             url::Host::Ipv6(a) => IpAddr::V6(a),
             url::Host::Domain(d) => {
-                // A name that is the loopback by definition.
-                if d.eq_ignore_ascii_case("localhost") || d.ends_with(".localhost") {
+                // A name that is the loopback by definition (with or
+                // without the root's trailing dot).
+                let d = normal_host(d);
+                if d == "localhost" || d.ends_with(".localhost") {
                     IpAddr::V4(Ipv4Addr::LOCALHOST)
                 } else {
                     return None;
@@ -107,17 +145,42 @@ impl Guard {
     }
 }
 
-/// The HTTP client's resolver: system lookup, then the guard on every
-/// address; a name with no allowed address fails to resolve.
-pub struct Resolver(pub Arc<Guard>);
+/// The HTTP client's resolver: the `hosts` table (a seam for tests, as
+/// /etc/hosts is for the system), else the system's lookup; then the guard
+/// on every address. A name with no allowed address fails to resolve.
+pub struct Resolver {
+    pub guard: Arc<Guard>,
+    pub hosts: Arc<HashMap<String, Vec<IpAddr>>>,
+}
+
+impl Resolver {
+    /// The system's lookup, checked by `guard`.
+    pub fn new(guard: Arc<Guard>) -> Resolver {
+        Resolver {
+            guard,
+            hosts: Arc::default(),
+        }
+    }
+
+    /// The addresses of `host` on `port`: the hosts table, else the system.
+    pub async fn lookup(&self, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+        match self.hosts.get(&normal_host(host)) {
+            Some(ips) => Ok(ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect()),
+            None => Ok(tokio::net::lookup_host((host, port)).await?.collect()),
+        }
+    }
+}
 
 impl reqwest::dns::Resolve for Resolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let guard = Arc::clone(&self.0);
+        let this = Resolver {
+            guard: Arc::clone(&self.guard),
+            hosts: Arc::clone(&self.hosts),
+        };
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let guard = Arc::clone(&this.guard);
+            let addrs = this.lookup(&host, 0).await?;
             let mut refused = Vec::new();
             let allowed: Vec<SocketAddr> = addrs
                 .into_iter()
@@ -165,6 +228,13 @@ mod tests {
             "fd12::1",
             "::ffff:127.0.0.1",
             "224.0.0.1",
+            // IPv6 forms that carry an internal IPv4.
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:c0a8:0101::1",
+            "2001:0:4136:e378:8000:63bf:80ff:fffe",
         ] {
             assert!(g.check_ip(ip(bad)).is_err(), "{bad} refused");
         }
@@ -173,12 +243,15 @@ mod tests {
             "2606:2800:220:1::1",
             "172.32.0.1",
             "100.128.0.1",
+            // The same forms carrying a public IPv4.
+            "64:ff9b::5db8:d822",
+            "2002:5db8:d822::1",
         ] {
             assert!(g.check_ip(ip(good)).is_ok(), "{good} allowed");
         }
         let g = Guard {
             allow: vec![Cidr::parse("192.168.1.0/24").expect("cidr")],
-            api_port: None,
+            ..Guard::default()
         };
         assert!(g.check_ip(ip("192.168.1.20")).is_ok());
         assert!(g.check_ip(ip("192.168.2.20")).is_err());

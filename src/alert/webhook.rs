@@ -4,6 +4,7 @@
 //! Webhooks: `webhook-id`, `webhook-timestamp`, and `webhook-signature` when
 //! the alert has secrets ([`super::sign`]).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,37 +15,89 @@ use super::{DeliverFuture, Delivery, Sink, SinkError};
 #[derive(Clone)]
 pub struct WebhookSink {
     client: reqwest::Client,
-    guard: Arc<Guard>,
+    resolver: Arc<Resolver>,
+    timeout: Duration,
+}
+
+/// A client with the webhook settings; `pinned` sends a name to exactly
+/// the addresses given instead of resolving it.
+fn client(
+    timeout: Duration,
+    resolver: &Arc<Resolver>,
+    pinned: Option<(&str, &[SocketAddr])>,
+) -> Result<reqwest::Client, reqwest::Error> {
+    let mut b = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(Arc::clone(resolver))
+        .user_agent(concat!("sightline/", env!("CARGO_PKG_VERSION")));
+    if let Some((host, addrs)) = pinned {
+        b = b.resolve_to_addrs(host, addrs);
+    }
+    b.build()
 }
 
 impl WebhookSink {
     /// A client with this request timeout whose connections pass `guard`.
     pub fn new(timeout: Duration, guard: Arc<Guard>) -> Result<WebhookSink, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(Resolver(Arc::clone(&guard))))
-            .user_agent(concat!("sightline/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(WebhookSink { client, guard })
+        Self::with_resolver(timeout, Resolver::new(guard))
+    }
+
+    /// A client that resolves names with `resolver` (tests give it a hosts
+    /// table) and passes its guard.
+    pub fn with_resolver(
+        timeout: Duration,
+        resolver: Resolver,
+    ) -> Result<WebhookSink, reqwest::Error> {
+        let resolver = Arc::new(resolver);
+        Ok(WebhookSink {
+            client: client(timeout, &resolver, None)?,
+            resolver,
+            timeout,
+        })
     }
 
     /// The sink for one callback URL.
     pub fn for_url(&self, url: &str) -> WebhookTarget {
         WebhookTarget {
-            client: self.client.clone(),
+            sink: self.clone(),
             url: url.to_string(),
-            guard: Arc::clone(&self.guard),
         }
     }
 }
 
 /// One callback URL.
 pub struct WebhookTarget {
-    client: reqwest::Client,
+    sink: WebhookSink,
     url: String,
-    guard: Arc<Guard>,
+}
+
+impl WebhookTarget {
+    /// The client for `url`. A name on the API's port is resolved here and
+    /// refused if any address is local; the request then goes to exactly
+    /// the addresses checked (a one-off client, in this rare case only).
+    async fn client_for(&self, url: &reqwest::Url) -> Result<reqwest::Client, SinkError> {
+        let guard = &self.sink.resolver.guard;
+        if !guard.names_api_port(url) {
+            return Ok(self.sink.client.clone());
+        }
+        let host = url.host_str().unwrap_or_default();
+        let port = url.port_or_known_default().unwrap_or(0);
+        let addrs = self
+            .sink
+            .resolver
+            .lookup(host, port)
+            .await
+            .map_err(|e| SinkError::retry(format!("cannot resolve {host}: {e}")))?;
+        if let Some(why) = addrs.iter().find_map(|a| guard.check(*a).err()) {
+            return Err(SinkError::Permanent(format!(
+                "refused: {host} resolves to {why}"
+            )));
+        }
+        client(self.sink.timeout, &self.sink.resolver, Some((host, &addrs)))
+            .map_err(|e| SinkError::retry(format!("building a client: {e}")))
+    }
 }
 
 /// Whether a request error is the guard refusing the resolved addresses.
@@ -71,13 +124,13 @@ impl Sink for WebhookTarget {
             let id: &str = &d.message_id;
             let url = reqwest::Url::parse(&self.url)
                 .map_err(|e| SinkError::Permanent(format!("bad callback URL: {e}")))?;
-            if let Some(Err(why)) = self.guard.check_url(&url) {
+            if let Some(Err(why)) = self.sink.resolver.guard.check_url(&url) {
                 return Err(SinkError::Permanent(format!("refused: {why}")));
             }
+            let client = self.client_for(&url).await?;
             // The timestamp is this attempt's, so receivers can refuse replays.
             let now = chrono::Utc::now().timestamp();
-            let mut req = self
-                .client
+            let mut req = client
                 .post(&self.url)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .header("webhook-timestamp", now.to_string());

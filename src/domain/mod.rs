@@ -9,7 +9,7 @@ mod retry;
 mod secret;
 mod spec;
 
-pub use net::{unmap, Cidr};
+pub use net::{embedded_v4, unmap, Cidr};
 pub use retry::{mqtt_schedule, DEFAULT_SCHEDULE};
 pub use secret::Secret;
 pub use spec::*;

@@ -1,7 +1,7 @@
 //! Address ranges (`[webhook] allow_private`), parsed once and compared by
 //! value.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// An address range such as `10.0.0.0/8` or `fd00::/8`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,4 +53,34 @@ pub fn unmap(ip: IpAddr) -> IpAddr {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
     }
+}
+
+/// The IPv4 addresses an IPv6 address carries and could reach, by the
+/// standard ways of embedding one: IPv4-mapped (`::ffff:a.b.c.d`),
+/// IPv4-compatible (`::a.b.c.d`, deprecated but still routed by some
+/// stacks), NAT64 (`64:ff9b::a.b.c.d`, and the local-use `64:ff9b:1::/48`),
+/// 6to4 (`2002:AABB:CCDD::/48`) and Teredo (`2001:0::/32`: the server, and
+/// the client address stored inverted).
+pub fn embedded_v4(v6: Ipv6Addr) -> Vec<Ipv4Addr> {
+    let s = v6.segments();
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    let mut out = Vec::new();
+    if let Some(a) = v6.to_ipv4_mapped() {
+        out.push(a);
+    }
+    let low_zero = s[..6].iter().all(|&x| x == 0);
+    if low_zero && (s[6] != 0 || s[7] > 1) {
+        out.push(v4(s[6], s[7])); // IPv4-compatible (not :: or ::1)
+    }
+    if (s[0], s[1]) == (0x64, 0xff9b) {
+        out.push(v4(s[6], s[7]));
+    }
+    if s[0] == 0x2002 {
+        out.push(v4(s[1], s[2]));
+    }
+    if (s[0], s[1]) == (0x2001, 0) {
+        out.push(v4(s[2], s[3]));
+        out.push(v4(!s[6], !s[7]));
+    }
+    out
 }
