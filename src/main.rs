@@ -71,11 +71,55 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Look after the state database (with the daemon stopped).
+    State {
+        #[command(subcommand)]
+        cmd: StateCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum StateCmd {
+    /// Copy every readable row of a damaged state database into a fresh
+    /// one; the damaged file is kept beside it as `state.sqlite3.corrupt-<ms>`.
+    Recover {
+        /// The state directory (`[state] dir`).
+        #[arg(long)]
+        state_dir: PathBuf,
+    },
+}
+
+/// `sightline state recover`: exit 0 with what was copied, 1 on failure.
+fn recover(dir: &std::path::Path) -> ExitCode {
+    match sightline::store::integrity::recover(dir) {
+        Ok(r) => {
+            for (table, n) in &r.tables {
+                println!("  {table}: {n} rows");
+            }
+            println!(
+                "recovered {} into a fresh database ({} unreadable rows lost); the damaged one is kept at {}",
+                dir.join(sightline::store::integrity::FILE).display(),
+                r.lost,
+                r.kept.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cannot recover {}: {e:#}", dir.display());
+            ExitCode::from(1)
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::State {
+            cmd: StateCmd::Recover { state_dir },
+        } => {
+            telemetry::init("warn");
+            recover(&state_dir)
+        }
         Command::CheckConfig { file } => {
             telemetry::init("warn");
             let config = match load(&file) {

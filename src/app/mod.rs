@@ -356,7 +356,8 @@ fn reporter(
 async fn load(config: &Config, clocks: &Arc<dyn Clocks>) -> anyhow::Result<(Arc<Store>, Compiled)> {
     let store = {
         let dir = config.state.dir.clone();
-        let opened = tokio::task::spawn_blocking(move || Store::open(dir.as_deref()));
+        let on = config.state.on_corruption;
+        let opened = tokio::task::spawn_blocking(move || Store::open_with(dir.as_deref(), on));
         Arc::new(
             opened
                 .await

@@ -103,6 +103,7 @@ pub struct StateConfig {
     pub scene_records: usize,
     /// Hours of frame embeddings kept per stream (dual encoders).
     pub embedding_hours: f64,
+    pub on_corruption: crate::domain::OnCorruption,
 }
 
 /// Worker pool and ONNX Runtime settings.

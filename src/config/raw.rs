@@ -90,6 +90,8 @@ pub struct RawState {
     /// Dual encoders: hours of frame embeddings kept per stream for search
     /// and backtesting (default 24; 0 keeps none).
     pub embedding_hours: Option<f64>,
+    /// A damaged database: "refuse" to start (default) or "rebuild".
+    pub on_corruption: Option<String>,
 }
 
 /// `[runtime]`: the worker pool and ONNX Runtime.

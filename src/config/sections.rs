@@ -295,5 +295,16 @@ pub(super) fn state(c: &mut Checker, s: &RawState) -> StateConfig {
             0.0,
             24.0 * 366.0,
         ),
+        on_corruption: match s.on_corruption.as_deref() {
+            None | Some("refuse") => crate::domain::OnCorruption::Refuse,
+            Some("rebuild") => crate::domain::OnCorruption::Rebuild,
+            Some(other) => {
+                c.bad(
+                    "state.on_corruption",
+                    format!("{other:?} must be \"refuse\" or \"rebuild\""),
+                );
+                crate::domain::OnCorruption::Refuse
+            }
+        },
     }
 }

@@ -82,6 +82,17 @@ impl Default for MatchParams {
     }
 }
 
+/// What to do with a state database that fails its integrity check
+/// (`[state] on_corruption`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnCorruption {
+    /// Refuse to start, naming the file and the recovery command.
+    #[default]
+    Refuse,
+    /// Move it aside and start from a fresh database, loudly.
+    Rebuild,
+}
+
 /// One model to load: its name (what events and payloads call it) and its
 /// folder or folder name.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,6 +17,7 @@ use rusqlite::Connection;
 mod catalog;
 mod clips;
 mod embeddings;
+pub mod integrity;
 mod migrations;
 mod outbox;
 mod scenes;
@@ -26,6 +27,7 @@ pub use catalog::{
     StreamDef, StreamRow, Table,
 };
 pub use clips::ClipRow;
+pub use integrity::OnCorruption;
 pub use outbox::{MemoryOutbox, NewMessage, Outbox, OutboxRow};
 pub use scenes::{LabelSummary, SceneRecord};
 
@@ -36,6 +38,18 @@ use migrations::MIGRATIONS;
 pub struct Store {
     conn: Mutex<Connection>,
 }
+
+/// A database that failed its integrity check (the message says what to do).
+#[derive(Debug)]
+pub struct Damaged(pub String);
+
+impl std::fmt::Display for Damaged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Damaged {}
 
 /// Makes the database file (creating it empty if need be) and any WAL and
 /// shared-memory files readable by the owner only, whatever the umask: the
@@ -63,16 +77,47 @@ impl Store {
     /// Opens (creating if needed) `dir/state.sqlite3`, or an in-memory
     /// database when `dir` is `None`, and brings the schema up to date.
     pub fn open(dir: Option<&Path>) -> anyhow::Result<Store> {
-        let conn = match dir {
-            Some(d) => {
-                std::fs::create_dir_all(d)
-                    .with_context(|| format!("creating the state directory {}", d.display()))?;
-                let path = d.join("state.sqlite3");
-                owner_only(&path)?;
-                Connection::open(&path).with_context(|| format!("opening {}", path.display()))?
-            }
-            None => Connection::open_in_memory().context("opening an in-memory database")?,
+        Self::open_with(dir, OnCorruption::Refuse)
+    }
+
+    /// Opens the state in `dir` (in memory without one). A database that
+    /// fails its integrity check is refused, or moved aside and replaced by
+    /// a fresh one when `on` says so.
+    pub fn open_with(dir: Option<&Path>, on: OnCorruption) -> anyhow::Result<Store> {
+        let Some(d) = dir else {
+            let conn = Connection::open_in_memory().context("opening an in-memory database")?;
+            return Self::ready(conn);
         };
+        std::fs::create_dir_all(d)
+            .with_context(|| format!("creating the state directory {}", d.display()))?;
+        let path = d.join(integrity::FILE);
+        match Self::open_file(&path) {
+            Err(e) if on == OnCorruption::Rebuild && e.downcast_ref::<Damaged>().is_some() => {
+                let kept = integrity::move_aside(&path)?;
+                tracing::error!(
+                    error = %e, kept = %kept.display(),
+                    "STATE DATABASE DAMAGED: starting from a fresh one ([state] on_corruption = \"rebuild\"); \
+                     API-created streams, events and alerts and undelivered messages are in the kept file"
+                );
+                Self::open_file(&path)
+            }
+            other => other,
+        }
+    }
+
+    /// Opens one database file, checking its integrity first.
+    pub(crate) fn open_file(path: &Path) -> anyhow::Result<Store> {
+        owner_only(path)?;
+        let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+        if let Some(problem) = integrity::problems(&conn) {
+            return Err(anyhow::Error::new(Damaged(
+                integrity::refusal(path, &problem).to_string(),
+            )));
+        }
+        Self::ready(conn).with_context(|| format!("opening {}", path.display()))
+    }
+
+    fn ready(conn: Connection) -> anyhow::Result<Store> {
         conn.execute_batch(
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=5000;",
         )
