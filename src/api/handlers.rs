@@ -429,7 +429,10 @@ pub async fn models(State(st): State<ApiState>) -> Reply<Value> {
     Ok(Data(json!({ "models": models })))
 }
 
-pub async fn status(State(st): State<ApiState>) -> Reply<Value> {
+pub async fn status(
+    State(st): State<ApiState>,
+    conns: Option<axum::Extension<std::sync::Arc<super::conns::ConnStats>>>,
+) -> Reply<Value> {
     let cat = st.engine.catalog().await;
     let streams: Vec<Value> = cat
         .streams
@@ -472,6 +475,11 @@ pub async fn status(State(st): State<ApiState>) -> Reply<Value> {
         "streams": streams,
         "websocket": st.engine.hub().stats(),
         "recording": recording,
+        "api_connections": conns.map(|axum::Extension(c)| json!({
+            "accepted": c.accepted.load(std::sync::atomic::Ordering::Relaxed),
+            "evicted": c.evicted.load(std::sync::atomic::Ordering::Relaxed),
+            "refused": c.refused.load(std::sync::atomic::Ordering::Relaxed),
+        })),
     })))
 }
 

@@ -8,6 +8,7 @@
 //! capped at 64 KiB. The route table in [`routes`] is the router, and the
 //! OpenAPI file in `docs/openapi.json` is checked against it by a test.
 
+pub mod conns;
 mod handlers;
 mod key;
 mod media;
@@ -63,18 +64,12 @@ pub fn serve(
     if let Some(tx) = bound {
         let _ = tx.send(addr);
     }
-    let app = router(Arc::clone(engine), key, addr, media);
+    let key: Arc<str> = key.into();
+    let stats = Arc::new(conns::ConnStats::default());
+    let app = router(Arc::clone(engine), key.to_string(), addr, media)
+        .layer(axum::Extension(Arc::clone(&stats)));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let r = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stop_rx.await;
-            })
-            .await;
-        if let Err(e) = r {
-            tracing::error!(error = %e, "API server failed");
-        }
-    });
+    let task = tokio::spawn(conns::serve(listener, app, key, stats, stop_rx));
     Ok((stop_tx, task))
 }
 

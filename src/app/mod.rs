@@ -542,8 +542,28 @@ fn stats_task(
     })
 }
 
+/// Raises the soft limit on open files to the hard one: cameras, segments,
+/// SQLite, API and delivery connections all need descriptors, and the
+/// usual soft limit (1024) is far below what the kernel allows.
+fn raise_open_files() {
+    // SAFETY: getrlimit/setrlimit only read and write the struct given.
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: r.rlim_max,
+                rlim_max: r.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                tracing::debug!(from = r.rlim_cur, to = r.rlim_max, "open-file limit raised");
+            }
+        }
+    }
+}
+
 /// Builds and starts every stage.
 pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
+    raise_open_files();
     source::init().map_err(|e| anyhow!(e))?;
     model::init_runtime(config.runtime.ort_library.as_deref())?;
     let clocks = hooks.clocks.clone().unwrap_or_else(crate::clock::real);
