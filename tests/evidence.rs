@@ -374,35 +374,6 @@ async fn refuses_what_is_not_signed(d: &Daemon, snap: &str) {
     }
 }
 
-/// A tmpfs mounted for one test, unmounted when dropped.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &std::path::Path, size: &str) -> Tmpfs {
-        std::fs::create_dir_all(at).expect("mount point");
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .output()
-            .expect("running mount");
-        assert!(
-            out.status.success(),
-            "this test needs a small tmpfs as a full disk and could not mount one (it must run as root): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs(at.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 async fn recording_status(d: &Daemon) -> Value {
     d.ok("GET", "status", None).await["recording"].clone()
 }
@@ -420,7 +391,7 @@ async fn a_full_disk_pauses_recording_and_nothing_else() {
     let mut hook = Receiver::start().await.expect("receiver");
     let dir = tempfile::tempdir().expect("temp dir");
     let rec = dir.path().join("rec");
-    let _disk = Tmpfs::mount(&rec, "4m");
+    let _disk = common::Tmpfs::mount(&rec, "4m");
     // Leave less than min_free_mb (1 MB) free.
     let free = sightline::record::pipeline::free_bytes(&rec).expect("statvfs");
     std::fs::write(rec.join("filler"), vec![7u8; (free - 300_000) as usize]).expect("fill");

@@ -150,6 +150,22 @@ pub struct Dispatcher {
     hub: Option<Arc<ws::Hub>>,
     outbox: OutboxSettings,
     rt: tokio::runtime::Handle,
+    /// Messages accepted while the outbox could not take them (a full
+    /// disk), oldest first, bounded by [`SPILL_MAX`]; committed when it can.
+    spill: Mutex<std::collections::VecDeque<(String, Delivery)>>,
+    spill_stats: SpillStats,
+}
+
+/// Most messages held in memory while the outbox cannot commit.
+pub const SPILL_MAX: usize = 10_000;
+
+/// What the spill has seen.
+#[derive(Debug, Default)]
+pub struct SpillStats {
+    pub spilled: std::sync::atomic::AtomicU64,
+    pub committed_later: std::sync::atomic::AtomicU64,
+    /// Messages dropped because the spill was full, per target.
+    pub dropped: Mutex<HashMap<String, u64>>,
 }
 
 impl Dispatcher {
@@ -177,6 +193,8 @@ impl Dispatcher {
             hub,
             outbox,
             rt,
+            spill: Mutex::default(),
+            spill_stats: SpillStats::default(),
         };
         match d.outbox.store.targets() {
             Ok(targets) => d.ensure_webhooks(targets.iter().filter(|t| *t != MQTT_TARGET)),
@@ -373,15 +391,102 @@ impl Dispatcher {
         if rows.is_empty() {
             return 0;
         }
+        // Older spilled messages go first, so order holds.
+        if self.spilled() > 0 {
+            self.flush_spill();
+            if self.spilled() > 0 {
+                self.spill_push(live.into_iter().cloned().collect());
+                return rows.len();
+            }
+        }
         if let Err(e) = self.outbox.store.add(&rows, self.outbox.clock.wall_ms()) {
-            // Nothing else can hold them: say so loudly.
-            tracing::error!(error = %format!("{e:#}"), messages = rows.len(), "cannot commit alerts to the outbox; they are lost");
-            return 0;
+            tracing::error!(error = %format!("{e:#}"), messages = rows.len(),
+                "cannot commit alerts to the outbox (disk full?); holding them in memory until it can");
+            self.spill_push(live.into_iter().cloned().collect());
+            return rows.len();
         }
         for (target, _) in &live {
             self.with_worker(target, |w| w.wake.notify_one());
         }
         rows.len()
+    }
+
+    /// Messages held in memory, waiting for the outbox.
+    pub fn spilled(&self) -> usize {
+        self.spill.lock().map_or(0, |s| s.len())
+    }
+
+    /// What the spill has seen.
+    pub fn spill_stats(&self) -> &SpillStats {
+        &self.spill_stats
+    }
+
+    /// Holds messages the outbox could not take; past [`SPILL_MAX`] the
+    /// oldest go, counted per target.
+    fn spill_push(&self, msgs: Vec<(String, Delivery)>) {
+        use std::sync::atomic::Ordering;
+        let Ok(mut spill) = self.spill.lock() else {
+            return;
+        };
+        self.spill_stats
+            .spilled
+            .fetch_add(msgs.len() as u64, Ordering::Relaxed);
+        spill.extend(msgs);
+        while spill.len() > SPILL_MAX {
+            if let Some((target, d)) = spill.pop_front() {
+                tracing::error!(target = %target, message = %d.message_id,
+                    "the in-memory spill is full: the oldest held message is dropped");
+                if let Ok(mut dropped) = self.spill_stats.dropped.lock() {
+                    *dropped.entry(target).or_default() += 1;
+                }
+            }
+        }
+    }
+
+    /// Commits what the spill holds, oldest first, in one transaction;
+    /// returns how many went. After a success the WAL is truncated, so the
+    /// space a full disk needs back is given back.
+    pub fn flush_spill(&self) -> usize {
+        use std::sync::atomic::Ordering;
+        let Ok(mut spill) = self.spill.lock() else {
+            return 0;
+        };
+        if spill.is_empty() {
+            return 0;
+        }
+        let rows: Vec<outbox::NewMessage> = spill
+            .iter()
+            .map(|(target, d)| outbox::NewMessage {
+                target,
+                message_id: &d.message_id,
+                alert_id: &d.alert_id,
+                topic: &d.topic,
+                body: &d.body,
+                secrets: &d.secrets,
+            })
+            .collect();
+        if self
+            .outbox
+            .store
+            .add(&rows, self.outbox.clock.wall_ms())
+            .is_err()
+        {
+            // Still full: truncating the WAL may be what frees the space.
+            let _ = self.outbox.store.checkpoint(true);
+            return 0;
+        }
+        let n = rows.len();
+        let targets: Vec<String> = spill.drain(..).map(|(t, _)| t).collect();
+        drop(spill);
+        self.spill_stats
+            .committed_later
+            .fetch_add(n as u64, Ordering::Relaxed);
+        tracing::info!(messages = n, "held messages committed to the outbox");
+        let _ = self.outbox.store.checkpoint(true);
+        for t in targets {
+            self.with_worker(&t, |w| w.wake.notify_one());
+        }
+        n
     }
 
     /// Counters per target name.

@@ -4,7 +4,8 @@
 //! delivers them. Committing here, not on the matcher's thread, is what
 //! keeps a burst of alerts from stalling matching for every stream. After
 //! an occurrence ends it also sends `clip_ready` once the clip's last
-//! segment is on disk.
+//! segment is on disk. Messages the outbox cannot take (a full disk) are
+//! held in memory by the dispatcher and retried here every second.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -62,9 +63,14 @@ fn run(
     loop {
         let now = clocks.wall_ms();
         let next = waiting.iter().map(|w| w.due).min();
-        let wait = next.map_or(Duration::from_secs(3600), |due| {
+        let mut wait = next.map_or(Duration::from_secs(3600), |due| {
             Duration::from_millis((due - now).clamp(0, 3_600_000) as u64)
         });
+        // Messages held while the outbox could not commit: retry each second.
+        if d.spilled() > 0 {
+            d.flush_spill();
+            wait = wait.min(Duration::from_secs(1));
+        }
         match rx.recv_timeout(wait) {
             Ok(occ) => {
                 let links = evidence.map(|e| e.capture(&occ)).unwrap_or_default();

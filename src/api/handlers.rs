@@ -429,6 +429,19 @@ pub async fn models(State(st): State<ApiState>) -> Reply<Value> {
     Ok(Data(json!({ "models": models })))
 }
 
+/// Messages held in memory while the outbox cannot commit (a full disk).
+fn spill(st: &ApiState) -> Value {
+    use std::sync::atomic::Ordering;
+    let d = st.engine.dispatcher();
+    let s = d.spill_stats();
+    json!({
+        "held": d.spilled(),
+        "spilled": s.spilled.load(Ordering::Relaxed),
+        "committed_later": s.committed_later.load(Ordering::Relaxed),
+        "dropped": s.dropped.lock().map(|m| m.clone()).unwrap_or_default(),
+    })
+}
+
 pub async fn status(
     State(st): State<ApiState>,
     conns: Option<axum::Extension<std::sync::Arc<super::conns::ConnStats>>>,
@@ -475,6 +488,7 @@ pub async fn status(
         "streams": streams,
         "websocket": st.engine.hub().stats(),
         "recording": recording,
+        "outbox_spill": spill(&st),
         "api_connections": conns.map(|axum::Extension(c)| json!({
             "accepted": c.accepted.load(std::sync::atomic::Ordering::Relaxed),
             "evicted": c.evicted.load(std::sync::atomic::Ordering::Relaxed),

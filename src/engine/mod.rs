@@ -202,6 +202,11 @@ impl Engine {
             .await
     }
 
+    /// The dispatcher (delivery counters, the outbox spill).
+    pub fn dispatcher(&self) -> &Arc<Dispatcher> {
+        &self.parts.dispatcher
+    }
+
     /// The WebSocket hub.
     pub fn hub(&self) -> &Arc<Hub> {
         &self.parts.hub

@@ -42,6 +42,11 @@ pub trait Outbox: Send + Sync {
     /// Puts a dead letter back in line with a fresh schedule and enables its
     /// target again; returns the target, `None` if there is no such dead letter.
     fn redeliver(&self, seq: i64, now: i64) -> anyhow::Result<Option<String>>;
+    /// Folds the write-ahead log back into the database; `truncate` also
+    /// gives its space back to the filesystem (after a full disk).
+    fn checkpoint(&self, _truncate: bool) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// A message to store for one target.
@@ -94,6 +99,13 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<OutboxRow> {
 }
 
 impl Outbox for Store {
+    fn checkpoint(&self, truncate: bool) -> anyhow::Result<()> {
+        let mode = if truncate { "TRUNCATE" } else { "PASSIVE" };
+        let conn = self.lock()?;
+        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()))?;
+        Ok(())
+    }
+
     fn add(&self, msgs: &[NewMessage], now: i64) -> anyhow::Result<Vec<i64>> {
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
