@@ -114,7 +114,7 @@ impl Store {
                 integrity::refusal(path, &problem).to_string(),
             )));
         }
-        Self::ready(conn).with_context(|| format!("opening {}", path.display()))
+        Self::ready(conn).map_err(|e| anyhow!("{}: {e:#}", path.display()))
     }
 
     fn ready(conn: Connection) -> anyhow::Result<Store> {
