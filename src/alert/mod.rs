@@ -52,6 +52,20 @@ pub struct Delivery {
     pub frame_arrived: Option<Instant>,
 }
 
+impl Delivery {
+    /// The outbox row of this message for `target`.
+    fn row<'a>(&'a self, target: &'a str) -> outbox::NewMessage<'a> {
+        outbox::NewMessage {
+            target,
+            message_id: &self.message_id,
+            alert_id: &self.alert_id,
+            topic: &self.topic,
+            body: &self.body,
+            secrets: &self.secrets,
+        }
+    }
+}
+
 /// The message id of a payload: `alert:occurrence:phase`.
 pub fn message_id(p: &Payload) -> String {
     format!("{}:{}:{}", p.alert_id, p.occurrence_id, p.phase.as_str())
@@ -377,17 +391,7 @@ impl Dispatcher {
                 }
             })
             .collect();
-        let rows: Vec<outbox::NewMessage> = live
-            .iter()
-            .map(|(target, d)| outbox::NewMessage {
-                target,
-                message_id: &d.message_id,
-                alert_id: &d.alert_id,
-                topic: &d.topic,
-                body: &d.body,
-                secrets: &d.secrets,
-            })
-            .collect();
+        let rows: Vec<outbox::NewMessage> = live.iter().map(|(t, d)| d.row(t)).collect();
         if rows.is_empty() {
             return 0;
         }
@@ -454,17 +458,7 @@ impl Dispatcher {
         if spill.is_empty() {
             return 0;
         }
-        let rows: Vec<outbox::NewMessage> = spill
-            .iter()
-            .map(|(target, d)| outbox::NewMessage {
-                target,
-                message_id: &d.message_id,
-                alert_id: &d.alert_id,
-                topic: &d.topic,
-                body: &d.body,
-                secrets: &d.secrets,
-            })
-            .collect();
+        let rows: Vec<outbox::NewMessage> = spill.iter().map(|(t, d)| d.row(t)).collect();
         if self
             .outbox
             .store

@@ -383,22 +383,20 @@ pub async fn redeliver(State(st): State<ApiState>, Path(seq): Path<String>) -> R
 
 /// The models a stream feeds, each with the frames it scored there.
 fn stream_models(st: &ApiState, stream: &str) -> Value {
-    let set = st.engine.models();
     let counted = st
         .engine
         .pool()
         .stream_models(&crate::types::StreamId::new(stream));
-    let frames = |name: &str| {
-        let i = set.by_name(name);
+    let frames = |i: usize| {
         counted
             .iter()
-            .find(|(m, _)| Some(*m) == i)
+            .find(|(m, _)| *m == i)
             .map_or(0, |(_, c)| c.frames)
     };
     st.engine
         .stream_models(stream)
-        .iter()
-        .map(|m| json!({ "name": m, "frames": frames(m) }))
+        .into_iter()
+        .map(|(i, name)| json!({ "name": name, "frames": frames(i) }))
         .collect()
 }
 

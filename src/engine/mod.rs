@@ -232,8 +232,8 @@ impl Engine {
         self.routes.lock().ok()?.get(event).cloned()
     }
 
-    /// The models a running stream's frames go to, by name.
-    pub fn stream_models(&self, stream: &str) -> Vec<Arc<str>> {
+    /// The models a running stream's frames go to: place and name.
+    pub fn stream_models(&self, stream: &str) -> Vec<(usize, Arc<str>)> {
         let running = self.running.lock();
         let Some((_, branches, _)) = running
             .as_ref()
@@ -247,8 +247,8 @@ impl Engine {
             .flat_map(|b| b.models.iter().copied())
             .collect();
         idx.sort_unstable();
-        idx.iter()
-            .filter_map(|&i| self.parts.models.get(i).map(|m| m.name.clone()))
+        idx.into_iter()
+            .filter_map(|i| self.parts.models.get(i).map(|m| (i, m.name.clone())))
             .collect()
     }
 

@@ -379,8 +379,8 @@ impl Supervisor {
             *k = Some(keys);
         }
         self.gate_frames(&gate, run);
-        for (sink, branch) in sinks.iter().zip(&self.branches) {
-            self.take_frames(sink, gate.static_pad("src"), run, branch);
+        for (i, (sink, branch)) in sinks.iter().zip(&self.branches).enumerate() {
+            self.take_frames(sink, gate.static_pad("src"), run, branch, i == 0);
         }
         if let Some(tap) = &self.tap {
             let Some(tap_sink) = pipeline
@@ -443,6 +443,7 @@ impl Supervisor {
         caps_source: Option<gst::Pad>,
         run: &RunState,
         branch: &Branch,
+        first: bool,
     ) {
         let (id, submit, stats, seq) = (
             self.cfg.id.clone(),
@@ -463,8 +464,7 @@ impl Supervisor {
         let letterbox = branch.out.resize == crate::model::Resize::Letterbox;
         let models = Arc::clone(&branch.models);
         // With several sizes, one sampled frame reaches several sinks; it
-        // counts (and says the stream is up) once, at the first.
-        let first = branch == &self.branches[0];
+        // counts once, at the first.
         sink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |appsink| {
