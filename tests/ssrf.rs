@@ -67,20 +67,6 @@ async fn internal_targets_are_refused_and_never_connected_to() {
         api_port: None,
     };
     let sink = WebhookSink::new(Duration::from_secs(2), Arc::new(guard)).expect("client");
-    let store = Arc::new(Store::open(None).expect("store"));
-    let d = Dispatcher::start(
-        Some(Arc::new(sink)),
-        None,
-        None,
-        OutboxSettings {
-            store: Arc::clone(&store) as Arc<dyn Outbox>,
-            schedule: vec![Duration::ZERO, Duration::from_millis(100)].into(),
-            mqtt_schedule: vec![Duration::ZERO].into(),
-            concurrency: 2,
-            clock: sightline::clock::real(),
-            poll: Duration::from_millis(20),
-        },
-    );
     let targets = [
         format!("http://127.0.0.1:{port}/x"),
         format!("http://[::1]:{port}/x"),
@@ -90,13 +76,8 @@ async fn internal_targets_are_refused_and_never_connected_to() {
         format!("http://[::ffff:127.0.0.1]:{port}/x"),
         redirector.clone(),
     ];
-    let alerts: Vec<AlertSpec> = targets
-        .iter()
-        .enumerate()
-        .map(|(i, u)| common::webhook_alert(&format!("a{i}"), u))
-        .collect();
-    d.set_alerts(alerts, HashMap::new());
-    d.dispatch(&common::occurrence("o1"));
+    let retries = [Duration::ZERO, Duration::from_millis(100)];
+    let (_d, store) = dispatch_to(sink, &targets, &retries);
 
     // Every message ends as a dead letter: the internal ones refused at
     // once, the redirected one after its two attempts.
@@ -153,13 +134,13 @@ async fn the_resolver_refuses_a_name_that_resolves_to_loopback() {
     );
 }
 
-/// Delivers one occurrence to each target through `sink` and returns the
-/// dead letters (target, why) once there are `expect` of them (or after 10 s).
-async fn deliver_all(
+/// A dispatcher over an in-memory outbox with one webhook alert per
+/// target, each sent one occurrence; `schedule` is its retry schedule.
+fn dispatch_to(
     sink: WebhookSink,
     targets: &[String],
-    expect: usize,
-) -> Vec<(String, String)> {
+    schedule: &[Duration],
+) -> (Dispatcher, Arc<Store>) {
     let store = Arc::new(Store::open(None).expect("store"));
     let d = Dispatcher::start(
         Some(Arc::new(sink)),
@@ -167,7 +148,7 @@ async fn deliver_all(
         None,
         OutboxSettings {
             store: Arc::clone(&store) as Arc<dyn Outbox>,
-            schedule: vec![Duration::ZERO].into(),
+            schedule: schedule.to_vec().into(),
             mqtt_schedule: vec![Duration::ZERO].into(),
             concurrency: 2,
             clock: sightline::clock::real(),
@@ -181,6 +162,17 @@ async fn deliver_all(
         .collect();
     d.set_alerts(alerts, HashMap::new());
     d.dispatch(&common::occurrence("o1"));
+    (d, store)
+}
+
+/// Delivers one occurrence to each target through `sink` and returns the
+/// dead letters (target, why) once there are `expect` of them (or after 10 s).
+async fn deliver_all(
+    sink: WebhookSink,
+    targets: &[String],
+    expect: usize,
+) -> Vec<(String, String)> {
+    let (_d, store) = dispatch_to(sink, targets, &[Duration::ZERO]);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let dead = store.dead_letters(100).expect("dead letters");
