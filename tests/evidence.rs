@@ -393,7 +393,7 @@ async fn a_full_disk_pauses_recording_and_nothing_else() {
     let rec = dir.path().join("rec");
     let _disk = common::Tmpfs::mount(&rec, "4m");
     // Leave less than min_free_mb (1 MB) free.
-    let free = sightline::record::pipeline::free_bytes(&rec).expect("statvfs");
+    let free = sightline::store::space::free_bytes(&rec).expect("statvfs");
     std::fs::write(rec.join("filler"), vec![7u8; (free - 300_000) as usize]).expect("fill");
     let extra = format!(
         r#"

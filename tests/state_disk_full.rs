@@ -4,7 +4,8 @@
 //! to 20 s) happens while it is full: its messages are held in memory
 //! (`GET status` says so), and once space is freed they are committed and
 //! delivered to the webhook receiver and over MQTT, exactly once each; the
-//! WAL, truncated after the failure, is small again.
+//! WAL, truncated after the failure, is small again. `GET status` shows the
+//! low-space warning (`[state] min_free_mb`) while full and not after.
 
 mod common;
 
@@ -54,8 +55,10 @@ client_id = "sightline-statefull-{pid}"
         pid = std::process::id(),
     );
     let d = Daemon::start(&state, &extra).await;
+    let before = d.ok("GET", "status", None).await;
+    assert_eq!(before["state_disk"]["low"], false, "{before}");
     // The disk fills to the last block.
-    let free = sightline::record::pipeline::free_bytes(&state).expect("statvfs");
+    let free = sightline::store::space::free_bytes(&state).expect("statvfs");
     std::fs::write(state.join("filler"), vec![7u8; free as usize]).ok();
     let _ = std::fs::OpenOptions::new()
         .append(true)
@@ -64,10 +67,12 @@ client_id = "sightline-statefull-{pid}"
 
     // Held while full: seen in GET status.
     let mut held_max = 0;
+    let mut warned = false;
     let deadline = Instant::now() + Duration::from_secs(40);
     while Instant::now() < deadline {
         let s = d.ok("GET", "status", None).await;
         held_max = held_max.max(s["outbox_spill"]["held"].as_u64().unwrap_or(0));
+        warned |= s["state_disk"]["low"] == true && s["state_disk"]["warnings"] == 1;
         if held_max >= 4 {
             break; // start and end, each to the webhook and MQTT
         }
@@ -80,6 +85,10 @@ client_id = "sightline-statefull-{pid}"
     assert!(
         common::drain(&mut hook.rx).is_empty(),
         "nothing delivered while full"
+    );
+    assert!(
+        warned,
+        "the low-space warning was raised ([state] min_free_mb)"
     );
 
     // Space comes back: everything goes out.
@@ -104,6 +113,10 @@ client_id = "sightline-statefull-{pid}"
         assert!((t - 10.0).abs() <= 1.0, "{transport}: start at {t}");
     }
     assert_eq!(status["outbox_spill"]["held"], 0, "{status}");
+    assert_eq!(
+        status["state_disk"]["low"], false,
+        "space is back: {status}"
+    );
     assert!(
         status["outbox_spill"]["committed_later"].as_u64() >= Some(4),
         "{status}"

@@ -30,6 +30,8 @@ struct Conn {
 #[derive(Debug, Default, Serialize)]
 pub struct HubStats {
     pub connected: usize,
+    /// Clients turned away because [`MAX_CLIENTS`] were connected.
+    pub refused: u64,
     pub sent: u64,
     pub slow_disconnects: u64,
 }
@@ -40,7 +42,12 @@ pub struct Hub {
     buffer: usize,
     sent: AtomicU64,
     slow_disconnects: AtomicU64,
+    refused: AtomicU64,
 }
+
+/// Most WebSocket clients at once: each holds a socket and a queue, and
+/// they no longer count against the API's connection cap once upgraded.
+pub const MAX_CLIENTS: usize = 256;
 
 #[derive(Serialize)]
 struct Envelope<'a, T: Serialize> {
@@ -56,28 +63,42 @@ impl Hub {
             buffer: buffer.max(1),
             sent: AtomicU64::new(0),
             slow_disconnects: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
         }
     }
 
-    /// Registers a new connection under a fresh id.
-    pub fn connect(&self) -> Subscription {
+    /// Whether another client would be turned away (counted if so).
+    pub fn full(&self) -> bool {
+        let full = self.conns.lock().map_or(true, |c| c.len() >= MAX_CLIENTS);
+        if full {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        full
+    }
+
+    /// Registers a new connection under a fresh id; `None` when
+    /// [`MAX_CLIENTS`] are connected (counted).
+    pub fn connect(&self) -> Option<Subscription> {
         let connection_id = format!("ws-{}", uuid::Uuid::new_v4().simple());
         let (tx, rx) = mpsc::channel(self.buffer);
         let cut = Arc::new(Notify::new());
-        if let Ok(mut c) = self.conns.lock() {
-            c.insert(
-                connection_id.clone(),
-                Conn {
-                    tx,
-                    cut: Arc::clone(&cut),
-                },
-            );
+        let mut c = self.conns.lock().ok()?;
+        if c.len() >= MAX_CLIENTS {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return None;
         }
-        Subscription {
+        c.insert(
+            connection_id.clone(),
+            Conn {
+                tx,
+                cut: Arc::clone(&cut),
+            },
+        );
+        Some(Subscription {
             connection_id,
             rx,
             cut,
-        }
+        })
     }
 
     /// Forgets a connection (its socket closed).
@@ -132,6 +153,7 @@ impl Hub {
     pub fn stats(&self) -> HubStats {
         HubStats {
             connected: self.conns.lock().map_or(0, |c| c.len()),
+            refused: self.refused.load(Ordering::Relaxed),
             sent: self.sent.load(Ordering::Relaxed),
             slow_disconnects: self.slow_disconnects.load(Ordering::Relaxed),
         }
@@ -145,8 +167,8 @@ mod tests {
     #[test]
     fn a_full_queue_cuts_only_that_client() {
         let hub = Hub::new(2);
-        let mut fast = hub.connect();
-        let slow = hub.connect();
+        let mut fast = hub.connect().expect("room");
+        let slow = hub.connect().expect("room");
         for i in 0..5 {
             assert!(hub.publish(&fast.connection_id, "alert", &i));
             assert!(fast.rx.try_recv().is_ok());
@@ -156,5 +178,17 @@ mod tests {
         assert!(!hub.is_connected(&slow.connection_id), "slow client cut");
         let s = hub.stats();
         assert_eq!((s.connected, s.slow_disconnects), (1, 1));
+    }
+
+    #[test]
+    fn clients_past_the_cap_are_turned_away() {
+        let hub = Hub::new(1);
+        let subs: Vec<_> = (0..MAX_CLIENTS).filter_map(|_| hub.connect()).collect();
+        assert_eq!(subs.len(), MAX_CLIENTS);
+        assert!(hub.full());
+        assert!(hub.connect().is_none());
+        hub.disconnect(&subs[0].connection_id);
+        assert!(!hub.full() && hub.connect().is_some());
+        assert_eq!(hub.stats().refused, 2);
     }
 }

@@ -11,6 +11,10 @@
 //!   keyless connections ages itself out, while an operator's new
 //!   connection always gets in. Only when every connection has proven itself
 //!   is a new one refused.
+//! - The cap never reaches into the [`RESERVED_FDS`] descriptors kept below
+//!   the open-file limit for everything else (cameras, recordings, the
+//!   state database, and above all outgoing webhook and MQTT connections),
+//!   so an inbound flood cannot stop deliveries.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,6 +31,29 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_CONNECTIONS: usize = 512;
 /// Connections from one address that have not shown the key yet.
 pub const MAX_UNPROVEN_PER_PEER: usize = 32;
+/// Descriptors the API's connections never use.
+pub const RESERVED_FDS: usize = 512;
+
+/// The connection cap under an open-file limit of `nofile`: at most
+/// [`MAX_CONNECTIONS`], never into the reserve, and a handful even when the
+/// limit is tiny.
+pub fn cap_for(nofile: u64) -> usize {
+    let room = usize::try_from(nofile).unwrap_or(usize::MAX);
+    room.saturating_sub(RESERVED_FDS).clamp(8, MAX_CONNECTIONS)
+}
+
+/// The current soft limit on open files.
+fn open_file_limit() -> u64 {
+    // SAFETY: getrlimit only writes the struct given.
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 {
+            r.rlim_cur
+        } else {
+            1024
+        }
+    }
+}
 
 /// Counters for `GET status`.
 #[derive(Debug, Default)]
@@ -44,10 +71,11 @@ struct Conn {
 }
 
 /// The live connections.
-#[derive(Default)]
 struct Table {
     next: u64,
     live: Vec<Conn>,
+    /// Connections at once ([`cap_for`]).
+    max: usize,
 }
 
 impl Table {
@@ -62,7 +90,7 @@ impl Table {
             .count();
         let victim = if from_peer >= MAX_UNPROVEN_PER_PEER {
             self.live.iter().position(|c| c.peer == peer && unproven(c))
-        } else if self.live.len() >= MAX_CONNECTIONS {
+        } else if self.live.len() >= self.max {
             match self.live.iter().position(unproven) {
                 Some(i) => Some(i),
                 None => {
@@ -93,7 +121,14 @@ pub async fn serve(
     stats: Arc<ConnStats>,
     mut stop: oneshot::Receiver<()>,
 ) {
-    let table = Arc::new(Mutex::new(Table::default()));
+    let nofile = open_file_limit();
+    let max = cap_for(nofile);
+    tracing::debug!(max, nofile, reserved = RESERVED_FDS, "API connection cap");
+    let table = Arc::new(Mutex::new(Table {
+        next: 0,
+        live: Vec::new(),
+        max,
+    }));
     loop {
         let (stream, peer) = tokio::select! {
             _ = &mut stop => break,
@@ -181,5 +216,17 @@ async fn connection(
             }
         }
         _ = killed => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_keeps_out_of_the_reserve() {
+        assert_eq!(cap_for(65_536), MAX_CONNECTIONS);
+        assert_eq!(cap_for(768), 768 - RESERVED_FDS);
+        assert_eq!(cap_for(256), 8, "a tiny limit still admits a few");
     }
 }

@@ -475,7 +475,7 @@ pub async fn status(
         let paused = streams.iter().any(|s| !s["paused"].is_null());
         json!({
             "dir": m.recorder.dir(),
-            "free_bytes": crate::record::pipeline::free_bytes(m.recorder.dir()),
+            "free_bytes": crate::store::space::free_bytes(m.recorder.dir()),
             "paused": paused,
             "streams": streams,
         })
@@ -487,6 +487,7 @@ pub async fn status(
         "websocket": st.engine.hub().stats(),
         "recording": recording,
         "outbox_spill": spill(&st),
+        "state_disk": st.engine.space().map(|w| w.check()),
         "api_connections": conns.map(|axum::Extension(c)| json!({
             "accepted": c.accepted.load(std::sync::atomic::Ordering::Relaxed),
             "evicted": c.evicted.load(std::sync::atomic::Ordering::Relaxed),

@@ -88,6 +88,15 @@ pub async fn connect(
                 .into(),
         );
     }
+    if st.engine.hub().full() {
+        return fail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{} WebSocket clients are connected, the most allowed; try again later",
+                crate::alert::ws::MAX_CLIENTS
+            ),
+        );
+    }
     match upgrade {
         Ok(u) => u.on_upgrade(move |socket| serve(st, socket)),
         Err(r) => fail(r.status(), r.body_text()),
@@ -96,9 +105,17 @@ pub async fn connect(
 
 async fn serve(st: ApiState, socket: WebSocket) {
     let hub = std::sync::Arc::clone(st.engine.hub());
-    let mut sub = hub.connect();
-    let id = sub.connection_id.clone();
     let (mut tx, mut rx) = socket.split();
+    let Some(mut sub) = hub.connect() else {
+        // Filled up between the check and the upgrade: 1013, try again later.
+        let bye = axum::extract::ws::CloseFrame {
+            code: 1013,
+            reason: "too many WebSocket clients".into(),
+        };
+        let _ = tx.send(Message::Close(Some(bye))).await;
+        return;
+    };
+    let id = sub.connection_id.clone();
     let hello = serde_json::json!({ "type": "init", "connection_id": id }).to_string();
     if tx.send(Message::Text(hello.into())).await.is_err() {
         hub.disconnect(&id);

@@ -41,6 +41,7 @@ use crate::record::{Recorder, Signer};
 use crate::scenes::{self, SceneStage};
 use crate::source::tap::Taps;
 use crate::source::{self, SourceEvent};
+use crate::store::space::SpaceWatch;
 use crate::store::{Outbox, SceneRecord, Store};
 use crate::types::{Scores, StreamId};
 use counters::{fill_pool_figures, log_counters};
@@ -622,6 +623,11 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
             .clone()
             .unwrap_or_else(|| Arc::new(source::Gstreamer { taps })),
         clocks: Arc::clone(&clocks),
+        space: config.state.dir.as_deref().map(|dir| {
+            let w = Arc::new(SpaceWatch::new(dir, config.state.min_free_bytes));
+            w.spawn();
+            w
+        }),
     };
     let engine = Engine::start(parts, &config).await?;
 

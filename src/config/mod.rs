@@ -104,6 +104,8 @@ pub struct StateConfig {
     /// Hours of frame embeddings kept per stream (dual encoders).
     pub embedding_hours: f64,
     pub on_corruption: crate::domain::OnCorruption,
+    /// Free space below which the log warns (bytes; 0 never).
+    pub min_free_bytes: u64,
 }
 
 /// Worker pool and ONNX Runtime settings.

@@ -92,6 +92,9 @@ pub struct RawState {
     pub embedding_hours: Option<f64>,
     /// A damaged database: "refuse" to start (default) or "rebuild".
     pub on_corruption: Option<String>,
+    /// Warn in the log below this much free space on the state disk, in MB
+    /// (default 64; 0 never warns).
+    pub min_free_mb: Option<f64>,
 }
 
 /// `[runtime]`: the worker pool and ONNX Runtime.

@@ -295,6 +295,8 @@ pub(super) fn state(c: &mut Checker, s: &RawState) -> StateConfig {
             0.0,
             24.0 * 366.0,
         ),
+        min_free_bytes: (c.float("state.min_free_mb", s.min_free_mb, 64.0, 0.0, 1_000_000.0) * 1e6)
+            as u64,
         on_corruption: match s.on_corruption.as_deref() {
             None | Some("refuse") => crate::domain::OnCorruption::Refuse,
             Some("rebuild") => crate::domain::OnCorruption::Rebuild,

@@ -107,6 +107,8 @@ pub struct Parts {
     /// How streams are started (GStreamer, or replayed frames in tests).
     pub sources: Arc<dyn Sources>,
     pub clocks: Arc<dyn Clocks>,
+    /// Free space on the state disk, when state is on disk.
+    pub space: Option<Arc<crate::store::space::SpaceWatch>>,
 }
 
 /// A running stream: the definition it was started with, the frame sizes
@@ -205,6 +207,11 @@ impl Engine {
     /// The dispatcher (delivery counters, the outbox spill).
     pub fn dispatcher(&self) -> &Arc<Dispatcher> {
         &self.parts.dispatcher
+    }
+
+    /// Free space on the state disk, when state is on disk.
+    pub fn space(&self) -> Option<&Arc<crate::store::space::SpaceWatch>> {
+        self.parts.space.as_ref()
     }
 
     /// The WebSocket hub.

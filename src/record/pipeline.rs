@@ -8,7 +8,7 @@
 //! detection. It restarts after failures, and pauses while the disk is
 //! short of space.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -56,17 +56,6 @@ pub enum Input {
 
 /// The recorder's element that the tap feeds.
 const TAP_SRC: &str = "tapped";
-
-/// Free bytes on the filesystem holding `dir` (None if it cannot be read).
-pub fn free_bytes(dir: &Path) -> Option<u64> {
-    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
-    // SAFETY: `c` is a valid NUL-terminated path and `s` a properly sized,
-    // zeroed out-parameter that statvfs fills.
-    unsafe {
-        let mut s: libc::statvfs = std::mem::zeroed();
-        (libc::statvfs(c.as_ptr(), &mut s) == 0).then(|| s.f_bavail as u64 * s.f_frsize as u64)
-    }
-}
 
 fn source(input: &Input, spec: &StreamSpec) -> String {
     let url = match input {
@@ -158,7 +147,7 @@ impl RecorderRun {
             if self.stop.load(Ordering::SeqCst) {
                 return false;
             }
-            let free = free_bytes(&self.dir).unwrap_or(u64::MAX);
+            let free = crate::store::space::free_bytes(&self.dir).unwrap_or(u64::MAX);
             if free >= self.min_free_bytes {
                 if said {
                     tracing::info!(stream = %self.spec.id, "disk space is back; recording resumes");

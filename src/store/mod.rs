@@ -21,6 +21,7 @@ pub mod integrity;
 mod migrations;
 mod outbox;
 mod scenes;
+pub mod space;
 
 pub use catalog::{
     AlertDef, AlertRow, Batch, EventDef, EventRow, IndexRow, Origin, RegionDef, Snapshot,

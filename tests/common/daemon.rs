@@ -84,7 +84,7 @@ impl Daemon {
             "[runtime]\nworkers = 1\nstats_interval_secs = 0\n\
              [api]\nlisten = \"127.0.0.1:0\"\nws_buffer = 256\n\
              allow_local_sources = {allow_local_sources}\n\
-             [state]\ndir = \"{}\"\n\
+             [state]\ndir = \"{}\"\nmin_free_mb = 1\n\
              [webhook]\nallow_private = [\"127.0.0.1/32\"]\n{extra}",
             state.display()
         );
