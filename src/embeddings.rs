@@ -402,6 +402,7 @@ mod tests {
                 model: 0,
                 queued: Duration::ZERO,
                 inference: Duration::ZERO,
+                repeated: false,
                 picture: None,
             };
             starts += m

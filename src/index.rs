@@ -146,6 +146,7 @@ mod tests {
             embedding: None,
             queued: Default::default(),
             inference: Default::default(),
+            repeated: false,
             picture: None,
         }
     }

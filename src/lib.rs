@@ -3,8 +3,8 @@
 //! pool, per-(stream, event) state machines turn scores into occurrences, and
 //! alerts go out over MQTT and webhooks.
 //!
-//! Data flows one way: [`source`] → [`pool`] (with [`model`]) → [`matcher`]
-//! → [`alert`]. [`app`] wires the stages; [`demo`] runs them on bundled media.
+//! Data flows one way: [`source`] → [`pool`] (with [`model`], gated by
+//! [`motion`]) → [`matcher`] → [`alert`]. [`app`] wires the stages; [`demo`] runs them on bundled media.
 
 pub mod alert;
 pub mod api;
@@ -19,6 +19,7 @@ pub mod engine;
 pub mod index;
 pub mod matcher;
 pub mod model;
+pub mod motion;
 pub mod pool;
 pub mod record;
 pub mod rtsp_server;

@@ -6,9 +6,13 @@
 //! Admission never blocks the caller (a GStreamer streaming thread). When the
 //! queue is full the oldest queued frame *of the same stream* is replaced; if
 //! that stream has nothing queued, the oldest frame of the stream with the most
-//! queued frames goes, so one busy camera cannot starve the others. Frames that
-//! waited longer than `max_age` are dropped at dequeue: scoring them could only
-//! produce a late alert. Every drop is counted per stream.
+//! queued frames goes, so one busy camera cannot starve the others. Workers
+//! take frames round robin across streams (the stream served longest ago
+//! first), so a camera sending ten times the frames gets no more of the
+//! pool's time than any other. Frames that waited longer than `max_age` are
+//! dropped at dequeue: scoring them could only produce a late alert. Every
+//! drop is counted per stream and by reason, and a stream shedding frames is
+//! reported degraded, with the frame rate it is actually getting.
 //!
 //! The queue is a `Mutex<VecDeque>` with a `Condvar` rather than a channel
 //! because "evict the oldest frame of stream S" needs to reach into the middle
@@ -25,15 +29,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 
 use crate::model::{Content, ModelError};
-use crate::types::{Detection, Frame, Scores, StreamId};
+use crate::motion::Decision;
+use crate::types::{Frame, Results, Scores, StreamId};
 
-/// What a model made of one frame.
-#[derive(Debug, Default)]
-pub struct Seen {
-    pub detections: Vec<Detection>,
-    /// Dual encoders: the unit-length image embedding.
-    pub embedding: Option<Arc<[f32]>>,
-}
+pub use crate::types::Seen;
 
 /// Something that scores frames; one per worker thread.
 pub trait Scorer: Send {
@@ -85,12 +84,38 @@ pub struct PoolStats {
     pub scored: AtomicU64,
     pub dropped_full: AtomicU64,
     pub dropped_stale: AtomicU64,
+    /// Frames not scored because nothing moved (their last results stood).
+    pub skipped_no_motion: AtomicU64,
     pub errors: AtomicU64,
     /// Sum of queue waits and inference times in microseconds, for averages.
     pub queued_us: AtomicU64,
     pub inference_us: AtomicU64,
     per_stream_drops: Mutex<HashMap<StreamId, u64>>,
     per_model: Mutex<HashMap<(StreamId, usize), ModelCounters>>,
+    flows: Mutex<HashMap<StreamId, Flow>>,
+}
+
+/// How long a stream's frame rate is measured over.
+const FLOW_WINDOW: Duration = Duration::from_secs(10);
+
+/// One stream's frames over the current and the last full window.
+#[derive(Debug)]
+struct Flow {
+    start: Instant,
+    served: u32,
+    shed: u32,
+    /// The last full window: frames served per second, frames shed.
+    last: Option<(f64, u32)>,
+}
+
+/// Whether a stream gets all its frames through the pool.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct FlowView {
+    /// Frames per second scored or skipped for no motion (last window).
+    pub effective_fps: Option<f64>,
+    /// Frames shed (queue full or stale) in the last and current windows.
+    pub shed_recent: u32,
+    pub degraded: bool,
 }
 
 /// One model's counters.
@@ -100,6 +125,8 @@ pub struct ModelCounters {
     pub frames: u64,
     /// Frames meant for it that were dropped (queue full or stale).
     pub dropped: u64,
+    /// Frames it did not score because nothing moved.
+    pub skipped: u64,
     pub errors: u64,
     /// Total inference time, microseconds.
     pub inference_us: u64,
@@ -134,6 +161,7 @@ impl PoolStats {
                 if let Some(o) = out.get_mut(*i) {
                     o.frames += c.frames;
                     o.dropped += c.dropped;
+                    o.skipped += c.skipped;
                     o.errors += c.errors;
                     o.inference_us += c.inference_us;
                 }
@@ -164,7 +192,52 @@ impl PoolStats {
         }
     }
 
+    /// Counts a frame of `stream` served (`shed` false) or shed; logs when
+    /// a stream starts or stops shedding.
+    fn flow(&self, stream: &StreamId, shed: bool) {
+        let Ok(mut m) = self.flows.lock() else { return };
+        let now = Instant::now();
+        let f = m.entry(stream.clone()).or_insert(Flow {
+            start: now,
+            served: 0,
+            shed: 0,
+            last: None,
+        });
+        let span = now.saturating_duration_since(f.start);
+        if span >= FLOW_WINDOW {
+            let fps = f64::from(f.served) / span.as_secs_f64();
+            let was = f.last.is_some_and(|(_, s)| s > 0);
+            if f.shed > 0 && !was {
+                tracing::warn!(stream = %stream, effective_fps = format!("{fps:.2}"), shed = f.shed,
+                    "stream degraded: the pool cannot keep up, frames are being shed");
+            } else if f.shed == 0 && was {
+                tracing::info!(stream = %stream, effective_fps = format!("{fps:.2}"),
+                    "stream no longer degraded");
+            }
+            f.last = Some((fps, f.shed));
+            (f.start, f.served, f.shed) = (now, 0, 0);
+        }
+        if shed {
+            f.shed += 1;
+        } else {
+            f.served += 1;
+        }
+    }
+
+    /// A stream's recent frame rate through the pool.
+    pub fn flow_of(&self, stream: &StreamId) -> Option<FlowView> {
+        let m = self.flows.lock().ok()?;
+        let f = m.get(stream)?;
+        let shed = f.shed + f.last.map_or(0, |(_, s)| s);
+        Some(FlowView {
+            effective_fps: f.last.map(|(fps, _)| fps),
+            shed_recent: shed,
+            degraded: shed > 0,
+        })
+    }
+
     fn drop_frame(&self, f: &Frame) {
+        self.flow(&f.stream_id, true);
         if let Ok(mut m) = self.per_stream_drops.lock() {
             *m.entry(f.stream_id.clone()).or_default() += 1;
         }
@@ -177,6 +250,29 @@ impl PoolStats {
 struct State {
     items: VecDeque<Frame>,
     closed: bool,
+    /// When each stream was last served (a dequeue count), for round robin.
+    served: HashMap<StreamId, u64>,
+    turns: u64,
+}
+
+impl State {
+    /// The oldest frame of the stream served longest ago.
+    fn take(&mut self) -> Option<Frame> {
+        let never = 0;
+        let i = (0..self.items.len()).min_by_key(|&i| {
+            let s = &self.items[i].stream_id;
+            (self.served.get(s).copied().unwrap_or(never), i)
+        })?;
+        let f = self.items.remove(i)?;
+        self.turns += 1;
+        if self.served.len() > 4096 {
+            let queued: std::collections::HashSet<&StreamId> =
+                self.items.iter().map(|f| &f.stream_id).collect();
+            self.served.retain(|s, _| queued.contains(s));
+        }
+        self.served.insert(f.stream_id.clone(), self.turns);
+        Some(f)
+    }
 }
 
 struct Queue {
@@ -275,6 +371,8 @@ impl Pool {
             state: Mutex::new(State {
                 items: VecDeque::with_capacity(cfg.capacity),
                 closed: false,
+                served: HashMap::new(),
+                turns: 0,
             }),
             ready: Condvar::new(),
             capacity: cfg.capacity.max(1),
@@ -360,7 +458,7 @@ impl Pool {
 fn next_frame(queue: &Queue) -> Option<Frame> {
     let mut st = queue.state.lock().ok()?;
     loop {
-        if let Some(f) = st.items.pop_front() {
+        if let Some(f) = st.take() {
             return Some(f);
         }
         if st.closed {
@@ -384,48 +482,82 @@ fn worker_loop(
             stats.drop_frame(&frame);
             continue;
         }
-        let seen: Vec<_> = frame
-            .models
-            .iter()
-            .filter_map(|&m| score_one(stats, &mut scorers, &frame, m))
-            .collect();
-        // The picture goes along for snapshots, without a copy.
-        let picture = Arc::new(crate::types::Picture {
-            width: frame.width,
-            height: frame.height,
-            rgb: frame.rgb,
-            content: frame.content,
-            aspect: frame.aspect,
-        });
-        for (model, seen, queued, inference) in seen {
-            let scores = Scores {
-                stream_id: frame.stream_id.clone(),
-                seq: frame.seq,
-                wall: frame.wall,
-                arrived: frame.arrived,
-                stream_secs: frame.stream_secs,
-                detections: seen.detections,
-                embedding: seen.embedding,
-                model,
-                queued,
-                inference,
-                picture: Some(Arc::clone(&picture)),
-            };
-            if results.send(scores).is_err() {
-                return;
+        stats.flow(&frame.stream_id, false);
+        let seen = match frame.gate.as_deref().map(|g| g.decide(&frame)) {
+            Some(Decision::Repeat(last)) => {
+                stats.skipped_no_motion.fetch_add(1, Ordering::Relaxed);
+                let queued = Instant::now().saturating_duration_since(frame.arrived);
+                last.iter()
+                    .map(|(m, seen)| {
+                        stats.model(&frame.stream_id, *m, |c| c.skipped += 1);
+                        (*m, seen.clone(), queued, Duration::ZERO, true)
+                    })
+                    .collect()
             }
+            decision => {
+                let seen: Vec<_> = frame
+                    .models
+                    .iter()
+                    .filter_map(|&m| score_one(stats, &mut scorers, &frame, m))
+                    .collect();
+                if let (Some(g), Some(Decision::Score(ticket))) = (&frame.gate, decision) {
+                    let r: Results = seen.iter().map(|(m, s, ..)| (*m, s.clone())).collect();
+                    let occupied = r.iter().any(|(_, s)| !s.detections.is_empty());
+                    g.scored(ticket, r, occupied);
+                }
+                seen
+            }
+        };
+        if !send_scores(frame, seen, results) {
+            return;
         }
     }
 }
 
-/// Runs model `m` on a frame, counting the outcome: its result, how long
-/// the frame had waited, and how long the model took.
+/// One model's outcome for a frame: the model, what it saw, the queue wait,
+/// the inference time, and whether it was repeated for an unchanged frame.
+type Outcome = (usize, Seen, Duration, Duration, bool);
+
+/// Hands each model's scores of `frame` to the matcher; false when the
+/// matcher has gone.
+fn send_scores(frame: Frame, seen: Vec<Outcome>, results: &Sender<Scores>) -> bool {
+    // The picture goes along for snapshots, without a copy.
+    let picture = Arc::new(crate::types::Picture {
+        width: frame.width,
+        height: frame.height,
+        rgb: frame.rgb,
+        content: frame.content,
+        aspect: frame.aspect,
+    });
+    for (model, seen, queued, inference, repeated) in seen {
+        let scores = Scores {
+            stream_id: frame.stream_id.clone(),
+            seq: frame.seq,
+            wall: frame.wall,
+            arrived: frame.arrived,
+            stream_secs: frame.stream_secs,
+            detections: seen.detections,
+            embedding: seen.embedding,
+            model,
+            queued,
+            inference,
+            repeated,
+            picture: Some(Arc::clone(&picture)),
+        };
+        if results.send(scores).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Runs model `m` on a frame, counting the outcome.
 fn score_one(
     stats: &PoolStats,
     scorers: &mut [Box<dyn Scorer>],
     frame: &Frame,
     m: usize,
-) -> Option<(usize, Seen, Duration, Duration)> {
+) -> Option<Outcome> {
     let Some(scorer) = scorers.get_mut(m) else {
         stats.errors.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(stream = %frame.stream_id, model = m, "frame names no loaded model");
@@ -446,7 +578,7 @@ fn score_one(
                 c.frames += 1;
                 c.inference_us += us;
             });
-            Some((m, seen, queued, inference))
+            Some((m, seen, queued, inference, false))
         }
         Err(e) => {
             stats.errors.fetch_add(1, Ordering::Relaxed);

@@ -69,7 +69,24 @@ pub struct Frame {
     /// The models to run on it (places in the model set), all of this
     /// frame's size.
     pub models: Arc<[usize]>,
+    /// The stream branch's motion gate, when gating is on.
+    pub gate: Option<Arc<FrameGate>>,
 }
+
+/// What a model made of one frame.
+#[derive(Debug, Default, Clone)]
+pub struct Seen {
+    pub detections: Vec<Detection>,
+    /// Dual encoders: the unit-length image embedding.
+    pub embedding: Option<Arc<[f32]>>,
+}
+
+/// What each of a frame's models made of it, by place in the model set:
+/// what an unchanged frame repeats.
+pub type Results = Arc<[(usize, Seen)]>;
+
+/// A motion gate over frames and their results.
+pub type FrameGate = crate::motion::Gate<Results>;
 
 impl fmt::Debug for Frame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -134,8 +151,11 @@ pub struct Scores {
     pub model: usize,
     /// Time the frame waited in the pool's queue.
     pub queued: std::time::Duration,
-    /// Time spent in the model.
+    /// Time spent in the model (zero when repeated).
     pub inference: std::time::Duration,
+    /// The frame showed nothing new: these are the last scored frame's
+    /// results, standing for it (motion gating).
+    pub repeated: bool,
     /// The frame itself, for snapshots.
     pub picture: Option<Arc<Picture>>,
 }

@@ -387,16 +387,24 @@ fn stream_models(st: &ApiState, stream: &str) -> Value {
         .engine
         .pool()
         .stream_models(&crate::types::StreamId::new(stream));
-    let frames = |i: usize| {
+    let counters = |i: usize| {
         counted
             .iter()
             .find(|(m, _)| *m == i)
-            .map_or(0, |(_, c)| c.frames)
+            .map_or_else(Default::default, |(_, c)| *c)
     };
     st.engine
         .stream_models(stream)
         .into_iter()
-        .map(|(i, name)| json!({ "name": name, "frames": frames(i) }))
+        .map(|(i, name)| {
+            let c = counters(i);
+            json!({
+                "name": name,
+                "frames": c.frames,
+                "skipped_no_motion": c.skipped,
+                "dropped": c.dropped,
+            })
+        })
         .collect()
 }
 
@@ -454,6 +462,7 @@ pub async fn status(
                 "status": if s.running { "connected" } else { "stopped" },
                 "health": st.engine.health(&s.id),
                 "models": stream_models(&st, &s.id),
+                "flow": st.engine.pool().flow_of(&crate::types::StreamId::new(&s.id)),
             })
         })
         .collect();

@@ -151,6 +151,23 @@ pub struct RawStream {
     pub record_url: Option<String>,
     /// Record this stream: default when an alert is wired to it.
     pub record: Option<bool>,
+    /// Motion gating: frames that show nothing new are not scored.
+    pub motion: Option<RawMotion>,
+}
+
+/// `[streams.motion]`: skip frames where nothing moved.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMotion {
+    /// On by default; false scores every sampled frame.
+    pub enabled: Option<bool>,
+    /// 0 (only large, strong change counts) to 1 (the least change
+    /// counts); default 0.5.
+    pub sensitivity: Option<f64>,
+    /// A still scene is still scored this often, in seconds (default 3).
+    pub max_unscored_secs: Option<f64>,
+    /// Polygons (normalised points) whose motion is ignored: a clock, trees.
+    pub masks: Option<Vec<Vec<[f64; 2]>>>,
 }
 
 /// `[[events]]`: a reusable detection rule.

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::raw::{RawAlert, RawEvent, RawRegion, RawStream};
+use super::raw::{RawAlert, RawEvent, RawMotion, RawRegion, RawStream};
 use super::sections::{api, mqtt, recording, runtime, state, webhook};
 use super::*;
 use crate::types::{AlertId, EventId, StreamId};
@@ -275,6 +275,37 @@ fn stream(c: &mut Checker, p: &str, s: &RawStream, seen: &mut HashSet<String>) -
                 .ok()
         }),
         record: s.record,
+        motion: s
+            .motion
+            .as_ref()
+            .map(|m| motion(c, &format!("{p}.motion"), m))
+            .unwrap_or_default(),
+    }
+}
+
+fn motion(c: &mut Checker, p: &str, m: &RawMotion) -> MotionSpec {
+    let masks = m.masks.clone().unwrap_or_default();
+    for (i, mask) in masks.iter().enumerate() {
+        let raw = RawRegion {
+            name: None,
+            points: Some(mask.clone()),
+        };
+        region(c, &format!("{p}.masks[{i}]"), &raw);
+    }
+    MotionSpec {
+        enabled: m.enabled.unwrap_or(true),
+        sensitivity: c.float(&format!("{p}.sensitivity"), m.sensitivity, 0.5, 0.0, 1.0) as f32,
+        max_unscored_secs: c.float(
+            &format!("{p}.max_unscored_secs"),
+            m.max_unscored_secs,
+            3.0,
+            0.1,
+            3600.0,
+        ),
+        masks: masks
+            .iter()
+            .map(|m| m.iter().map(|[x, y]| (*x as f32, *y as f32)).collect())
+            .collect(),
     }
 }
 

@@ -51,6 +51,31 @@ pub struct StreamSpec {
     /// `Some(false)`: never recorded; `Some(true)`: always; `None`: when an
     /// alert is wired to it.
     pub record: Option<bool>,
+    /// Motion gating.
+    pub motion: MotionSpec,
+}
+
+/// A stream's motion settings (`[[streams]] motion`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MotionSpec {
+    pub enabled: bool,
+    /// 0 (only large, strong change counts) to 1 (the least change counts).
+    pub sensitivity: f32,
+    /// A still scene is scored at least this often, in stream seconds.
+    pub max_unscored_secs: f64,
+    /// Polygons whose motion is ignored, in normalised picture coordinates.
+    pub masks: Vec<Vec<(f32, f32)>>,
+}
+
+impl Default for MotionSpec {
+    fn default() -> Self {
+        MotionSpec {
+            enabled: true,
+            sensitivity: 0.5,
+            max_unscored_secs: 3.0,
+            masks: Vec::new(),
+        }
+    }
 }
 
 /// A polygon in normalised picture coordinates.

@@ -3,8 +3,8 @@
 //! stores (`store::*Def`, versioned by its migrations). They hold the same
 //! fields today; converting here lets either change without the other.
 
-use crate::config::{RawAlert, RawEvent, RawRegion, RawStream};
-use crate::store::{AlertDef, EventDef, RegionDef, StreamDef};
+use crate::config::{RawAlert, RawEvent, RawMotion, RawRegion, RawStream};
+use crate::store::{AlertDef, EventDef, MotionDef, RegionDef, StreamDef};
 
 impl From<RawStream> for StreamDef {
     fn from(r: RawStream) -> Self {
@@ -18,6 +18,12 @@ impl From<RawStream> for StreamDef {
             max_backoff_secs: r.max_backoff_secs,
             record_url: r.record_url,
             record: r.record,
+            motion: r.motion.map(|m| MotionDef {
+                enabled: m.enabled,
+                sensitivity: m.sensitivity,
+                max_unscored_secs: m.max_unscored_secs,
+                masks: m.masks,
+            }),
         }
     }
 }
@@ -34,6 +40,12 @@ impl From<StreamDef> for RawStream {
             max_backoff_secs: d.max_backoff_secs,
             record_url: d.record_url,
             record: d.record,
+            motion: d.motion.map(|m| RawMotion {
+                enabled: m.enabled,
+                sensitivity: m.sensitivity,
+                max_unscored_secs: m.max_unscored_secs,
+                masks: m.masks,
+            }),
         }
     }
 }

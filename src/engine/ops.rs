@@ -34,6 +34,8 @@ pub struct NewStream {
     pub record_url: Option<String>,
     /// Record it (default: when an alert is wired to it).
     pub record: Option<bool>,
+    /// Motion gating (`[streams.motion]`).
+    pub motion: Option<crate::config::RawMotion>,
 }
 
 /// `PATCH rtstream/{id}`: a running stream's new sampling. A change of only
@@ -116,6 +118,7 @@ impl NewStream {
             max_backoff_secs: self.max_backoff_secs,
             record_url: self.record_url,
             record: self.record,
+            motion: self.motion,
         };
         let checked = config::check_stream(&spec).map_err(problems)?;
         let local = |u: &SourceUrl| !matches!(u, SourceUrl::Rtsp(_));

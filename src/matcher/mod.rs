@@ -302,6 +302,7 @@ impl Matcher {
                     stream_secs: t,
                     detections: Vec::new(),
                     embedding: None,
+                    repeated: false,
                     model: ev.model,
                     queued: Default::default(),
                     inference: Default::default(),

@@ -61,6 +61,7 @@ fn scores(stream: &str, t: f64, dets: Vec<Detection>) -> Scores {
         model: 0,
         queued: Duration::ZERO,
         inference: Duration::ZERO,
+        repeated: false,
         picture: None,
     }
 }

@@ -29,6 +29,7 @@ fn frame(stream: &str, seq: u64) -> Frame {
         content: [0.0, 0.0, 1.0, 1.0],
         aspect: 0.0,
         models: Arc::from([0usize]),
+        gate: None,
     }
 }
 
@@ -146,4 +147,54 @@ fn a_failing_worker_start_is_reported() {
     };
     let r = Pool::start(&cfg, |_| Err(ModelError::Runtime("boom".into())), tx);
     assert!(matches!(r, Err(ModelError::Runtime(m)) if m == "boom"));
+}
+
+#[test]
+fn a_loud_stream_does_not_crowd_out_a_quiet_one() {
+    // "loud" submits ten frames for each of "quiet"'s; the worker can score
+    // only a fraction. Round robin gives the quiet stream its every frame.
+    let (p, rx) = pool(4, Duration::from_millis(20), Duration::from_secs(10));
+    let s = p.submitter();
+    for i in 0..100 {
+        s.submit(frame("loud", i));
+        if i % 10 == 0 {
+            s.submit(frame("quiet", i / 10));
+        }
+        std::thread::sleep(Duration::from_millis(4));
+    }
+    let stats = p.stats();
+    p.shutdown();
+    let got: Vec<String> = rx.try_iter().map(|x| x.stream_id.to_string()).collect();
+    let quiet = got.iter().filter(|s| *s == "quiet").count();
+    let loud = got.len() - quiet;
+    assert_eq!(quiet, 10, "every quiet frame scored: {got:?}");
+    assert!(
+        loud > 0 && loud < 100,
+        "loud frames shed, some scored: {loud}"
+    );
+    let flow = stats.flow_of(&StreamId::new("loud")).expect("seen");
+    assert!(flow.degraded && flow.shed_recent > 0, "{flow:?}");
+    let quiet_flow = stats.flow_of(&StreamId::new("quiet")).expect("seen");
+    assert!(!quiet_flow.degraded, "{quiet_flow:?}");
+}
+
+#[test]
+fn an_unchanged_frame_repeats_the_last_results_without_scoring() {
+    let (p, rx) = pool(10, Duration::from_millis(1), Duration::from_secs(10));
+    let s = p.submitter();
+    let gate: Option<Arc<crate::types::FrameGate>> =
+        crate::motion::Gate::new(&crate::domain::MotionSpec::default());
+    for i in 0..4 {
+        let mut f = frame("still", i);
+        f.stream_secs = i as f64 * 0.5;
+        f.gate = gate.clone();
+        s.submit(f);
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let stats = p.stats();
+    p.shutdown();
+    let got: Vec<bool> = rx.try_iter().map(|x| x.repeated).collect();
+    assert_eq!(got, vec![false, true, true, true]);
+    assert_eq!(stats.skipped_no_motion.load(Ordering::Relaxed), 3);
+    assert_eq!(stats.scored.load(Ordering::Relaxed), 1);
 }

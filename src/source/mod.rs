@@ -23,9 +23,10 @@ use gstreamer_video::prelude::*;
 
 use crate::clock::Clocks;
 use crate::domain::{SourceUrl, StreamSpec};
+use crate::motion::Gate;
 use crate::pool::Submitter;
 use crate::sampler::Sampler;
-use crate::types::{Frame, StreamId};
+use crate::types::{Frame, FrameGate, StreamId};
 pub use pipeline::Output;
 
 /// Something a stream reports about itself.
@@ -197,9 +198,13 @@ pub fn spawn(
         keys: Mutex::new(None),
     });
     let id = cfg.id.clone();
+    // One gate per branch, kept across rebuilds: each model size compares
+    // with its own last scored frame.
+    let gates = branches.iter().map(|_| Gate::new(&cfg.motion)).collect();
     let run = Supervisor {
         cfg,
         branches,
+        gates,
         submit,
         report,
         stop: Arc::clone(&stop),
@@ -268,6 +273,8 @@ fn backoff_delay(failures: u32, cap: Duration, jitter: f64) -> Duration {
 struct Supervisor {
     cfg: StreamSpec,
     branches: Vec<Branch>,
+    /// Each branch's motion gate, when gating is on.
+    gates: Vec<Option<Arc<FrameGate>>>,
     submit: Submitter,
     report: Reporter,
     stop: Arc<AtomicBool>,
@@ -380,7 +387,8 @@ impl Supervisor {
         }
         self.gate_frames(&gate, run);
         for (i, (sink, branch)) in sinks.iter().zip(&self.branches).enumerate() {
-            self.take_frames(sink, gate.static_pad("src"), run, branch, i == 0);
+            let motion = self.gates.get(i).cloned().flatten();
+            self.take_frames(sink, gate.static_pad("src"), run, (branch, motion), i == 0);
         }
         if let Some(tap) = &self.tap {
             let Some(tap_sink) = pipeline
@@ -442,7 +450,7 @@ impl Supervisor {
         sink: &gst_app::AppSink,
         caps_source: Option<gst::Pad>,
         run: &RunState,
-        branch: &Branch,
+        (branch, motion): (&Branch, Option<Arc<FrameGate>>),
         first: bool,
     ) {
         let (id, submit, stats, seq) = (
@@ -516,6 +524,7 @@ impl Supervisor {
                         content,
                         aspect,
                         models: Arc::clone(&models),
+                        gate: motion.clone(),
                     });
                     Ok(gst::FlowSuccess::Ok)
                 })

@@ -152,6 +152,7 @@ mod tests {
             max_backoff: Duration::from_secs(30),
             record_url: None,
             record: None,
+            motion: Default::default(),
         }
     }
 

@@ -122,6 +122,8 @@ impl Player {
                         content: [0.0, 0.0, 1.0, 1.0],
                         aspect: w as f32 / h.max(1) as f32,
                         models: Arc::clone(&b.models),
+                        // Painted frames are for exact, frame-by-frame tests.
+                        gate: None,
                     });
                 }
                 seq += 1;

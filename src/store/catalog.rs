@@ -25,6 +25,17 @@ pub struct StreamDef {
     pub record_url: Option<String>,
     #[serde(default)]
     pub record: Option<bool>,
+    #[serde(default)]
+    pub motion: Option<MotionDef>,
+}
+
+/// A stream's motion settings as stored.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MotionDef {
+    pub enabled: Option<bool>,
+    pub sensitivity: Option<f64>,
+    pub max_unscored_secs: Option<f64>,
+    pub masks: Option<Vec<Vec<[f64; 2]>>>,
 }
 
 /// An event's definition as stored (see [`StreamDef`]).

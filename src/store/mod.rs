@@ -24,8 +24,8 @@ mod scenes;
 pub mod space;
 
 pub use catalog::{
-    AlertDef, AlertRow, Batch, EventDef, EventRow, IndexRow, Origin, RegionDef, Snapshot,
-    StreamDef, StreamRow, Table,
+    AlertDef, AlertRow, Batch, EventDef, EventRow, IndexRow, MotionDef, Origin, RegionDef,
+    Snapshot, StreamDef, StreamRow, Table,
 };
 pub use clips::ClipRow;
 pub use integrity::OnCorruption;

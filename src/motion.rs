@@ -1,0 +1,223 @@
+//! Motion gating: a frame that shows nothing new since the stream's last
+//! scored frame is not sent to the model, and that frame's results stand
+//! for it. Real cameras watch still scenes most of the time, so this is
+//! where most inference is saved.
+//!
+//! Each sampled frame (already scaled to the model's input) is reduced to a
+//! [`GRID`]×[`GRID`] grey thumbnail of its picture area, by averaging a few
+//! pixels per cell: tens of microseconds, no allocation after the first
+//! frame. A cell has changed when its grey level moved more than the
+//! sensitivity's threshold from the reference (the last scored frame); the
+//! frame has motion when the changed share of the cells outside the masks
+//! passes the sensitivity's area threshold. Comparing with the last
+//! *scored* frame, not the previous one, means slow change adds up.
+//!
+//! A frame is scored anyway when `max_unscored_secs` passed since the last
+//! scored one, sooner (every [`OCCUPIED_SECS`]) while the last result held
+//! detections, since a still object may be about to leave, and whenever the
+//! last scored frame's results are not in yet.
+
+use std::sync::{Arc, Mutex};
+
+pub use crate::domain::MotionSpec;
+use crate::types::Frame;
+
+/// Thumbnail cells per side.
+pub const GRID: usize = 64;
+/// Longest gap between scored frames while the last result held detections.
+pub const OCCUPIED_SECS: f64 = 1.0;
+
+/// Grey levels a cell must move to count as changed.
+fn level(spec: &MotionSpec) -> i32 {
+    (8.0 + (1.0 - spec.sensitivity.clamp(0.0, 1.0)) * 32.0) as i32
+}
+
+/// Share of the unmasked cells that must change.
+fn area(spec: &MotionSpec) -> f32 {
+    0.001 + (1.0 - spec.sensitivity.clamp(0.0, 1.0)) * 0.008
+}
+
+/// What to do with a frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision<T> {
+    /// Run the models; report the results with [`Gate::scored`] and this
+    /// ticket.
+    Score(u64),
+    /// Nothing changed: these results of the last scored frame stand.
+    Repeat(T),
+}
+
+/// One stream branch's gate. `T` is what a scored frame produced.
+pub struct Gate<T> {
+    spec: MotionSpec,
+    state: Mutex<State<T>>,
+}
+
+struct State<T> {
+    reference: Vec<u8>,
+    scratch: Vec<u8>,
+    /// Cells outside every mask.
+    unmasked: Vec<bool>,
+    /// The frame layout the reference was taken with.
+    layout: Option<[u32; 6]>,
+    last_scored: f64,
+    /// The ticket of the reference frame, and its results once in.
+    ticket: u64,
+    results: Option<T>,
+    occupied: bool,
+}
+
+impl<T: Clone> Gate<T> {
+    /// A gate for a stream with these settings; `None` when gating is off.
+    pub fn new(spec: &MotionSpec) -> Option<Arc<Gate<T>>> {
+        spec.enabled.then(|| {
+            Arc::new(Gate {
+                spec: spec.clone(),
+                state: Mutex::new(State {
+                    reference: Vec::new(),
+                    scratch: vec![0; GRID * GRID],
+                    unmasked: unmasked_cells(&spec.masks),
+                    layout: None,
+                    last_scored: f64::NEG_INFINITY,
+                    ticket: 0,
+                    results: None,
+                    occupied: false,
+                }),
+            })
+        })
+    }
+
+    /// Decides for `frame`: score it, or repeat the last results.
+    pub fn decide(&self, frame: &Frame) -> Decision<T> {
+        let Ok(mut st) = self.state.lock() else {
+            return Decision::Score(0);
+        };
+        let st = &mut *st;
+        thumbnail(frame, &mut st.scratch);
+        let layout = layout(frame);
+        if st.layout != Some(layout) {
+            st.layout = Some(layout);
+            st.reference.clear(); // a new layout: nothing to compare with
+        }
+        let since = frame.stream_secs - st.last_scored;
+        let due = if st.occupied {
+            OCCUPIED_SECS.min(self.spec.max_unscored_secs)
+        } else {
+            self.spec.max_unscored_secs
+        };
+        let still = since < due
+            && st.reference.len() == st.scratch.len()
+            && !moved(&st.reference, &st.scratch, &st.unmasked, &self.spec);
+        match (still, &st.results) {
+            (true, Some(r)) => Decision::Repeat(r.clone()),
+            _ => {
+                std::mem::swap(&mut st.reference, &mut st.scratch);
+                if st.scratch.len() != GRID * GRID {
+                    st.scratch = vec![0; GRID * GRID];
+                }
+                st.last_scored = frame.stream_secs;
+                st.ticket += 1;
+                st.results = None;
+                Decision::Score(st.ticket)
+            }
+        }
+    }
+
+    /// The results of the frame that got `ticket`; `occupied` when they
+    /// held detections. Late results of an older frame are ignored.
+    pub fn scored(&self, ticket: u64, results: T, occupied: bool) {
+        if let Ok(mut st) = self.state.lock() {
+            if st.ticket == ticket {
+                st.results = Some(results);
+                st.occupied = occupied;
+            }
+        }
+    }
+}
+
+/// What a thumbnail depends on: the frame size and its picture area.
+fn layout(f: &Frame) -> [u32; 6] {
+    let c = f.content.map(|v| (v * 10_000.0) as u32);
+    [f.width, f.height, c[0], c[1], c[2], c[3]]
+}
+
+/// Fills `out` (GRID×GRID) with the mean grey of 4×4 pixels sampled in each
+/// cell of the frame's picture area.
+fn thumbnail(f: &Frame, out: &mut [u8]) {
+    let (w, h) = (f.width as usize, f.height as usize);
+    if w == 0 || h == 0 || f.rgb.len() < w * h * 3 {
+        out.fill(0);
+        return;
+    }
+    let x0 = (f.content[0].clamp(0.0, 1.0) * w as f32) as usize;
+    let y0 = (f.content[1].clamp(0.0, 1.0) * h as f32) as usize;
+    let cw = ((f.content[2] - f.content[0]).clamp(0.0, 1.0) * w as f32).max(1.0);
+    let ch = ((f.content[3] - f.content[1]).clamp(0.0, 1.0) * h as f32).max(1.0);
+    const S: usize = 4;
+    for gy in 0..GRID {
+        for gx in 0..GRID {
+            let mut sum = 0u32;
+            for sy in 0..S {
+                let fy = (gy * S + sy) as f32 + 0.5;
+                let y = (y0 + (fy * ch / (GRID * S) as f32) as usize).min(h - 1);
+                for sx in 0..S {
+                    let fx = (gx * S + sx) as f32 + 0.5;
+                    let x = (x0 + (fx * cw / (GRID * S) as f32) as usize).min(w - 1);
+                    let i = (y * w + x) * 3;
+                    // Integer luma (BT.601 weights, sum 256).
+                    sum += (77 * f.rgb[i] as u32
+                        + 150 * f.rgb[i + 1] as u32
+                        + 29 * f.rgb[i + 2] as u32)
+                        >> 8;
+                }
+            }
+            out[gy * GRID + gx] = (sum / (S * S) as u32) as u8;
+        }
+    }
+}
+
+/// Whether enough unmasked cells changed.
+fn moved(a: &[u8], b: &[u8], unmasked: &[bool], spec: &MotionSpec) -> bool {
+    let level = level(spec);
+    let (mut changed, mut counted) = (0usize, 0usize);
+    for ((&x, &y), &keep) in a.iter().zip(b).zip(unmasked) {
+        if keep {
+            counted += 1;
+            changed += usize::from((x as i32 - y as i32).abs() > level);
+        }
+    }
+    counted > 0 && changed as f32 > area(spec) * counted as f32
+}
+
+/// Which cells lie outside every mask: a cell is masked when its centre,
+/// in picture coordinates, is inside a mask polygon.
+/// Cells span the picture area only, so their centres are already in
+/// picture coordinates.
+fn unmasked_cells(masks: &[Vec<(f32, f32)>]) -> Vec<bool> {
+    let mut out = vec![true; GRID * GRID];
+    for (i, cell) in out.iter_mut().enumerate() {
+        let p = (
+            ((i % GRID) as f32 + 0.5) / GRID as f32,
+            ((i / GRID) as f32 + 0.5) / GRID as f32,
+        );
+        *cell = !masks.iter().any(|m| inside(p, m));
+    }
+    out
+}
+
+/// Even-odd point-in-polygon test.
+pub fn inside((x, y): (f32, f32), poly: &[(f32, f32)]) -> bool {
+    let mut hit = false;
+    let mut j = poly.len().wrapping_sub(1);
+    for (i, &(xi, yi)) in poly.iter().enumerate() {
+        let (xj, yj) = poly[j];
+        if (yi > y) != (yj > y) && x < (xj - xi) * (y - yi) / (yj - yi) + xi {
+            hit = !hit;
+        }
+        j = i;
+    }
+    hit
+}
+
+#[cfg(test)]
+mod tests;
