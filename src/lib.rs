@@ -18,6 +18,7 @@ pub mod embeddings;
 pub mod engine;
 pub mod index;
 pub mod matcher;
+pub mod metrics;
 pub mod model;
 pub mod motion;
 pub mod pool;

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
+use crate::metrics::{Histogram, Snapshot};
 use crate::model::{Content, ModelError};
 use crate::motion::Decision;
 use crate::types::{Frame, Results, Scores, StreamId};
@@ -87,12 +88,34 @@ pub struct PoolStats {
     /// Frames not scored because nothing moved (their last results stood).
     pub skipped_no_motion: AtomicU64,
     pub errors: AtomicU64,
+    /// Worker threads running.
+    pub workers: AtomicU64,
     /// Sum of queue waits and inference times in microseconds, for averages.
     pub queued_us: AtomicU64,
     pub inference_us: AtomicU64,
-    per_stream_drops: Mutex<HashMap<StreamId, u64>>,
+    per_stream_drops: Mutex<HashMap<StreamId, Drops>>,
     per_model: Mutex<HashMap<(StreamId, usize), ModelCounters>>,
     flows: Mutex<HashMap<StreamId, Flow>>,
+    /// How long frames waited in the queue before a worker took them.
+    pub queue_wait: Histogram,
+    /// Inference time per model (by place in the model set).
+    inference_times: Mutex<HashMap<usize, Arc<Histogram>>>,
+}
+
+/// A stream's dropped frames, by reason.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Drops {
+    /// Replaced or evicted because the queue was full.
+    pub queue_full: u64,
+    /// Waited longer than `max_age`.
+    pub stale: u64,
+}
+
+/// Why a frame was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DropReason {
+    QueueFull,
+    Stale,
 }
 
 /// How long a stream's frame rate is measured over.
@@ -146,10 +169,50 @@ impl ModelCounters {
 impl PoolStats {
     /// Frames dropped per stream (full queue or stale).
     pub fn drops_by_stream(&self) -> HashMap<StreamId, u64> {
+        self.drops_by_reason()
+            .into_iter()
+            .map(|(s, d)| (s, d.queue_full + d.stale))
+            .collect()
+    }
+
+    /// Frames dropped per stream, by reason.
+    pub fn drops_by_reason(&self) -> HashMap<StreamId, Drops> {
         self.per_stream_drops
             .lock()
             .map(|m| m.clone())
             .unwrap_or_default()
+    }
+
+    /// Every stream's counters per model, by (stream, model place).
+    pub fn all_stream_models(&self) -> Vec<(StreamId, usize, ModelCounters)> {
+        let mut out: Vec<_> = self
+            .per_model
+            .lock()
+            .map(|m| m.iter().map(|((s, i), c)| (s.clone(), *i, *c)).collect())
+            .unwrap_or_default();
+        out.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        out
+    }
+
+    /// Inference time histograms, by model place.
+    pub fn inference_times(&self) -> Vec<(usize, Snapshot)> {
+        let mut out: Vec<_> = self
+            .inference_times
+            .lock()
+            .map(|m| m.iter().map(|(i, h)| (*i, h.snapshot())).collect())
+            .unwrap_or_default();
+        out.sort_by_key(|(i, _)| *i);
+        out
+    }
+
+    fn time_inference(&self, model: usize, d: Duration) {
+        let h = self
+            .inference_times
+            .lock()
+            .map(|mut m| Arc::clone(m.entry(model).or_default()));
+        if let Ok(h) = h {
+            h.observe(d);
+        }
     }
 
     /// Each model's counters over every stream, by its place in the
@@ -236,10 +299,14 @@ impl PoolStats {
         })
     }
 
-    fn drop_frame(&self, f: &Frame) {
+    fn drop_frame(&self, f: &Frame, why: DropReason) {
         self.flow(&f.stream_id, true);
         if let Ok(mut m) = self.per_stream_drops.lock() {
-            *m.entry(f.stream_id.clone()).or_default() += 1;
+            let d = m.entry(f.stream_id.clone()).or_default();
+            match why {
+                DropReason::QueueFull => d.queue_full += 1,
+                DropReason::Stale => d.stale += 1,
+            }
         }
         for &i in f.models.iter() {
             self.model(&f.stream_id, i, |c| c.dropped += 1);
@@ -317,7 +384,7 @@ impl Submitter {
             };
             if let Some(old) = victim.and_then(|i| st.items.remove(i)) {
                 q.stats.dropped_full.fetch_add(1, Ordering::Relaxed);
-                q.stats.drop_frame(&old);
+                q.stats.drop_frame(&old, DropReason::QueueFull);
             }
         }
         st.items.push_back(frame);
@@ -367,6 +434,9 @@ impl Pool {
         F: Fn(usize) -> Result<Vec<Box<dyn Scorer>>, ModelError> + Send + Sync + 'static,
     {
         let stats = Arc::new(PoolStats::default());
+        stats
+            .workers
+            .store(cfg.workers.max(1) as u64, Ordering::Relaxed);
         let queue = Arc::new(Queue {
             state: Mutex::new(State {
                 items: VecDeque::with_capacity(cfg.capacity),
@@ -479,10 +549,11 @@ fn worker_loop(
         let queued = Instant::now().saturating_duration_since(frame.arrived);
         if queued > max_age {
             stats.dropped_stale.fetch_add(1, Ordering::Relaxed);
-            stats.drop_frame(&frame);
+            stats.drop_frame(&frame, DropReason::Stale);
             continue;
         }
         stats.flow(&frame.stream_id, false);
+        stats.queue_wait.observe(queued);
         let seen = match frame.gate.as_deref().map(|g| g.decide(&frame)) {
             Some(Decision::Repeat(last)) => {
                 stats.skipped_no_motion.fetch_add(1, Ordering::Relaxed);
@@ -574,6 +645,7 @@ fn score_one(
                 .queued_us
                 .fetch_add(queued.as_micros() as u64, Ordering::Relaxed);
             stats.inference_us.fetch_add(us, Ordering::Relaxed);
+            stats.time_inference(m, inference);
             stats.model(&frame.stream_id, m, |c| {
                 c.frames += 1;
                 c.inference_us += us;

@@ -122,6 +122,8 @@ pub struct TargetStats {
     pub retries: AtomicU64,
     /// Why the target was disabled (a 410 from the receiver), if it was.
     pub disabled: std::sync::Mutex<Option<String>>,
+    /// How long each delivery attempt took, whatever its outcome.
+    pub attempt_times: crate::metrics::Histogram,
 }
 
 impl TargetStats {
@@ -168,6 +170,8 @@ pub struct Dispatcher {
     /// disk), oldest first, bounded by [`SPILL_MAX`]; committed when it can.
     spill: Mutex<std::collections::VecDeque<(String, Delivery)>>,
     spill_stats: SpillStats,
+    /// Outbox transactions (the fsync included).
+    commit_times: crate::metrics::Histogram,
 }
 
 /// Most messages held in memory while the outbox cannot commit.
@@ -209,6 +213,7 @@ impl Dispatcher {
             rt,
             spill: Mutex::default(),
             spill_stats: SpillStats::default(),
+            commit_times: crate::metrics::Histogram::default(),
         };
         match d.outbox.store.targets() {
             Ok(targets) => d.ensure_webhooks(targets.iter().filter(|t| *t != MQTT_TARGET)),
@@ -403,7 +408,10 @@ impl Dispatcher {
                 return rows.len();
             }
         }
-        if let Err(e) = self.outbox.store.add(&rows, self.outbox.clock.wall_ms()) {
+        let started = Instant::now();
+        let added = self.outbox.store.add(&rows, self.outbox.clock.wall_ms());
+        self.commit_times.observe(started.elapsed());
+        if let Err(e) = added {
             tracing::error!(error = %format!("{e:#}"), messages = rows.len(),
                 "cannot commit alerts to the outbox (disk full?); holding them in memory until it can");
             self.spill_push(live.into_iter().cloned().collect());
@@ -413,6 +421,16 @@ impl Dispatcher {
             self.with_worker(target, |w| w.wake.notify_one());
         }
         rows.len()
+    }
+
+    /// Outbox rows per target: (target, live, dead letters).
+    pub fn outbox_depth(&self) -> anyhow::Result<Vec<(String, u64, u64)>> {
+        self.outbox.store.depth()
+    }
+
+    /// How long outbox commits took.
+    pub fn commit_times(&self) -> &crate::metrics::Histogram {
+        &self.commit_times
     }
 
     /// Messages held in memory, waiting for the outbox.
@@ -598,6 +616,7 @@ mod tests {
             frame_time: 0.0,
             picture: None,
             boxes: Vec::new(),
+            timing: Default::default(),
         }
     }
 

@@ -155,7 +155,9 @@ impl Attempt {
                 .into(),
             frame_arrived: None,
         };
+        let started = std::time::Instant::now();
         let result = self.sink.deliver(&d).await;
+        self.stats.attempt_times.observe(started.elapsed());
         let attempts = r.attempts + 1;
         let now = self.clock.wall_ms();
         let name = self.sink.name();

@@ -87,7 +87,40 @@ pub struct Payload {
     pub camera_url: String,
     /// The model's boxes in the frame shown (normalised x0, y0, x1, y1).
     pub boxes: Vec<crate::types::Detection>,
+    /// Where the time went before this message was committed; null for
+    /// `clip_ready` and for test alerts.
+    pub latency_ms: Option<LatencyMs>,
     pub data: Data,
+}
+
+/// Milliseconds per stage for the frame behind a message. Delivery is the
+/// receiver's to measure against `timestamp`; the outbox's fsync cannot be
+/// in the bytes it writes (it is in `sightline_outbox_commit_seconds`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LatencyMs {
+    /// Waiting in the inference queue.
+    pub queue: f64,
+    /// In the model (0 when motion gating repeated the last results).
+    pub infer: f64,
+    /// From the end of inference to the occurrence.
+    #[serde(rename = "match")]
+    pub matched: f64,
+    /// From the occurrence to the outbox write (evidence capture included).
+    pub commit: f64,
+}
+
+fn latency(occ: &Occurrence, phase: MessagePhase) -> Option<LatencyMs> {
+    let at = occ
+        .timing
+        .matched_at
+        .filter(|_| phase != MessagePhase::ClipReady)?;
+    let ms = |d: std::time::Duration| (d.as_secs_f64() * 10_000.0).round() / 10.0;
+    Some(LatencyMs {
+        queue: ms(occ.timing.queue),
+        infer: ms(occ.timing.infer),
+        matched: ms(occ.timing.matched),
+        commit: ms(at.elapsed()),
+    })
 }
 
 /// VideoDB's `data` object.
@@ -125,6 +158,7 @@ pub fn build(
         clip_url: links.clip_url.clone(),
         camera_url: redact(camera_url),
         boxes: occ.boxes.clone(),
+        latency_ms: latency(occ, phase),
         data: Data {
             text: occ.explanation.clone(),
         },
@@ -184,6 +218,7 @@ mod tests {
             frame_time: 0.0,
             picture: None,
             boxes: Vec::new(),
+            timing: Default::default(),
         }
     }
 

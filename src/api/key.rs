@@ -81,6 +81,7 @@ mod tests {
             ws_buffer: 8,
             allow_local_sources: false,
             public_url: None,
+            metrics_public: false,
         }
     }
 

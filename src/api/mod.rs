@@ -12,6 +12,7 @@ pub mod conns;
 mod handlers;
 mod key;
 mod media;
+mod metrics;
 mod player;
 mod routes;
 mod socket;
@@ -102,7 +103,8 @@ async fn require_key(
 ) -> Response {
     // The WebSocket takes a one-time ticket, media URLs a signature.
     let path = req.uri().path();
-    if path.starts_with(socket::WS_PREFIX) || path.starts_with("/media/") {
+    let public_metrics = path == "/metrics" && st.engine.parts().metrics_public;
+    if path.starts_with(socket::WS_PREFIX) || path.starts_with("/media/") || public_metrics {
         return next.run(req).await;
     }
     let given = req

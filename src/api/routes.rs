@@ -202,6 +202,12 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         method: "GET",
+        path: "/metrics",
+        summary: "Prometheus metrics (text format); no key needed with [api] metrics_public = true",
+        make: || get(super::metrics::metrics),
+    },
+    Route {
+        method: "GET",
         path: "/ws/{ticket}",
         summary: "WebSocket upgrade with a ticket from collection/{id}/websocket (no x-access-token). First message `{type: init, connection_id}`; then `{channel: alert|scene_index, data}`. At most once: a client that falls `ws_buffer` messages behind is disconnected.",
         make: || get(socket::connect),

@@ -34,6 +34,7 @@ use crate::embeddings::{Embeddings, Entry};
 use crate::engine::{Engine, Parts};
 use crate::matcher::stage::{MatchControl, MatchStage, Observed};
 use crate::matcher::{CompiledEvent, Matcher};
+use crate::metrics::Histogram;
 use crate::model::{self, Detector, ImageEncoder, Kind, Manifest, ModelSet};
 use crate::pool::{Pool, PoolConfig, PoolStats, Scorer};
 use crate::record::evidence::Capture;
@@ -419,6 +420,7 @@ type MatcherParts<'a> = (
     Vec<Arc<CompiledEvent>>,
     Option<crossbeam_channel::Sender<Scores>>,
     &'a Arc<dyn Clocks>,
+    &'a Arc<Histogram>,
 );
 
 /// Starts the scene, delivery and matcher stages (in that order: each
@@ -429,7 +431,7 @@ fn start_stages(
     out: &Delivery,
     store: &Arc<Store>,
     (embeddings, embed): EmbeddingParts<'_>,
-    (events, scored, clocks): MatcherParts<'_>,
+    (events, scored, clocks, match_times): MatcherParts<'_>,
 ) -> anyhow::Result<Stages> {
     let (records_tx, records_rx) = mpsc::channel::<SceneRecord>(4096);
     let records_task = tokio::spawn(scenes::store_records(
@@ -476,6 +478,7 @@ fn start_stages(
             scored_hook: scored,
             clocks: Arc::clone(clocks),
             observed_dropped: Arc::new(AtomicU64::new(0)),
+            match_times: Arc::clone(match_times),
         },
     )?;
 
@@ -587,6 +590,7 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
     )
     .await?;
     let (embeddings, embed) = build_embeddings(&config, &models, &store, &clocks).await?;
+    let match_times = Arc::new(Histogram::default());
     let stages = start_stages(
         &config,
         Inputs {
@@ -599,7 +603,7 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
         &out,
         &store,
         (&embeddings, embed),
-        (events, hooks.scored.clone(), &clocks),
+        (events, hooks.scored.clone(), &clocks, &match_times),
     )?;
     let (finished_tx, finished) = mpsc::unbounded_channel::<StreamId>();
     let parts = Parts {
@@ -623,6 +627,8 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
             .clone()
             .unwrap_or_else(|| Arc::new(source::Gstreamer { taps })),
         clocks: Arc::clone(&clocks),
+        match_times,
+        metrics_public: config.api.as_ref().is_some_and(|a| a.metrics_public),
         space: config.state.dir.as_deref().map(|dir| {
             let w = Arc::new(SpaceWatch::new(dir, config.state.min_free_bytes));
             w.spawn();

@@ -93,6 +93,8 @@ pub struct ApiConfig {
     pub allow_local_sources: bool,
     /// `scheme://host[:port]` of media URLs in payloads.
     pub public_url: Option<String>,
+    /// `GET /metrics` without the key.
+    pub metrics_public: bool,
 }
 
 /// Persistent state.

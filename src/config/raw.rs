@@ -77,6 +77,9 @@ pub struct RawApi {
     /// Scheme, host and port that media URLs in payloads carry, such as
     /// `http://camera-box.lan:8420` (default: the listen address).
     pub public_url: Option<String>,
+    /// Serve `GET /metrics` without the API key (default false), for a
+    /// Prometheus that scrapes over a trusted network.
+    pub metrics_public: Option<bool>,
 }
 
 /// `[state]`: where streams, events, alerts and scene records persist.

@@ -264,6 +264,7 @@ pub(super) fn api(c: &mut Checker, a: &RawApi) -> Option<ApiConfig> {
         key_file: a.key_file.as_ref().map(PathBuf::from),
         ws_buffer: c.int("api.ws_buffer", a.ws_buffer, 256, 1, 1_000_000) as usize,
         allow_local_sources: a.allow_local_sources.unwrap_or(false),
+        metrics_public: a.metrics_public.unwrap_or(false),
         public_url: a.public_url.as_ref().and_then(|u| {
             let ok = (u.starts_with("http://") || u.starts_with("https://"))
                 && url::Url::parse(u).is_ok_and(|p| p.host().is_some() && p.path() == "/");

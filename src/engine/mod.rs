@@ -109,6 +109,10 @@ pub struct Parts {
     pub clocks: Arc<dyn Clocks>,
     /// Free space on the state disk, when state is on disk.
     pub space: Option<Arc<crate::store::space::SpaceWatch>>,
+    /// The matcher stage's per-frame times.
+    pub match_times: Arc<crate::metrics::Histogram>,
+    /// `GET /metrics` answers without the key (`[api] metrics_public`).
+    pub metrics_public: bool,
 }
 
 /// A running stream: the definition it was started with, the frame sizes
@@ -207,6 +211,11 @@ impl Engine {
     /// The dispatcher (delivery counters, the outbox spill).
     pub fn dispatcher(&self) -> &Arc<Dispatcher> {
         &self.parts.dispatcher
+    }
+
+    /// The parts the metrics exposition reads.
+    pub fn parts(&self) -> &Parts {
+        &self.parts
     }
 
     /// Free space on the state disk, when state is on disk.

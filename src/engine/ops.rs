@@ -579,6 +579,7 @@ impl Engine {
             frame_time: 0.0,
             picture: None,
             boxes: Vec::new(),
+            timing: Default::default(),
         };
         drop(cat);
         let d = std::sync::Arc::clone(&self.parts.dispatcher);

@@ -12,7 +12,7 @@ pub mod text;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::domain::{EventSpec, MatchParams};
 use crate::types::{Detection, EventId, Picture, Scores, StreamId};
@@ -141,6 +141,21 @@ pub struct Occurrence {
     pub picture: Option<Arc<Picture>>,
     /// The boxes that matched in that frame (empty for text events).
     pub boxes: Vec<Detection>,
+    /// Where the time went for the frame behind it.
+    pub timing: Timing,
+}
+
+/// How long the frame behind an occurrence spent in each stage.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Timing {
+    /// Waiting in the pool's queue.
+    pub queue: Duration,
+    /// In the model (zero when the frame repeated the last results).
+    pub infer: Duration,
+    /// From the end of inference to the occurrence leaving the matcher.
+    pub matched: Duration,
+    /// When it left the matcher; `None` for occurrences no frame made.
+    pub matched_at: Option<Instant>,
 }
 
 /// The best frame of an occurrence so far.
@@ -376,6 +391,11 @@ fn build(
         frame_time: s.stream_secs,
         picture,
         boxes,
+        timing: Timing {
+            queue: s.queued,
+            infer: s.inference,
+            ..Timing::default()
+        },
     }
 }
 

@@ -13,6 +13,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 
 use super::{CompiledEvent, Matcher, Occurrence};
 use crate::clock::Clocks;
+use crate::metrics::Histogram;
 use crate::types::{Detection, Scores, StreamId};
 
 /// Messages to the matcher stage.
@@ -41,6 +42,8 @@ pub struct MatchStage {
     pub clocks: Arc<dyn Clocks>,
     /// Frames the scene stage could not take.
     pub observed_dropped: Arc<AtomicU64>,
+    /// Per frame, from the end of inference to matched.
+    pub match_times: Arc<Histogram>,
 }
 
 impl MatchStage {
@@ -55,7 +58,14 @@ impl MatchStage {
                 recv(self.scores) -> s => {
                     let Ok(s) = s else { break };
                     last_time.insert(s.stream_id.clone(), s.stream_secs);
-                    for occ in matcher.observe(&s) {
+                    let occs = matcher.observe(&s);
+                    let now = self.clocks.now();
+                    let inferred = s.arrived + s.queued + s.inference;
+                    let matched = now.saturating_duration_since(inferred);
+                    self.match_times.observe(matched);
+                    for mut occ in occs {
+                        occ.timing.matched = matched;
+                        occ.timing.matched_at = Some(now);
                         made += 1;
                         tracing::info!(stream = %occ.stream_id, event = %occ.event_id, phase = ?occ.phase,
                             start = occ.start_time, end = occ.end_time, confidence = occ.confidence, "occurrence");

@@ -42,6 +42,8 @@ pub trait Outbox: Send + Sync {
     /// Puts a dead letter back in line with a fresh schedule and enables its
     /// target again; returns the target, `None` if there is no such dead letter.
     fn redeliver(&self, seq: i64, now: i64) -> anyhow::Result<Option<String>>;
+    /// Rows per target: (target, live, dead letters).
+    fn depth(&self) -> anyhow::Result<Vec<(String, u64, u64)>>;
     /// Folds the write-ahead log back into the database; `truncate` also
     /// gives its space back to the filesystem (after a full disk).
     fn checkpoint(&self, _truncate: bool) -> anyhow::Result<()> {
@@ -188,6 +190,21 @@ impl Outbox for Store {
         let mut q = conn.prepare("SELECT reason FROM gone_targets WHERE target = ?1")?;
         let mut rows = q.query_map([target], |r| r.get::<_, String>(0))?;
         Ok(rows.next().transpose()?)
+    }
+
+    fn depth(&self) -> anyhow::Result<Vec<(String, u64, u64)>> {
+        let conn = self.lock()?;
+        let mut q = conn.prepare(
+            "SELECT target, SUM(dead = 0), SUM(dead = 1) FROM outbox GROUP BY target ORDER BY target",
+        )?;
+        let rows = q.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, i64>(2)? as u64,
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn dead_letters(&self, limit: usize) -> anyhow::Result<Vec<OutboxRow>> {
@@ -341,6 +358,21 @@ impl Outbox for MemoryOutbox {
 
     fn gone_reason(&self, target: &str) -> anyhow::Result<Option<String>> {
         self.with(|m| m.gone.get(target).cloned())
+    }
+
+    fn depth(&self) -> anyhow::Result<Vec<(String, u64, u64)>> {
+        self.with(|m| {
+            let mut by: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+            for (row, dead) in m.rows.values() {
+                let e = by.entry(row.target.clone()).or_default();
+                if *dead {
+                    e.1 += 1;
+                } else {
+                    e.0 += 1;
+                }
+            }
+            by.into_iter().map(|(t, (l, d))| (t, l, d)).collect()
+        })
     }
 
     fn dead_letters(&self, limit: usize) -> anyhow::Result<Vec<OutboxRow>> {

@@ -280,6 +280,7 @@ pub fn occurrence(id: &str) -> sightline::matcher::Occurrence {
         frame_time: 0.0,
         picture: None,
         boxes: Vec::new(),
+        timing: Default::default(),
     }
 }
 

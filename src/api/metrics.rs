@@ -1,0 +1,265 @@
+//! `GET /metrics`: every counter and latency histogram of the daemon in the
+//! Prometheus text format, read at scrape time from the stages that keep
+//! them. The key is required unless `[api] metrics_public = true`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+use super::conns::ConnStats;
+use super::ApiState;
+use crate::engine::Engine;
+use crate::metrics::text::Exposition;
+use crate::metrics::Snapshot;
+
+/// The exposition format's content type.
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+pub async fn metrics(
+    State(st): State<ApiState>,
+    conns: Option<axum::Extension<Arc<ConnStats>>>,
+) -> Response {
+    let engine = Arc::clone(&st.engine);
+    let conns = conns.map(|axum::Extension(c)| c);
+    // The outbox counts are a query: off the async threads.
+    let text = tokio::task::spawn_blocking(move || {
+        let mut x = Exposition::default();
+        latencies(&mut x, &engine);
+        frames(&mut x, &engine);
+        delivery(&mut x, &engine);
+        connections(&mut x, &engine, conns.as_deref());
+        x.render()
+    })
+    .await
+    .unwrap_or_else(|e| format!("# metrics failed: {e}\n"));
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
+}
+
+/// Per-stage latency histograms.
+fn latencies(x: &mut Exposition, e: &Engine) {
+    let p = e.parts();
+    let pool = &p.pool;
+    x.histogram(
+        "sightline_queue_wait_seconds",
+        "Time frames waited in the inference queue.",
+        &[],
+        &pool.queue_wait.snapshot(),
+    );
+    let models = e.models();
+    for (i, snap) in pool.inference_times() {
+        let name = models.all().get(i).map_or("?", |m| &*m.name);
+        x.histogram(
+            "sightline_inference_seconds",
+            "Time one model took on one frame.",
+            &[("model", name)],
+            &snap,
+        );
+    }
+    x.histogram(
+        "sightline_match_seconds",
+        "From the end of inference to the frame matched against every event.",
+        &[],
+        &p.match_times.snapshot(),
+    );
+    x.histogram(
+        "sightline_outbox_commit_seconds",
+        "Outbox transactions, fsync included.",
+        &[],
+        &e.dispatcher().commit_times().snapshot(),
+    );
+    let mut by_kind: BTreeMap<String, Snapshot> = BTreeMap::new();
+    for (name, t) in e.dispatcher().stats() {
+        let kind = name.split(' ').next().unwrap_or("other").to_string();
+        by_kind
+            .entry(kind)
+            .or_default()
+            .add(&t.attempt_times.snapshot());
+    }
+    for (kind, snap) in &by_kind {
+        x.histogram(
+            "sightline_delivery_seconds",
+            "Delivery attempts (webhook POST, MQTT publish and ack), whatever the outcome.",
+            &[("kind", kind)],
+            snap,
+        );
+    }
+}
+
+/// Frames per stream: in, scored, skipped, dropped; streams up and restarts.
+fn frames(x: &mut Exposition, e: &Engine) {
+    let pool = e.pool();
+    for (id, s) in e.stream_stats() {
+        let l = [("stream", id.as_str())];
+        x.counter(
+            "sightline_frames_total",
+            "Sampled frames handed to the inference pool.",
+            &l,
+            s.frames.load(Relaxed) as f64,
+        );
+        x.counter(
+            "sightline_stream_restarts_total",
+            "Pipeline rebuilds after a failure or stall.",
+            &l,
+            s.restarts.load(Relaxed) as f64,
+        );
+        x.gauge(
+            "sightline_stream_up",
+            "1 while the stream delivers frames.",
+            &l,
+            f64::from(u8::from(e.health(id.as_str()).up)),
+        );
+    }
+    let models = e.models();
+    for (stream, i, c) in pool.all_stream_models() {
+        let model = models.all().get(i).map_or("?", |m| &*m.name);
+        let l = [("stream", stream.as_str()), ("model", model)];
+        x.counter(
+            "sightline_frames_scored_total",
+            "Frames a model scored.",
+            &l,
+            c.frames as f64,
+        );
+        x.counter(
+            "sightline_frames_skipped_no_motion_total",
+            "Frames not scored because nothing moved; the last results stood for them.",
+            &l,
+            c.skipped as f64,
+        );
+    }
+    for (stream, d) in pool.drops_by_reason() {
+        for (reason, n) in [("queue_full", d.queue_full), ("stale", d.stale)] {
+            x.counter(
+                "sightline_frames_dropped_total",
+                "Frames shed by the inference pool, by reason.",
+                &[("stream", stream.as_str()), ("reason", reason)],
+                n as f64,
+            );
+        }
+    }
+    x.gauge(
+        "sightline_pool_workers",
+        "Inference worker threads.",
+        &[],
+        pool.workers.load(Relaxed) as f64,
+    );
+    x.counter(
+        "sightline_pool_busy_seconds_total",
+        "Time the workers spent in models (utilisation: its rate over the workers).",
+        &[],
+        pool.inference_us.load(Relaxed) as f64 / 1e6,
+    );
+    x.gauge(
+        "sightline_pool_queue_depth",
+        "Frames waiting for a worker.",
+        &[],
+        e.parts().submitter.queued() as f64,
+    );
+}
+
+/// The outbox, the spill and the targets.
+fn delivery(x: &mut Exposition, e: &Engine) {
+    let d = e.dispatcher();
+    match d.outbox_depth() {
+        Ok(rows) => {
+            for (target, live, dead) in rows {
+                let l = [("target", target.as_str())];
+                x.gauge(
+                    "sightline_outbox_depth",
+                    "Messages waiting in the outbox.",
+                    &l,
+                    live as f64,
+                );
+                x.gauge(
+                    "sightline_outbox_dead_letters",
+                    "Messages kept as dead letters.",
+                    &l,
+                    dead as f64,
+                );
+            }
+        }
+        Err(err) => tracing::warn!(error = %format!("{err:#}"), "metrics: cannot count the outbox"),
+    }
+    x.gauge(
+        "sightline_outbox_spill_held",
+        "Messages held in memory because the outbox could not commit (full disk).",
+        &[],
+        d.spilled() as f64,
+    );
+    let spill = d.spill_stats();
+    x.counter(
+        "sightline_outbox_spilled_total",
+        "Messages ever held in memory for a full disk.",
+        &[],
+        spill.spilled.load(Relaxed) as f64,
+    );
+    for (name, t) in d.stats() {
+        let kind = name.split(' ').next().unwrap_or("other");
+        for (outcome, n) in [
+            ("delivered", t.delivered.load(Relaxed)),
+            ("retried", t.retries.load(Relaxed)),
+            ("failed", t.failed.load(Relaxed)),
+        ] {
+            x.counter(
+                "sightline_deliveries_total",
+                "Delivery attempts by target and outcome.",
+                &[("kind", kind), ("target", &name), ("outcome", outcome)],
+                n as f64,
+            );
+        }
+    }
+}
+
+/// WebSocket clients, API connections, the state disk.
+fn connections(x: &mut Exposition, e: &Engine, conns: Option<&ConnStats>) {
+    let ws = e.hub().stats();
+    x.gauge(
+        "sightline_websocket_clients",
+        "Connected WebSocket clients.",
+        &[],
+        ws.connected as f64,
+    );
+    x.counter(
+        "sightline_websocket_messages_total",
+        "Messages queued to WebSocket clients.",
+        &[],
+        ws.sent as f64,
+    );
+    x.counter(
+        "sightline_websocket_disconnects_total",
+        "WebSocket clients cut off for falling behind.",
+        &[("reason", "slow")],
+        ws.slow_disconnects as f64,
+    );
+    x.counter(
+        "sightline_websocket_refused_total",
+        "WebSocket clients turned away at the cap.",
+        &[],
+        ws.refused as f64,
+    );
+    if let Some(c) = conns {
+        for (what, n) in [
+            ("accepted", &c.accepted),
+            ("evicted", &c.evicted),
+            ("refused", &c.refused),
+        ] {
+            x.counter(
+                "sightline_api_connections_total",
+                "API connections by what happened to them.",
+                &[("outcome", what)],
+                n.load(Relaxed) as f64,
+            );
+        }
+    }
+    if let Some(free) = e.space().and_then(|w| w.check().free_mb) {
+        x.gauge(
+            "sightline_state_disk_free_bytes",
+            "Free space where the state database lives.",
+            &[],
+            free * 1e6,
+        );
+    }
+}
