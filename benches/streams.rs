@@ -10,7 +10,8 @@
 //! Environment: SIGHTLINE_BENCH_STREAMS (16), SIGHTLINE_BENCH_SECS (25),
 //! SIGHTLINE_BENCH_MODE (`full`, `keyframes` or `both`, default both),
 //! SIGHTLINE_BENCH_WORKERS (2), SIGHTLINE_BENCH_RECORD=1 (record every
-//! stream), SIGHTLINE_BENCH_COCO=1 (a car event too: both detectors run).
+//! stream), SIGHTLINE_BENCH_COCO=1 (a car event too: both detectors run),
+//! SIGHTLINE_BENCH_MOTION=0 (score every sampled frame: motion gating off).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -182,11 +183,12 @@ fn run(mode: &str, streams: usize, secs: u64, workers: usize, port: u16, server_
         let mut text = format!("[runtime]\nworkers = {workers}\nintra_threads = {intra}\n");
         // SIGHTLINE_BENCH_RECORD=1 also records every stream (no decoding).
         let record = std::env::var("SIGHTLINE_BENCH_RECORD").as_deref() == Ok("1");
+        let motion = std::env::var("SIGHTLINE_BENCH_MOTION").as_deref() != Ok("0");
         let rec_dir = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join(format!("target/bench/rec-{}", std::process::id()));
         for i in 0..streams {
             text += &format!(
-                "[[streams]]\nid = \"cam{i}\"\nurl = \"rtsp://127.0.0.1:{port}/cam{i}\"\nfps = 2\nkeyframes_only = {}\nrecord = {record}\n",
+                "[[streams]]\nid = \"cam{i}\"\nurl = \"rtsp://127.0.0.1:{port}/cam{i}\"\nfps = 2\nkeyframes_only = {}\nrecord = {record}\nmotion = {{ enabled = {motion} }}\n",
                 mode == "keyframes"
             );
         }
@@ -235,19 +237,25 @@ fn run(mode: &str, streams: usize, secs: u64, workers: usize, port: u16, server_
         let cpu = cpu_seconds() - cpu0;
         let server_cpu = cpu_seconds_of(&server) - server0;
 
+        // Frames motion gating let stand on the last result are accounted
+        // for, not scored: their latency is the queue wait alone.
         let mut scored_ms: Vec<f64> = scored_rx
             .try_iter()
+            .filter(|s| !s.repeated)
             .map(|s| (s.queued + s.inference).as_secs_f64() * 1000.0)
             .collect();
         let mut hook_ms: Vec<f64> = std::iter::from_fn(|| hook.rx.try_recv().ok())
             .filter_map(|r| latency_ms(&r.body, r.at))
             .collect();
         let dropped = summary.dropped_full + summary.dropped_stale;
-        println!("mode={mode} streams={streams} workers={workers} run={wall:.1}s (2 cores)");
+        println!("mode={mode} streams={streams} workers={workers} motion={motion} run={wall:.1}s (2 cores)");
+        let accounted = summary.scored + summary.skipped_no_motion;
         println!(
-            "  scored {} frames = {:.1}/s (offered ~{:.0}/s); dropped {} ({} queue-full, {} stale)",
+            "  scored {} frames = {:.1}/s, skipped {} for no motion; accounted {:.1}/s (offered ~{:.0}/s); dropped {} ({} queue-full, {} stale)",
             summary.scored,
             summary.scored as f64 / wall,
+            summary.skipped_no_motion,
+            accounted as f64 / wall,
             streams as f64 * 2.0,
             dropped,
             summary.dropped_full,

@@ -188,5 +188,10 @@ client_id = "sightline-e2e-{pid}"
     assert!(hook_latency < 1000.0, "webhook latency {hook_latency} ms");
     assert!(mqtt_latency < 1000.0, "mqtt latency {mqtt_latency} ms");
 
-    assert!(summary.scored >= 50, "about 2 fps over 30 s: {summary:?}");
+    // Motion gating skips most of the still frames; every frame is still
+    // accounted for, scored or standing on the last result.
+    assert!(
+        summary.scored + summary.skipped_no_motion >= 50,
+        "about 2 fps over 30 s: {summary:?}"
+    );
 }

@@ -426,6 +426,7 @@ pub async fn models(State(st): State<ApiState>) -> Reply<Value> {
                 "license": m.manifest.license,
                 "source": m.manifest.source,
                 "frames": c.frames,
+                "skipped_no_motion": c.skipped,
                 "dropped": c.dropped,
                 "errors": c.errors,
                 "mean_inference_ms": (c.mean_inference_ms() * 100.0).round() / 100.0,

@@ -6,10 +6,29 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Summary;
 use crate::alert::Dispatcher;
 use crate::engine::Engine;
 use crate::pool::PoolStats;
+
+/// Figures from one run.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub frames_in: u64,
+    pub scored: u64,
+    /// Frames not scored because nothing moved (their last results stood).
+    pub skipped_no_motion: u64,
+    pub dropped_full: u64,
+    pub dropped_stale: u64,
+    pub occurrences: u64,
+    pub messages_queued: u64,
+    pub delivered: u64,
+    pub delivery_failures: u64,
+    /// Failed attempts that were scheduled again.
+    pub delivery_retries: u64,
+    pub stream_restarts: u64,
+    pub mean_inference_ms: f64,
+    pub mean_queue_ms: f64,
+}
 
 /// Logs every counter once per period, so drops and failures show up in the
 /// journal while the daemon runs, not only at exit.
@@ -38,6 +57,7 @@ pub(super) async fn log_counters(
         fill_pool_figures(&mut f, &pool);
         tracing::info!(
             scored = f.scored,
+            skipped_no_motion = f.skipped_no_motion,
             dropped_full = f.dropped_full,
             dropped_stale = f.dropped_stale,
             errors = pool.errors.load(Ordering::Relaxed),
@@ -66,6 +86,7 @@ pub(super) async fn log_counters(
 
 pub(super) fn fill_pool_figures(s: &mut Summary, p: &PoolStats) {
     s.scored = p.scored.load(Ordering::Relaxed);
+    s.skipped_no_motion = p.skipped_no_motion.load(Ordering::Relaxed);
     s.dropped_full = p.dropped_full.load(Ordering::Relaxed);
     s.dropped_stale = p.dropped_stale.load(Ordering::Relaxed);
     if s.scored > 0 {

@@ -64,24 +64,7 @@ pub struct Hooks {
     pub sources: Option<Arc<dyn source::Sources>>,
 }
 
-/// Figures from one run.
-#[derive(Debug, Default, Clone)]
-pub struct Summary {
-    pub frames_in: u64,
-    pub scored: u64,
-    pub dropped_full: u64,
-    pub dropped_stale: u64,
-    pub occurrences: u64,
-    pub messages_queued: u64,
-    pub delivered: u64,
-    pub delivery_failures: u64,
-    /// Failed attempts that were scheduled again.
-    pub delivery_retries: u64,
-    pub stream_restarts: u64,
-    pub mean_inference_ms: f64,
-    pub mean_queue_ms: f64,
-}
-
+pub use counters::Summary;
 pub use models::{compile, probe, Compiled};
 
 /// Runs the daemon until `shutdown` resolves (or, with

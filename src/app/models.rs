@@ -23,7 +23,12 @@ fn load_model(
 ) -> anyhow::Result<Loaded> {
     let context = || format!("model {:?} ({})", entry.name, entry.path);
     let dir = model::resolve_model_dir(&entry.path).with_context(context)?;
-    let manifest = Arc::new(Manifest::load(&dir).with_context(context)?);
+    let mut manifest = Manifest::load(&dir).with_context(context)?;
+    manifest.placement = model::Placement {
+        provider: entry.provider,
+        cpu_fallback: entry.cpu_fallback,
+    };
+    let manifest = Arc::new(manifest);
     if manifest.kind == Kind::DualEncoder {
         model::init_runtime(config.runtime.ort_library.as_deref())?;
     }

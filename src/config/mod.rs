@@ -19,8 +19,8 @@ pub use validate::{
 };
 
 pub use crate::domain::{
-    AlertSpec, EventSpec, MatchParams, ModelEntry, MotionSpec, MqttSettings, RecordSettings,
-    Region, SourceUrl, StreamSpec, Transport,
+    AlertSpec, EventSpec, MatchParams, ModelEntry, MotionSpec, MqttSettings, Provider,
+    RecordSettings, Region, SourceUrl, StreamSpec, Transport,
 };
 
 /// One thing wrong with a config, with where it is.

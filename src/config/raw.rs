@@ -131,6 +131,12 @@ pub struct RawModelEntry {
     pub name: Option<String>,
     /// As `[model] path`.
     pub path: Option<String>,
+    /// ONNX Runtime execution provider: "cpu" (default), "cuda",
+    /// "tensorrt" or "openvino".
+    pub provider: Option<String>,
+    /// "cpu" runs on the CPU, with a warning, when the provider cannot
+    /// load; by default that is an error.
+    pub fallback: Option<String>,
 }
 
 /// `[[streams]]`: one camera.

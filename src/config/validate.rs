@@ -438,6 +438,8 @@ fn models(c: &mut Checker, raw: &RawConfig) -> Vec<ModelEntry> {
                 vec![ModelEntry {
                     name,
                     path: path.clone(),
+                    provider: Provider::Cpu,
+                    cpu_fallback: false,
                 }]
             }
             None => ModelEntry::defaults(),
@@ -465,9 +467,36 @@ fn models(c: &mut Checker, raw: &RawConfig) -> Vec<ModelEntry> {
                 format!("two models are called {name:?}: names must be unique"),
             );
         }
+        let provider = match m.provider.as_deref() {
+            None => Provider::Cpu,
+            Some(want) => Provider::ALL
+                .iter()
+                .find(|(n, _)| *n == want)
+                .map(|(_, p)| *p)
+                .unwrap_or_else(|| {
+                    c.bad(
+                        format!("{p}.provider"),
+                        format!("{want:?} must be \"cpu\", \"cuda\", \"tensorrt\" or \"openvino\""),
+                    );
+                    Provider::Cpu
+                }),
+        };
+        let cpu_fallback = match m.fallback.as_deref() {
+            None | Some("none") => false,
+            Some("cpu") => true,
+            Some(other) => {
+                c.bad(
+                    format!("{p}.fallback"),
+                    format!("{other:?} must be \"cpu\" or \"none\""),
+                );
+                false
+            }
+        };
         out.push(ModelEntry {
             name: name.clone(),
             path: path.clone(),
+            provider,
+            cpu_fallback,
         });
     }
     out

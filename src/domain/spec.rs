@@ -124,6 +124,38 @@ pub enum OnCorruption {
 pub struct ModelEntry {
     pub name: String,
     pub path: String,
+    /// Where ONNX Runtime runs it.
+    pub provider: Provider,
+    /// Fall back to the CPU, loudly, when the provider cannot load.
+    pub cpu_fallback: bool,
+}
+
+/// An ONNX Runtime execution provider (`[[models]] provider`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Provider {
+    #[default]
+    Cpu,
+    Cuda,
+    TensorRt,
+    OpenVino,
+}
+
+impl Provider {
+    /// Every provider, by its config name.
+    pub const ALL: [(&'static str, Provider); 4] = [
+        ("cpu", Provider::Cpu),
+        ("cuda", Provider::Cuda),
+        ("tensorrt", Provider::TensorRt),
+        ("openvino", Provider::OpenVino),
+    ];
+
+    /// Its config name.
+    pub fn name(self) -> &'static str {
+        Provider::ALL
+            .iter()
+            .find(|(_, p)| *p == self)
+            .map_or("cpu", |(n, _)| n)
+    }
 }
 
 impl ModelEntry {
@@ -135,6 +167,8 @@ impl ModelEntry {
             .map(|(name, path)| ModelEntry {
                 name: name.into(),
                 path: path.into(),
+                provider: Provider::Cpu,
+                cpu_fallback: false,
             })
             .collect()
     }

@@ -185,7 +185,7 @@ impl ImageEncoder {
             .embedding
             .clone()
             .ok_or_else(|| load_err(&path)("the manifest names no outputs.embedding".into()))?;
-        let session = open_session(&path, intra_threads)?;
+        let session = open_session(&path, intra_threads, manifest.placement)?;
         let (w, h) = (manifest.input.width as i64, manifest.input.height as i64);
         let dims = match manifest.input.layout {
             Layout::Nchw => [-1, 3, h, w],

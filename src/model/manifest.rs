@@ -192,6 +192,9 @@ pub struct Manifest {
     pub embedding: Option<EmbeddingSpec>,
     #[serde(skip)]
     pub dir: PathBuf,
+    /// Where its sessions run (`[[models]] provider`), not the manifest's.
+    #[serde(skip)]
+    pub placement: super::Placement,
     #[serde(skip)]
     pub labels_shared: Vec<Arc<str>>,
 }

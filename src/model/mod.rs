@@ -9,6 +9,7 @@
 pub mod clip;
 pub mod decode;
 pub mod manifest;
+pub mod provider;
 pub mod set;
 pub mod text;
 pub mod tokenizer;
@@ -23,6 +24,7 @@ use crate::types::Detection;
 pub use clip::{ImageEncoder, PromptModel};
 pub use decode::Content;
 pub use manifest::{Dtype, Input, Kind, Layout, Manifest, Resize};
+pub use provider::Placement;
 pub use set::{Loaded, ModelIdx, ModelSet};
 pub use text::{EmbeddingMemory, TextEncoder};
 
@@ -99,6 +101,7 @@ pub fn init_runtime(
             )
         })?;
         let builder = ort::init_from(path).map_err(|e| e.to_string())?;
+        let _ = provider::LIBRARY.set(path.clone());
         builder
             .with_name("sightline")
             .build()
@@ -145,7 +148,11 @@ pub fn resolve_model_dir(spec: &str) -> Result<PathBuf, ModelError> {
 }
 
 /// Opens one ONNX session for an inference thread.
-pub(crate) fn open_session(path: &Path, intra_threads: usize) -> Result<Session, ModelError> {
+pub(crate) fn open_session(
+    path: &Path,
+    intra_threads: usize,
+    placement: Placement,
+) -> Result<Session, ModelError> {
     let env = init_runtime(None)?;
     let load_err = |message: String| ModelError::Load {
         path: path.to_path_buf(),
@@ -154,7 +161,10 @@ pub(crate) fn open_session(path: &Path, intra_threads: usize) -> Result<Session,
     if !path.is_file() {
         return Err(load_err("file does not exist".into()));
     }
-    Session::builder(&env)
+    let builder = Session::builder(&env)
+        .map_err(|e| load_err(format!("ONNX Runtime cannot start a session: {e}")))?;
+    let builder = provider::place(builder, placement, path)?;
+    Ok(builder)
         .and_then(|b| b.with_intra_threads(intra_threads).map_err(Into::into))
         .and_then(|b| b.with_inter_threads(1).map_err(Into::into))
         // Shared prepacked weights avoid a copy per worker. Idle intra-op
@@ -186,7 +196,7 @@ impl Detector {
             path: path.clone(),
             message,
         };
-        let session = open_session(&path, intra_threads)?;
+        let session = open_session(&path, intra_threads, manifest.placement)?;
         let input = session
             .inputs()
             .iter()

@@ -78,7 +78,8 @@ impl TextEncoder {
                     })?
             }
         };
-        let session = open_session(&path, 1)?;
+        // Prompts are encoded once each: the CPU is always enough.
+        let session = open_session(&path, 1, Default::default())?;
         check_input(
             &session,
             &path,
