@@ -89,8 +89,10 @@ async fn the_videodb_sdk_searches_a_stream() {
         server.url("cam")
     );
     let d = Daemon::start(dir.path(), &extra).await;
-    // Blue, then red from 8 s to 16 s; search once the red has passed.
-    tokio::time::sleep(Duration::from_secs(18)).await;
+    // Blue, then red from 8 s to 16 s; search once the red has passed and
+    // the segments after it are on disk (a loaded machine closed the last
+    // one late at 18 s, and the clip then played 7 s of 7.5).
+    tokio::time::sleep(Duration::from_secs(21)).await;
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/search.py");
     let out = tokio::process::Command::new(&python)
         .arg(&script)
