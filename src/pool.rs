@@ -74,6 +74,8 @@ pub enum Admission {
     QueuedReplacing,
     /// Queued, and another stream's oldest frame was dropped.
     QueuedEvicting(StreamId),
+    /// Nothing moved: the stream's last results were passed on, unqueued.
+    Repeated,
     /// The pool is shutting down.
     Closed,
 }
@@ -347,6 +349,10 @@ struct Queue {
     ready: Condvar,
     capacity: usize,
     stats: Arc<PoolStats>,
+    /// Where frames motion gating lets stand on their last results go
+    /// straight from `submit`, past the queue; taken on close so the
+    /// matcher sees the end.
+    results: Mutex<Option<Sender<Scores>>>,
 }
 
 /// Cheap handle for submitting frames; clone one per stream.
@@ -356,8 +362,24 @@ pub struct Submitter {
 }
 
 impl Submitter {
-    /// Queues a frame without blocking, dropping an older one if full.
-    pub fn submit(&self, frame: Frame) -> Admission {
+    /// Queues a frame without blocking, dropping an older one if full. A
+    /// frame its motion gate finds unchanged does not queue: its stream's
+    /// last results go to the matcher at once.
+    pub fn submit(&self, mut frame: Frame) -> Admission {
+        if let Some(gate) = frame.gate.clone() {
+            match gate.decide(&frame) {
+                Decision::Repeat(last) => match self.repeat_now(frame, last) {
+                    Ok(a) => return a,
+                    Err((f, last)) => {
+                        // The matcher's channel is full: a worker passes
+                        // the results on, in turn.
+                        frame = f;
+                        frame.decided = Some(Decision::Repeat(last));
+                    }
+                },
+                d => frame.decided = Some(d),
+            }
+        }
         let q = &self.queue;
         let Ok(mut st) = q.state.lock() else {
             return Admission::Closed;
@@ -391,6 +413,24 @@ impl Submitter {
         drop(st);
         q.ready.notify_one();
         outcome
+    }
+
+    /// Sends `last` for `frame` without waiting in the queue; gives them
+    /// back when the matcher's channel has no room.
+    fn repeat_now(&self, frame: Frame, last: Results) -> Result<Admission, (Frame, Results)> {
+        let q = &self.queue;
+        let Some(tx) = q.results.lock().ok().and_then(|r| r.clone()) else {
+            return Ok(Admission::Closed);
+        };
+        let room = tx.capacity().is_none_or(|c| tx.len() + last.len() <= c);
+        if !room {
+            return Err((frame, last));
+        }
+        q.stats.submitted.fetch_add(1, Ordering::Relaxed);
+        q.stats.flow(&frame.stream_id, false);
+        let seen = repeated(&q.stats, &frame, &last);
+        send_scores(frame, seen, &tx);
+        Ok(Admission::Repeated)
     }
 
     /// Frames waiting now.
@@ -447,6 +487,7 @@ impl Pool {
             ready: Condvar::new(),
             capacity: cfg.capacity.max(1),
             stats: Arc::clone(&stats),
+            results: Mutex::new(Some(results.clone())),
         });
         let make_scorer = Arc::new(make_scorer);
         let (ready_tx, ready_rx) =
@@ -513,6 +554,9 @@ impl Pool {
         if let Ok(mut st) = self.queue.state.lock() {
             st.closed = true;
         }
+        if let Ok(mut r) = self.queue.results.lock() {
+            r.take();
+        }
         self.queue.ready.notify_all();
     }
 
@@ -545,7 +589,7 @@ fn worker_loop(
     max_age: Duration,
 ) {
     let stats = &queue.stats;
-    while let Some(frame) = next_frame(queue) {
+    while let Some(mut frame) = next_frame(queue) {
         let queued = Instant::now().saturating_duration_since(frame.arrived);
         if queued > max_age {
             stats.dropped_stale.fetch_add(1, Ordering::Relaxed);
@@ -554,17 +598,8 @@ fn worker_loop(
         }
         stats.flow(&frame.stream_id, false);
         stats.queue_wait.observe(queued);
-        let seen = match frame.gate.as_deref().map(|g| g.decide(&frame)) {
-            Some(Decision::Repeat(last)) => {
-                stats.skipped_no_motion.fetch_add(1, Ordering::Relaxed);
-                let queued = Instant::now().saturating_duration_since(frame.arrived);
-                last.iter()
-                    .map(|(m, seen)| {
-                        stats.model(&frame.stream_id, *m, |c| c.skipped += 1);
-                        (*m, seen.clone(), queued, Duration::ZERO, true)
-                    })
-                    .collect()
-            }
+        let seen = match frame.decided.take() {
+            Some(Decision::Repeat(last)) => repeated(stats, &frame, &last),
             decision => {
                 let seen: Vec<_> = frame
                     .models
@@ -583,6 +618,18 @@ fn worker_loop(
             return;
         }
     }
+}
+
+/// A frame's outcomes when its stream's last results stand for it.
+fn repeated(stats: &PoolStats, frame: &Frame, last: &Results) -> Vec<Outcome> {
+    stats.skipped_no_motion.fetch_add(1, Ordering::Relaxed);
+    let queued = Instant::now().saturating_duration_since(frame.arrived);
+    last.iter()
+        .map(|(m, seen)| {
+            stats.model(&frame.stream_id, *m, |c| c.skipped += 1);
+            (*m, seen.clone(), queued, Duration::ZERO, true)
+        })
+        .collect()
 }
 
 /// One model's outcome for a frame: the model, what it saw, the queue wait,

@@ -71,6 +71,8 @@ pub struct Frame {
     pub models: Arc<[usize]>,
     /// The stream branch's motion gate, when gating is on.
     pub gate: Option<Arc<FrameGate>>,
+    /// What the gate decided when the frame was submitted (set by the pool).
+    pub decided: Option<crate::motion::Decision<Results>>,
 }
 
 /// What a model made of one frame.

@@ -548,6 +548,15 @@ fn raise_open_files() {
     }
 }
 
+/// Watches the free space of the state disk, when state is on disk.
+fn space_watch(config: &Config) -> Option<Arc<SpaceWatch>> {
+    config.state.dir.as_deref().map(|dir| {
+        let w = Arc::new(SpaceWatch::new(dir, config.state.min_free_bytes));
+        w.spawn();
+        w
+    })
+}
+
 /// Builds and starts every stage.
 pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
     raise_open_files();
@@ -612,11 +621,7 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
         clocks: Arc::clone(&clocks),
         match_times,
         metrics_public: config.api.as_ref().is_some_and(|a| a.metrics_public),
-        space: config.state.dir.as_deref().map(|dir| {
-            let w = Arc::new(SpaceWatch::new(dir, config.state.min_free_bytes));
-            w.spawn();
-            w
-        }),
+        space: space_watch(&config),
     };
     let engine = Engine::start(parts, &config).await?;
 

@@ -35,6 +35,7 @@ fn frame(t: f64, square: Option<(f32, f32)>) -> Frame {
         aspect: 0.0,
         models: Arc::from(vec![0usize]),
         gate: None,
+        decided: None,
     }
 }
 

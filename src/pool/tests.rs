@@ -30,6 +30,7 @@ fn frame(stream: &str, seq: u64) -> Frame {
         aspect: 0.0,
         models: Arc::from([0usize]),
         gate: None,
+        decided: None,
     }
 }
 

@@ -525,6 +525,7 @@ impl Supervisor {
                         aspect,
                         models: Arc::clone(&models),
                         gate: motion.clone(),
+                        decided: None,
                     });
                     Ok(gst::FlowSuccess::Ok)
                 })

@@ -124,6 +124,7 @@ impl Player {
                         models: Arc::clone(&b.models),
                         // Painted frames are for exact, frame-by-frame tests.
                         gate: None,
+                        decided: None,
                     });
                 }
                 seq += 1;
