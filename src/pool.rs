@@ -368,14 +368,11 @@ impl Submitter {
     pub fn submit(&self, mut frame: Frame) -> Admission {
         if let Some(gate) = frame.gate.clone() {
             match gate.decide(&frame) {
-                Decision::Repeat(last) => match self.repeat_now(frame, last) {
-                    Ok(a) => return a,
-                    Err((f, last)) => {
-                        // The matcher's channel is full: a worker passes
-                        // the results on, in turn.
-                        frame = f;
-                        frame.decided = Some(Decision::Repeat(last));
-                    }
+                Decision::Repeat(last) => match self.room_for(last.len()) {
+                    Some(tx) => return self.repeat_now(frame, &last, &tx),
+                    // The matcher's channel is full: a worker passes the
+                    // results on, in turn.
+                    None => frame.decided = Some(Decision::Repeat(last)),
                 },
                 d => frame.decided = Some(d),
             }
@@ -415,22 +412,22 @@ impl Submitter {
         outcome
     }
 
-    /// Sends `last` for `frame` without waiting in the queue; gives them
-    /// back when the matcher's channel has no room.
-    fn repeat_now(&self, frame: Frame, last: Results) -> Result<Admission, (Frame, Results)> {
-        let q = &self.queue;
-        let Some(tx) = q.results.lock().ok().and_then(|r| r.clone()) else {
-            return Ok(Admission::Closed);
-        };
-        let room = tx.capacity().is_none_or(|c| tx.len() + last.len() <= c);
-        if !room {
-            return Err((frame, last));
-        }
-        q.stats.submitted.fetch_add(1, Ordering::Relaxed);
-        q.stats.flow(&frame.stream_id, false);
-        let seen = repeated(&q.stats, &frame, &last);
-        send_scores(frame, seen, &tx);
-        Ok(Admission::Repeated)
+    /// The matcher's channel, if it has room for `n` more scores now.
+    fn room_for(&self, n: usize) -> Option<Sender<Scores>> {
+        let tx = self.queue.results.lock().ok()?.clone()?;
+        tx.capacity()
+            .is_none_or(|c| tx.len() + n <= c)
+            .then_some(tx)
+    }
+
+    /// Sends `last` for `frame` to the matcher without queueing.
+    fn repeat_now(&self, frame: Frame, last: &Results, tx: &Sender<Scores>) -> Admission {
+        let stats = &self.queue.stats;
+        stats.submitted.fetch_add(1, Ordering::Relaxed);
+        stats.flow(&frame.stream_id, false);
+        let seen = repeated(stats, &frame, last);
+        send_scores(frame, seen, tx);
+        Admission::Repeated
     }
 
     /// Frames waiting now.
