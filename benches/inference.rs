@@ -1,4 +1,5 @@
-//! Each bundled detector, one thread calling: how long `detect` takes; and,
+//! Each bundled detector, one thread calling: how long `detect` takes; how
+//! long the motion gate takes to judge a frame of each model's size; and,
 //! when `SIGHTLINE_CLIP_MODEL` names an exported dual encoder, how long its
 //! image encoder takes per frame and how much memory the model holds.
 //! `cargo bench --bench inference` (SIGHTLINE_BENCH_INTRA sets intra-op threads).
@@ -28,6 +29,9 @@ fn main() {
     // machine.
     for name in ["ssdlite-person", "centernet-coco"] {
         detector(name, &img, intra);
+    }
+    for side in [320, 512] {
+        motion_gate(side);
     }
     if let Some(dir) = std::env::var_os("SIGHTLINE_CLIP_MODEL") {
         dual_encoder(Path::new(&dir), &img, intra);
@@ -107,5 +111,47 @@ fn dual_encoder(dir: &Path, img: &image::RgbImage, intra: usize) {
         ms[25],
         ms[49],
         loaded - before
+    );
+}
+
+/// Times the motion gate on a `side`×`side` frame (the models' input sizes):
+/// the thumbnail and the comparison, for frames that alternate between two
+/// pictures so every frame is compared and scored, then for a still one.
+fn motion_gate(side: u32) {
+    use sightline::motion::{Decision, Gate, MotionSpec};
+    use sightline::types::{Frame, Results, StreamId};
+    let frame = |shade: u8| Frame {
+        stream_id: StreamId::new("bench"),
+        seq: 0,
+        wall: std::time::SystemTime::now(),
+        arrived: Instant::now(),
+        stream_secs: 0.0,
+        width: side,
+        height: side,
+        rgb: (0..side * side * 3)
+            .map(|i| (i % 251) as u8 ^ shade)
+            .collect(),
+        content: [0.0, 0.0, 1.0, 1.0],
+        aspect: 1.0,
+        models: Arc::from(vec![0usize]),
+        gate: None,
+        decided: None,
+    };
+    let gate = Gate::<Results>::new(&MotionSpec::default()).expect("on");
+    let (a, b) = (frame(0), frame(0x55));
+    let mut times = Vec::new();
+    for i in 0..2000 {
+        let f = if i % 2 == 0 { &a } else { &b };
+        let t = Instant::now();
+        if let Decision::Score(ticket) = gate.decide(f) {
+            gate.scored(ticket, Arc::from(Vec::new()), false);
+        }
+        times.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    times.sort_by(|x, y| x.total_cmp(y));
+    let (p50, p99) = (times[times.len() / 2], times[times.len() * 99 / 100]);
+    println!(
+        "motion gate {side}x{side}: p50 {p50:.1} us, p99 {p99:.1} us per frame (n={})",
+        times.len()
     );
 }

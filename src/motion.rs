@@ -5,8 +5,9 @@
 //!
 //! Each sampled frame (already scaled to the model's input) is reduced to a
 //! [`GRID`]×[`GRID`] grey thumbnail of its picture area, by averaging a few
-//! pixels per cell: tens of microseconds, no allocation after the first
-//! frame. A cell has changed when its grey level moved more than the
+//! pixels per cell: about 0.09 ms a frame here (`cargo bench --bench
+//! inference`), against 17–55 ms for the models, with no allocation after
+//! the first frame. A cell has changed when its grey level moved more than the
 //! sensitivity's threshold from the reference (the last scored frame); the
 //! frame has motion when the changed share of the cells outside the masks
 //! passes the sensitivity's area threshold. Comparing with the last
@@ -144,31 +145,32 @@ fn layout(f: &Frame) -> [u32; 6] {
 /// Fills `out` (GRID×GRID) with the mean grey of 4×4 pixels sampled in each
 /// cell of the frame's picture area.
 fn thumbnail(f: &Frame, out: &mut [u8]) {
+    const S: usize = 4;
     let (w, h) = (f.width as usize, f.height as usize);
     if w == 0 || h == 0 || f.rgb.len() < w * h * 3 {
         out.fill(0);
         return;
     }
-    let x0 = (f.content[0].clamp(0.0, 1.0) * w as f32) as usize;
-    let y0 = (f.content[1].clamp(0.0, 1.0) * h as f32) as usize;
-    let cw = ((f.content[2] - f.content[0]).clamp(0.0, 1.0) * w as f32).max(1.0);
-    let ch = ((f.content[3] - f.content[1]).clamp(0.0, 1.0) * h as f32).max(1.0);
-    const S: usize = 4;
-    for gy in 0..GRID {
-        for gx in 0..GRID {
+    // Where the samples fall, once per axis: GRID × S columns and rows.
+    let axis = |lo: f32, hi: f32, n: usize| -> [usize; GRID * S] {
+        let start = lo.clamp(0.0, 1.0) * n as f32;
+        let span = ((hi - lo).clamp(0.0, 1.0) * n as f32).max(1.0);
+        std::array::from_fn(|i| {
+            let at = start + (i as f32 + 0.5) * span / (GRID * S) as f32;
+            (at as usize).min(n - 1)
+        })
+    };
+    let xs = axis(f.content[0], f.content[2], w);
+    let ys = axis(f.content[1], f.content[3], h);
+    for (gy, rows) in ys.chunks_exact(S).enumerate() {
+        for (gx, cols) in xs.chunks_exact(S).enumerate() {
             let mut sum = 0u32;
-            for sy in 0..S {
-                let fy = (gy * S + sy) as f32 + 0.5;
-                let y = (y0 + (fy * ch / (GRID * S) as f32) as usize).min(h - 1);
-                for sx in 0..S {
-                    let fx = (gx * S + sx) as f32 + 0.5;
-                    let x = (x0 + (fx * cw / (GRID * S) as f32) as usize).min(w - 1);
-                    let i = (y * w + x) * 3;
+            for &y in rows {
+                let row = &f.rgb[y * w * 3..(y + 1) * w * 3];
+                for &x in cols {
+                    let p = &row[x * 3..x * 3 + 3];
                     // Integer luma (BT.601 weights, sum 256).
-                    sum += (77 * f.rgb[i] as u32
-                        + 150 * f.rgb[i + 1] as u32
-                        + 29 * f.rgb[i + 2] as u32)
-                        >> 8;
+                    sum += (77 * p[0] as u32 + 150 * p[1] as u32 + 29 * p[2] as u32) >> 8;
                 }
             }
             out[gy * GRID + gx] = (sum / (S * S) as u32) as u8;
