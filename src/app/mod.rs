@@ -548,6 +548,18 @@ fn raise_open_files() {
     }
 }
 
+/// Keeps recordings within their budget, when recording is on.
+fn retention_task(
+    recorder: Option<&Arc<crate::record::Recorder>>,
+    store: Arc<Store>,
+    clocks: &Arc<dyn Clocks>,
+) -> Option<Task<()>> {
+    recorder.map(|r| {
+        let job = crate::record::retention::run(Arc::clone(r), store, Arc::clone(clocks));
+        tokio::spawn(job)
+    })
+}
+
 /// Watches the free space of the state disk, when state is on disk.
 fn space_watch(config: &Config) -> Option<Arc<SpaceWatch>> {
     config.state.dir.as_deref().map(|dir| {
@@ -653,10 +665,7 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
         dispatcher: out.dispatcher,
         mqtt: out.mqtt,
         finished,
-        retention: out.recorder.as_ref().map(|r| {
-            let job = crate::record::retention::run(Arc::clone(r), store, Arc::clone(&clocks));
-            tokio::spawn(job)
-        }),
+        retention: retention_task(out.recorder.as_ref(), store, &clocks),
         recorder: out.recorder,
         clocks,
     })
