@@ -11,7 +11,10 @@
 //! SIGHTLINE_BENCH_MODE (`full`, `keyframes` or `both`, default both),
 //! SIGHTLINE_BENCH_WORKERS (2), SIGHTLINE_BENCH_RECORD=1 (record every
 //! stream), SIGHTLINE_BENCH_COCO=1 (a car event too: both detectors run),
-//! SIGHTLINE_BENCH_MOTION=0 (score every sampled frame: motion gating off).
+//! SIGHTLINE_BENCH_MOTION=0 (score every sampled frame: motion gating off),
+//! SIGHTLINE_BENCH_STILL=0.8 (that share of the cameras shows a still scene,
+//! the first 10 s of the clip, a photo, looped: the fleet a box usually
+//! watches; default 0, every camera plays the whole clip).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -32,19 +35,46 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 /// Builds the 720p25 clip once (from the committed ground-truth clip), with a
 /// keyframe every 12 frames so keyframe-only mode can still give ~2 fps.
 fn clip() -> PathBuf {
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench/clip720p25.mp4");
-    if out.is_file() {
-        return out;
+    let out = bench_dir().join("clip720p25.mp4");
+    if !out.is_file() {
+        let tmp = out.with_extension("tmp.mp4");
+        encode(&format!("mp4mux ! filesink location={}", tmp.display()));
+        std::fs::rename(&tmp, &out).expect("rename");
     }
-    std::fs::create_dir_all(out.parent().expect("parent")).expect("mkdir");
+    out
+}
+
+/// The clip's first 10 s only: the still coffee photo (SIGHTLINE_BENCH_STILL),
+/// cut at the first keyframe after 10 s.
+fn still_clip() -> PathBuf {
+    let out = bench_dir().join("still720p25.mp4");
+    if !out.is_file() {
+        let parts = bench_dir().join("still-part");
+        std::fs::create_dir_all(&parts).expect("mkdir");
+        encode(&format!(
+            "splitmuxsink max-size-time=10000000000 location={}/%02d.mp4",
+            parts.display()
+        ));
+        std::fs::rename(parts.join("00.mp4"), &out).expect("the first 10 s");
+        let _ = std::fs::remove_dir_all(parts);
+    }
+    out
+}
+
+fn bench_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&dir).expect("mkdir target/bench");
+    dir
+}
+
+/// Re-encodes the ground-truth clip (10 fps) as 720p25 H.264 into `sink`.
+fn encode(sink: &str) {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/media/ground_truth.mp4");
-    let tmp = out.with_extension("tmp.mp4");
     let line = format!(
         "filesrc location={} ! qtdemux ! h264parse ! avdec_h264 ! videoconvert ! videoscale ! videorate ! \
          video/x-raw,format=I420,width=1280,height=720,framerate=25/1 ! \
-         x264enc key-int-max=12 bframes=0 speed-preset=veryfast bitrate=2500 ! h264parse ! mp4mux ! filesink location={}",
+         x264enc key-int-max=12 bframes=0 speed-preset=veryfast bitrate=2500 ! h264parse ! {sink}",
         src.display(),
-        tmp.display()
     );
     let status = Command::new("gst-launch-1.0")
         .arg("-q")
@@ -52,13 +82,18 @@ fn clip() -> PathBuf {
         .status()
         .expect("gst-launch-1.0 (scripts/setup installs gstreamer1.0-tools)");
     assert!(status.success(), "encoding the bench clip failed");
-    std::fs::rename(&tmp, &out).expect("rename");
-    out
 }
 
-fn serve(n: usize, clip: &Path) {
+fn serve(n: usize, clip: &Path, still: Option<(&Path, usize)>) {
     let names: Vec<String> = (0..n).map(|i| format!("cam{i}")).collect();
-    let mounts: Vec<(&str, &Path)> = names.iter().map(|m| (m.as_str(), clip)).collect();
+    let mounts: Vec<(&str, &Path)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, m)| match still {
+            Some((s, k)) if i < k => (m.as_str(), s),
+            _ => (m.as_str(), clip),
+        })
+        .collect();
     let server = RtspServer::serve_files(0, &mounts).expect("rtsp server");
     println!("{}", server.port());
     // Serve until the parent closes our stdin.
@@ -290,9 +325,12 @@ fn run(mode: &str, streams: usize, secs: u64, workers: usize, port: u16, server_
 fn main() {
     if std::env::var("SIGHTLINE_BENCH_ROLE").as_deref() == Ok("server") {
         let n = env_or("SIGHTLINE_BENCH_STREAMS", 16);
+        let still = std::env::var("SIGHTLINE_BENCH_STILL_CLIP").ok();
+        let k = env_or("SIGHTLINE_BENCH_STILL_COUNT", 0usize);
         serve(
             n,
             Path::new(&std::env::var("SIGHTLINE_BENCH_CLIP").expect("clip")),
+            still.as_deref().map(|p| (Path::new(p), k)),
         );
         return;
     }
@@ -307,6 +345,9 @@ fn main() {
     let workers = env_or("SIGHTLINE_BENCH_WORKERS", 2usize);
     let mode = std::env::var("SIGHTLINE_BENCH_MODE").unwrap_or_else(|_| "both".into());
     let clip = clip();
+    let still_share = env_or("SIGHTLINE_BENCH_STILL", 0.0f64).clamp(0.0, 1.0);
+    let still_count = (streams as f64 * still_share).round() as usize;
+    let still = (still_count > 0).then(still_clip);
     if mode == "both" {
         // One process per mode, so peak RSS is each mode's own.
         for m in ["full", "keyframes"] {
@@ -324,6 +365,11 @@ fn main() {
         .env("SIGHTLINE_BENCH_ROLE", "server")
         .env("SIGHTLINE_BENCH_STREAMS", streams.to_string())
         .env("SIGHTLINE_BENCH_CLIP", &clip)
+        .env("SIGHTLINE_BENCH_STILL_COUNT", still_count.to_string())
+        .env(
+            "SIGHTLINE_BENCH_STILL_CLIP",
+            still.as_deref().unwrap_or(Path::new("")),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -337,6 +383,9 @@ fn main() {
             .expect("port");
     }
     let port: u16 = line.trim().parse().expect("server port");
+    if still_count > 0 {
+        println!("{still_count} of {streams} cameras show a still scene");
+    }
     run(&mode, streams, secs, workers, port, server.id());
     drop(server.stdin.take());
     let _ = server.wait();
