@@ -191,10 +191,9 @@ fn moved(a: &[u8], b: &[u8], unmasked: &[bool], spec: &MotionSpec) -> bool {
     counted > 0 && changed as f32 > area(spec) * counted as f32
 }
 
-/// Which cells lie outside every mask: a cell is masked when its centre,
-/// in picture coordinates, is inside a mask polygon.
-/// Cells span the picture area only, so their centres are already in
-/// picture coordinates.
+/// Which cells lie outside every mask: a cell is masked when its centre is
+/// inside a mask polygon. Cells span the picture area only, so their
+/// centres are already in picture coordinates.
 fn unmasked_cells(masks: &[Vec<(f32, f32)>]) -> Vec<bool> {
     let mut out = vec![true; GRID * GRID];
     for (i, cell) in out.iter_mut().enumerate() {

@@ -237,18 +237,11 @@ impl PoolStats {
 
     /// One stream's counters per model that has seen its frames.
     pub fn stream_models(&self, stream: &StreamId) -> Vec<(usize, ModelCounters)> {
-        let mut out: Vec<(usize, ModelCounters)> = self
-            .per_model
-            .lock()
-            .map(|m| {
-                m.iter()
-                    .filter(|((s, _), _)| s == stream)
-                    .map(|((_, i), c)| (*i, *c))
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.sort_by_key(|(i, _)| *i);
-        out
+        self.all_stream_models()
+            .into_iter()
+            .filter(|(s, ..)| s == stream)
+            .map(|(_, i, c)| (i, c))
+            .collect()
     }
 
     fn model(&self, stream: &StreamId, i: usize, f: impl FnOnce(&mut ModelCounters)) {
@@ -301,8 +294,15 @@ impl PoolStats {
         })
     }
 
+    /// Counts a dropped frame: in all, for its stream by reason, for each
+    /// of its models, and in its stream's flow.
     fn drop_frame(&self, f: &Frame, why: DropReason) {
         self.flow(&f.stream_id, true);
+        let total = match why {
+            DropReason::QueueFull => &self.dropped_full,
+            DropReason::Stale => &self.dropped_stale,
+        };
+        total.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut m) = self.per_stream_drops.lock() {
             let d = m.entry(f.stream_id.clone()).or_default();
             match why {
@@ -402,7 +402,6 @@ impl Submitter {
                 }
             };
             if let Some(old) = victim.and_then(|i| st.items.remove(i)) {
-                q.stats.dropped_full.fetch_add(1, Ordering::Relaxed);
                 q.stats.drop_frame(&old, DropReason::QueueFull);
             }
         }
@@ -589,7 +588,6 @@ fn worker_loop(
     while let Some(mut frame) = next_frame(queue) {
         let queued = Instant::now().saturating_duration_since(frame.arrived);
         if queued > max_age {
-            stats.dropped_stale.fetch_add(1, Ordering::Relaxed);
             stats.drop_frame(&frame, DropReason::Stale);
             continue;
         }

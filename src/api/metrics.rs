@@ -39,6 +39,11 @@ pub async fn metrics(
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
 }
 
+/// A target's kind from its worker's name (`webhook …`, `mqtt …`).
+fn kind(target: &str) -> &str {
+    target.split(' ').next().unwrap_or("other")
+}
+
 /// Per-stage latency histograms.
 fn latencies(x: &mut Exposition, e: &Engine) {
     let p = e.parts();
@@ -73,9 +78,8 @@ fn latencies(x: &mut Exposition, e: &Engine) {
     );
     let mut by_kind: BTreeMap<String, Snapshot> = BTreeMap::new();
     for (name, t) in e.dispatcher().stats() {
-        let kind = name.split(' ').next().unwrap_or("other").to_string();
         by_kind
-            .entry(kind)
+            .entry(kind(&name).to_string())
             .or_default()
             .add(&t.attempt_times.snapshot());
     }
@@ -197,7 +201,7 @@ fn delivery(x: &mut Exposition, e: &Engine) {
         spill.spilled.load(Relaxed) as f64,
     );
     for (name, t) in d.stats() {
-        let kind = name.split(' ').next().unwrap_or("other");
+        let kind = kind(&name);
         for (outcome, n) in [
             ("delivered", t.delivered.load(Relaxed)),
             ("retried", t.retries.load(Relaxed)),
