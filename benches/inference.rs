@@ -38,12 +38,25 @@ fn main() {
     }
 }
 
+/// SIGHTLINE_BENCH_PROVIDER (cpu, cuda, tensorrt, openvino; default cpu):
+/// where the detectors run. One that cannot load stops the bench.
+fn provider() -> sightline::domain::Provider {
+    let want = std::env::var("SIGHTLINE_BENCH_PROVIDER").unwrap_or_else(|_| "cpu".into());
+    sightline::domain::Provider::ALL
+        .iter()
+        .find(|(n, _)| *n == want)
+        .map(|(_, p)| *p)
+        .unwrap_or_else(|| panic!("SIGHTLINE_BENCH_PROVIDER={want:?}: not a provider"))
+}
+
 /// Times one bundled detector: 10 warm-up frames, then 200.
 fn detector(name: &str, img: &image::RgbImage, intra: usize) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("models")
         .join(name);
-    let manifest = Arc::new(Manifest::load(&dir).expect("manifest"));
+    let mut manifest = Manifest::load(&dir).expect("manifest");
+    manifest.placement.provider = provider();
+    let manifest = Arc::new(manifest);
     let mut det = Detector::load(Arc::clone(&manifest), intra).expect("model");
     let (rgb, content) = prepare_image(img, &manifest);
     for _ in 0..10 {

@@ -11,6 +11,7 @@
 //! SIGHTLINE_BENCH_MODE (`full`, `keyframes` or `both`, default both),
 //! SIGHTLINE_BENCH_WORKERS (2), SIGHTLINE_BENCH_RECORD=1 (record every
 //! stream), SIGHTLINE_BENCH_COCO=1 (a car event too: both detectors run),
+//! SIGHTLINE_BENCH_PROVIDER=cuda (both detectors on that execution provider),
 //! SIGHTLINE_BENCH_MOTION=0 (score every sampled frame: motion gating off),
 //! SIGHTLINE_BENCH_STILL=0.8 (that share of the cameras shows a still scene,
 //! the first 10 s of the clip, a photo, looped: the fleet a box usually
@@ -238,6 +239,13 @@ fn run(mode: &str, streams: usize, secs: u64, workers: usize, port: u16, server_
         if std::env::var("SIGHTLINE_BENCH_COCO").as_deref() == Ok("1") {
             text += "[[events]]\nid = \"car\"\nprompt = \"Detect car\"\n";
             text += &format!("[[alerts]]\nid = \"bench-car\"\nevent = \"car\"\nsend_end = false\ncallback_url = \"{}\"\n", hook.url());
+        }
+        // SIGHTLINE_BENCH_PROVIDER=cuda (or tensorrt, openvino) places
+        // both bundled detectors there, with no CPU fallback.
+        if let Ok(p) = std::env::var("SIGHTLINE_BENCH_PROVIDER") {
+            for (name, path) in [("person", "ssdlite-person"), ("coco", "centernet-coco")] {
+                text += &format!("[[models]]\nname = \"{name}\"\npath = \"{path}\"\nprovider = \"{p}\"\n");
+            }
         }
         let config = Config::parse(&text, "bench").expect("bench config");
 

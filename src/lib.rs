@@ -9,6 +9,7 @@
 pub mod alert;
 pub mod api;
 pub mod app;
+pub mod bench;
 pub mod client;
 pub mod clock;
 pub mod config;

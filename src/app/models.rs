@@ -24,10 +24,7 @@ fn load_model(
     let context = || format!("model {:?} ({})", entry.name, entry.path);
     let dir = model::resolve_model_dir(&entry.path).with_context(context)?;
     let mut manifest = Manifest::load(&dir).with_context(context)?;
-    manifest.placement = model::Placement {
-        provider: entry.provider,
-        cpu_fallback: entry.cpu_fallback,
-    };
+    manifest.placement = entry.placement;
     let manifest = Arc::new(manifest);
     if manifest.kind == Kind::DualEncoder {
         model::init_runtime(config.runtime.ort_library.as_deref())?;

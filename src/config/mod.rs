@@ -19,7 +19,7 @@ pub use validate::{
 };
 
 pub use crate::domain::{
-    AlertSpec, EventSpec, MatchParams, ModelEntry, MotionSpec, MqttSettings, Provider,
+    AlertSpec, EventSpec, MatchParams, ModelEntry, MotionSpec, MqttSettings, Placement, Provider,
     RecordSettings, Region, SourceUrl, StreamSpec, Transport,
 };
 

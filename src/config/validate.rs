@@ -438,8 +438,7 @@ fn models(c: &mut Checker, raw: &RawConfig) -> Vec<ModelEntry> {
                 vec![ModelEntry {
                     name,
                     path: path.clone(),
-                    provider: Provider::Cpu,
-                    cpu_fallback: false,
+                    placement: Placement::default(),
                 }]
             }
             None => ModelEntry::defaults(),
@@ -495,8 +494,10 @@ fn models(c: &mut Checker, raw: &RawConfig) -> Vec<ModelEntry> {
         out.push(ModelEntry {
             name: name.clone(),
             path: path.clone(),
-            provider,
-            cpu_fallback,
+            placement: Placement {
+                provider,
+                cpu_fallback,
+            },
         });
     }
     out

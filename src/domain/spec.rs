@@ -125,6 +125,12 @@ pub struct ModelEntry {
     pub name: String,
     pub path: String,
     /// Where ONNX Runtime runs it.
+    pub placement: Placement,
+}
+
+/// Where ONNX Runtime runs a model's sessions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Placement {
     pub provider: Provider,
     /// Fall back to the CPU, loudly, when the provider cannot load.
     pub cpu_fallback: bool,
@@ -167,8 +173,7 @@ impl ModelEntry {
             .map(|(name, path)| ModelEntry {
                 name: name.into(),
                 path: path.into(),
-                provider: Provider::Cpu,
-                cpu_fallback: false,
+                placement: Placement::default(),
             })
             .collect()
     }

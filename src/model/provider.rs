@@ -11,14 +11,8 @@ use ort::ep::{ExecutionProviderDispatch, OpenVINO, TensorRT, CUDA};
 use ort::session::builder::SessionBuilder;
 
 use super::ModelError;
+pub use crate::domain::Placement;
 use crate::domain::Provider;
-
-/// Where one session runs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Placement {
-    pub provider: Provider,
-    pub cpu_fallback: bool,
-}
 
 /// The ONNX Runtime library loaded, for messages.
 pub(super) static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
@@ -71,9 +65,10 @@ pub(super) fn place(
                 .and_then(|p| p.parent())
                 .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
             let message = format!(
-                "the {name} execution provider ({ort_name}) cannot load: {e}; ONNX Runtime here is \
+                "the {name} execution provider ({ort_name}) cannot load: {}; ONNX Runtime here is \
                  {runtime}, and the provider needs {} (from an ONNX Runtime build with {name} support, \
                  set with runtime.ort_library)",
+                e.to_string().trim_end(),
                 dir.join(lib).display()
             );
             if placement.cpu_fallback {

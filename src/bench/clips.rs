@@ -1,0 +1,199 @@
+//! The bench's camera clips, 720p25 H.264 with a keyframe every 12 frames
+//! (so keyframe-only decoding still yields ~2 fps), built once from the
+//! committed ground-truth clip and cached in the output folder.
+//!
+//! The ground-truth clip holds 10 s of a real still (coffee) and then 10 s of
+//! real pedestrian footage (OpenCV's `vtest.avi`), at 10 fps. From those:
+//! - `busy.mp4`: the pedestrians only, looped by the server: every sampled
+//!   frame changes, the worst case for motion gating;
+//! - `realistic-{k}.mp4`, k = 0..4: 50 s made of five 10 s slots, the still
+//!   in four of them and the pedestrians in slot k. Camera i plays variant
+//!   i mod 5, so at any time a fifth of the fleet sees people walking and the
+//!   walking moves around the fleet, as it does across real cameras.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+/// Frames of the source clip: 10 fps, 768×576.
+const SRC_FPS: u32 = 10;
+const SRC_W: u32 = 768;
+const SRC_H: u32 = 576;
+/// Output frame rate, and the length of one slot in seconds.
+const FPS: u32 = 25;
+const SLOT_SECS: u32 = 10;
+/// Realistic variants: one walking slot among this many.
+pub const VARIANTS: usize = 5;
+
+/// Which footage a camera plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Workload {
+    /// 80% of the time a still scene, 20% people walking.
+    Realistic,
+    /// People walking all the time, on every camera.
+    Busy,
+}
+
+impl Workload {
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Realistic => "realistic",
+            Workload::Busy => "busy",
+        }
+    }
+}
+
+/// The clips of `workload`, one per variant, built into `dir` if missing.
+pub fn clips(workload: Workload, source: &Path, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let plans: Vec<(PathBuf, Vec<Slot>)> = match workload {
+        Workload::Busy => vec![(dir.join("busy.mp4"), vec![Slot::Walking])],
+        Workload::Realistic => (0..VARIANTS)
+            .map(|k| {
+                let slots = (0..VARIANTS)
+                    .map(|s| if s == k { Slot::Walking } else { Slot::Still })
+                    .collect();
+                (dir.join(format!("realistic-{k}.mp4")), slots)
+            })
+            .collect(),
+    };
+    let mut frames = None;
+    for (path, slots) in &plans {
+        if path.is_file() {
+            continue;
+        }
+        if frames.is_none() {
+            frames = Some(decode(source)?);
+        }
+        let src = frames.as_deref().unwrap_or_default();
+        encode(src, slots, path).with_context(|| format!("building {}", path.display()))?;
+    }
+    Ok(plans.into_iter().map(|(p, _)| p).collect())
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Still,
+    Walking,
+}
+
+impl Slot {
+    /// The first source frame of this slot's footage.
+    fn first(self) -> usize {
+        match self {
+            Slot::Still => 0,
+            Slot::Walking => (SLOT_SECS * SRC_FPS) as usize,
+        }
+    }
+}
+
+fn launch(line: &str) -> anyhow::Result<gst::Pipeline> {
+    gst::init().context("GStreamer init")?;
+    gst::parse::launch(line)
+        .with_context(|| format!("GStreamer pipeline {line}"))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| anyhow!("not a pipeline: {line}"))
+}
+
+/// Decodes the first two slots of `source` (still, then walking) as I420.
+fn decode(source: &Path) -> anyhow::Result<Vec<gst::Buffer>> {
+    let line = format!(
+        "filesrc location=\"{}\" ! qtdemux ! h264parse ! avdec_h264 ! videoconvert ! videoscale ! \
+         video/x-raw,format=I420,width={SRC_W},height={SRC_H} ! appsink name=out sync=false",
+        source.display()
+    );
+    let pipeline = launch(&line)?;
+    let sink = pipeline
+        .by_name("out")
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or_else(|| anyhow!("no appsink"))?;
+    pipeline.set_state(gst::State::Playing)?;
+    let want = 2 * (SLOT_SECS * SRC_FPS) as usize;
+    let mut frames = Vec::with_capacity(want);
+    while frames.len() < want {
+        let Ok(sample) = sink.pull_sample() else {
+            break;
+        };
+        if let Some(b) = sample.buffer_owned() {
+            frames.push(b);
+        }
+    }
+    let _ = pipeline.set_state(gst::State::Null);
+    if frames.len() < want {
+        bail!(
+            "{} has {} frames; the bench needs {want} (10 s still, 10 s walking at 10 fps)",
+            source.display(),
+            frames.len()
+        );
+    }
+    Ok(frames)
+}
+
+/// Encodes `slots` (10 s each, at 25 fps) from the source frames into `out`.
+fn encode(src: &[gst::Buffer], slots: &[Slot], out: &Path) -> anyhow::Result<()> {
+    let tmp = out.with_extension("part.mp4");
+    let line = format!(
+        "appsrc name=in format=time ! videoscale ! video/x-raw,width=1280,height=720 ! \
+         x264enc key-int-max=12 bframes=0 speed-preset=veryfast bitrate=2500 ! h264parse ! \
+         mp4mux ! filesink location=\"{}\"",
+        tmp.display()
+    );
+    let pipeline = launch(&line)?;
+    let appsrc = pipeline
+        .by_name("in")
+        .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+        .ok_or_else(|| anyhow!("no appsrc"))?;
+    appsrc.set_caps(Some(
+        &gst::Caps::builder("video/x-raw")
+            .field("format", "I420")
+            .field("width", SRC_W as i32)
+            .field("height", SRC_H as i32)
+            .field("framerate", gst::Fraction::new(FPS as i32, 1))
+            .build(),
+    ));
+    pipeline.set_state(gst::State::Playing)?;
+    let per_slot = (SLOT_SECS * FPS) as usize;
+    let frame_ns = 1_000_000_000 / FPS as u64;
+    for (i, slot) in slots.iter().enumerate() {
+        for j in 0..per_slot {
+            // Output frame j of the slot shows source frame j·10/25 of it.
+            let from = slot.first() + j * SRC_FPS as usize / FPS as usize;
+            let mut buf = src[from].copy();
+            let n = (i * per_slot + j) as u64;
+            if let Some(b) = buf.get_mut() {
+                b.set_pts(gst::ClockTime::from_nseconds(n * frame_ns));
+                b.set_duration(gst::ClockTime::from_nseconds(frame_ns));
+            }
+            appsrc
+                .push_buffer(buf)
+                .map_err(|e| anyhow!("encoder refused a frame: {e:?}"))?;
+        }
+    }
+    appsrc
+        .end_of_stream()
+        .map_err(|e| anyhow!("end of stream: {e:?}"))?;
+    wait_eos(&pipeline)?;
+    std::fs::rename(&tmp, out).with_context(|| format!("renaming {}", tmp.display()))
+}
+
+fn wait_eos(pipeline: &gst::Pipeline) -> anyhow::Result<()> {
+    let bus = pipeline
+        .bus()
+        .ok_or_else(|| anyhow!("pipeline has no bus"))?;
+    let result = match bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(600),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    ) {
+        Some(m) => match m.view() {
+            gst::MessageView::Error(e) => Err(anyhow!("encoding failed: {}", e.error())),
+            _ => Ok(()),
+        },
+        None => Err(anyhow!("encoding did not finish within 10 minutes")),
+    };
+    let _ = pipeline.set_state(gst::State::Null);
+    result
+}

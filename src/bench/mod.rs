@@ -1,0 +1,186 @@
+//! `sightline bench`: sightline and the do-it-yourself Python peer
+//! (`../shared/bench/python_peer.py`) side by side, in one run, on the same
+//! RTSP server and clips, at a series of stream counts. The systems take
+//! turns at each count (their order flips from one count to the next) so a
+//! noisy machine weighs on both alike. Writes `compare.md` (tables),
+//! `compare.json` (every row) and `compare.png` (p99 latency and the share
+//! of wanted frames accounted for, against streams) into the output folder.
+
+mod clips;
+mod report;
+mod runs;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+pub use clips::Workload;
+pub use runs::System;
+
+use crate::rtsp_server::RtspServer;
+use runs::{Row, Setup};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub streams: Vec<usize>,
+    pub secs: u64,
+    pub workloads: Vec<Workload>,
+    pub systems: Vec<System>,
+    pub out: PathBuf,
+    pub peer: PathBuf,
+    pub python: PathBuf,
+    /// The clip the bench footage is cut from.
+    pub source: PathBuf,
+}
+
+impl Options {
+    /// The peer and interpreter `scripts/setup --bench` provides.
+    pub fn default_python() -> PathBuf {
+        let cache = std::env::var_os("SIGHTLINE_CACHE").map_or_else(
+            || Path::new(&std::env::var_os("HOME").unwrap_or_default()).join(".cache/sightline"),
+            PathBuf::from,
+        );
+        cache.join("bench-venv/bin/python")
+    }
+}
+
+/// Runs the whole comparison and writes the report; returns its rows.
+pub async fn run(o: &Options) -> anyhow::Result<Vec<Row>> {
+    check(o)?;
+    std::fs::create_dir_all(&o.out).with_context(|| format!("creating {}", o.out.display()))?;
+    let out = o.out.canonicalize()?;
+    let exe = std::env::current_exe().context("finding the sightline executable")?;
+    let model = runs::person_model()?;
+    let most = o.streams.iter().copied().max().unwrap_or(1);
+    let jsonl = out.join("compare.jsonl");
+    let _ = std::fs::remove_file(&jsonl);
+    let mut rows = Vec::new();
+    for &w in &o.workloads {
+        println!(
+            "building the {} clips (cached in {})",
+            w.name(),
+            out.display()
+        );
+        let clips = clips::clips(w, &o.source, &out)?;
+        let server = serve(&clips, most)?;
+        let prefix = format!("rtsp://127.0.0.1:{}/cam", server.port());
+        let setup = Setup {
+            exe: &exe,
+            python: &o.python,
+            peer: &o.peer,
+            model_file: &model,
+            rtsp_prefix: &prefix,
+            dir: &out,
+        };
+        for (turn, &n) in o.streams.iter().enumerate() {
+            let mut order = o.systems.clone();
+            if turn % 2 == 1 {
+                order.reverse();
+            }
+            for system in order {
+                let row = one(&setup, w, system, n, o.secs).await?;
+                println!("{}", report::line(&row));
+                report::append(&jsonl, &row)?;
+                rows.push(row);
+                // Let the server's sessions for this run close.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    }
+    report::write(&out, &rows, o)?;
+    Ok(rows)
+}
+
+fn check(o: &Options) -> anyhow::Result<()> {
+    if o.streams.is_empty() || o.streams.contains(&0) {
+        bail!("--streams needs counts above zero, such as 8,16,32");
+    }
+    if o.systems.contains(&System::Peer) {
+        if !o.peer.is_file() {
+            bail!(
+                "the peer {} is missing (pass --peer, or run from a checkout with ../shared beside it)",
+                o.peer.display()
+            );
+        }
+        if !o.python.is_file() {
+            bail!(
+                "{} is missing: run `bash scripts/setup --bench` (OpenCV, onnxruntime, matplotlib from PyPI)",
+                o.python.display()
+            );
+        }
+    }
+    if !o.source.is_file() {
+        bail!(
+            "the source clip {} is missing (run from the checkout)",
+            o.source.display()
+        );
+    }
+    Ok(())
+}
+
+/// Mounts `cam0`..`cam{n-1}`, camera i playing clip i mod len.
+fn serve(clips: &[PathBuf], n: usize) -> anyhow::Result<RtspServer> {
+    let names: Vec<String> = (0..n).map(|i| format!("cam{i}")).collect();
+    let mounts: Vec<(&str, &Path)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.as_str(), clips[i % clips.len()].as_path()))
+        .collect();
+    RtspServer::serve_files(0, &mounts).map_err(|e| anyhow::anyhow!(e))
+}
+
+async fn one(
+    s: &Setup<'_>,
+    workload: Workload,
+    system: System,
+    streams: usize,
+    secs: u64,
+) -> anyhow::Result<Row> {
+    let wanted = streams as f64 * runs::FPS;
+    let row = |secs: f64| Row {
+        workload: workload.name(),
+        system: system.name(),
+        streams,
+        secs,
+        wanted_per_s: wanted,
+        scored_per_s: 0.0,
+        skipped_per_s: 0.0,
+        accounted: 0.0,
+        dropped: 0,
+        alerts: 0,
+        p50_ms: None,
+        p99_ms: None,
+        cpu_cores: 0.0,
+        rss_mb: 0.0,
+    };
+    if system == System::Peer {
+        let p = runs::peer(s, streams, secs)?;
+        return Ok(Row {
+            scored_per_s: p.scored_per_s,
+            accounted: p.scored_per_s / wanted,
+            dropped: p.dropped,
+            alerts: p.alerts,
+            p50_ms: p.lat_p50_ms,
+            p99_ms: p.lat_p99_ms,
+            cpu_cores: p.cpu_cores,
+            rss_mb: p.rss_mb,
+            ..row(p.seconds)
+        });
+    }
+    let (wall, c, mut lat, usage) = runs::sightline(s, system, streams, secs).await?;
+    let per_s = |v: f64| (v / wall * 10.0).round() / 10.0;
+    Ok(Row {
+        scored_per_s: per_s(c.scored),
+        skipped_per_s: per_s(c.skipped),
+        accounted: (c.scored + c.skipped) / wall / wanted,
+        dropped: c.dropped as u64,
+        alerts: lat.len(),
+        p50_ms: runs::quantile(&mut lat, 0.5),
+        p99_ms: runs::quantile(&mut lat, 0.99),
+        cpu_cores: (usage.cpu_cores * 100.0).round() / 100.0,
+        rss_mb: usage.rss_mb.round(),
+        ..row((wall * 10.0).round() / 10.0)
+    })
+}
