@@ -22,6 +22,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sightline::app::{self, Hooks};
+use sightline::bench::{cpu_secs, peak_rss_mb};
 use sightline::config::Config;
 use sightline::demo::{latency_ms, Receiver};
 use sightline::rtsp_server::RtspServer;
@@ -102,19 +103,6 @@ fn serve(n: usize, clip: &Path, still: Option<(&Path, usize)>) {
     let _ = std::io::stdin().read_line(&mut buf);
 }
 
-fn cpu_seconds() -> f64 {
-    cpu_seconds_of("self")
-}
-
-fn cpu_seconds_of(pid: &str) -> f64 {
-    // utime + stime of a process, in clock ticks (100 Hz on Linux).
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 /// CPU seconds of each thread of this process seen so far, by thread id
 /// (name, ticks). Sampled while the daemon runs, since threads that end
 /// take their counters with them.
@@ -130,7 +118,7 @@ impl ThreadCpu {
         {
             let tid = t.file_name().to_string_lossy().to_string();
             let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-            let secs = cpu_seconds_of(&format!("self/task/{tid}"));
+            let secs = cpu_secs(&format!("self/task/{tid}"));
             self.0.insert(tid, (name.trim().to_string(), secs));
         }
     }
@@ -161,16 +149,6 @@ impl ThreadCpu {
              recording pipelines {recording:.1}, delivery+evidence {evidence:.1}"
         );
     }
-}
-
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -252,7 +230,7 @@ fn run(mode: &str, streams: usize, secs: u64, workers: usize, port: u16, server_
         let (scored_tx, scored_rx) = crossbeam_channel::bounded(100_000);
         let hooks = Hooks { scored: Some(scored_tx), ..Hooks::default() };
         let server = server_pid.to_string();
-        let (cpu0, server0) = (cpu_seconds(), cpu_seconds_of(&server));
+        let (cpu0, server0) = (cpu_secs("self"), cpu_secs(&server));
         let t0 = Instant::now();
         let threads = std::sync::Arc::new(std::sync::Mutex::new(ThreadCpu::default()));
         let sampler = std::sync::Arc::clone(&threads);
@@ -277,8 +255,8 @@ fn run(mode: &str, streams: usize, secs: u64, workers: usize, port: u16, server_
             })
             .expect("daemon run");
         let wall = t0.elapsed().as_secs_f64();
-        let cpu = cpu_seconds() - cpu0;
-        let server_cpu = cpu_seconds_of(&server) - server0;
+        let cpu = cpu_secs("self") - cpu0;
+        let server_cpu = cpu_secs(&server) - server0;
 
         // Frames motion gating let stand on the last result are accounted
         // for, not scored: their latency is the queue wait alone.
@@ -308,7 +286,7 @@ fn run(mode: &str, streams: usize, secs: u64, workers: usize, port: u16, server_
             "  daemon CPU {:.0}% of one core (RTSP server process: {:.0}%); peak RSS {:.0} MB; mean inference {:.1} ms, mean queue wait {:.1} ms",
             100.0 * cpu / wall,
             100.0 * server_cpu / wall,
-            peak_rss_mb(),
+            peak_rss_mb("self"),
             summary.mean_inference_ms,
             summary.mean_queue_ms
         );

@@ -74,41 +74,7 @@ enum Command {
     /// Run sightline and the do-it-yourself Python peer side by side on the
     /// same RTSP cameras at a series of stream counts; write a table and a
     /// plot (needs `scripts/setup --bench`; run from the checkout).
-    Bench {
-        /// Stream counts, in order.
-        #[arg(long, value_delimiter = ',', default_value = "8,16,24,32,48")]
-        streams: Vec<usize>,
-        /// Seconds each system runs at each count.
-        #[arg(long, default_value_t = 30)]
-        secs: u64,
-        #[arg(
-            long,
-            value_enum,
-            value_delimiter = ',',
-            default_value = "realistic,busy"
-        )]
-        workloads: Vec<bench::Workload>,
-        #[arg(
-            long,
-            value_enum,
-            value_delimiter = ',',
-            default_value = "keyframes,full,peer"
-        )]
-        systems: Vec<bench::System>,
-        /// Where clips, tables and the plot go.
-        #[arg(long, default_value = "target/bench")]
-        out: PathBuf,
-        /// The peer script.
-        #[arg(long, default_value = "../shared/bench/python_peer.py")]
-        peer: PathBuf,
-        /// The Python that runs the peer and the plot (default: the venv
-        /// `scripts/setup --bench` makes).
-        #[arg(long)]
-        python: Option<PathBuf>,
-        /// The clip the footage is cut from (10 s still, then 10 s walking).
-        #[arg(long, default_value = "tests/media/ground_truth.mp4")]
-        source: PathBuf,
-    },
+    Bench(bench::Options),
     /// Look after the state database (with the daemon stopped).
     State {
         #[command(subcommand)]
@@ -223,27 +189,8 @@ fn main() -> ExitCode {
             telemetry::init("warn");
             block_on(async move { demo::run(seconds).await.map(|_| ()) })
         }
-        Command::Bench {
-            streams,
-            secs,
-            workloads,
-            systems,
-            out,
-            peer,
-            python,
-            source,
-        } => {
+        Command::Bench(options) => {
             telemetry::init("warn");
-            let options = bench::Options {
-                streams,
-                secs,
-                workloads,
-                systems,
-                out,
-                peer,
-                python: python.unwrap_or_else(bench::Options::default_python),
-                source,
-            };
             block_on(async move { bench::run(&options).await.map(|_| ()) })
         }
         Command::Streams { cmd, target } => call(&target, client::streams(cmd)),

@@ -99,6 +99,14 @@ fn launch(line: &str) -> anyhow::Result<gst::Pipeline> {
         .map_err(|_| anyhow!("not a pipeline: {line}"))
 }
 
+/// The element called `name` in `pipeline`, as a `T`.
+fn element<T: IsA<gst::Element>>(pipeline: &gst::Pipeline, name: &str) -> anyhow::Result<T> {
+    pipeline
+        .by_name(name)
+        .and_then(|e| e.downcast::<T>().ok())
+        .ok_or_else(|| anyhow!("the pipeline has no {name} of the expected type"))
+}
+
 /// Decodes the first two slots of `source` (still, then walking) as I420.
 fn decode(source: &Path) -> anyhow::Result<Vec<gst::Buffer>> {
     let line = format!(
@@ -107,10 +115,7 @@ fn decode(source: &Path) -> anyhow::Result<Vec<gst::Buffer>> {
         source.display()
     );
     let pipeline = launch(&line)?;
-    let sink = pipeline
-        .by_name("out")
-        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-        .ok_or_else(|| anyhow!("no appsink"))?;
+    let sink: gst_app::AppSink = element(&pipeline, "out")?;
     pipeline.set_state(gst::State::Playing)?;
     let want = 2 * (SLOT_SECS * SRC_FPS) as usize;
     let mut frames = Vec::with_capacity(want);
@@ -143,10 +148,7 @@ fn encode(src: &[gst::Buffer], slots: &[Slot], out: &Path) -> anyhow::Result<()>
         tmp.display()
     );
     let pipeline = launch(&line)?;
-    let appsrc = pipeline
-        .by_name("in")
-        .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-        .ok_or_else(|| anyhow!("no appsrc"))?;
+    let appsrc: gst_app::AppSrc = element(&pipeline, "in")?;
     appsrc.set_caps(Some(
         &gst::Caps::builder("video/x-raw")
             .field("format", "I420")

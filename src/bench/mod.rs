@@ -16,39 +16,69 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 pub use clips::Workload;
-pub use runs::System;
+pub use runs::{cpu_secs, peak_rss_mb, System};
 
 use crate::rtsp_server::RtspServer;
 use runs::{Row, Setup};
 
-/// What to run.
-#[derive(Debug, Clone)]
+/// What to run: `sightline bench`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
 pub struct Options {
+    /// Stream counts, in order.
+    #[arg(long, value_delimiter = ',', default_value = "8,16,24,32,48")]
     pub streams: Vec<usize>,
+    /// Seconds each system runs at each count.
+    #[arg(long, default_value_t = 30)]
     pub secs: u64,
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "realistic,busy"
+    )]
     pub workloads: Vec<Workload>,
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "keyframes,full,peer"
+    )]
     pub systems: Vec<System>,
+    /// Where clips, tables and the plot go.
+    #[arg(long, default_value = "target/bench")]
     pub out: PathBuf,
+    /// The peer script.
+    #[arg(long, default_value = "../shared/bench/python_peer.py")]
     pub peer: PathBuf,
-    pub python: PathBuf,
-    /// The clip the bench footage is cut from.
+    /// The Python that runs the peer and the plot (default: the venv
+    /// `scripts/setup --bench` makes).
+    #[arg(long)]
+    pub python: Option<PathBuf>,
+    /// The clip the footage is cut from (10 s still, then 10 s walking).
+    #[arg(long, default_value = "tests/media/ground_truth.mp4")]
     pub source: PathBuf,
 }
 
 impl Options {
-    /// The peer and interpreter `scripts/setup --bench` provides.
-    pub fn default_python() -> PathBuf {
-        let cache = std::env::var_os("SIGHTLINE_CACHE").map_or_else(
-            || Path::new(&std::env::var_os("HOME").unwrap_or_default()).join(".cache/sightline"),
-            PathBuf::from,
-        );
-        cache.join("bench-venv/bin/python")
+    /// The Python given, else the venv `scripts/setup --bench` makes.
+    pub fn python(&self) -> PathBuf {
+        self.python.clone().unwrap_or_else(|| {
+            let cache = std::env::var_os("SIGHTLINE_CACHE").map_or_else(
+                || {
+                    Path::new(&std::env::var_os("HOME").unwrap_or_default())
+                        .join(".cache/sightline")
+                },
+                PathBuf::from,
+            );
+            cache.join("bench-venv/bin/python")
+        })
     }
 }
 
 /// Runs the whole comparison and writes the report; returns its rows.
 pub async fn run(o: &Options) -> anyhow::Result<Vec<Row>> {
-    check(o)?;
+    let python = o.python();
+    check(o, &python)?;
     std::fs::create_dir_all(&o.out).with_context(|| format!("creating {}", o.out.display()))?;
     let out = o.out.canonicalize()?;
     let exe = std::env::current_exe().context("finding the sightline executable")?;
@@ -68,7 +98,7 @@ pub async fn run(o: &Options) -> anyhow::Result<Vec<Row>> {
         let prefix = format!("rtsp://127.0.0.1:{}/cam", server.port());
         let setup = Setup {
             exe: &exe,
-            python: &o.python,
+            python: &python,
             peer: &o.peer,
             model_file: &model,
             rtsp_prefix: &prefix,
@@ -89,11 +119,11 @@ pub async fn run(o: &Options) -> anyhow::Result<Vec<Row>> {
             }
         }
     }
-    report::write(&out, &rows, o)?;
+    report::write(&out, &rows, o, &python)?;
     Ok(rows)
 }
 
-fn check(o: &Options) -> anyhow::Result<()> {
+fn check(o: &Options, python: &Path) -> anyhow::Result<()> {
     if o.streams.is_empty() || o.streams.contains(&0) {
         bail!("--streams needs counts above zero, such as 8,16,32");
     }
@@ -104,10 +134,10 @@ fn check(o: &Options) -> anyhow::Result<()> {
                 o.peer.display()
             );
         }
-        if !o.python.is_file() {
+        if !python.is_file() {
             bail!(
                 "{} is missing: run `bash scripts/setup --bench` (OpenCV, onnxruntime, matplotlib from PyPI)",
-                o.python.display()
+                python.display()
             );
         }
     }

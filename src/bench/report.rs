@@ -124,23 +124,23 @@ fn markdown(rows: &[Row], o: &Options) -> String {
 }
 
 /// Writes compare.md, compare.json and compare.png into `out`.
-pub fn write(out: &Path, rows: &[Row], o: &Options) -> anyhow::Result<()> {
+pub fn write(out: &Path, rows: &[Row], o: &Options, python: &Path) -> anyhow::Result<()> {
     let md = out.join("compare.md");
     std::fs::write(&md, markdown(rows, o)).with_context(|| format!("writing {}", md.display()))?;
     let json = out.join("compare.json");
     std::fs::write(&json, serde_json::to_vec_pretty(rows)?)?;
     println!("wrote {} and {}", md.display(), json.display());
-    if !o.python.is_file() {
+    if !python.is_file() {
         println!(
             "no plot: {} is missing (bash scripts/setup --bench)",
-            o.python.display()
+            python.display()
         );
         return Ok(());
     }
     let script = out.join("plot.py");
     std::fs::write(&script, PLOT)?;
     let png = out.join("compare.png");
-    let status = Command::new(&o.python)
+    let status = Command::new(python)
         .arg(&script)
         .arg(&json)
         .arg(&png)

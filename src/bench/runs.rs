@@ -100,13 +100,14 @@ pub async fn sightline(
             return Err(e);
         }
     };
-    let (t0, cpu0, since) = (Instant::now(), cpu_secs(child.id()), SystemTime::now());
+    let pid = child.id().to_string();
+    let (t0, cpu0, since) = (Instant::now(), cpu_secs(&pid), SystemTime::now());
     tokio::time::sleep(Duration::from_secs(secs)).await;
     let last = scrape(&http, &metrics).await;
     let wall = t0.elapsed().as_secs_f64();
     let usage = Usage {
-        cpu_cores: (cpu_secs(child.id()) - cpu0) / wall,
-        rss_mb: peak_rss_mb(child.id()),
+        cpu_cores: (cpu_secs(&pid) - cpu0) / wall,
+        rss_mb: peak_rss_mb(&pid),
     };
     let until = SystemTime::now();
     stop(&mut child);
@@ -244,8 +245,10 @@ pub struct Usage {
     pub rss_mb: f64,
 }
 
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+/// CPU seconds (user + system) a process has used; `proc` is its entry
+/// under /proc: a pid, `self`, or `self/task/<tid>` for one thread.
+pub fn cpu_secs(proc: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{proc}/stat")).unwrap_or_default();
     let f: Vec<&str> = stat
         .rsplit(')')
         .next()
@@ -257,8 +260,9 @@ fn cpu_secs(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-fn peak_rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
+/// Peak resident memory (VmHWM) of a process, in MB; `proc` as for [`cpu_secs`].
+pub fn peak_rss_mb(proc: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{proc}/status"))
         .unwrap_or_default()
         .lines()
         .find(|l| l.starts_with("VmHWM:"))
