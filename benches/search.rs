@@ -71,6 +71,7 @@ fn main() {
         min_lift: 2.0,
         baseline_secs: 600.0,
         matching: MatchParams::default(),
+        objects: None,
     };
     let time = |name: &str, mut f: Box<dyn FnMut() -> usize>| {
         let mut ms: Vec<f64> = Vec::new();

@@ -372,6 +372,7 @@ mod tests {
             label: "red".into(),
             rule: Rule::Text(rule),
             matching: MatchParams::default(),
+            objects: None,
             model: 0,
             model_name: "clip".into(),
         });

@@ -1,8 +1,13 @@
 //! Scene indexes: what each running index saw, summarised per batch of
 //! frames (`batch.time` stream seconds). Pure: scored frames in, records out;
 //! the caller stores and publishes them.
+//!
+//! A label's count is how many distinct tracked objects showed it in the
+//! batch (a person standing in view for the whole batch is one person, and
+//! two who walked through one after the other are two); boxes without a
+//! track (low scores, free-text matches) count as the most seen in one frame.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::alert::payload::iso8601;
 use crate::store::{Batch, LabelSummary, SceneRecord};
@@ -25,7 +30,10 @@ struct Acc {
     start: Option<f64>,
     end: f64,
     frames: u32,
+    /// Per label: the most boxes in one frame, and the best score.
     labels: BTreeMap<String, (u32, f32)>,
+    /// Per label: the track ids seen.
+    tracked: BTreeMap<String, BTreeSet<u64>>,
 }
 
 /// Aggregates scored frames into scene records.
@@ -52,13 +60,15 @@ impl Indexer {
     }
 
     /// Feeds one scored frame and what was seen in it (a detector's
-    /// detections, or the free-text events that matched); returns the
-    /// records of batches it completed, each with the index's WebSocket
-    /// connection.
+    /// detections, or the free-text events that matched), with the track of
+    /// each (`tracks[i]` for `seen[i]`; missing or `None`: untracked);
+    /// returns the records of batches it completed, each with the index's
+    /// WebSocket connection.
     pub fn observe(
         &mut self,
         s: &Scores,
         seen: &[Detection],
+        tracks: &[Option<u64>],
     ) -> Vec<(SceneRecord, Option<String>)> {
         let Some(indexes) = self.by_stream.get(&s.stream_id) else {
             return Vec::new();
@@ -70,10 +80,20 @@ impl Indexer {
             acc.end = s.stream_secs;
             acc.frames += 1;
             let mut counts: BTreeMap<&str, (u32, f32)> = BTreeMap::new();
-            for d in seen.iter().filter(|d| d.score >= ix.min_score) {
+            for (i, d) in seen
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| d.score >= ix.min_score)
+            {
                 let e = counts.entry(&d.label).or_insert((0, 0.0));
                 e.0 += 1;
                 e.1 = e.1.max(d.score);
+                if let Some(id) = tracks.get(i).copied().flatten() {
+                    acc.tracked
+                        .entry(d.label.to_string())
+                        .or_default()
+                        .insert(id);
+                }
             }
             for (label, (n, best)) in counts {
                 let e = acc.labels.entry(label.to_string()).or_insert((0, 0.0));
@@ -91,12 +111,13 @@ impl Indexer {
 }
 
 fn record(ix: &ActiveIndex, acc: Acc, s: &Scores) -> SceneRecord {
+    let tracked = acc.tracked;
     let labels: Vec<LabelSummary> = acc
         .labels
         .into_iter()
-        .map(|(label, (count, best))| LabelSummary {
+        .map(|(label, (most, best))| LabelSummary {
+            count: tracked.get(&label).map_or(most, |ids| ids.len() as u32),
             label,
-            count,
             best_score: (best as f64 * 1000.0).round() / 1000.0,
         })
         .collect();
@@ -152,7 +173,51 @@ mod tests {
     }
 
     fn feed(ix: &mut Indexer, s: Scores) -> Vec<(SceneRecord, Option<String>)> {
-        ix.observe(&s, &s.detections)
+        ix.observe(&s, &s.detections, &[])
+    }
+
+    fn index() -> ActiveIndex {
+        ActiveIndex {
+            id: "i1".into(),
+            stream: StreamId::new("s1"),
+            batch: Batch {
+                time: 10.0,
+                frame_count: 0,
+            },
+            min_score: 0.5,
+            ws_connection: None,
+        }
+    }
+
+    #[test]
+    fn tracked_objects_count_once_per_batch() {
+        let mut ix = Indexer::default();
+        ix.set(vec![index()]);
+        // One person standing for 9 s (track 7), then two who walked past
+        // one after the other (tracks 8 and 9), one frame each.
+        for i in 0..18 {
+            assert!(ix
+                .observe(
+                    &scores("s1", i as f64 * 0.5, 1),
+                    &scores("s1", 0.0, 1).detections,
+                    &[Some(7)]
+                )
+                .is_empty());
+        }
+        ix.observe(
+            &scores("s1", 9.0, 1),
+            &scores("s1", 0.0, 1).detections,
+            &[Some(8)],
+        );
+        ix.observe(
+            &scores("s1", 9.5, 1),
+            &scores("s1", 0.0, 1).detections,
+            &[Some(9)],
+        );
+        let r = ix.observe(&scores("s1", 10.0, 0), &[], &[]);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].0.frames, 21);
+        assert_eq!(r[0].0.labels[0].count, 3, "three people, not 20 boxes");
     }
 
     #[test]

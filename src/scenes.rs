@@ -63,7 +63,7 @@ impl SceneStage {
                 tracing::warn!(stream = %s.stream_id, "embedding store is behind; frame not persisted");
             }
         }
-        for (record, ws) in indexer.observe(s, &o.seen) {
+        for (record, ws) in indexer.observe(s, &o.seen, &o.tracks) {
             if let Some(ws) = ws {
                 self.hub.publish(&ws, "scene_index", &record);
             }

@@ -110,6 +110,21 @@ pub struct Detection {
     pub bbox: [f32; 4],
 }
 
+/// Intersection over union of two `[x0, y0, x1, y1]` boxes (0 when both
+/// are empty): the overlap measure of non-maximum suppression and tracking.
+pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = w * h;
+    let area = |r: &[f32; 4]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
+    let union = area(a) + area(b) - inter;
+    if union <= 0.0 {
+        0.0
+    } else {
+        inter / union
+    }
+}
+
 impl Detection {
     /// Area of the box as a fraction of the picture.
     pub fn area(&self) -> f32 {

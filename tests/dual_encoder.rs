@@ -48,6 +48,7 @@ fn event(prompt: &str, negatives: &[&str]) -> EventSpec {
         min_lift: 2.0,
         baseline_secs: 600.0,
         matching: MatchParams::default(),
+        objects: None,
     }
 }
 

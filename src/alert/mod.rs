@@ -616,6 +616,9 @@ mod tests {
             frame_time: 0.0,
             picture: None,
             boxes: Vec::new(),
+            objects: Vec::new(),
+            track_id: None,
+            crossing: None,
             timing: Default::default(),
         }
     }

@@ -76,6 +76,11 @@ pub struct Payload {
     pub start_time: f64,
     /// Stream seconds of the last matching frame (so far, at start).
     pub end_time: f64,
+    /// Stream seconds of the frame that decided this message: after
+    /// `start_time` by the k-of-n window, and by any cooldown that held the
+    /// start back (a cooldown delays messages; it does not move
+    /// `start_time`).
+    pub decided_time: f64,
     /// HLS playlist of the clip (VideoDB: "HLS stream URL for the clip");
     /// null when the stream is not recorded.
     pub stream_url: Option<String>,
@@ -87,6 +92,14 @@ pub struct Payload {
     pub camera_url: String,
     /// The model's boxes in the frame shown (normalised x0, y0, x1, y1).
     pub boxes: Vec<crate::types::Detection>,
+    /// The tracked objects involved (track id, label, best score, first and
+    /// last seen in stream seconds, box); empty for free-text events.
+    pub objects: Vec<crate::matcher::TrackedObject>,
+    /// `per = "object"` events and line crossings: the object's track id.
+    pub track_id: Option<u64>,
+    /// Line-crossing events: the object's track id, `direction` ("in" or
+    /// "out") and the running `count` of crossings on this stream.
+    pub crossing: Option<crate::matcher::Crossing>,
     /// Where the time went before this message was committed; null for
     /// `clip_ready` and for test alerts.
     pub latency_ms: Option<LatencyMs>,
@@ -152,12 +165,16 @@ pub fn build(
         timestamp: iso8601(occ.frame_wall),
         start_time: round_ms(occ.start_time),
         end_time: round_ms(occ.end_time),
+        decided_time: round_ms(occ.frame_time),
         stream_url: links.stream_url.clone(),
         player_url: links.player_url.clone(),
         snapshot_url: links.snapshot_url.clone(),
         clip_url: links.clip_url.clone(),
         camera_url: redact(camera_url),
         boxes: occ.boxes.clone(),
+        objects: occ.objects.clone(),
+        track_id: occ.track_id,
+        crossing: occ.crossing,
         latency_ms: latency(occ, phase),
         data: Data {
             text: occ.explanation.clone(),
@@ -215,9 +232,12 @@ mod tests {
             explanation: "2 people detected (best 0.97)".into(),
             frame_wall: UNIX_EPOCH + Duration::from_millis(1_795_000_000_123),
             frame_arrived: Instant::now(),
-            frame_time: 0.0,
+            frame_time: 11.0,
             picture: None,
             boxes: Vec::new(),
+            objects: Vec::new(),
+            track_id: None,
+            crossing: None,
             timing: Default::default(),
         }
     }
@@ -240,6 +260,7 @@ mod tests {
             "timestamp",
             "start_time",
             "end_time",
+            "decided_time",
             "stream_url",
             "player_url",
             "alert_id",
@@ -266,6 +287,7 @@ mod tests {
         assert_eq!(v["data"]["text"], v["explanation"]);
         assert_eq!(v["confidence"].as_f64().unwrap(), 0.968);
         assert_eq!(v["start_time"].as_f64().unwrap(), 10.5);
+        assert_eq!(v["decided_time"].as_f64().unwrap(), 11.0);
     }
 
     #[test]

@@ -50,12 +50,13 @@ impl Workload {
 /// The clips of `workload`, one per variant, built into `dir` if missing.
 pub fn clips(workload: Workload, source: &Path, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let plans: Vec<(PathBuf, Vec<Slot>)> = match workload {
-        Workload::Busy => vec![(dir.join("busy.mp4"), vec![Slot::Walking])],
+    let plans: Vec<(PathBuf, Vec<(Slot, u32)>)> = match workload {
+        Workload::Busy => vec![(dir.join("busy.mp4"), vec![(Slot::Walking, SLOT_SECS)])],
         Workload::Realistic => (0..VARIANTS)
             .map(|k| {
                 let slots = (0..VARIANTS)
                     .map(|s| if s == k { Slot::Walking } else { Slot::Still })
+                    .map(|slot| (slot, SLOT_SECS))
                     .collect();
                 (dir.join(format!("realistic-{k}.mp4")), slots)
             })
@@ -75,10 +76,24 @@ pub fn clips(workload: Workload, source: &Path, dir: &Path) -> anyhow::Result<Ve
     Ok(plans.into_iter().map(|(p, _)| p).collect())
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Slot {
+/// What a stretch of a built clip shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// The real still (a coffee cup on a table): nobody in view.
     Still,
+    /// Real pedestrians walking (from `vtest.avi`): people in every frame.
     Walking,
+}
+
+/// Builds one clip of `plan` (each slot shown for its seconds, at most 10)
+/// from the ground-truth `source` into `out`: the footage tests and benches
+/// need with its truth known by construction.
+pub fn build(source: &Path, plan: &[(Slot, u32)], out: &Path) -> anyhow::Result<()> {
+    if let Some(&(_, secs)) = plan.iter().find(|(_, secs)| *secs > SLOT_SECS) {
+        bail!("a slot is at most {SLOT_SECS} s of footage, not {secs} s");
+    }
+    let frames = decode(source)?;
+    encode(&frames, plan, out).with_context(|| format!("building {}", out.display()))
 }
 
 impl Slot {
@@ -91,7 +106,7 @@ impl Slot {
     }
 }
 
-fn launch(line: &str) -> anyhow::Result<gst::Pipeline> {
+pub(super) fn launch(line: &str) -> anyhow::Result<gst::Pipeline> {
     gst::init().context("GStreamer init")?;
     gst::parse::launch(line)
         .with_context(|| format!("GStreamer pipeline {line}"))?
@@ -100,7 +115,10 @@ fn launch(line: &str) -> anyhow::Result<gst::Pipeline> {
 }
 
 /// The element called `name` in `pipeline`, as a `T`.
-fn element<T: IsA<gst::Element>>(pipeline: &gst::Pipeline, name: &str) -> anyhow::Result<T> {
+pub(super) fn element<T: IsA<gst::Element>>(
+    pipeline: &gst::Pipeline,
+    name: &str,
+) -> anyhow::Result<T> {
     pipeline
         .by_name(name)
         .and_then(|e| e.downcast::<T>().ok())
@@ -138,38 +156,53 @@ fn decode(source: &Path) -> anyhow::Result<Vec<gst::Buffer>> {
     Ok(frames)
 }
 
-/// Encodes `slots` (10 s each, at 25 fps) from the source frames into `out`.
-fn encode(src: &[gst::Buffer], slots: &[Slot], out: &Path) -> anyhow::Result<()> {
-    let tmp = out.with_extension("part.mp4");
+/// An encoding pipeline fed by an appsrc of raw 25 fps `format` frames of
+/// `w`×`h`: `fit` converts them, then H.264 (a keyframe every 12 frames, no
+/// B-frames) at `kbps` into an MP4 at `out`.
+pub(super) fn encoder(
+    (format, w, h): (&str, u32, u32),
+    fit: &str,
+    kbps: u32,
+    out: &Path,
+) -> anyhow::Result<(gst::Pipeline, gst_app::AppSrc)> {
     let line = format!(
-        "appsrc name=in format=time ! videoscale ! video/x-raw,width=1280,height=720 ! \
-         x264enc key-int-max=12 bframes=0 speed-preset=veryfast bitrate=2500 ! h264parse ! \
+        "appsrc name=in format=time ! {fit} ! \
+         x264enc key-int-max=12 bframes=0 speed-preset=veryfast bitrate={kbps} ! h264parse ! \
          mp4mux ! filesink location=\"{}\"",
-        tmp.display()
+        out.display()
     );
     let pipeline = launch(&line)?;
     let appsrc: gst_app::AppSrc = element(&pipeline, "in")?;
     appsrc.set_caps(Some(
         &gst::Caps::builder("video/x-raw")
-            .field("format", "I420")
-            .field("width", SRC_W as i32)
-            .field("height", SRC_H as i32)
+            .field("format", format)
+            .field("width", w as i32)
+            .field("height", h as i32)
             .field("framerate", gst::Fraction::new(FPS as i32, 1))
             .build(),
     ));
+    Ok((pipeline, appsrc))
+}
+
+/// Encodes `slots` (each for its seconds, at 25 fps) from the source
+/// frames into `out`.
+fn encode(src: &[gst::Buffer], slots: &[(Slot, u32)], out: &Path) -> anyhow::Result<()> {
+    let tmp = out.with_extension("part.mp4");
+    let fitted = "videoscale ! video/x-raw,width=1280,height=720";
+    let (pipeline, appsrc) = encoder(("I420", SRC_W, SRC_H), fitted, 2500, &tmp)?;
     pipeline.set_state(gst::State::Playing)?;
-    let per_slot = (SLOT_SECS * FPS) as usize;
     let frame_ns = 1_000_000_000 / FPS as u64;
-    for (i, slot) in slots.iter().enumerate() {
-        for j in 0..per_slot {
+    let mut n = 0u64;
+    for &(slot, secs) in slots {
+        for j in 0..(secs * FPS) as usize {
             // Output frame j of the slot shows source frame j·10/25 of it.
             let from = slot.first() + j * SRC_FPS as usize / FPS as usize;
             let mut buf = src[from].copy();
-            let n = (i * per_slot + j) as u64;
             if let Some(b) = buf.get_mut() {
                 b.set_pts(gst::ClockTime::from_nseconds(n * frame_ns));
                 b.set_duration(gst::ClockTime::from_nseconds(frame_ns));
             }
+            n += 1;
             appsrc
                 .push_buffer(buf)
                 .map_err(|e| anyhow!("encoder refused a frame: {e:?}"))?;
@@ -182,7 +215,7 @@ fn encode(src: &[gst::Buffer], slots: &[Slot], out: &Path) -> anyhow::Result<()>
     std::fs::rename(&tmp, out).with_context(|| format!("renaming {}", tmp.display()))
 }
 
-fn wait_eos(pipeline: &gst::Pipeline) -> anyhow::Result<()> {
+pub(super) fn wait_eos(pipeline: &gst::Pipeline) -> anyhow::Result<()> {
     let bus = pipeline
         .bus()
         .ok_or_else(|| anyhow!("pipeline has no bus"))?;

@@ -9,13 +9,14 @@
 mod clips;
 mod report;
 mod runs;
+pub mod staged;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-pub use clips::Workload;
+pub use clips::{build as build_clip, Slot, Workload};
 pub use runs::{cpu_secs, peak_rss_mb, System};
 
 use crate::rtsp_server::RtspServer;

@@ -7,20 +7,21 @@
 
 mod raw;
 mod sections;
+mod tracking;
 mod validate;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use raw::{RawAlert, RawConfig, RawEvent, RawMotion, RawRegion, RawStream};
+pub use raw::{RawAlert, RawConfig, RawEvent, RawLine, RawMotion, RawRegion, RawStream};
 pub use validate::{
     check_alert, check_callback_url, check_event, check_stream, plain_text, valid_id,
 };
 
 pub use crate::domain::{
-    AlertSpec, EventSpec, MatchParams, ModelEntry, MotionSpec, MqttSettings, Placement, Provider,
-    RecordSettings, Region, SourceUrl, StreamSpec, Transport,
+    AlertSpec, Direction, EventSpec, Line, MatchParams, ModelEntry, MotionSpec, MqttSettings,
+    ObjectRules, Placement, Provider, RecordSettings, Region, SourceUrl, StreamSpec, Transport,
 };
 
 /// One thing wrong with a config, with where it is.

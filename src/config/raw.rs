@@ -220,6 +220,29 @@ pub struct RawEvent {
     pub max_duration_secs: Option<f64>,
     /// Quiet time after an occurrence ends (default 10 s).
     pub cooldown_secs: Option<f64>,
+    /// Detectors: `"event"` (default), one occurrence while any object
+    /// matches; `"object"`, one occurrence per tracked object.
+    pub per: Option<String>,
+    /// Detectors: an object must stay in the region this long before it
+    /// counts (loitering); default 0.
+    pub min_dwell_secs: Option<f64>,
+    /// Detectors: one occurrence per crossing of this line.
+    pub line: Option<RawLine>,
+    /// Detectors: an object that has not moved for this long stops holding
+    /// an occurrence open, and counts again only once it moves.
+    pub stationary_secs: Option<f64>,
+}
+
+/// A line to count crossings of, in normalised picture coordinates.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLine {
+    /// Two points, `[[x, y], [x, y]]`.
+    pub points: Option<Vec<[f64; 2]>>,
+    /// `"in"`, `"out"` or `"any"` (default): `in` is from the left-hand side
+    /// of the line, walking from its first point to its second as drawn on
+    /// the picture, to its right-hand side.
+    pub direction: Option<String>,
 }
 
 /// A polygon in normalised picture coordinates.

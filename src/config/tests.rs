@@ -270,3 +270,70 @@ mod never_panics {
         }
     }
 }
+
+#[test]
+fn object_rules_are_read_and_checked() {
+    let good = r#"
+[[events]]
+id = "loiter"
+prompt = "person"
+min_dwell_secs = 30
+per = "object"
+stationary_secs = 120
+
+[[events]]
+id = "door"
+prompt = "person"
+line = { points = [[0.0, 0.6], [1.0, 0.6]], direction = "in" }
+
+[[events]]
+id = "plain"
+prompt = "person"
+"#;
+    let c = Config::parse(good, "t").expect("valid");
+    let rules = c.events[0].objects.expect("loiter has object rules");
+    assert!(rules.per_object);
+    assert_eq!((rules.min_dwell, rules.stationary), (30.0, Some(120.0)));
+    let line = c.events[1].objects.and_then(|o| o.line).expect("a line");
+    assert_eq!(
+        (line.a, line.b, line.direction),
+        ((0.0, 0.6), (1.0, 0.6), Direction::In)
+    );
+    assert_eq!(
+        c.events[2].objects, None,
+        "no object rules: frames judged alone"
+    );
+
+    let bad = r#"
+[[events]]
+id = "a"
+prompt = "person"
+per = "everyone"
+min_dwell_secs = -1
+stationary_secs = 0
+
+[[events]]
+id = "b"
+prompt = "person"
+line = { points = [[0.0, 0.6], [1.0, 0.6], [1.0, 1.0]], direction = "sideways" }
+
+[[events]]
+id = "c"
+prompt = "person"
+per = "object"
+line = { points = [[0.5, 0.5], [0.5, 0.5]] }
+"#;
+    let err = Config::parse(bad, "t").expect_err("invalid");
+    let paths: Vec<&str> = err.problems.iter().map(|p| p.path.as_str()).collect();
+    for want in [
+        "events[0].per",
+        "events[0].min_dwell_secs",
+        "events[0].stationary_secs",
+        "events[1].line.points",
+        "events[1].line.direction",
+        "events[2].line.points",
+        "events[2].line",
+    ] {
+        assert!(paths.contains(&want), "missing {want} in {paths:?}");
+    }
+}

@@ -396,6 +396,7 @@ fn event(c: &mut Checker, p: &str, e: &RawEvent, seen: &mut HashSet<String>) -> 
         }
     }
     let matching = matching(c, p, e);
+    let objects = super::tracking::object_rules(c, p, e);
     EventSpec {
         id: EventId::new(id),
         prompt,
@@ -421,6 +422,7 @@ fn event(c: &mut Checker, p: &str, e: &RawEvent, seen: &mut HashSet<String>) -> 
             86_400.0,
         ),
         matching,
+        objects,
     }
 }
 

@@ -85,6 +85,41 @@ pub struct Region {
     pub points: Vec<(f32, f32)>,
 }
 
+/// Which way over a line counts (see [`crate::matcher::objects::crossing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// From the left-hand side of the line (walking from its first point to
+    /// its second, as drawn on the picture) to its right-hand side.
+    In,
+    Out,
+    Any,
+}
+
+/// A line segment in normalised picture coordinates, and the direction of
+/// crossing that counts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Line {
+    pub a: (f32, f32),
+    pub b: (f32, f32),
+    pub direction: Direction,
+}
+
+/// The parts of a detector event that look at tracked objects rather than
+/// single frames.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ObjectRules {
+    /// One occurrence per tracked object, instead of one for the event.
+    pub per_object: bool,
+    /// An object must stay in the region this long before it counts.
+    pub min_dwell: f64,
+    /// Occurrences are crossings of this line.
+    pub line: Option<Line>,
+    /// An object that has not moved for this long stops counting until it
+    /// moves again.
+    pub stationary: Option<f64>,
+}
+
 /// The k-of-n start, end and cooldown rules of an event.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MatchParams {
@@ -201,6 +236,8 @@ pub struct EventSpec {
     /// Dual encoders: time constant of the stream baseline, seconds.
     pub baseline_secs: f64,
     pub matching: MatchParams,
+    /// Rules over tracked objects; `None` judges each frame on its own.
+    pub objects: Option<ObjectRules>,
 }
 
 /// One alert: an event wired to streams and delivery targets.

@@ -20,6 +20,14 @@ pub fn compile_event(e: &EventSpec, models: &ModelSet) -> Result<CompiledEvent, 
             labels,
             model.manifest.score_threshold,
         )?),
+        PromptModel::Text(_) if e.objects.is_some() => {
+            return Err(format!(
+                "event {:?}: per, min_dwell_secs, line and stationary_secs follow tracked \
+                 objects, which only a detector model gives; model {:?} is a dual encoder",
+                e.id.as_str(),
+                model.name.as_ref()
+            ))
+        }
         PromptModel::Text(encoder) => {
             let texts = TextRule::texts(e)?;
             let (vectors, truncated) = encoder

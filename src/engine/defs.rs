@@ -3,8 +3,8 @@
 //! stores (`store::*Def`, versioned by its migrations). They hold the same
 //! fields today; converting here lets either change without the other.
 
-use crate::config::{RawAlert, RawEvent, RawMotion, RawRegion, RawStream};
-use crate::store::{AlertDef, EventDef, MotionDef, RegionDef, StreamDef};
+use crate::config::{RawAlert, RawEvent, RawLine, RawMotion, RawRegion, RawStream};
+use crate::store::{AlertDef, EventDef, LineDef, MotionDef, RegionDef, StreamDef};
 
 impl From<RawStream> for StreamDef {
     fn from(r: RawStream) -> Self {
@@ -88,6 +88,13 @@ impl From<RawEvent> for EventDef {
             end_after: r.end_after,
             max_duration_secs: r.max_duration_secs,
             cooldown_secs: r.cooldown_secs,
+            per: r.per,
+            min_dwell_secs: r.min_dwell_secs,
+            line: r.line.map(|l| LineDef {
+                points: l.points,
+                direction: l.direction,
+            }),
+            stationary_secs: r.stationary_secs,
         }
     }
 }
@@ -112,6 +119,13 @@ impl From<EventDef> for RawEvent {
             end_after: d.end_after,
             max_duration_secs: d.max_duration_secs,
             cooldown_secs: d.cooldown_secs,
+            per: d.per,
+            min_dwell_secs: d.min_dwell_secs,
+            line: d.line.map(|l| RawLine {
+                points: l.points,
+                direction: l.direction,
+            }),
+            stationary_secs: d.stationary_secs,
         }
     }
 }

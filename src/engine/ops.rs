@@ -579,6 +579,9 @@ impl Engine {
             frame_time: 0.0,
             picture: None,
             boxes: Vec::new(),
+            objects: Vec::new(),
+            track_id: None,
+            crossing: None,
             timing: Default::default(),
         };
         drop(cat);

@@ -1,24 +1,35 @@
 //! Events → occurrences. For every (stream, event) pair a [`state::Tracker`]
 //! turns per-frame verdicts into start and end transitions. An event is
 //! either a set of detector conditions ([`rule`]) or a free-text prompt for
-//! a dual encoder ([`text`]), which also keeps a baseline per stream. Pure:
+//! a dual encoder ([`text`]), which also keeps a baseline per stream.
+//! Detector boxes are also followed across frames per (stream, model)
+//! ([`track`]), so alerts say which objects they are about. Pure:
 //! no IO, no clock of its own (time is the frame's stream time), so it is
 //! tested by feeding scores by hand.
 
+mod by_object;
+pub mod objects;
+mod occ;
 pub mod rule;
 pub mod stage;
 pub mod state;
 pub mod text;
+pub mod track;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::domain::{EventSpec, MatchParams};
+use crate::domain::{EventSpec, MatchParams, ObjectRules};
 use crate::types::{Detection, EventId, Picture, Scores, StreamId};
+pub use objects::{Crossing, Facts, ObjectFacts};
 pub use rule::{resolve_classes, LabelRule, Verdict};
 pub use state::{Tracker, Transition};
 pub use text::{Baseline, TextRule, TextVerdict};
+pub use track::{TrackParams, TrackedObject, Tracks};
+
+use by_object::Objects;
+use occ::{Judgement, Occ, Sighting};
 
 /// Whether a message opens or closes an occurrence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -45,6 +56,8 @@ pub struct CompiledEvent {
     pub label: String,
     pub rule: Rule,
     pub matching: MatchParams,
+    /// Detector events: rules over tracked objects.
+    pub objects: Option<ObjectRules>,
     /// The model that scores it: only that model's scores reach it.
     pub model: usize,
     pub model_name: Arc<str>,
@@ -60,8 +73,17 @@ impl CompiledEvent {
             label: e.label.clone(),
             rule,
             matching: e.matching,
+            objects: e.objects,
             model,
             model_name,
+        }
+    }
+
+    /// A detector event's rules over tracked objects, if it has any.
+    fn object_rules(&self) -> Option<(&LabelRule, ObjectRules)> {
+        match (&self.rule, self.objects) {
+            (Rule::Labels(r), Some(o)) => Some((r, o)),
+            _ => None,
         }
     }
 
@@ -69,6 +91,24 @@ impl CompiledEvent {
     fn boxes(&self, dets: &[Detection]) -> Vec<Detection> {
         match &self.rule {
             Rule::Labels(r) => dets.iter().filter(|d| r.counts(d)).cloned().collect(),
+            Rule::Text(_) => Vec::new(),
+        }
+    }
+
+    /// The tracked objects behind the boxes that count for this event.
+    fn objects(
+        &self,
+        dets: &[Detection],
+        owners: &[Option<u64>],
+        tracks: &Tracks,
+    ) -> Vec<TrackedObject> {
+        match &self.rule {
+            Rule::Labels(r) => tracks.objects(
+                dets.iter()
+                    .zip(owners)
+                    .filter(|(d, _)| r.counts(d))
+                    .map(|(_, o)| *o),
+            ),
             Rule::Text(_) => Vec::new(),
         }
     }
@@ -103,18 +143,6 @@ impl CompiledEvent {
     }
 }
 
-/// One event's view of one frame.
-#[derive(Debug, Default)]
-struct Judgement {
-    matched: bool,
-    best: f32,
-    count: usize,
-    /// Detectors: label of the best object.
-    label: Option<Arc<str>>,
-    /// Text events: for a matching frame, what the alert should say about it.
-    explanation: Option<String>,
-}
-
 /// One start or end of an occurrence of an event on a stream.
 #[derive(Debug, Clone)]
 pub struct Occurrence {
@@ -141,6 +169,13 @@ pub struct Occurrence {
     pub picture: Option<Arc<Picture>>,
     /// The boxes that matched in that frame (empty for text events).
     pub boxes: Vec<Detection>,
+    /// The tracked objects involved: on a start, those in the frame that
+    /// started it; on an end, every object seen during it (by track id).
+    pub objects: Vec<TrackedObject>,
+    /// `per = "object"`: the object this occurrence is about.
+    pub track_id: Option<u64>,
+    /// A line crossing: which way, and the count so far.
+    pub crossing: Option<Crossing>,
     /// Where the time went for the frame behind it.
     pub timing: Timing,
 }
@@ -158,23 +193,15 @@ pub struct Timing {
     pub matched_at: Option<Instant>,
 }
 
-/// The best frame of an occurrence so far.
-#[derive(Clone)]
-struct Shown {
-    score: f32,
-    picture: Option<Arc<Picture>>,
-    boxes: Vec<Detection>,
-}
-
+/// One event on one stream.
 struct Slot {
-    tracker: Tracker,
-    occurrence_id: Option<String>,
     baseline: Baseline,
-    /// Text events: while idle, the explanation of the latest matching
-    /// frame; while active, of the best one.
-    explanation: Option<(f32, String)>,
-    /// While active, the best frame so far.
-    shown: Option<Shown>,
+    /// The event's occurrence (`per = "event"`, line crossings aside).
+    main: Occ,
+    /// What the event knows of the stream's tracked objects.
+    facts: ObjectFacts,
+    /// `per = "object"`: an occurrence per tracked object.
+    per_object: BTreeMap<u64, Occ>,
 }
 
 /// Where a text event starts its baseline on a stream, given the first
@@ -191,6 +218,10 @@ pub struct Matcher {
     baselines: Option<BaselineSource>,
     /// The free-text events that matched the frame last observed.
     text_matches: Vec<Detection>,
+    /// Detector boxes followed across frames, per (stream, model).
+    tracks: HashMap<(StreamId, usize), Tracks>,
+    /// The track of each box of the frame last observed (`None`: none).
+    owners: Vec<Option<u64>>,
 }
 
 impl Matcher {
@@ -210,6 +241,8 @@ impl Matcher {
             next_id,
             baselines: None,
             text_matches: Vec::new(),
+            tracks: HashMap::new(),
+            owners: Vec::new(),
         }
     }
 
@@ -229,33 +262,43 @@ impl Matcher {
         self.events = events;
     }
 
+    /// The tracks of a stream's boxes from one model (empty before its
+    /// first frame).
+    pub fn tracks(&self, stream: &StreamId, model: usize) -> &[track::Track] {
+        self.tracks
+            .get(&(stream.clone(), model))
+            .map_or(&[][..], Tracks::live)
+    }
+
+    /// The track of each box of the frame last given to [`Matcher::observe`].
+    pub fn owners(&self) -> &[Option<u64>] {
+        &self.owners
+    }
+
     /// Feeds one scored frame; returns the starts and ends it caused.
     pub fn observe(&mut self, s: &Scores) -> Vec<Occurrence> {
         let mut out = Vec::new();
         self.text_matches.clear();
+        let tracks = self
+            .tracks
+            .entry((s.stream_id.clone(), s.model))
+            .or_insert_with(|| Tracks::new(TrackParams::default()));
+        self.owners = tracks.update(s.stream_secs, &s.detections);
+        let owners = &self.owners;
         for ev in self.events.iter().filter(|ev| ev.model == s.model) {
             let slot = self
                 .slots
                 .entry((s.stream_id.clone(), ev.id.clone()))
                 .or_insert_with(|| Slot {
-                    tracker: Tracker::new(ev.matching),
-                    occurrence_id: None,
                     baseline: match (&ev.rule, &self.baselines) {
                         (Rule::Text(r), Some(source)) => source(&s.stream_id, r, s),
                         _ => Baseline::default(),
                     },
-                    explanation: None,
-                    shown: None,
+                    main: Occ::new(ev.matching),
+                    facts: ObjectFacts::default(),
+                    per_object: BTreeMap::new(),
                 });
             let v = ev.judge(s, &mut slot.baseline);
-            let better = slot.shown.as_ref().is_none_or(|b| v.best > b.score);
-            if v.matched && (better || !slot.tracker.active()) {
-                slot.shown = Some(Shown {
-                    score: v.best,
-                    picture: s.picture.clone(),
-                    boxes: ev.boxes(&s.detections),
-                });
-            }
             if v.matched && matches!(ev.rule, Rule::Text(_)) {
                 self.text_matches.push(Detection {
                     label: Arc::from(ev.label.as_str()),
@@ -263,26 +306,31 @@ impl Matcher {
                     bbox: [0.0, 0.0, 1.0, 1.0],
                 });
             }
-            if let Some(text) = v.explanation {
-                let better = slot.explanation.as_ref().is_none_or(|(b, _)| v.best >= *b);
-                if !slot.tracker.active() || better {
-                    slot.explanation = Some((v.best, text));
+            let next_id = &mut self.next_id;
+            match ev.object_rules() {
+                None => {
+                    let seen = Sighting {
+                        boxes: ev.boxes(&s.detections),
+                        objects: ev.objects(&s.detections, owners, tracks),
+                        track_id: None,
+                        onset: None,
+                    };
+                    out.extend(slot.main.step(ev, v, seen, s, next_id));
+                }
+                Some((rule, rules)) => {
+                    let facts = slot
+                        .facts
+                        .observe(&rules, s.stream_secs, tracks.live(), |tr| {
+                            rule.counts(&Detection {
+                                label: Arc::clone(&tr.label),
+                                score: tr.best,
+                                bbox: tr.bbox,
+                            })
+                        });
+                    let on = Objects { s, owners, tracks };
+                    out.extend(on.judge(ev, rule, rules, facts, slot, next_id));
                 }
             }
-            let Some(tr) = slot
-                .tracker
-                .observe(s.stream_secs, v.matched, v.best, v.count)
-            else {
-                continue;
-            };
-            out.push(build(
-                ev,
-                slot,
-                &mut self.next_id,
-                tr,
-                s,
-                v.label.as_deref(),
-            ));
         }
         out
     }
@@ -304,98 +352,40 @@ impl Matcher {
         now: Instant,
     ) -> Vec<Occurrence> {
         let mut out = Vec::new();
+        // Its objects are gone; their ids are not given out again.
+        for ((s, _), tracks) in self.tracks.iter_mut() {
+            if s == stream {
+                tracks.clear();
+            }
+        }
         for ev in &self.events {
             let Some(slot) = self.slots.get_mut(&(stream.clone(), ev.id.clone())) else {
                 continue;
             };
-            if let Some(tr) = slot.tracker.close(t) {
-                let s = Scores {
-                    stream_id: stream.clone(),
-                    seq: 0,
-                    wall,
-                    arrived: now,
-                    stream_secs: t,
-                    detections: Vec::new(),
-                    embedding: None,
-                    repeated: false,
-                    model: ev.model,
-                    queued: Default::default(),
-                    inference: Default::default(),
-                    picture: None,
-                };
-                out.push(build(ev, slot, &mut self.next_id, tr, &s, None));
+            slot.facts.clear();
+            let s = Scores {
+                stream_id: stream.clone(),
+                seq: 0,
+                wall,
+                arrived: now,
+                stream_secs: t,
+                detections: Vec::new(),
+                embedding: None,
+                repeated: false,
+                model: ev.model,
+                queued: Default::default(),
+                inference: Default::default(),
+                picture: None,
+            };
+            let occs = std::iter::once(&mut slot.main).chain(slot.per_object.values_mut());
+            for occ in occs {
+                if let Some(tr) = occ.tracker.close(t) {
+                    out.push(occ.build(ev, &mut self.next_id, tr, &s, None));
+                }
             }
+            slot.per_object.clear();
         }
         out
-    }
-}
-
-fn build(
-    ev: &CompiledEvent,
-    slot: &mut Slot,
-    next_id: &mut Box<dyn FnMut() -> String + Send>,
-    tr: Transition,
-    s: &Scores,
-    label: Option<&str>,
-) -> Occurrence {
-    let (phase, start, end, best, count) = match tr {
-        Transition::Start {
-            start,
-            last_match,
-            best,
-            count,
-        } => (Phase::Start, start, last_match, best, count),
-        Transition::End {
-            start,
-            end,
-            best,
-            count,
-        } => (Phase::End, start, end, best, count),
-    };
-    let occurrence_id = match phase {
-        Phase::Start => {
-            let id = next_id();
-            slot.occurrence_id = Some(id.clone());
-            id
-        }
-        Phase::End => slot.occurrence_id.take().unwrap_or_else(next_id),
-    };
-    let shown = match phase {
-        Phase::Start => slot.shown.clone(),
-        Phase::End => slot.shown.take(),
-    };
-    let (picture, boxes) = shown.map_or((None, Vec::new()), |b| (b.picture, b.boxes));
-    let explanation = match phase {
-        Phase::Start => slot.explanation.clone(),
-        Phase::End => slot.explanation.take(),
-    }
-    .map(|(_, text)| text)
-    .unwrap_or_else(|| match &ev.rule {
-        Rule::Labels(r) => r.explain(count, best, label),
-        Rule::Text(r) => format!("{:?} (best {best:.2})", r.texts[0]),
-    });
-    Occurrence {
-        occurrence_id,
-        phase,
-        event_id: ev.id.clone(),
-        label: ev.label.clone(),
-        model: ev.model_name.clone(),
-        stream_id: s.stream_id.clone(),
-        start_time: start,
-        end_time: end,
-        confidence: best,
-        count,
-        explanation,
-        frame_wall: s.wall,
-        frame_arrived: s.arrived,
-        frame_time: s.stream_secs,
-        picture,
-        boxes,
-        timing: Timing {
-            queue: s.queued,
-            infer: s.inference,
-            ..Timing::default()
-        },
     }
 }
 

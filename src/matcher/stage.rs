@@ -28,6 +28,8 @@ pub enum MatchControl {
 pub struct Observed {
     pub scores: Scores,
     pub seen: Vec<Detection>,
+    /// The track of each of `seen` (empty for free-text matches).
+    pub tracks: Vec<Option<u64>>,
 }
 
 /// The stage's inputs and outputs.
@@ -75,10 +77,10 @@ impl MatchStage {
                     }
                     // A dual encoder names nothing by itself: its index
                     // records the free-text events that matched.
-                    let seen = if s.embedding.is_some() {
-                        matcher.text_matches().to_vec()
+                    let (seen, tracks) = if s.embedding.is_some() {
+                        (matcher.text_matches().to_vec(), Vec::new())
                     } else {
-                        s.detections.clone()
+                        (s.detections.clone(), matcher.owners().to_vec())
                     };
                     // The picture stays with the occurrences that need it: the
                     // scene stage and observers get the scores without it.
@@ -86,7 +88,7 @@ impl MatchStage {
                     if let Some(h) = &self.scored_hook {
                         let _ = h.try_send(s.clone());
                     }
-                    if self.observed.try_send(Observed { scores: s, seen }).is_err() {
+                    if self.observed.try_send(Observed { scores: s, seen, tracks }).is_err() {
                         self.observed_dropped.fetch_add(1, Ordering::Relaxed);
                     }
                 }

@@ -5,6 +5,12 @@
 //! occurrence reaches `max_duration`. Cooldown → Idle once `cooldown` seconds
 //! of stream time have passed since the end. Time is whatever the caller
 //! passes (the frame's stream time), so tests drive it directly.
+//!
+//! Cooldown holds back messages, not facts: frames keep being judged during
+//! it, and an occurrence whose k-of-n window filled during the cooldown is
+//! started as soon as the cooldown ends, with `start` at its true first
+//! matching frame (one that began and ended inside the cooldown is not
+//! reported at all).
 
 use std::collections::VecDeque;
 
@@ -14,7 +20,8 @@ use crate::domain::MatchParams;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transition {
     /// An occurrence began. `start` is the first matching frame of the window
-    /// that triggered it; `last_match` the triggering frame.
+    /// that triggered it (possibly before a cooldown that delayed the
+    /// message); `last_match` its latest matching frame so far.
     Start {
         start: f64,
         last_match: f64,
@@ -30,18 +37,58 @@ pub enum Transition {
     },
 }
 
+/// An occurrence in progress (reported, or held back by a cooldown).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Open {
+    start: f64,
+    last_match: f64,
+    misses: usize,
+    best: f32,
+    count: usize,
+}
+
+impl Open {
+    fn started(&self) -> Transition {
+        Transition::Start {
+            start: self.start,
+            last_match: self.last_match,
+            best: self.best,
+            count: self.count,
+        }
+    }
+
+    fn ended(&self) -> Transition {
+        Transition::End {
+            start: self.start,
+            end: self.last_match,
+            best: self.best,
+            count: self.count,
+        }
+    }
+
+    /// Takes one frame; true when the occurrence is over.
+    fn step(&mut self, p: &MatchParams, t: f64, matched: bool, best: f32, count: usize) -> bool {
+        if matched {
+            self.last_match = t;
+            self.misses = 0;
+            self.best = self.best.max(best);
+            self.count = self.count.max(count);
+        } else {
+            self.misses += 1;
+        }
+        self.misses >= p.end_after || t - self.start >= p.max_duration
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Phase {
     Idle,
-    Active {
-        start: f64,
-        last_match: f64,
-        misses: usize,
-        best: f32,
-        count: usize,
-    },
+    Active(Open),
+    /// Messages are held until `until`; `held` is an occurrence that began
+    /// meanwhile.
     Cooldown {
         until: f64,
+        held: Option<Open>,
     },
 }
 
@@ -49,7 +96,7 @@ enum Phase {
 #[derive(Debug, Clone)]
 pub struct Tracker {
     params: MatchParams,
-    /// Recent frames while idle: (time, matched, best, count).
+    /// Recent frames while no occurrence is open: (time, matched, best, count).
     recent: VecDeque<(f64, bool, f32, usize)>,
     phase: Phase,
 }
@@ -78,95 +125,95 @@ impl Tracker {
     ) -> Option<Transition> {
         let p = self.params;
         match &mut self.phase {
-            Phase::Cooldown { until } => {
-                if t < *until {
-                    return None;
-                }
-                self.phase = Phase::Idle;
-                self.recent.clear();
-                self.observe(t, matched, best, count)
-            }
             Phase::Idle => {
-                self.recent.push_back((t, matched, best, count));
-                while self.recent.len() > p.window {
-                    self.recent.pop_front();
-                }
-                let hits: Vec<_> = self.recent.iter().filter(|r| r.1).collect();
-                if hits.len() < p.k {
+                let open = self.window(t, matched, best, count)?;
+                self.phase = Phase::Active(open);
+                Some(open.started())
+            }
+            Phase::Active(open) => {
+                if !open.step(&p, t, matched, best, count) {
                     return None;
                 }
-                let start = hits[0].0;
-                let best = hits.iter().map(|r| r.2).fold(0.0, f32::max);
-                let count = hits.iter().map(|r| r.3).max().unwrap_or(0);
-                self.recent.clear();
-                self.phase = Phase::Active {
-                    start,
-                    last_match: t,
-                    misses: 0,
-                    best,
-                    count,
+                let end = open.ended();
+                self.phase = Phase::Cooldown {
+                    until: t + p.cooldown,
+                    held: None,
                 };
-                Some(Transition::Start {
-                    start,
-                    last_match: t,
-                    best,
-                    count,
-                })
+                self.recent.clear();
+                Some(end)
             }
-            Phase::Active {
-                start,
-                last_match,
-                misses,
-                best: b,
-                count: c,
-            } => {
-                if matched {
-                    *last_match = t;
-                    *misses = 0;
-                    *b = b.max(best);
-                    *c = (*c).max(count);
-                } else {
-                    *misses += 1;
+            Phase::Cooldown { until, held } => {
+                let until = *until;
+                let mut held = held.take();
+                match &mut held {
+                    Some(open) => {
+                        if open.step(&p, t, matched, best, count) {
+                            held = None;
+                            self.recent.clear();
+                        }
+                    }
+                    None => held = self.window(t, matched, best, count),
                 }
-                let too_long = t - *start >= p.max_duration;
-                if *misses >= p.end_after || too_long {
-                    let end = Transition::End {
-                        start: *start,
-                        end: *last_match,
-                        best: *b,
-                        count: *c,
-                    };
-                    self.phase = Phase::Cooldown {
-                        until: t + p.cooldown,
-                    };
-                    return Some(end);
+                if t < until {
+                    self.phase = Phase::Cooldown { until, held };
+                    return None;
                 }
-                None
+                match held {
+                    Some(open) => {
+                        self.phase = Phase::Active(open);
+                        Some(open.started())
+                    }
+                    None => {
+                        self.phase = Phase::Idle;
+                        None
+                    }
+                }
             }
         }
     }
 
-    /// Closes an open occurrence now (the stream went away).
-    pub fn close(&mut self, t: f64) -> Option<Transition> {
-        if let Phase::Active {
-            start,
-            last_match,
-            best,
-            count,
-            ..
-        } = self.phase
-        {
-            self.phase = Phase::Cooldown {
-                until: t + self.params.cooldown,
-            };
-            return Some(Transition::End {
-                start,
-                end: last_match,
-                best,
-                count,
-            });
+    /// Adds a frame to the idle window; an occurrence once `k` of its
+    /// frames match.
+    fn window(&mut self, t: f64, matched: bool, best: f32, count: usize) -> Option<Open> {
+        let p = self.params;
+        self.recent.push_back((t, matched, best, count));
+        while self.recent.len() > p.window {
+            self.recent.pop_front();
         }
-        None
+        let hits: Vec<_> = self.recent.iter().filter(|r| r.1).collect();
+        if hits.len() < p.k {
+            return None;
+        }
+        let open = Open {
+            start: hits[0].0,
+            last_match: t,
+            misses: 0,
+            best: hits.iter().map(|r| r.2).fold(0.0, f32::max),
+            count: hits.iter().map(|r| r.3).max().unwrap_or(0),
+        };
+        self.recent.clear();
+        Some(open)
+    }
+
+    /// Closes an open occurrence now (the stream went away). One held back
+    /// by a cooldown was never reported and is dropped.
+    pub fn close(&mut self, t: f64) -> Option<Transition> {
+        match self.phase {
+            Phase::Active(open) => {
+                self.phase = Phase::Cooldown {
+                    until: t + self.params.cooldown,
+                    held: None,
+                };
+                self.recent.clear();
+                Some(open.ended())
+            }
+            Phase::Cooldown { until, .. } => {
+                self.phase = Phase::Cooldown { until, held: None };
+                self.recent.clear();
+                None
+            }
+            Phase::Idle => None,
+        }
     }
 }
 
@@ -247,10 +294,49 @@ mod tests {
         let mut pattern = vec![true, true, false, false, false, false];
         pattern.extend(std::iter::repeat_n(true, 30));
         let got = feed(&mut tr, &pattern, 0.0);
-        // End at t=2.5, cooldown 5 s: idle again at t>=7.5, start needs 2 frames.
+        // End at t=2.5, cooldown 5 s: the next occurrence begins at t=3.0
+        // (k=2 of 3 by t=3.5) but is reported only when the cooldown ends,
+        // at t=7.5, with its true start.
         assert_eq!(got.len(), 3, "{got:?}");
-        assert!(matches!(got[2].1, Transition::Start { .. }));
-        assert!(got[2].0 >= 7.5 + 0.5 - 1e-9, "{got:?}");
+        assert_eq!(got[2].0, 7.5, "{got:?}");
+        assert_eq!(
+            got[2].1,
+            Transition::Start {
+                start: 3.0,
+                last_match: 7.5,
+                best: 0.9,
+                count: 1
+            }
+        );
+    }
+
+    #[test]
+    fn an_occurrence_over_within_the_cooldown_is_not_reported() {
+        let mut tr = Tracker::new(params());
+        // Ends at t=2.5; a 1 s blip at t=3.0–3.5 is over (4 misses) by 5.5,
+        // before the cooldown ends at 7.5; then nothing matches.
+        let mut pattern = vec![true, true, false, false, false, false, true, true];
+        pattern.extend([false; 20]);
+        let got = feed(&mut tr, &pattern, 0.0);
+        assert_eq!(got.len(), 2, "{got:?}");
+    }
+
+    #[test]
+    fn onsets_in_a_cooldown_keep_their_true_time() {
+        // The clip: a person for 8 s every 16 s, 2 fps, 10 s cooldown.
+        let mut tr = Tracker::new(MatchParams {
+            cooldown: 10.0,
+            ..params()
+        });
+        let pattern: Vec<bool> = (0..128).map(|i| (i / 16) % 2 == 0).collect();
+        let starts: Vec<f64> = feed(&mut tr, &pattern, 0.0)
+            .into_iter()
+            .filter_map(|(_, x)| match x {
+                Transition::Start { start, .. } => Some(start),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(starts, vec![0.0, 16.0, 32.0, 48.0], "{starts:?}");
     }
 
     #[test]
@@ -290,10 +376,14 @@ mod tests {
                 match x {
                     Transition::Start { start, last_match, .. } => {
                         prop_assert!(open.is_none());
-                        prop_assert!(start <= last_match && last_match == t);
-                        prop_assert!(t - start <= 0.5 * (p.window as f64 - 1.0) + 1e-9);
+                        prop_assert!(start <= last_match && last_match <= t);
                         if let Some(e) = last_end_frame {
-                            prop_assert!(start >= e + cooldown - 1e-9);
+                            // The message waits out the cooldown; the fact
+                            // it reports may lie inside it.
+                            prop_assert!(t >= e + cooldown - 1e-9);
+                            prop_assert!(start > e);
+                        } else {
+                            prop_assert!(t - start <= 0.5 * (p.window as f64 - 1.0) + 1e-9);
                         }
                         open = Some(start);
                     }

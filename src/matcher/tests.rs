@@ -38,6 +38,7 @@ fn event(prompt: &str) -> EventSpec {
         min_lift: 2.0,
         baseline_secs: 600.0,
         matching: MatchParams::default(),
+        objects: None,
     }
 }
 
@@ -244,4 +245,144 @@ fn close_stream_ends_open_occurrences() {
     assert!(m
         .close_stream(&StreamId::new("a"), 2.0, SystemTime::now(), Instant::now())
         .is_empty());
+}
+
+#[test]
+fn alerts_name_the_tracked_objects_they_are_about() {
+    let ev = Arc::new(person_event().unwrap());
+    let mut m = Matcher::new(vec![ev]);
+    let mut out = Vec::new();
+    // One walker from t=0; a second joins at t=2 and leaves at t=4; the
+    // first leaves at t=6.
+    for i in 0..20 {
+        let t = i as f64 * 0.5;
+        let mut dets = Vec::new();
+        if t < 6.0 {
+            dets.push(person(0.9, 0.02 * i as f32));
+        }
+        if (2.0..4.0).contains(&t) {
+            dets.push(person(0.8, 0.8 - 0.02 * i as f32));
+        }
+        out.extend(m.observe(&scores("a", t, dets)));
+    }
+    assert_eq!(out.len(), 2, "{out:?}");
+    let ids = |o: &Occurrence| o.objects.iter().map(|x| x.track_id).collect::<Vec<_>>();
+    assert_eq!(ids(&out[0]), vec![1], "the start names the first walker");
+    assert_eq!(out[0].objects[0].first_seen, 0.0);
+    assert_eq!(ids(&out[1]), vec![1, 2], "the end names everyone involved");
+    let second = &out[1].objects[1];
+    assert_eq!((second.first_seen, second.last_seen), (2.0, 3.5));
+    assert_eq!(second.best_score, 0.8);
+    // The first walker was last seen at 5.5, at x = 0.22.
+    assert_eq!(out[1].objects[0].last_seen, 5.5);
+    assert!((out[1].objects[0].bbox[0] - 0.22).abs() < 1e-6);
+    assert_eq!(
+        m.tracks(&StreamId::new("a"), 0).len(),
+        0,
+        "both tracks expired"
+    );
+}
+
+fn object_event(rules: crate::domain::ObjectRules) -> Arc<CompiledEvent> {
+    let e = EventSpec {
+        objects: Some(rules),
+        ..event("person")
+    };
+    let rule = LabelRule::compile(&e, &labels(&["person"]), 0.5).unwrap();
+    Arc::new(CompiledEvent::new(
+        &e,
+        Rule::Labels(rule),
+        0,
+        "person".into(),
+    ))
+}
+
+#[test]
+fn per_object_events_give_each_object_its_occurrence() {
+    let ev = object_event(crate::domain::ObjectRules {
+        per_object: true,
+        ..Default::default()
+    });
+    let mut m = Matcher::new(vec![ev]);
+    let mut out = Vec::new();
+    // A in view 0–5 s, B 2–8 s (far apart).
+    for i in 0..30 {
+        let t = i as f64 * 0.5;
+        let mut dets = Vec::new();
+        if t < 5.0 {
+            dets.push(person(0.9, 0.05));
+        }
+        if (2.0..8.0).contains(&t) {
+            dets.push(person(0.9, 0.7));
+        }
+        out.extend(m.observe(&scores("a", t, dets)));
+    }
+    let of = |phase: Phase| -> Vec<(Option<u64>, f64)> {
+        out.iter()
+            .filter(|o| o.phase == phase)
+            .map(|o| {
+                (
+                    o.track_id,
+                    if phase == Phase::Start {
+                        o.start_time
+                    } else {
+                        o.end_time
+                    },
+                )
+            })
+            .collect()
+    };
+    assert_eq!(of(Phase::Start), vec![(Some(1), 0.0), (Some(2), 2.0)]);
+    let mut ends = of(Phase::End);
+    ends.sort_by_key(|e| e.0);
+    assert_eq!(
+        ends,
+        vec![(Some(1), 4.5), (Some(2), 7.5)],
+        "each ends when it leaves"
+    );
+    assert!(out.iter().all(|o| o.objects.len() == 1), "one object each");
+}
+
+#[test]
+fn a_line_event_reports_each_crossing_with_its_count() {
+    let ev = object_event(crate::domain::ObjectRules {
+        line: Some(crate::domain::Line {
+            a: (0.0, 0.7),
+            b: (1.0, 0.7),
+            direction: crate::domain::Direction::In,
+        }),
+        ..Default::default()
+    });
+    let mut m = Matcher::new(vec![ev]);
+    let mut out = Vec::new();
+    // Walks down the picture (feet 0.5 → 0.9) twice, with a pause between.
+    for i in 0..40 {
+        let t = i as f64 * 0.5;
+        let step = (i % 20) as f32;
+        let dets = if step < 9.0 {
+            let y = 0.3 + 0.05 * step;
+            vec![Detection {
+                label: Arc::from("person"),
+                score: 0.9,
+                bbox: [0.4, y, 0.5, y + 0.2],
+            }]
+        } else {
+            vec![]
+        };
+        out.extend(m.observe(&scores("a", t, dets)));
+    }
+    let crossings: Vec<(Phase, u64)> = out
+        .iter()
+        .filter_map(|o| o.crossing.map(|c| (o.phase, c.count)))
+        .collect();
+    assert_eq!(
+        crossings,
+        vec![
+            (Phase::Start, 1),
+            (Phase::End, 1),
+            (Phase::Start, 2),
+            (Phase::End, 2)
+        ]
+    );
+    assert_ne!(out[0].track_id, out[2].track_id, "two walks, two tracks");
 }

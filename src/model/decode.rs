@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::types::Detection;
+use crate::types::{iou, Detection};
 
 /// Where the picture sits inside the model input (normalised), so boxes can
 /// be mapped back to picture coordinates when the input was letterboxed.
@@ -158,7 +158,7 @@ pub fn yolo(
         if kept.len() >= 300 {
             break;
         }
-        if kept.iter().all(|k| k.0 != c.0 || iou_of(&k.2, &c.2) <= iou) {
+        if kept.iter().all(|k| k.0 != c.0 || crate::types::iou(&k.2, &c.2) <= iou) {
             kept.push(c);
         }
     }
@@ -234,26 +234,12 @@ pub fn decoded(
         }
         if out
             .iter()
-            .all(|(c, d)| *c != class || iou_of(&d.bbox, &bbox) <= p.iou)
+            .all(|(c, d)| *c != class || iou(&d.bbox, &bbox) <= p.iou)
         {
             out.push((class, Detection { label, score, bbox }));
         }
     }
     out.into_iter().map(|(_, d)| d).collect()
-}
-
-/// Intersection over union of two `[x0, y0, x1, y1]` boxes.
-pub fn iou_of(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = iw * ih;
-    let area = |r: &[f32; 4]| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
-    let union = area(a) + area(b) - inter;
-    if union <= 0.0 {
-        0.0
-    } else {
-        inter / union
-    }
 }
 
 #[cfg(test)]
@@ -418,7 +404,7 @@ mod tests {
     #[test]
     fn iou_of_identical_and_disjoint() {
         let a = [0.0, 0.0, 1.0, 1.0];
-        assert!((iou_of(&a, &a) - 1.0).abs() < 1e-6);
-        assert_eq!(iou_of(&a, &[2.0, 2.0, 3.0, 3.0]), 0.0);
+        assert!((iou(&a, &a) - 1.0).abs() < 1e-6);
+        assert_eq!(iou(&a, &[2.0, 2.0, 3.0, 3.0]), 0.0);
     }
 }

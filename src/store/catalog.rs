@@ -59,6 +59,21 @@ pub struct EventDef {
     pub end_after: Option<i64>,
     pub max_duration_secs: Option<f64>,
     pub cooldown_secs: Option<f64>,
+    #[serde(default)]
+    pub per: Option<String>,
+    #[serde(default)]
+    pub min_dwell_secs: Option<f64>,
+    #[serde(default)]
+    pub line: Option<LineDef>,
+    #[serde(default)]
+    pub stationary_secs: Option<f64>,
+}
+
+/// A crossing line as stored.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LineDef {
+    pub points: Option<Vec<[f64; 2]>>,
+    pub direction: Option<String>,
 }
 
 /// A region as stored.

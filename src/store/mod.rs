@@ -24,7 +24,7 @@ mod scenes;
 pub mod space;
 
 pub use catalog::{
-    AlertDef, AlertRow, Batch, EventDef, EventRow, IndexRow, MotionDef, Origin, RegionDef,
+    AlertDef, AlertRow, Batch, EventDef, EventRow, IndexRow, LineDef, MotionDef, Origin, RegionDef,
     Snapshot, StreamDef, StreamRow, Table,
 };
 pub use clips::ClipRow;

@@ -280,6 +280,9 @@ pub fn occurrence(id: &str) -> sightline::matcher::Occurrence {
         frame_time: 0.0,
         picture: None,
         boxes: Vec::new(),
+        objects: Vec::new(),
+        track_id: None,
+        crossing: None,
         timing: Default::default(),
     }
 }
