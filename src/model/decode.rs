@@ -158,7 +158,10 @@ pub fn yolo(
         if kept.len() >= 300 {
             break;
         }
-        if kept.iter().all(|k| k.0 != c.0 || crate::types::iou(&k.2, &c.2) <= iou) {
+        if kept
+            .iter()
+            .all(|k| k.0 != c.0 || crate::types::iou(&k.2, &c.2) <= iou)
+        {
             kept.push(c);
         }
     }
