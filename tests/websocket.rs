@@ -5,6 +5,10 @@
 //! stuck client's socket buffers fill within seconds. The daemon's default
 //! buffer of 256 messages per client applies. The reader must get every
 //! message within 1 s of its sending; the stuck client must be cut off.
+//!
+//! Resume: a client that reconnects under its connection id with the last
+//! `seq` it read gets exactly what it missed, in order, then live messages,
+//! and is told of a gap when the journal has pruned part of it.
 
 mod common;
 
@@ -134,4 +138,137 @@ async fn a_stuck_client_is_cut_off_and_the_reader_gets_everything_in_time() {
     );
     drop(engine);
     d.stop().await;
+}
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a ticket URL with `query`, returning the socket and its `init`.
+async fn open_with(d: &Daemon, query: &str) -> (Value, Socket) {
+    let boot = d.ok("GET", "collection/default/websocket", None).await;
+    let url = format!(
+        "{}{query}",
+        boot["websocket_url"].as_str().expect("websocket_url")
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("WebSocket connects");
+    (next_json(&mut ws).await, ws)
+}
+
+async fn next_json(ws: &mut Socket) -> Value {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("not closed")
+            .expect("readable");
+        if let Message::Text(t) = m {
+            return serde_json::from_str(&t).expect("JSON");
+        }
+    }
+}
+
+/// Waits until the hub has noticed the client went away.
+async fn gone(hub: &sightline::alert::ws::Hub, id: &str) {
+    for _ in 0..100 {
+        if !hub.is_connected(id) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{id} still connected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resuming_client_gets_what_it_missed_then_live_and_is_told_of_gaps() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (engine_tx, engine_rx) = tokio::sync::oneshot::channel();
+    let d = Daemon::start_with(dir.path(), "", Some(engine_tx)).await;
+    let engine = engine_rx.await.expect("engine handed over");
+    let hub = std::sync::Arc::clone(engine.hub());
+
+    let (hello, mut ws) = open_with(&d, "").await;
+    let id = hello["connection_id"]
+        .as_str()
+        .expect("connection_id")
+        .to_string();
+    for n in 0..100 {
+        hub.publish(&id, "alert", &json!({ "n": n }));
+    }
+    let mut last = 0;
+    for n in 0..100 {
+        let v = next_json(&mut ws).await;
+        assert_eq!(v["data"]["n"], n);
+        let seq = v["seq"].as_u64().expect("seq");
+        assert!(seq > last, "seq rises: {seq} after {last}");
+        last = seq;
+    }
+    drop(ws);
+    gone(&hub, &id).await;
+
+    // 500 more while it is away, then it comes back with its last seq.
+    for n in 100..600 {
+        assert!(
+            !hub.publish(&id, "alert", &json!({ "n": n })),
+            "nobody to queue for"
+        );
+    }
+    let (hello, mut ws) = open_with(&d, &format!("?connection_id={id}&since={last}")).await;
+    assert_eq!(
+        (
+            hello["connection_id"].as_str(),
+            hello["resumed_after"].as_u64()
+        ),
+        (Some(id.as_str()), Some(last))
+    );
+    for n in 100..600 {
+        let v = next_json(&mut ws).await;
+        assert_eq!(
+            (v["data"]["n"].as_i64(), v["seq"].as_u64()),
+            (Some(n), Some(last + 1)),
+            "exactly the missed ones, in order"
+        );
+        last += 1;
+    }
+    hub.publish(&id, "alert", &json!({ "n": 600 }));
+    let v = next_json(&mut ws).await;
+    assert_eq!(
+        (v["data"]["n"].as_i64(), v["seq"].as_u64()),
+        (Some(600), Some(last + 1)),
+        "then live"
+    );
+    last += 1;
+    // The same connection cannot be resumed twice at once.
+    let boot = d.ok("GET", "collection/default/websocket", None).await;
+    let url = format!(
+        "{}?connection_id={id}&since={last}",
+        boot["websocket_url"].as_str().unwrap_or("")
+    );
+    assert!(
+        tokio_tungstenite::connect_async(&url).await.is_err(),
+        "refused while open"
+    );
+    drop(ws);
+    gone(&hub, &id).await;
+
+    // Past the journal's default 10,000 messages: the oldest are pruned,
+    // and the client is told what it lost before it gets the rest.
+    for n in 0..10_200 {
+        hub.publish(&id, "alert", &json!({ "n": n }));
+    }
+    let (_, mut ws) = open_with(&d, &format!("?connection_id={id}&since={last}")).await;
+    let gap = next_json(&mut ws).await;
+    assert_eq!(gap["type"], "gap", "{gap}");
+    assert_eq!(gap["from"].as_u64(), Some(last + 1));
+    let to = gap["to"].as_u64().expect("to");
+    let first = next_json(&mut ws).await;
+    assert_eq!(
+        first["seq"].as_u64(),
+        Some(to + 1),
+        "the rest follows the gap"
+    );
+    // 10,801 published in all; the journal keeps the newest 10,000 (pruned
+    // every 64 messages), so about 150 of the client's are gone.
+    assert!(to - last >= 100, "the oldest were pruned: {gap}");
 }

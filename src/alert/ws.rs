@@ -1,10 +1,18 @@
-//! WebSocket fan-out: at-most-once messages to connected clients.
+//! WebSocket fan-out to connected clients, with resume.
 //!
 //! Each connection has a bounded queue. Publishing never waits: when a
 //! client's queue is full the client is cut off (its writer is told to drop
 //! the socket) and counted, so one client that stops reading costs the
-//! others nothing. A message that cannot be queued is not retried; clients
-//! that need every alert use a webhook or MQTT target.
+//! others nothing.
+//!
+//! Every message gets a `seq`, one counter per daemon that only grows (it
+//! continues from the journal after a restart), and with a [`Journal`] it
+//! is written there before it is queued, whether or not its connection is
+//! open. A client that reconnects under its old connection id with the last
+//! `seq` it read is sent what it missed from the journal, then live
+//! messages, with no gap and no duplicate; if the journal no longer holds
+//! everything after that `seq`, it is told so first. A plain connection
+//! (VideoDB's SDK) behaves as before: at most once.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,17 +21,55 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use tokio::sync::{mpsc, Notify};
 
+/// A message on its way to a client: its `seq` and its JSON text.
+pub type Queued = (u64, Arc<str>);
+
 /// What a connection's writer task holds.
 pub struct Subscription {
     pub connection_id: String,
-    pub rx: mpsc::Receiver<Arc<str>>,
+    pub rx: mpsc::Receiver<Queued>,
     /// Fires when the hub cuts the client off.
     pub cut: Arc<Notify>,
 }
 
 struct Conn {
-    tx: mpsc::Sender<Arc<str>>,
+    tx: mpsc::Sender<Queued>,
     cut: Arc<Notify>,
+}
+
+/// What a resuming client missed.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Missed {
+    /// The oldest `seq` the journal still holds (for any connection).
+    pub first_kept: Option<u64>,
+    /// The connection's messages after the asked-for `seq`, in order.
+    pub messages: Vec<(u64, String)>,
+}
+
+/// Where published messages are kept for resuming clients (the state
+/// database in the daemon).
+pub trait Journal: Send + Sync {
+    /// The highest `seq` written so far (0 when empty).
+    fn last_seq(&self) -> anyhow::Result<u64>;
+    fn append(&self, seq: u64, connection: &str, body: &str, now_ms: i64) -> anyhow::Result<()>;
+    /// The connection's messages after `after`.
+    fn since(&self, connection: &str, after: u64) -> anyhow::Result<Missed>;
+}
+
+/// Why a resume was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResumeError {
+    #[error("connection {0:?} is already open; close it before resuming it")]
+    Open(String),
+    #[error("this daemon keeps no WebSocket journal, so it cannot resume")]
+    NoJournal,
+    #[error(
+        "{} WebSocket clients are connected, the most allowed; try again later",
+        MAX_CLIENTS
+    )]
+    Full,
+    #[error("reading the WebSocket journal: {0}")]
+    Journal(String),
 }
 
 /// Counters of the hub.
@@ -40,6 +86,8 @@ pub struct HubStats {
 pub struct Hub {
     conns: Mutex<HashMap<String, Conn>>,
     buffer: usize,
+    seq: AtomicU64,
+    journal: Option<Arc<dyn Journal>>,
     sent: AtomicU64,
     slow_disconnects: AtomicU64,
     refused: AtomicU64,
@@ -51,6 +99,7 @@ pub const MAX_CLIENTS: usize = 256;
 
 #[derive(Serialize)]
 struct Envelope<'a, T: Serialize> {
+    seq: u64,
     channel: &'a str,
     data: &'a T,
 }
@@ -61,10 +110,22 @@ impl Hub {
         Hub {
             conns: Mutex::new(HashMap::new()),
             buffer: buffer.max(1),
+            seq: AtomicU64::new(0),
+            journal: None,
             sent: AtomicU64::new(0),
             slow_disconnects: AtomicU64::new(0),
             refused: AtomicU64::new(0),
         }
+    }
+
+    /// A hub that keeps every message in `journal` for resuming clients;
+    /// `seq` continues after the journal's last.
+    pub fn with_journal(buffer: usize, journal: Arc<dyn Journal>) -> anyhow::Result<Hub> {
+        let last = journal.last_seq()?;
+        let mut hub = Hub::new(buffer);
+        hub.seq = AtomicU64::new(last);
+        hub.journal = Some(journal);
+        Ok(hub)
     }
 
     /// Whether another client would be turned away (counted if so).
@@ -80,12 +141,37 @@ impl Hub {
     /// [`MAX_CLIENTS`] are connected (counted).
     pub fn connect(&self) -> Option<Subscription> {
         let connection_id = format!("ws-{}", uuid::Uuid::new_v4().simple());
+        self.register(connection_id).ok()
+    }
+
+    /// Reopens connection `id` for a client that last read `after`: it is
+    /// registered first (live messages queue from now on), then what it
+    /// missed is read from the journal. The writer sends those, then the
+    /// queued ones above the last of them.
+    pub fn resume(&self, id: &str, after: u64) -> Result<(Subscription, Missed), ResumeError> {
+        let Some(journal) = &self.journal else {
+            return Err(ResumeError::NoJournal);
+        };
+        let sub = self.register(id.to_string())?;
+        match journal.since(id, after) {
+            Ok(missed) => Ok((sub, missed)),
+            Err(e) => {
+                self.disconnect(id);
+                Err(ResumeError::Journal(format!("{e:#}")))
+            }
+        }
+    }
+
+    fn register(&self, connection_id: String) -> Result<Subscription, ResumeError> {
         let (tx, rx) = mpsc::channel(self.buffer);
         let cut = Arc::new(Notify::new());
-        let mut c = self.conns.lock().ok()?;
+        let mut c = self.conns.lock().map_err(|_| ResumeError::Full)?;
+        if c.contains_key(&connection_id) {
+            return Err(ResumeError::Open(connection_id));
+        }
         if c.len() >= MAX_CLIENTS {
             self.refused.fetch_add(1, Ordering::Relaxed);
-            return None;
+            return Err(ResumeError::Full);
         }
         c.insert(
             connection_id.clone(),
@@ -94,7 +180,7 @@ impl Hub {
                 cut: Arc::clone(&cut),
             },
         );
-        Some(Subscription {
+        Ok(Subscription {
             connection_id,
             rx,
             cut,
@@ -113,23 +199,37 @@ impl Hub {
         self.conns.lock().is_ok_and(|c| c.contains_key(id))
     }
 
-    /// Queues `{"channel": channel, "data": data}` for one connection.
-    /// Returns whether it was queued.
+    /// Queues `{"seq": …, "channel": channel, "data": data}` for one
+    /// connection, after writing it to the journal (if any). Returns whether
+    /// it was queued.
     pub fn publish<T: Serialize>(&self, id: &str, channel: &str, data: &T) -> bool {
-        let text: Arc<str> = match serde_json::to_string(&Envelope { channel, data }) {
+        let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        let text: Arc<str> = match serde_json::to_string(&Envelope { seq, channel, data }) {
             Ok(t) => t.into(),
             Err(e) => {
                 tracing::error!(error = %e, "cannot serialise a WebSocket message");
                 return false;
             }
         };
+        // Journal first, queue second: a client resuming meanwhile either
+        // reads it from the journal or is registered in time to be queued it.
+        if let Some(j) = &self.journal {
+            if let Err(e) = j.append(
+                seq,
+                id,
+                &text,
+                crate::clock::unix_ms(std::time::SystemTime::now()),
+            ) {
+                tracing::warn!(error = %e, connection = %id, "WebSocket journal write failed; this message cannot be resumed");
+            }
+        }
         let Ok(mut conns) = self.conns.lock() else {
             return false;
         };
         let Some(conn) = conns.get(id) else {
             return false;
         };
-        match conn.tx.try_send(text) {
+        match conn.tx.try_send((seq, text)) {
             Ok(()) => {
                 self.sent.fetch_add(1, Ordering::Relaxed);
                 true
@@ -147,6 +247,11 @@ impl Hub {
                 false
             }
         }
+    }
+
+    /// The `seq` of the newest message published.
+    pub fn last_seq(&self) -> u64 {
+        self.seq.load(Ordering::SeqCst)
     }
 
     /// Current counters.

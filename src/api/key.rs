@@ -79,6 +79,8 @@ mod tests {
             listen: "127.0.0.1:0".parse().expect("address"),
             key_file,
             ws_buffer: 8,
+            ws_resume_messages: 100,
+            ws_resume: std::time::Duration::from_secs(3600),
             allow_local_sources: false,
             public_url: None,
             metrics_public: false,

@@ -2,8 +2,14 @@
 //! hands out a one-time ticket URL valid for a minute; connecting to it
 //! registers the client with the [`Hub`](crate::alert::ws::Hub), whose first
 //! message carries the `connection_id` to give alerts and indexes. After
-//! that the server only writes: `{"channel": "alert" | "scene_index",
-//! "data": …}`. A client the hub cuts off for being slow is closed here.
+//! that the server only writes: `{"seq": n, "channel": "alert" |
+//! "scene_index", "data": …}`. A client the hub cuts off for being slow is
+//! closed here.
+//!
+//! Resume: a ticket URL opened with `?connection_id=<old id>&since=<seq>`
+//! reopens that connection and first sends what it missed after `seq`
+//! (preceded by `{"type": "gap", "from": …, "to": …}` when the journal has
+//! already dropped some of it), then live messages.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,12 +17,13 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 
 use super::{fail, ok, ApiState};
+use crate::alert::ws::{Hub, Missed, ResumeError};
 
 /// Path prefix of ticket URLs (outside the key check).
 pub const WS_PREFIX: &str = "/ws/";
@@ -74,10 +81,19 @@ pub async fn bootstrap(
     }))
 }
 
+/// `?connection_id=…&since=…` on a ticket URL: resume that connection.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeQuery {
+    pub connection_id: Option<String>,
+    pub since: Option<u64>,
+}
+
 /// `GET /ws/{ticket}`: upgrades and serves one client.
 pub async fn connect(
     State(st): State<ApiState>,
     Path(ticket): Path<String>,
+    query: Result<Query<ResumeQuery>, axum::extract::rejection::QueryRejection>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     // The ticket first: a stranger learns nothing from the upgrade checks.
@@ -97,29 +113,98 @@ pub async fn connect(
             ),
         );
     }
+    let resume = match query {
+        Ok(Query(ResumeQuery {
+            connection_id: Some(id),
+            since: Some(since),
+        })) => Some((id, since)),
+        Ok(Query(ResumeQuery {
+            connection_id: None,
+            since: None,
+        })) => None,
+        Ok(_) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "resume needs both connection_id and since (the last seq read)".into(),
+            )
+        }
+        Err(e) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                format!("bad query: {}", e.body_text()),
+            )
+        }
+    };
+    let hub = std::sync::Arc::clone(st.engine.hub());
+    if let Some((id, _)) = &resume {
+        if hub.is_connected(id) {
+            return fail(
+                StatusCode::CONFLICT,
+                ResumeError::Open(id.clone()).to_string(),
+            );
+        }
+    }
     match upgrade {
-        Ok(u) => u.on_upgrade(move |socket| serve(st, socket)),
+        Ok(u) => u.on_upgrade(move |socket| serve(hub, socket, resume)),
         Err(r) => fail(r.status(), r.body_text()),
     }
 }
 
-async fn serve(st: ApiState, socket: WebSocket) {
-    let hub = std::sync::Arc::clone(st.engine.hub());
+/// What to send a resuming client before live messages: a gap notice if
+/// the journal lost some of what it asked for, then what it kept.
+fn replay(hub: &Hub, since: u64, missed: Missed) -> (Vec<String>, u64) {
+    let mut out = Vec::new();
+    let first_kept = missed.first_kept.unwrap_or(hub.last_seq() + 1);
+    if since + 1 < first_kept {
+        out.push(
+            serde_json::json!({ "type": "gap", "from": since + 1, "to": first_kept - 1 })
+                .to_string(),
+        );
+    }
+    let mut last = since;
+    for (seq, body) in missed.messages {
+        last = last.max(seq);
+        out.push(body);
+    }
+    (out, last)
+}
+
+async fn serve(hub: std::sync::Arc<Hub>, socket: WebSocket, resume: Option<(String, u64)>) {
     let (mut tx, mut rx) = socket.split();
-    let Some(mut sub) = hub.connect() else {
-        // Filled up between the check and the upgrade: 1013, try again later.
-        let bye = axum::extract::ws::CloseFrame {
-            code: 1013,
-            reason: "too many WebSocket clients".into(),
-        };
-        let _ = tx.send(Message::Close(Some(bye))).await;
-        return;
+    // Registered only now that the socket is open, so a client that never
+    // finishes the upgrade holds no place in the hub.
+    let opened = match &resume {
+        None => hub.connect().map(|s| (s, None)).ok_or(ResumeError::Full),
+        Some((id, since)) => hub.resume(id, *since).map(|(s, m)| (s, Some((*since, m)))),
+    };
+    let (mut sub, missed) = match opened {
+        Ok(o) => o,
+        Err(e) => {
+            // 1013: try again later (full, or the connection is open elsewhere).
+            let bye = axum::extract::ws::CloseFrame {
+                code: 1013,
+                reason: e.to_string().into(),
+            };
+            let _ = tx.send(Message::Close(Some(bye))).await;
+            return;
+        }
     };
     let id = sub.connection_id.clone();
-    let hello = serde_json::json!({ "type": "init", "connection_id": id }).to_string();
-    if tx.send(Message::Text(hello.into())).await.is_err() {
-        hub.disconnect(&id);
-        return;
+    let mut hello = serde_json::json!({ "type": "init", "connection_id": id });
+    let (backlog, mut sent_up_to) = match missed {
+        Some((since, m)) => {
+            hello["resumed_after"] = since.into();
+            replay(&hub, since, m)
+        }
+        None => (Vec::new(), 0),
+    };
+    let mut first = vec![hello.to_string()];
+    first.extend(backlog);
+    for text in first {
+        if tx.send(Message::Text(text.into())).await.is_err() {
+            hub.disconnect(&id);
+            return;
+        }
     }
     tracing::info!(connection = %id, "WebSocket client connected");
     let writer = async {
@@ -128,7 +213,12 @@ async fn serve(st: ApiState, socket: WebSocket) {
                 m = sub.rx.recv() => m,
                 _ = sub.cut.notified() => None,
             };
-            let Some(text) = next else { break };
+            let Some((seq, text)) = next else { break };
+            // Already sent from the journal while resuming.
+            if seq <= sent_up_to {
+                continue;
+            }
+            sent_up_to = seq;
             // A client that stopped reading blocks this send once the socket
             // buffers fill; the hub's cut ends it. No close handshake: that
             // would wait on the same full buffer.

@@ -157,7 +157,18 @@ async fn build_delivery(
     api: Option<&(tokio::net::TcpListener, String)>,
     taps: Option<Arc<Taps>>,
 ) -> anyhow::Result<Delivery> {
-    let hub = Arc::new(Hub::new(config.api.as_ref().map_or(256, |a| a.ws_buffer)));
+    let hub = Arc::new(match &config.api {
+        Some(a) => {
+            let limits = crate::store::JournalLimits {
+                max_messages: a.ws_resume_messages,
+                max_age: a.ws_resume,
+            };
+            let journal = crate::store::StoreJournal::open(config.state.dir.as_deref(), limits)?;
+            Hub::with_journal(a.ws_buffer, Arc::new(journal))
+                .context("reading the WebSocket journal")?
+        }
+        None => Hub::new(256),
+    });
     let webhook = WebhookSink::new(config.webhook.timeout, Arc::clone(guard))
         .context("building the HTTP client")?;
     let mqtt: Option<Arc<MqttSink>> = config.mqtt.as_ref().map(|m| Arc::new(MqttSink::start(m)));

@@ -90,6 +90,9 @@ pub struct ApiConfig {
     pub listen: std::net::SocketAddr,
     pub key_file: Option<PathBuf>,
     pub ws_buffer: usize,
+    /// WebSocket messages kept for resuming clients: how many, how long.
+    pub ws_resume_messages: u64,
+    pub ws_resume: std::time::Duration,
     /// Whether API callers may add `file://` and `test:` streams.
     pub allow_local_sources: bool,
     /// `scheme://host[:port]` of media URLs in payloads.

@@ -70,6 +70,11 @@ pub struct RawApi {
     pub key_file: Option<String>,
     /// Messages buffered per WebSocket client before it is cut off (default 256).
     pub ws_buffer: Option<i64>,
+    /// WebSocket messages kept for clients that reconnect with `?since=`
+    /// (default 10000).
+    pub ws_resume_messages: Option<i64>,
+    /// And for how long at most, in hours (default 24).
+    pub ws_resume_hours: Option<f64>,
     /// Let API callers add `file://` and `test:` streams (default false: the
     /// API adds cameras, `rtsp://` and `rtsps://`; the config file may use
     /// any scheme).

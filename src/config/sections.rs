@@ -263,6 +263,23 @@ pub(super) fn api(c: &mut Checker, a: &RawApi) -> Option<ApiConfig> {
         listen,
         key_file: a.key_file.as_ref().map(PathBuf::from),
         ws_buffer: c.int("api.ws_buffer", a.ws_buffer, 256, 1, 1_000_000) as usize,
+        ws_resume_messages: c.int(
+            "api.ws_resume_messages",
+            a.ws_resume_messages,
+            10_000,
+            1,
+            10_000_000,
+        ) as u64,
+        ws_resume: std::time::Duration::from_secs_f64(
+            3600.0
+                * c.float(
+                    "api.ws_resume_hours",
+                    a.ws_resume_hours,
+                    24.0,
+                    0.01,
+                    24.0 * 365.0,
+                ),
+        ),
         allow_local_sources: a.allow_local_sources.unwrap_or(false),
         metrics_public: a.metrics_public.unwrap_or(false),
         public_url: a.public_url.as_ref().and_then(|u| {

@@ -22,6 +22,7 @@ mod migrations;
 mod outbox;
 mod scenes;
 pub mod space;
+mod ws_journal;
 
 pub use catalog::{
     AlertDef, AlertRow, Batch, EventDef, EventRow, IndexRow, LineDef, MotionDef, Origin, RegionDef,
@@ -31,6 +32,7 @@ pub use clips::ClipRow;
 pub use integrity::OnCorruption;
 pub use outbox::{MemoryOutbox, NewMessage, Outbox, OutboxRow};
 pub use scenes::{LabelSummary, SceneRecord};
+pub use ws_journal::{JournalLimits, StoreJournal};
 
 use migrations::MIGRATIONS;
 
