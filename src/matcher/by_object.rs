@@ -63,7 +63,8 @@ impl Objects<'_> {
     ) -> Vec<Occurrence> {
         let holding = &facts.holding;
         for id in holding {
-            occs.entry(*id).or_insert_with(|| Occ::new(ev.matching));
+            occs.entry(*id)
+                .or_insert_with(|| Occ::new(ev.matching, Some(*id)));
         }
         let mut out = Vec::new();
         for (id, occ) in occs.iter_mut() {
@@ -77,7 +78,6 @@ impl Objects<'_> {
             };
             let at = holding.iter().position(|h| h == id);
             let mut seen = self.sighting(at.map(|_| *id));
-            seen.track_id = Some(*id);
             seen.onset = at.map(|i| facts.since[i]);
             out.extend(occ.step(ev, v, seen, self.s, next_id));
         }
@@ -128,7 +128,6 @@ impl Objects<'_> {
         Sighting {
             boxes,
             objects: self.tracks.objects(ids.iter().map(|id| Some(*id))),
-            track_id: None,
             onset: None,
         }
     }

@@ -294,7 +294,7 @@ impl Matcher {
                         (Rule::Text(r), Some(source)) => source(&s.stream_id, r, s),
                         _ => Baseline::default(),
                     },
-                    main: Occ::new(ev.matching),
+                    main: Occ::new(ev.matching, None),
                     facts: ObjectFacts::default(),
                     per_object: BTreeMap::new(),
                 });
@@ -312,7 +312,6 @@ impl Matcher {
                     let seen = Sighting {
                         boxes: ev.boxes(&s.detections),
                         objects: ev.objects(&s.detections, owners, tracks),
-                        track_id: None,
                         onset: None,
                     };
                     out.extend(slot.main.step(ev, v, seen, s, next_id));

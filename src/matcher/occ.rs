@@ -41,8 +41,6 @@ pub struct Sighting {
     pub boxes: Vec<Detection>,
     /// The tracked objects behind them.
     pub objects: Vec<TrackedObject>,
-    /// A per-object occurrence's track.
-    pub track_id: Option<u64>,
     /// When its objects began to qualify, if earlier than the frames that
     /// matched (a dwell rule matches only after the dwell): the occurrence's
     /// true start.
@@ -61,6 +59,7 @@ pub struct Occ {
     current: Vec<TrackedObject>,
     /// While active, every object seen during the occurrence.
     involved: BTreeMap<u64, TrackedObject>,
+    /// A per-object occurrence's track.
     track_id: Option<u64>,
     /// While active: the true start, when it precedes the k-of-n window.
     onset: Option<f64>,
@@ -69,7 +68,8 @@ pub struct Occ {
 }
 
 impl Occ {
-    pub fn new(params: MatchParams) -> Self {
+    /// An occurrence of the event, or (with `track_id`) of one object.
+    pub fn new(params: MatchParams, track_id: Option<u64>) -> Self {
         Occ {
             tracker: Tracker::new(params),
             occurrence_id: None,
@@ -77,7 +77,7 @@ impl Occ {
             shown: None,
             current: Vec::new(),
             involved: BTreeMap::new(),
-            track_id: None,
+            track_id,
             onset: None,
             ended_at: None,
         }
@@ -93,7 +93,6 @@ impl Occ {
         next_id: &mut NextId,
     ) -> Option<Occurrence> {
         self.current = seen.objects;
-        self.track_id = seen.track_id.or(self.track_id);
         let onset = seen.onset;
         let better = self.shown.as_ref().is_none_or(|b| v.best > b.score);
         if v.matched && (better || !self.tracker.active()) {
