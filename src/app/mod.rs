@@ -11,6 +11,7 @@
 //! the [`Engine`]'s business; it can change them while everything runs.
 
 mod counters;
+mod delivery;
 mod models;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,8 +26,7 @@ use tokio::task::JoinHandle as Task;
 
 use crate::alert::guard::Guard;
 use crate::alert::mqtt::MqttSink;
-use crate::alert::ws::Hub;
-use crate::alert::{self, webhook::WebhookSink, Dispatcher, OutboxSettings, Sink};
+use crate::alert::{self, Dispatcher};
 use crate::api;
 use crate::clock::{unix_ms, Clocks};
 use crate::config::Config;
@@ -37,15 +37,15 @@ use crate::matcher::{CompiledEvent, Matcher};
 use crate::metrics::Histogram;
 use crate::model::{self, Detector, ImageEncoder, Kind, Manifest, ModelSet};
 use crate::pool::{Pool, PoolConfig, PoolStats, Scorer};
-use crate::record::evidence::Capture;
-use crate::record::{Recorder, Signer};
+use crate::record::Recorder;
 use crate::scenes::{self, SceneStage};
 use crate::source::tap::Taps;
 use crate::source::{self, SourceEvent};
 use crate::store::space::SpaceWatch;
-use crate::store::{Outbox, SceneRecord, Store};
+use crate::store::{SceneRecord, Store};
 use crate::types::{Scores, StreamId};
 use counters::{fill_pool_figures, log_counters};
+use delivery::{build_delivery, Delivery};
 
 /// Optional observers, used by the demo, the benchmark and tests.
 #[derive(Default)]
@@ -98,110 +98,6 @@ pub struct Daemon {
     clocks: Arc<dyn Clocks>,
     recorder: Option<Arc<Recorder>>,
     retention: Option<Task<()>>,
-}
-
-/// The delivery side: sinks, the outbox dispatcher, the WebSocket hub,
-/// and the recorder with what it adds to messages.
-struct Delivery {
-    dispatcher: Arc<Dispatcher>,
-    hub: Arc<Hub>,
-    mqtt: Option<Arc<MqttSink>>,
-    recorder: Option<Arc<Recorder>>,
-    capture: Option<Arc<Capture>>,
-    /// Each stream's stream time against wall time (scene stage → media API).
-    time_bases: Arc<crate::types::TimeBases>,
-}
-
-/// The recorder, when `[recording]` has a directory. Media URLs are signed
-/// with a key derived from the API key (a random one without an API: the
-/// links then cannot be served anyway) and carry `[api] public_url`.
-fn build_recorder(
-    config: &Config,
-    store: &Arc<Store>,
-    api: Option<&(tokio::net::TcpListener, String)>,
-    clocks: &Arc<dyn Clocks>,
-    mqtt: Option<Arc<MqttSink>>,
-    taps: Option<Arc<Taps>>,
-) -> anyhow::Result<Option<(Arc<Recorder>, Arc<Capture>)>> {
-    let signer = match api {
-        Some((_, key)) => Signer::from_api_key(key),
-        None => Signer::from_api_key(&uuid::Uuid::new_v4().to_string()),
-    };
-    let recorder = Recorder::new(config.recording.clone(), signer, Arc::clone(clocks), taps);
-    let Some(recorder) = recorder else {
-        return Ok(None);
-    };
-    let base = match (config.api.as_ref().and_then(|a| a.public_url.clone()), api) {
-        (Some(u), _) => u,
-        (None, Some((l, _))) => format!("http://{}", l.local_addr()?),
-        (None, None) => String::new(),
-    };
-    let recorder = Arc::new(recorder);
-    let after = crate::record::evidence::spawn_after(Arc::clone(store), recorder.evidence_dir())
-        .context("starting the evidence writer")?;
-    let capture = Arc::new(Capture {
-        recorder: Arc::clone(&recorder),
-        base,
-        clocks: Arc::clone(clocks),
-        mqtt,
-        after,
-    });
-    Ok(Some((recorder, capture)))
-}
-
-async fn build_delivery(
-    config: &Config,
-    store: &Arc<Store>,
-    guard: &Arc<Guard>,
-    clocks: &Arc<dyn Clocks>,
-    api: Option<&(tokio::net::TcpListener, String)>,
-    taps: Option<Arc<Taps>>,
-) -> anyhow::Result<Delivery> {
-    let hub = Arc::new(match &config.api {
-        Some(a) => {
-            let limits = crate::store::JournalLimits {
-                max_messages: a.ws_resume_messages,
-                max_age: a.ws_resume,
-            };
-            let journal = crate::store::StoreJournal::open(config.state.dir.as_deref(), limits)?;
-            Hub::with_journal(a.ws_buffer, Arc::new(journal))
-                .context("reading the WebSocket journal")?
-        }
-        None => Hub::new(256),
-    });
-    let webhook = WebhookSink::new(config.webhook.timeout, Arc::clone(guard))
-        .context("building the HTTP client")?;
-    let mqtt: Option<Arc<MqttSink>> = config.mqtt.as_ref().map(|m| Arc::new(MqttSink::start(m)));
-    let settings = OutboxSettings {
-        store: Arc::clone(store) as Arc<dyn Outbox>,
-        schedule: config.webhook.schedule.clone().into(),
-        mqtt_schedule: crate::domain::mqtt_schedule(),
-        concurrency: config.webhook.concurrency,
-        clock: Arc::clone(clocks),
-        poll: Duration::from_millis(500),
-    };
-    let (mq, h) = (mqtt.clone().map(|m| m as Arc<dyn Sink>), Arc::clone(&hub));
-    // Starting reads the outbox's targets (SQLite): a blocking thread.
-    let dispatcher = tokio::task::spawn_blocking(move || {
-        Arc::new(Dispatcher::start(
-            Some(Arc::new(webhook)),
-            mq,
-            Some(h),
-            settings,
-        ))
-    })
-    .await
-    .map_err(|e| anyhow!("starting delivery: {e}"))?;
-    let recording = build_recorder(config, store, api, clocks, mqtt.clone(), taps)?;
-    let (recorder, capture) = recording.unzip();
-    Ok(Delivery {
-        dispatcher,
-        hub,
-        mqtt,
-        recorder,
-        capture,
-        time_bases: Arc::default(),
-    })
 }
 
 /// The inference pool: each worker loads its own session of every model on
