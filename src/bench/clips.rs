@@ -156,66 +156,94 @@ fn decode(source: &Path) -> anyhow::Result<Vec<gst::Buffer>> {
     Ok(frames)
 }
 
-/// An encoding pipeline fed by an appsrc of raw 25 fps `format` frames of
-/// `w`×`h`: `fit` converts them, then H.264 (a keyframe every 12 frames, no
-/// B-frames) at `kbps` into an MP4 at `out`.
-pub(super) fn encoder(
-    (format, w, h): (&str, u32, u32),
-    fit: &str,
-    kbps: u32,
-    out: &Path,
-) -> anyhow::Result<(gst::Pipeline, gst_app::AppSrc)> {
-    let line = format!(
-        "appsrc name=in format=time ! {fit} ! \
-         x264enc key-int-max=12 bframes=0 speed-preset=veryfast bitrate={kbps} ! h264parse ! \
-         mp4mux ! filesink location=\"{}\"",
-        out.display()
-    );
-    let pipeline = launch(&line)?;
-    let appsrc: gst_app::AppSrc = element(&pipeline, "in")?;
-    appsrc.set_caps(Some(
-        &gst::Caps::builder("video/x-raw")
-            .field("format", format)
-            .field("width", w as i32)
-            .field("height", h as i32)
-            .field("framerate", gst::Fraction::new(FPS as i32, 1))
-            .build(),
-    ));
-    Ok((pipeline, appsrc))
+/// An H.264 encoder (a keyframe every 12 frames, no B-frames) fed raw
+/// 25 fps frames, writing an MP4 that appears at its path only once whole.
+pub(super) struct Encoder {
+    pipeline: gst::Pipeline,
+    appsrc: gst_app::AppSrc,
+    tmp: PathBuf,
+    out: PathBuf,
+    /// Frames pushed so far (each one's timestamp).
+    frames: u64,
+}
+
+impl Encoder {
+    /// Starts one for `format` frames of `w`×`h`, which `fit` converts
+    /// before encoding at `kbps`, into `out`.
+    pub(super) fn start(
+        (format, w, h): (&str, u32, u32),
+        fit: &str,
+        kbps: u32,
+        out: &Path,
+    ) -> anyhow::Result<Encoder> {
+        let tmp = out.with_extension("part.mp4");
+        let line = format!(
+            "appsrc name=in format=time ! {fit} ! \
+             x264enc key-int-max=12 bframes=0 speed-preset=veryfast bitrate={kbps} ! h264parse ! \
+             mp4mux ! filesink location=\"{}\"",
+            tmp.display()
+        );
+        let pipeline = launch(&line)?;
+        let appsrc: gst_app::AppSrc = element(&pipeline, "in")?;
+        appsrc.set_caps(Some(
+            &gst::Caps::builder("video/x-raw")
+                .field("format", format)
+                .field("width", w as i32)
+                .field("height", h as i32)
+                .field("framerate", gst::Fraction::new(FPS as i32, 1))
+                .build(),
+        ));
+        pipeline.set_state(gst::State::Playing)?;
+        Ok(Encoder {
+            pipeline,
+            appsrc,
+            tmp,
+            out: out.to_path_buf(),
+            frames: 0,
+        })
+    }
+
+    /// Encodes the next frame.
+    pub(super) fn push(&mut self, mut buf: gst::Buffer) -> anyhow::Result<()> {
+        let frame_ns = 1_000_000_000 / FPS as u64;
+        if let Some(b) = buf.get_mut() {
+            b.set_pts(gst::ClockTime::from_nseconds(self.frames * frame_ns));
+            b.set_duration(gst::ClockTime::from_nseconds(frame_ns));
+        }
+        self.frames += 1;
+        self.appsrc
+            .push_buffer(buf)
+            .map_err(|e| anyhow!("encoder refused a frame: {e:?}"))?;
+        Ok(())
+    }
+
+    /// Ends the stream, waits for the file, and puts it in place.
+    pub(super) fn finish(self) -> anyhow::Result<()> {
+        self.appsrc
+            .end_of_stream()
+            .map_err(|e| anyhow!("end of stream: {e:?}"))?;
+        wait_eos(&self.pipeline)?;
+        std::fs::rename(&self.tmp, &self.out)
+            .with_context(|| format!("renaming {}", self.tmp.display()))
+    }
 }
 
 /// Encodes `slots` (each for its seconds, at 25 fps) from the source
 /// frames into `out`.
 fn encode(src: &[gst::Buffer], slots: &[(Slot, u32)], out: &Path) -> anyhow::Result<()> {
-    let tmp = out.with_extension("part.mp4");
     let fitted = "videoscale ! video/x-raw,width=1280,height=720";
-    let (pipeline, appsrc) = encoder(("I420", SRC_W, SRC_H), fitted, 2500, &tmp)?;
-    pipeline.set_state(gst::State::Playing)?;
-    let frame_ns = 1_000_000_000 / FPS as u64;
-    let mut n = 0u64;
+    let mut enc = Encoder::start(("I420", SRC_W, SRC_H), fitted, 2500, out)?;
     for &(slot, secs) in slots {
         for j in 0..(secs * FPS) as usize {
             // Output frame j of the slot shows source frame j·10/25 of it.
             let from = slot.first() + j * SRC_FPS as usize / FPS as usize;
-            let mut buf = src[from].copy();
-            if let Some(b) = buf.get_mut() {
-                b.set_pts(gst::ClockTime::from_nseconds(n * frame_ns));
-                b.set_duration(gst::ClockTime::from_nseconds(frame_ns));
-            }
-            n += 1;
-            appsrc
-                .push_buffer(buf)
-                .map_err(|e| anyhow!("encoder refused a frame: {e:?}"))?;
+            enc.push(src[from].copy())?;
         }
     }
-    appsrc
-        .end_of_stream()
-        .map_err(|e| anyhow!("end of stream: {e:?}"))?;
-    wait_eos(&pipeline)?;
-    std::fs::rename(&tmp, out).with_context(|| format!("renaming {}", tmp.display()))
+    enc.finish()
 }
 
-pub(super) fn wait_eos(pipeline: &gst::Pipeline) -> anyhow::Result<()> {
+fn wait_eos(pipeline: &gst::Pipeline) -> anyhow::Result<()> {
     let bus = pipeline
         .bus()
         .ok_or_else(|| anyhow!("pipeline has no bus"))?;

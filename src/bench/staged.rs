@@ -16,7 +16,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
-use super::clips::{element, encoder, launch, wait_eos};
+use super::clips::{element, launch, Encoder};
 
 const W: usize = 640;
 const H: usize = 480;
@@ -110,11 +110,8 @@ fn cut_out(frame: &[u8]) -> (usize, usize, Vec<u8>) {
 pub fn stage(demo: &Path, paths: &[Walk], secs: u32, out: &Path) -> anyhow::Result<()> {
     let background = still(demo, 3).context("the background (coffee at 3 s)")?;
     let (pw, ph, person) = cut_out(&still(demo, 9).context("the astronaut at 9 s")?);
-    let tmp = out.with_extension("part.mp4");
     let fit = "videoconvert ! video/x-raw,format=I420";
-    let (pipeline, appsrc) = encoder(("RGB", W as u32, H as u32), fit, 1500, &tmp)?;
-    pipeline.set_state(gst::State::Playing)?;
-    let frame_ns = 1_000_000_000 / FPS;
+    let mut enc = Encoder::start(("RGB", W as u32, H as u32), fit, 1500, out)?;
     for n in 0..secs as u64 * FPS {
         let t = n as f64 / FPS as f64;
         let mut frame = background.clone();
@@ -123,20 +120,9 @@ pub fn stage(demo: &Path, paths: &[Walk], secs: u32, out: &Path) -> anyhow::Resu
                 paste(&mut frame, (&person, pw, ph), x, y);
             }
         }
-        let mut buf = gst::Buffer::from_mut_slice(frame);
-        if let Some(b) = buf.get_mut() {
-            b.set_pts(gst::ClockTime::from_nseconds(n * frame_ns));
-            b.set_duration(gst::ClockTime::from_nseconds(frame_ns));
-        }
-        appsrc
-            .push_buffer(buf)
-            .map_err(|e| anyhow!("encoder refused a frame: {e:?}"))?;
+        enc.push(gst::Buffer::from_mut_slice(frame))?;
     }
-    appsrc
-        .end_of_stream()
-        .map_err(|e| anyhow!("end of stream: {e:?}"))?;
-    wait_eos(&pipeline)?;
-    std::fs::rename(&tmp, out).with_context(|| format!("renaming {}", tmp.display()))
+    enc.finish()
 }
 
 /// Pastes the cut-out with its top-left at normalised (x, y), clipped to
