@@ -10,26 +10,6 @@ use sightline::config::Config;
 use sightline::rtsp_server::RtspServer;
 use sightline::types::Scores;
 
-/// Runs the daemon for `secs` with one person event and no alert targets
-/// that matter (a callback nobody reads), returning every scored frame.
-async fn scored_frames(streams_toml: &str, secs: u64) -> Vec<Scores> {
-    let text = format!(
-        "{streams_toml}\n[[events]]\nid = \"p\"\nprompt = \"person\"\n\
-         [[alerts]]\nid = \"a\"\nevent = \"p\"\ncallback_url = \"http://127.0.0.1:9/unused\"\n"
-    );
-    let config = Config::parse(&text, "t").expect("valid config");
-    let (tx, rx) = crossbeam_channel::bounded(10_000);
-    let hooks = Hooks {
-        scored: Some(tx),
-        stop_when_finished: true,
-        ..Hooks::default()
-    };
-    app::run(config, hooks, tokio::time::sleep(Duration::from_secs(secs)))
-        .await
-        .expect("daemon runs");
-    rx.try_iter().collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyframe_only_mode_scores_only_keyframes() {
     // The clip has a keyframe every second (10 frames at 10 fps).
@@ -39,7 +19,7 @@ async fn keyframe_only_mode_scores_only_keyframes() {
         "[[streams]]\nid = \"kf\"\nurl = \"{}\"\nfps = 5\nkeyframes_only = true\n",
         server.url("kf")
     );
-    let frames = scored_frames(&streams, 8).await;
+    let frames = common::scored_frames(&streams, 8).await;
     assert!(
         frames.len() >= 5,
         "about one keyframe per second: {}",
@@ -67,7 +47,7 @@ async fn file_and_test_sources_deliver_frames_in_stream_time() {
          [[streams]]\nid = \"synthetic\"\nurl = \"test:ball\"\nfps = 2\n",
         common::media("demo.mp4").display()
     );
-    let frames = scored_frames(&streams, 6).await;
+    let frames = common::scored_frames(&streams, 6).await;
     for id in ["file", "synthetic"] {
         let times: Vec<f64> = frames
             .iter()

@@ -218,32 +218,19 @@ fn flicker(counts: &[usize]) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tracks_on_real_pedestrians_are_steadier_than_per_frame_counts() {
-    use sightline::app::{self, Hooks};
-    use sightline::config::Config;
     use sightline::matcher::{TrackParams, Tracks};
 
     // vtest.avi's pedestrians are at 10–20 s of the ground-truth clip; no
     // ground truth of identities exists, so this measures how steady the
     // tracks are against the per-frame count of boxes in the left half.
-    let text = format!(
+    let streams = format!(
         "[[streams]]\nid = \"gt\"\nurl = \"file://{}\"\nfps = 5\nmotion = {{ enabled = false }}\n\
-         [[events]]\nid = \"p\"\nprompt = \"person\"\n\
-         [[alerts]]\nid = \"a\"\nevent = \"p\"\ncallback_url = \"http://127.0.0.1:9/unused\"\n\
          [recording]\nenabled = false\n",
         common::media("ground_truth.mp4").display()
     );
-    let config = Config::parse(&text, "t").expect("valid config");
-    let (tx, rx) = crossbeam_channel::bounded(10_000);
-    let hooks = Hooks {
-        scored: Some(tx),
-        stop_when_finished: true,
-        ..Hooks::default()
-    };
-    app::run(config, hooks, tokio::time::sleep(Duration::from_secs(40)))
+    let mut frames: Vec<_> = common::scored_frames(&streams, 40)
         .await
-        .expect("daemon runs");
-    let mut frames: Vec<_> = rx
-        .try_iter()
+        .into_iter()
         .filter(|s| (10.0..20.0).contains(&s.stream_secs))
         .collect();
     frames.sort_by(|a, b| a.stream_secs.total_cmp(&b.stream_secs));
@@ -303,9 +290,7 @@ async fn tracks_on_real_pedestrians_are_steadier_than_per_frame_counts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_staged_person_is_detected_where_it_was_put() {
-    use sightline::app::{self, Hooks};
     use sightline::bench::staged::{PERSON_H, PERSON_W};
-    use sightline::config::Config;
 
     // Walks left to right from 1 s to 9 s; nobody before or after.
     let path = walk(&[(1.0, 0.0, 0.2), (9.0, 0.7, 0.2)]);
@@ -318,25 +303,13 @@ async fn the_staged_person_is_detected_where_it_was_put() {
         &clip,
     )
     .expect("clip");
-    let text = format!(
+    let streams = format!(
         "[[streams]]\nid = \"s\"\nurl = \"file://{}\"\nfps = 2\nmotion = {{ enabled = false }}\n\
-         [[events]]\nid = \"p\"\nprompt = \"person\"\n\
-         [[alerts]]\nid = \"a\"\nevent = \"p\"\ncallback_url = \"http://127.0.0.1:9/unused\"\n\
          [recording]\nenabled = false\n",
         clip.display()
     );
-    let (tx, rx) = crossbeam_channel::bounded(1000);
-    let hooks = Hooks {
-        scored: Some(tx),
-        stop_when_finished: true,
-        ..Hooks::default()
-    };
-    let config = Config::parse(&text, "t").expect("valid config");
-    app::run(config, hooks, tokio::time::sleep(Duration::from_secs(20)))
-        .await
-        .expect("daemon runs");
     let (mut hits, mut inside) = (0, 0);
-    for f in rx.try_iter() {
+    for f in common::scored_frames(&streams, 20).await {
         let people: Vec<_> = f
             .detections
             .iter()

@@ -315,3 +315,25 @@ impl Drop for Tmpfs {
             .status();
     }
 }
+
+/// Runs the daemon on `streams_toml` (streams, and any sections before the
+/// events) for `secs`, or until its file streams end, with one person event
+/// and no alert targets that matter (a callback nobody reads), returning
+/// every scored frame.
+pub async fn scored_frames(streams_toml: &str, secs: u64) -> Vec<sightline::types::Scores> {
+    let text = format!(
+        "{streams_toml}\n[[events]]\nid = \"p\"\nprompt = \"person\"\n\
+         [[alerts]]\nid = \"a\"\nevent = \"p\"\ncallback_url = \"http://127.0.0.1:9/unused\"\n"
+    );
+    let config = sightline::config::Config::parse(&text, "t").expect("valid config");
+    let (tx, rx) = crossbeam_channel::bounded(10_000);
+    let hooks = sightline::app::Hooks {
+        scored: Some(tx),
+        stop_when_finished: true,
+        ..sightline::app::Hooks::default()
+    };
+    sightline::app::run(config, hooks, tokio::time::sleep(Duration::from_secs(secs)))
+        .await
+        .expect("daemon runs");
+    rx.try_iter().collect()
+}
