@@ -153,6 +153,25 @@ pub struct Picture {
     pub aspect: f32,
 }
 
+/// The newest picture each stream showed and when, for the console's
+/// camera view (the matcher stage puts, the API reads).
+#[derive(Default)]
+pub struct LatestPictures(
+    std::sync::Mutex<std::collections::HashMap<StreamId, (Arc<Picture>, SystemTime)>>,
+);
+
+impl LatestPictures {
+    pub fn put(&self, stream: &StreamId, picture: Arc<Picture>, wall: SystemTime) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(stream.clone(), (picture, wall));
+        }
+    }
+
+    pub fn get(&self, stream: &str) -> Option<(Arc<Picture>, SystemTime)> {
+        self.0.lock().ok()?.get(&StreamId::new(stream)).cloned()
+    }
+}
+
 /// What the pool hands to the matcher for one frame.
 #[derive(Clone, Debug)]
 pub struct Scores {

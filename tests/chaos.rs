@@ -8,8 +8,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::daemon::Daemon;
@@ -18,28 +17,6 @@ use sightline::rtsp_server::RtspServer;
 
 const RESTARTS: usize = 50;
 const BACKOFF_CAP_SECS: f64 = 1.0;
-
-/// Starts `sightline serve` on `port` (0: any); returns it and its port.
-fn camera(port: u16) -> Option<(Child, u16)> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sightline"))
-        .args(["serve", "--port", &port.to_string()])
-        .arg(common::media("demo.mp4"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let out = child.stdout.take()?;
-    let mut line = String::new();
-    BufReader::new(out).read_line(&mut line).ok()?;
-    let port = line
-        .trim()
-        .strip_prefix("rtsp://127.0.0.1:")?
-        .split('/')
-        .next()?
-        .parse()
-        .ok()?;
-    Some((child, port))
-}
 
 fn kill(c: &mut Child) {
     let _ = c.kill(); // SIGKILL
@@ -58,7 +35,7 @@ async fn frames(d: &Daemon, stream: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_camera_killed_fifty_times_recovers_each_time_and_hurts_nothing() {
-    let (mut cam, port) = camera(0).expect("camera starts");
+    let (mut cam, port) = common::camera("demo.mp4", 0).expect("camera starts");
     let other = RtspServer::serve_files(0, &[("other", &common::media("demo.mp4"))])
         .expect("second camera");
     let mut hook = Receiver::start().await.expect("receiver");
@@ -96,7 +73,7 @@ async fn a_camera_killed_fifty_times_recovers_each_time_and_hurts_nothing() {
         let before = frames(&d, "chaos").await;
         let mut restarted = None;
         for _ in 0..20 {
-            if let Some(c) = camera(port) {
+            if let Some(c) = common::camera("demo.mp4", port) {
                 restarted = Some(c);
                 break;
             }

@@ -475,19 +475,10 @@ async fn plays_in_a_browser(url: &str, name: &str, (w, h): (u32, u32)) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let shot = root.join(format!("target/test-artifacts/{name}.png"));
     let _ = std::fs::create_dir_all(shot.parent().expect("parent"));
-    let cache = std::env::var("SIGHTLINE_CACHE")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| {
-            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
-                .join(".cache/sightline")
-        });
     let out = tokio::process::Command::new("node")
         .arg(root.join("tests/browser/player.mjs"))
         .args([url, &shot.to_string_lossy(), &w.to_string(), &h.to_string()])
-        .env(
-            "SIGHTLINE_PLAYWRIGHT",
-            cache.join("playwright/node_modules"),
-        )
+        .env("SIGHTLINE_PLAYWRIGHT", common::playwright())
         .output()
         .await
         .expect("node runs (scripts/setup --test installs it)");

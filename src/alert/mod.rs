@@ -364,8 +364,11 @@ impl Dispatcher {
         if let Some(url) = &a.callback_url {
             durable.push((url.clone(), mk(String::new())));
         }
-        if let (Some(conn), Some(hub)) = (&a.ws_connection, &self.hub) {
-            hub.publish(conn, "alert", &*payload);
+        if let Some(hub) = &self.hub {
+            if let Some(conn) = &a.ws_connection {
+                hub.publish(conn, "alert", &*payload);
+            }
+            hub.publish_console("alert", &*payload);
         }
         if let (Some(tpl), Some(_)) = (&a.mqtt_topic, &self.mqtt) {
             let topic = payload::topic(tpl, &occ.stream_id, &occ.label);

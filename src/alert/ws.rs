@@ -85,6 +85,9 @@ pub struct HubStats {
 /// All live WebSocket connections.
 pub struct Hub {
     conns: Mutex<HashMap<String, Conn>>,
+    /// Console connections (every alert message goes to each), with when
+    /// each was last opened; kept while closed so that they can resume.
+    consoles: Mutex<HashMap<String, std::time::Instant>>,
     buffer: usize,
     seq: AtomicU64,
     journal: Option<Arc<dyn Journal>>,
@@ -92,6 +95,10 @@ pub struct Hub {
     slow_disconnects: AtomicU64,
     refused: AtomicU64,
 }
+
+/// Most console feeds remembered; beyond that the one opened longest ago
+/// is forgotten (a resume of it is then told of a gap).
+pub const MAX_CONSOLES: usize = 32;
 
 /// Most WebSocket clients at once: each holds a socket and a queue, and
 /// they no longer count against the API's connection cap once upgraded.
@@ -109,6 +116,7 @@ impl Hub {
     pub fn new(buffer: usize) -> Hub {
         Hub {
             conns: Mutex::new(HashMap::new()),
+            consoles: Mutex::new(HashMap::new()),
             buffer: buffer.max(1),
             seq: AtomicU64::new(0),
             journal: None,
@@ -249,6 +257,45 @@ impl Hub {
         }
     }
 
+    /// Registers a new console connection: one that is sent every alert
+    /// message, whatever connection the alert names.
+    pub fn connect_console(&self) -> Option<Subscription> {
+        let sub = self.connect()?;
+        self.keep_console(&sub.connection_id);
+        Some(sub)
+    }
+
+    /// Whether `id` is a console feed the hub still feeds.
+    pub fn is_console(&self, id: &str) -> bool {
+        self.consoles.lock().is_ok_and(|c| c.contains_key(id))
+    }
+
+    /// Feeds `id` as a console from now on (again, after a resume).
+    pub fn keep_console(&self, id: &str) {
+        let Ok(mut c) = self.consoles.lock() else {
+            return;
+        };
+        c.insert(id.to_string(), std::time::Instant::now());
+        while c.len() > MAX_CONSOLES {
+            let Some(oldest) = c.iter().min_by_key(|(_, at)| **at).map(|(k, _)| k.clone()) else {
+                break;
+            };
+            c.remove(&oldest);
+        }
+    }
+
+    /// Publishes one message to every console feed.
+    pub fn publish_console<T: Serialize>(&self, channel: &str, data: &T) {
+        let ids: Vec<String> = self
+            .consoles
+            .lock()
+            .map(|c| c.keys().cloned().collect())
+            .unwrap_or_default();
+        for id in ids {
+            self.publish(&id, channel, data);
+        }
+    }
+
     /// The `seq` of the newest message published.
     pub fn last_seq(&self) -> u64 {
         self.seq.load(Ordering::SeqCst)
@@ -295,5 +342,27 @@ mod tests {
         hub.disconnect(&subs[0].connection_id);
         assert!(!hub.full() && hub.connect().is_some());
         assert_eq!(hub.stats().refused, 2);
+    }
+
+    #[test]
+    fn a_console_feed_gets_every_message_and_is_kept_while_closed() {
+        let hub = Hub::new(8);
+        let mut console = hub.connect_console().expect("room");
+        let mut sdk = hub.connect().expect("room");
+        let id = console.connection_id.clone();
+        hub.publish_console("alert", &1);
+        hub.publish(&sdk.connection_id, "alert", &2);
+        assert!(console.rx.try_recv().is_ok(), "the console got its copy");
+        assert!(
+            console.rx.try_recv().is_err(),
+            "and not the SDK client's own"
+        );
+        assert!(sdk.rx.try_recv().is_ok());
+        hub.disconnect(&id);
+        assert!(hub.is_console(&id), "remembered while closed, to resume");
+        for _ in 0..MAX_CONSOLES {
+            drop(hub.connect_console());
+        }
+        assert!(!hub.is_console(&id), "the oldest is forgotten past the cap");
     }
 }

@@ -139,6 +139,31 @@ pub async fn create_event(State(st): State<ApiState>, Body(b): Body<NewEvent>) -
     Ok(Data(EventView::of(&e, &st.engine)))
 }
 
+/// `POST rtstream/event/preview`: what the event would be, not saved.
+pub async fn preview_event(State(st): State<ApiState>, Body(b): Body<NewEvent>) -> Reply<Value> {
+    let c = st.engine.preview_event(b).await?;
+    let rule = match &c.rule {
+        crate::matcher::Rule::Labels(l) => json!({
+            "resolution": "labels",
+            "classes": l.classes,
+            "min_confidence": l.min_confidence,
+            "min_count": l.min_count,
+        }),
+        crate::matcher::Rule::Text(t) => json!({
+            "resolution": "free_text",
+            "text": t.texts.first(),
+            "competing_prompts": t.texts.len().saturating_sub(1),
+            "min_confidence": t.min_confidence,
+            "truncated": t.truncated,
+        }),
+    };
+    let mut v = json!({ "model": c.model_name, "label": c.label, "prompt": c.prompt });
+    if let (Some(v), Value::Object(r)) = (v.as_object_mut(), rule) {
+        v.extend(r);
+    }
+    Ok(Data(v))
+}
+
 pub async fn delete_event(State(st): State<ApiState>, Path(id): Path<String>) -> Reply<Value> {
     st.engine.delete_event(&id).await?;
     Ok(Data(json!({ "event_id": id, "deleted": true })))
@@ -464,6 +489,9 @@ pub async fn status(
                 "health": st.engine.health(&s.id),
                 "models": stream_models(&st, &s.id),
                 "flow": st.engine.pool().flow_of(&crate::types::StreamId::new(&s.id)),
+                "last_frame_age_ms": st.engine.parts().latest.get(&s.id).and_then(|(_, wall)| {
+                    std::time::SystemTime::now().duration_since(wall).ok().map(|d| d.as_millis() as u64)
+                }),
             })
         })
         .collect();
@@ -490,8 +518,17 @@ pub async fn status(
             "streams": streams,
         })
     });
+    let dispatcher = std::sync::Arc::clone(st.engine.dispatcher());
+    let outbox = match tokio::task::spawn_blocking(move || dispatcher.outbox_depth()).await {
+        Ok(Ok(rows)) => rows
+            .into_iter()
+            .map(|(target, queued, dead)| json!({ "target": target, "queued": queued, "dead": dead }))
+            .collect(),
+        _ => Vec::new(),
+    };
     Ok(Data(json!({
         "version": env!("CARGO_PKG_VERSION"),
+        "outbox": outbox,
         "model_labels": st.engine.labels(),
         "streams": streams,
         "websocket": st.engine.hub().stats(),

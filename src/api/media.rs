@@ -60,6 +60,17 @@ impl Media {
         }
     }
 
+    /// Whether the request may have the media, and until when the links it
+    /// hands on stay valid: a signed URL's own expiry, or for a console
+    /// session the configured lifetime from now.
+    fn permit(&self, path: &str, q: &Signed, session: bool) -> Option<i64> {
+        if self.allowed(path, q) {
+            return q.exp;
+        }
+        session
+            .then(|| self.clocks.wall_ms() / 1000 + self.recorder.settings.url_ttl.as_secs() as i64)
+    }
+
     /// A signed URL path for `path`, valid as long as the one it came from.
     fn sign(&self, path: &str, exp: i64) -> String {
         self.recorder.signer.signed(path, exp)
@@ -209,10 +220,10 @@ pub async fn occurrence(
     let Some(m) = media(&st) else {
         return not_found("recording on this daemon");
     };
-    if !m.allowed(uri.path(), &q) || !safe_name(&stream) || !safe_name(&occ) {
+    let permit = m.permit(uri.path(), &q, st.sessions.valid(&headers));
+    let Some(exp) = permit.filter(|_| safe_name(&stream) && safe_name(&occ)) else {
         return forbidden();
-    }
-    let exp = q.exp.unwrap_or_default();
+    };
     let dir = m.recorder.evidence_dir();
     if what == "snapshot.jpg" {
         let name = if q.boxes == Some(false) {
@@ -269,7 +280,8 @@ pub async fn segment(
         return not_found("recording on this daemon");
     };
     let start = name.strip_suffix(".ts").and_then(|n| n.parse::<i64>().ok());
-    let (true, true, Some(start)) = (m.allowed(uri.path(), &q), safe_name(&stream), start) else {
+    let permit = m.permit(uri.path(), &q, st.sessions.valid(&headers));
+    let (Some(_), true, Some(start)) = (permit, safe_name(&stream), start) else {
         return forbidden();
     };
     let path = m.recorder.dir().join(&stream).join(format!("{start}.ts"));
@@ -291,11 +303,10 @@ pub async fn span(
     let parsed = span
         .split_once('-')
         .and_then(|(a, b)| Some((a.parse::<i64>().ok()?, b.parse::<i64>().ok()?)));
-    let (true, true, Some((from, to))) = (m.allowed(uri.path(), &q), safe_name(&stream), parsed)
-    else {
+    let permit = m.permit(uri.path(), &q, st.sessions.valid(&headers));
+    let (Some(exp), true, Some((from, to))) = (permit, safe_name(&stream), parsed) else {
         return forbidden();
     };
-    let exp = q.exp.unwrap_or_default();
     let ended = to <= m.clocks.wall_ms();
     match what.as_str() {
         "clip.m3u8" => hls(m.playlist(&stream, from, to, ended, exp)),

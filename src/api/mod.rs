@@ -9,12 +9,15 @@
 //! OpenAPI file in `docs/openapi.json` is checked against it by a test.
 
 pub mod conns;
+mod console;
 mod handlers;
+mod history;
 mod key;
 mod media;
 mod metrics;
 mod player;
 mod routes;
+mod session;
 mod socket;
 mod views;
 
@@ -42,6 +45,8 @@ pub struct ApiState {
     pub engine: Arc<Engine>,
     key: Arc<str>,
     tickets: Arc<socket::Tickets>,
+    /// Signed-in console browsers.
+    sessions: Arc<session::Sessions>,
     /// Where the API listens, for the `websocket_url` when a request has no Host.
     addr: SocketAddr,
     /// Recordings, clips and snapshots, when recording is on.
@@ -85,6 +90,7 @@ pub fn router(
         engine,
         key: key.into(),
         tickets: Arc::default(),
+        sessions: Arc::default(),
         addr,
         media,
     };
@@ -93,18 +99,26 @@ pub fn router(
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
 }
 
-/// Refuses a request without the right `x-access-token`. The WebSocket
-/// route authenticates with its one-time ticket instead (browsers and the
-/// SDK's client cannot set headers on a WebSocket).
+/// Refuses a request that has neither the right `x-access-token` nor a
+/// console session; a session's state-changing requests also need its CSRF
+/// token. The WebSocket route authenticates with its one-time ticket
+/// instead (browsers and the SDK's client cannot set headers on a
+/// WebSocket), media URLs with a signature or a session, and the console's
+/// pages and assets check the session themselves (they redirect to sign-in).
 async fn require_key(
     axum::extract::State(st): axum::extract::State<ApiState>,
     req: Request,
     next: Next,
 ) -> Response {
-    // The WebSocket takes a one-time ticket, media URLs a signature.
     let path = req.uri().path();
     let public_metrics = path == "/metrics" && st.engine.parts().metrics_public;
-    if path.starts_with(socket::WS_PREFIX) || path.starts_with("/media/") || public_metrics {
+    let signing_in = path == "/session" && req.method() != axum::http::Method::DELETE;
+    if path.starts_with(socket::WS_PREFIX)
+        || path.starts_with("/media/")
+        || public_metrics
+        || signing_in
+        || console::is_public(path)
+    {
         return next.run(req).await;
     }
     let given = req
@@ -112,13 +126,25 @@ async fn require_key(
         .get("x-access-token")
         .map(|v| v.as_bytes())
         .unwrap_or_default();
-    if !crate::alert::sign::constant_time_eq(given, st.key.as_bytes()) {
-        return fail(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong x-access-token".into(),
-        );
+    if crate::alert::sign::constant_time_eq(given, st.key.as_bytes()) {
+        return next.run(req).await;
     }
-    next.run(req).await
+    match st.sessions.seen(req.headers()) {
+        session::Seen::Valid { csrf } if session::csrf_ok(req.method(), req.headers(), &csrf) => {
+            next.run(req).await
+        }
+        session::Seen::Valid { .. } => fail(
+            StatusCode::FORBIDDEN,
+            format!(
+                "a console session must send its CSRF token in {}",
+                session::CSRF_HEADER
+            ),
+        ),
+        session::Seen::None => fail(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong x-access-token (or no console session)".into(),
+        ),
+    }
 }
 
 #[derive(Serialize)]

@@ -7,7 +7,7 @@ use axum::routing::{delete, get, patch, post, MethodRouter};
 use axum::Router;
 
 use super::handlers as h;
-use super::{fail, media, socket, ApiState};
+use super::{console, fail, history, media, session, socket, ApiState};
 
 /// One route.
 pub struct Route {
@@ -241,6 +241,90 @@ pub static ROUTES: &[Route] = &[
         path: "/media/{stream}/range/{span}/{what}",
         summary: "clip.m3u8, clip.mp4 or player of a recorded span from-to in Unix ms (signed URL, no key)",
         make: || get(media::span),
+    },
+    Route {
+        method: "POST",
+        path: "/rtstream/event/preview",
+        summary: "What an event body would compile to (model; labels, or free text), without saving it; refused (422) as create_event would be",
+        make: || post(h::preview_event),
+    },
+    Route {
+        method: "GET",
+        path: "/occurrences",
+        summary: "Past occurrences of recorded streams, newest first (stream, label, before: Unix ms cursor, limit), with signed snapshot, clip and player links",
+        make: || get(history::occurrences),
+    },
+    Route {
+        method: "GET",
+        path: "/rtstream/{rtstream_id}/snapshot.jpg",
+        summary: "The stream's newest scored picture as a JPEG; its age in x-frame-age-ms",
+        make: || get(history::snapshot),
+    },
+    Route {
+        method: "POST",
+        path: "/session",
+        summary: "Console sign-in: the API key (api_key) for an HttpOnly SameSite=Strict session cookie and a CSRF token (send it as x-csrf-token on every POST, PATCH and DELETE)",
+        make: || post(session::sign_in),
+    },
+    Route {
+        method: "GET",
+        path: "/session",
+        summary: "The console session's CSRF token; 401 when not signed in",
+        make: || get(session::current),
+    },
+    Route {
+        method: "DELETE",
+        path: "/session",
+        summary: "Console sign-out",
+        make: || delete(session::sign_out),
+    },
+    Route {
+        method: "GET",
+        path: "/",
+        summary: "The web console: redirects to /live, or to /signin without a session",
+        make: || get(console::root),
+    },
+    Route {
+        method: "GET",
+        path: "/signin",
+        summary: "Console sign-in page",
+        make: || get(console::sign_in_page),
+    },
+    Route {
+        method: "GET",
+        path: "/live",
+        summary: "Console page: alerts as they arrive (redirects to /signin without a session)",
+        make: || get(console::page),
+    },
+    Route {
+        method: "GET",
+        path: "/cameras",
+        summary: "Console page: streams and their health (redirects to /signin without a session)",
+        make: || get(console::page),
+    },
+    Route {
+        method: "GET",
+        path: "/rules",
+        summary: "Console page: events and alerts (redirects to /signin without a session)",
+        make: || get(console::page),
+    },
+    Route {
+        method: "GET",
+        path: "/history",
+        summary: "Console page: past occurrences (redirects to /signin without a session)",
+        make: || get(console::page),
+    },
+    Route {
+        method: "GET",
+        path: "/health",
+        summary: "Console page: delivery and dead letters (redirects to /signin without a session)",
+        make: || get(console::page),
+    },
+    Route {
+        method: "GET",
+        path: "/ui/{file}",
+        summary: "Console assets (app.js, app.css, icon.svg), compiled into the binary",
+        make: || get(console::asset),
     },
 ];
 

@@ -10,6 +10,10 @@
 //! reopens that connection and first sends what it missed after `seq`
 //! (preceded by `{"type": "gap", "from": …, "to": …}` when the journal has
 //! already dropped some of it), then live messages.
+//!
+//! Console feeds: `?console=true` opens (or, with the resume parameters,
+//! reopens) a connection that is sent every alert message whatever
+//! connection its alert names; that is what the web console reads.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -87,6 +91,15 @@ pub async fn bootstrap(
 pub struct ResumeQuery {
     pub connection_id: Option<String>,
     pub since: Option<u64>,
+    #[serde(default)]
+    pub console: bool,
+}
+
+/// How a ticket URL is opened.
+struct Opening {
+    /// Resume this connection after this `seq`.
+    resume: Option<(String, u64)>,
+    console: bool,
 }
 
 /// `GET /ws/{ticket}`: upgrades and serves one client.
@@ -113,15 +126,17 @@ pub async fn connect(
             ),
         );
     }
-    let resume = match query {
+    let (resume, console) = match query {
         Ok(Query(ResumeQuery {
             connection_id: Some(id),
             since: Some(since),
-        })) => Some((id, since)),
+            console,
+        })) => (Some((id, since)), console),
         Ok(Query(ResumeQuery {
             connection_id: None,
             since: None,
-        })) => None,
+            console,
+        })) => (None, console),
         Ok(_) => {
             return fail(
                 StatusCode::BAD_REQUEST,
@@ -145,16 +160,22 @@ pub async fn connect(
         }
     }
     match upgrade {
-        Ok(u) => u.on_upgrade(move |socket| serve(hub, socket, resume)),
+        Ok(u) => u.on_upgrade(move |socket| serve(hub, socket, Opening { resume, console })),
         Err(r) => fail(r.status(), r.body_text()),
     }
 }
 
 /// What to send a resuming client before live messages: a gap notice if
 /// the journal lost some of what it asked for, then what it kept.
-fn replay(hub: &Hub, since: u64, missed: Missed) -> (Vec<String>, u64) {
+/// A console feed the hub had forgotten lost everything up to now.
+fn replay(hub: &Hub, since: u64, mut missed: Missed, forgotten: bool) -> (Vec<String>, u64) {
     let mut out = Vec::new();
-    let first_kept = missed.first_kept.unwrap_or(hub.last_seq() + 1);
+    let first_kept = if forgotten {
+        missed.messages.clear();
+        hub.last_seq() + 1
+    } else {
+        missed.first_kept.unwrap_or(hub.last_seq() + 1)
+    };
     if since + 1 < first_kept {
         out.push(
             serde_json::json!({ "type": "gap", "from": since + 1, "to": first_kept - 1 })
@@ -169,13 +190,26 @@ fn replay(hub: &Hub, since: u64, missed: Missed) -> (Vec<String>, u64) {
     (out, last)
 }
 
-async fn serve(hub: std::sync::Arc<Hub>, socket: WebSocket, resume: Option<(String, u64)>) {
+async fn serve(hub: std::sync::Arc<Hub>, socket: WebSocket, how: Opening) {
     let (mut tx, mut rx) = socket.split();
     // Registered only now that the socket is open, so a client that never
     // finishes the upgrade holds no place in the hub.
-    let opened = match &resume {
-        None => hub.connect().map(|s| (s, None)).ok_or(ResumeError::Full),
-        Some((id, since)) => hub.resume(id, *since).map(|(s, m)| (s, Some((*since, m)))),
+    let forgotten = how
+        .resume
+        .as_ref()
+        .is_some_and(|(id, _)| how.console && !hub.is_console(id));
+    let opened = match (&how.resume, how.console) {
+        (None, false) => hub.connect().map(|s| (s, None)).ok_or(ResumeError::Full),
+        (None, true) => hub
+            .connect_console()
+            .map(|s| (s, None))
+            .ok_or(ResumeError::Full),
+        (Some((id, since)), console) => hub.resume(id, *since).map(|(s, m)| {
+            if console {
+                hub.keep_console(id);
+            }
+            (s, Some((*since, m)))
+        }),
     };
     let (mut sub, missed) = match opened {
         Ok(o) => o,
@@ -194,7 +228,7 @@ async fn serve(hub: std::sync::Arc<Hub>, socket: WebSocket, resume: Option<(Stri
     let (backlog, mut sent_up_to) = match missed {
         Some((since, m)) => {
             hello["resumed_after"] = since.into();
-            replay(&hub, since, m)
+            replay(&hub, since, m, forgotten)
         }
         None => (Vec::new(), 0),
     };
@@ -246,4 +280,32 @@ async fn serve(hub: std::sync::Arc<Hub>, socket: WebSocket, resume: Option<(Stri
     }
     hub.disconnect(&id);
     tracing::info!(connection = %id, "WebSocket client gone");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forgotten_console_is_told_it_missed_everything_since() {
+        let hub = Hub::new(8);
+        for i in 0..5 {
+            hub.publish("elsewhere", "alert", &i);
+        }
+        let kept = Missed {
+            first_kept: Some(1),
+            messages: vec![(4, "old".into())],
+        };
+        let (out, last) = replay(&hub, 2, kept.clone(), true);
+        assert_eq!(out.len(), 1, "{out:?}");
+        let gap: serde_json::Value = serde_json::from_str(&out[0]).expect("json");
+        assert_eq!(
+            gap,
+            serde_json::json!({ "type": "gap", "from": 3, "to": 5 })
+        );
+        assert_eq!(last, 2);
+        // Remembered: what the journal kept, and no gap.
+        let (out, last) = replay(&hub, 2, kept, false);
+        assert_eq!((out, last), (vec!["old".to_string()], 4));
+    }
 }

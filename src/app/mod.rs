@@ -311,6 +311,7 @@ type MatcherParts<'a> = (
     Option<crossbeam_channel::Sender<Scores>>,
     &'a Arc<dyn Clocks>,
     &'a Arc<Histogram>,
+    &'a Arc<crate::types::LatestPictures>,
 );
 
 /// Starts the scene, delivery and matcher stages (in that order: each
@@ -321,7 +322,7 @@ fn start_stages(
     out: &Delivery,
     store: &Arc<Store>,
     (embeddings, embed): EmbeddingParts<'_>,
-    (events, scored, clocks, match_times): MatcherParts<'_>,
+    (events, scored, clocks, match_times, latest): MatcherParts<'_>,
 ) -> anyhow::Result<Stages> {
     let (records_tx, records_rx) = mpsc::channel::<SceneRecord>(4096);
     let records_task = tokio::spawn(scenes::store_records(
@@ -369,6 +370,7 @@ fn start_stages(
             clocks: Arc::clone(clocks),
             observed_dropped: Arc::new(AtomicU64::new(0)),
             match_times: Arc::clone(match_times),
+            latest: Arc::clone(latest),
         },
     )?;
 
@@ -502,6 +504,7 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
     .await?;
     let (embeddings, embed) = build_embeddings(&config, &models, &store, &clocks).await?;
     let match_times = Arc::new(Histogram::default());
+    let latest = Arc::new(crate::types::LatestPictures::default());
     let stages = start_stages(
         &config,
         Inputs {
@@ -514,7 +517,7 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
         &out,
         &store,
         (&embeddings, embed),
-        (events, hooks.scored.clone(), &clocks, &match_times),
+        (events, hooks.scored.clone(), &clocks, &match_times, &latest),
     )?;
     let (finished_tx, finished) = mpsc::unbounded_channel::<StreamId>();
     let parts = Parts {
@@ -539,6 +542,7 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
             .unwrap_or_else(|| Arc::new(source::Gstreamer { taps })),
         clocks: Arc::clone(&clocks),
         match_times,
+        latest,
         metrics_public: config.api.as_ref().is_some_and(|a| a.metrics_public),
         space: space_watch(&config),
     };

@@ -111,6 +111,8 @@ pub struct Parts {
     pub space: Option<Arc<crate::store::space::SpaceWatch>>,
     /// The matcher stage's per-frame times.
     pub match_times: Arc<crate::metrics::Histogram>,
+    /// Each stream's newest scored picture (the console's camera view).
+    pub latest: Arc<crate::types::LatestPictures>,
     /// `GET /metrics` answers without the key (`[api] metrics_public`).
     pub metrics_public: bool,
 }

@@ -171,13 +171,22 @@ impl NewIndex {
 impl NewEvent {
     /// Checks the body against the loaded model; returns the definition for `id`.
     pub fn validate(self, id: &str, models: &ModelSet) -> Result<RawEvent, Refusal> {
+        self.compile(id, models).map(|(raw, _)| raw)
+    }
+
+    /// The definition for `id` and what it compiles to on the loaded models.
+    pub fn compile(
+        self,
+        id: &str,
+        models: &ModelSet,
+    ) -> Result<(RawEvent, crate::matcher::CompiledEvent), Refusal> {
         let mut spec = self.rest;
         spec.id = Some(id.to_string());
         spec.prompt = Some(self.event_prompt);
         spec.label = Some(self.label);
         let cfg = config::check_event(&spec).map_err(problems)?;
-        compile_event(&cfg, models).map_err(Refusal::Invalid)?;
-        Ok(spec)
+        let compiled = compile_event(&cfg, models).map_err(Refusal::Invalid)?;
+        Ok((spec, compiled))
     }
 }
 
@@ -404,6 +413,19 @@ impl Engine {
         let cat = self.catalog.lock().await;
         self.save(cat, Table::Events, &id, row, |c| &mut c.events)
             .await
+    }
+
+    /// What an event would compile to (its model, and the labels or the
+    /// free text it scores), without saving it.
+    pub async fn preview_event(
+        &self,
+        b: NewEvent,
+    ) -> Result<crate::matcher::CompiledEvent, Refusal> {
+        let models = Arc::clone(&self.parts.models);
+        tokio::task::spawn_blocking(move || b.compile("preview", &models))
+            .await
+            .map_err(|e| Refusal::Internal(e.to_string()))?
+            .map(|(_, c)| c)
     }
 
     /// Deletes an API-created event no alert uses.

@@ -46,6 +46,8 @@ pub struct MatchStage {
     pub observed_dropped: Arc<AtomicU64>,
     /// Per frame, from the end of inference to matched.
     pub match_times: Arc<Histogram>,
+    /// Where each stream's newest picture is left for the console.
+    pub latest: Arc<crate::types::LatestPictures>,
 }
 
 impl MatchStage {
@@ -82,6 +84,9 @@ impl MatchStage {
                     } else {
                         (s.detections.clone(), matcher.owners().to_vec())
                     };
+                    if let Some(p) = &s.picture {
+                        self.latest.put(&s.stream_id, Arc::clone(p), s.wall);
+                    }
                     // The picture stays with the occurrences that need it: the
                     // scene stage and observers get the scores without it.
                     let s = Scores { picture: None, ..s };

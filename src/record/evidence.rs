@@ -60,6 +60,22 @@ pub fn spawn_after(
     Ok(tx)
 }
 
+/// Signed links to an occurrence's evidence, valid for the configured
+/// lifetime from `now_ms`, on `base` (`scheme://host:port`).
+pub fn links(recorder: &Recorder, base: &str, now_ms: i64, stream: &str, occ: &str) -> Links {
+    let exp = now_ms / 1000 + recorder.settings.url_ttl.as_secs() as i64;
+    let url = |what: &str| {
+        let path = format!("/media/{stream}/{occ}/{what}");
+        Some(format!("{base}{}", recorder.signer.signed(&path, exp)))
+    };
+    Links {
+        snapshot_url: url("snapshot.jpg"),
+        stream_url: url("clip.m3u8"),
+        clip_url: url("clip.mp4"),
+        player_url: url("player"),
+    }
+}
+
 impl Capture {
     /// Wall time (Unix ms) of stream time `t`, from the message's frame.
     fn wall_ms(occ: &Occurrence, t: f64) -> i64 {
@@ -68,21 +84,13 @@ impl Capture {
 
     /// Signed links to an occurrence's evidence.
     pub fn links(&self, stream: &str, occ: &str) -> Links {
-        let exp = self.clocks.wall_ms() / 1000 + self.recorder.settings.url_ttl.as_secs() as i64;
-        let url = |what: &str| {
-            let path = format!("/media/{stream}/{occ}/{what}");
-            Some(format!(
-                "{}{}",
-                self.base,
-                self.recorder.signer.signed(&path, exp)
-            ))
-        };
-        Links {
-            snapshot_url: url("snapshot.jpg"),
-            stream_url: url("clip.m3u8"),
-            clip_url: url("clip.mp4"),
-            player_url: url("player"),
-        }
+        links(
+            &self.recorder,
+            &self.base,
+            self.clocks.wall_ms(),
+            stream,
+            occ,
+        )
     }
 
     /// Writes the snapshot with boxes (and publishes it over MQTT);

@@ -60,6 +60,30 @@ impl Store {
             .transpose()
     }
 
+    /// Past occurrences, newest first: at most `limit` that started before
+    /// `before_ms`, of one stream and one label when given.
+    pub fn list_clips(
+        &self,
+        stream: Option<&str>,
+        label: Option<&str>,
+        before_ms: Option<i64>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<ClipRow>> {
+        let conn = self.lock()?;
+        let mut q = conn.prepare(
+            "SELECT body FROM clips
+             WHERE (?1 IS NULL OR stream_id = ?1)
+               AND (?2 IS NULL OR json_extract(body, '$.label') = ?2)
+               AND (?3 IS NULL OR start_ms < ?3)
+             ORDER BY start_ms DESC, occurrence_id DESC LIMIT ?4",
+        )?;
+        let rows = q.query_map(params![stream, label, before_ms, limit as i64], |r| {
+            r.get::<_, String>(0)
+        })?;
+        rows.map(|b| serde_json::from_str(&b?).context("a clip row is not readable"))
+            .collect()
+    }
+
     /// Spans `(stream, from_ms, to_ms)` of clips created since `since_ms`
     /// (their segments are kept); an open clip runs to `now_ms`.
     pub fn kept_spans(

@@ -18,6 +18,41 @@ pub fn media(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Starts `sightline serve` (a camera in a process of its own, so a test
+/// can kill it) on `port` (0: any) playing the committed clip `clip` in a
+/// loop; returns it and its port.
+pub fn camera(clip: &str, port: u16) -> Option<(Child, u16)> {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .args(["serve", "--port", &port.to_string()])
+        .arg(media(clip))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let out = child.stdout.take()?;
+    let mut line = String::new();
+    BufReader::new(out).read_line(&mut line).ok()?;
+    let port = line
+        .trim()
+        .strip_prefix("rtsp://127.0.0.1:")?
+        .split('/')
+        .next()?
+        .parse()
+        .ok()?;
+    Some((child, port))
+}
+
+/// Where `scripts/setup --test` installed playwright-core's node_modules.
+pub fn playwright() -> PathBuf {
+    let cache = std::env::var("SIGHTLINE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/sightline")
+        });
+    cache.join("playwright/node_modules")
+}
+
 /// A port that was free a moment ago (mosquitto cannot take a bound socket).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
