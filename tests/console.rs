@@ -166,6 +166,13 @@ min_free_mb = 1
     );
     let d = Daemon::start(dir.path(), &extra).await;
     refused_without_a_session(&d).await;
+    // A receiver that refuses every message (400), for a dead letter.
+    let refuser = sightline::demo::serve_local(
+        axum::Router::new()
+            .fallback(|| async { (axum::http::StatusCode::BAD_REQUEST, "no thanks") }),
+    )
+    .await
+    .expect("refusing receiver");
 
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let shots = root.join("target/test-artifacts");
@@ -177,6 +184,7 @@ min_free_mb = 1
             &d.key,
             &hook.url(),
             &shots.to_string_lossy().to_string(),
+            &format!("http://{refuser}/hook"),
         ])
         .env("SIGHTLINE_PLAYWRIGHT", common::playwright())
         .stdin(Stdio::piped())
@@ -236,6 +244,22 @@ min_free_mb = 1
         "the cookie expires: {signed}"
     );
 
+    let refused = steps.get("refused-prompt");
+    assert!(
+        refused["refused"]
+            .as_str()
+            .is_some_and(|t| t.contains("unicorn") && t.contains("detects: person")),
+        "a prompt no model can score is refused with the vocabulary shown: {refused}"
+    );
+    assert_eq!(refused["saveable"], false, "and cannot be saved: {refused}");
+    let dead = steps.get("dead-letter");
+    let refusing = dead["refusing"].as_str().expect("alert id");
+    assert!(
+        dead["dead"].as_array().is_some_and(|rows| rows
+            .iter()
+            .any(|r| r.as_str().is_some_and(|t| t.contains(refusing)))),
+        "Health lists the refused message as a dead letter: {dead}"
+    );
     let frames = &steps.get("cameras")["frames"];
     assert!(
         frames[1].as_u64() > frames[0].as_u64(),
@@ -343,7 +367,15 @@ min_free_mb = 1
             "{page} scrolls sideways by {px} px at phone width"
         );
     }
-    for page in ["signin", "live", "cameras", "rules", "history", "health"] {
+    for page in [
+        "signin",
+        "live",
+        "cameras",
+        "rules",
+        "history",
+        "health",
+        "health-dead-letter",
+    ] {
         for w in ["desktop", "phone"] {
             let f = shots.join(format!("console-{page}-{w}.png"));
             assert!(
@@ -353,5 +385,84 @@ min_free_mb = 1
             );
         }
     }
+    d.stop().await;
+}
+
+/// Runs a browser script to its end; returns the steps it printed.
+async fn browse(script: &str, args: &[&str]) -> Steps {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = tokio::time::timeout(
+        Duration::from_secs(180),
+        tokio::process::Command::new("node")
+            .arg(root.join("tests/browser").join(script))
+            .args(args)
+            .env("SIGHTLINE_PLAYWRIGHT", common::playwright())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the browser script ends within 3 minutes")
+    .expect("node runs (scripts/setup --test installs it)");
+    let seen = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .inspect(|s| eprintln!("console: {s}"))
+        .collect();
+    Steps { seen }
+}
+
+/// Search and backtest on the Rules page of a dual-encoder daemon (the
+/// generated colour model, on colours.mp4: 0-8 s blue, 8-16 s red, 16-24 s
+/// green): both find the red part and draw it as a range on the timeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rules_page_draws_search_and_backtest_ranges_on_a_timeline() {
+    let server = sightline::rtsp_server::RtspServer::serve_files(
+        0,
+        &[("cam", &common::media("colours.mp4"))],
+    )
+    .expect("rtsp server");
+    let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/colour-clip");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let extra = format!(
+        "[model]\npath = \"{}\"\n[[streams]]\nid = \"cam\"\nurl = \"{}\"\nfps = 2\n",
+        model.display(),
+        server.url("cam")
+    );
+    let d = Daemon::start(dir.path(), &extra).await;
+    // One pass of the clip, not into the next loop's red.
+    tokio::time::sleep(Duration::from_secs(22)).await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shots = root.join("target/test-artifacts");
+    std::fs::create_dir_all(&shots).expect("artifact dir");
+    let steps = browse(
+        "console_search.mjs",
+        &[&d.base, &d.key, "a red object", &shots.to_string_lossy()],
+    )
+    .await;
+    assert_eq!(
+        steps.get("done")["errors"],
+        serde_json::json!([]),
+        "browser errors"
+    );
+    let found = steps.get("searched");
+    for kind in ["search", "backtest"] {
+        let r = &found[kind];
+        let spans = r["spans"].as_array().expect("spans");
+        assert_eq!(spans.len(), 1, "{kind}: one red range: {r}");
+        // 8-16 s of about 22 s scanned: from about a third, a third wide.
+        let left = spans[0][0].as_f64().unwrap_or(-1.0);
+        assert!(
+            (20.0..55.0).contains(&left),
+            "{kind} starts at {left}% of the timeline"
+        );
+        assert!(
+            spans[0][1].as_f64() > Some(50.0),
+            "{kind} is drawn wide: {r}"
+        );
+    }
+    assert!(
+        steps.get("done")["overflow"].as_i64() <= Some(0),
+        "fits a phone"
+    );
     d.stop().await;
 }

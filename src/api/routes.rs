@@ -257,7 +257,7 @@ pub static ROUTES: &[Route] = &[
     Route {
         method: "GET",
         path: "/rtstream/{rtstream_id}/snapshot.jpg",
-        summary: "The stream's newest scored picture as a JPEG; its age in x-frame-age-ms",
+        summary: "The stream's newest scored picture as a JPEG, its age in x-frame-age-ms; an SVG placeholder before the first",
         make: || get(history::snapshot),
     },
     Route {

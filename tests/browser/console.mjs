@@ -5,83 +5,36 @@
 // process) and answers on stdin where a step needs it ("killed").
 // Every console error and page error of the console's own pages is
 // collected; only the refused sign-in may log its 401.
-// Usage: node console.mjs <base> <api key> <webhook url> <screenshot dir>
-import { createRequire } from 'node:module';
+// Usage: node console.mjs <base> <api key> <webhook url> <screenshot dir> <refusing url>
 import readline from 'node:readline';
+import { DESKTOP, Errors, launch, say, shoot as shootAt, signIn, until } from './console_lib.mjs';
 
-const require = createRequire(process.env.SIGHTLINE_PLAYWRIGHT + '/');
-const { chromium } = require('playwright-core');
-
-const [base, key, hook, shots] = process.argv.slice(2);
-const DESKTOP = { width: 1280, height: 900 };
-const PHONE = { width: 390, height: 844 };
-const say = (step, more) => console.log(JSON.stringify({ step, at: Date.now(), ...more }));
+const [base, key, hook, shots, refuser] = process.argv.slice(2);
 const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
-
-const errors = [];
-let allowed401 = false;
-function watch(page, name) {
-  page.on('console', (m) => {
-    if (m.type() !== 'error') return;
-    if (allowed401 && /status of 401/.test(m.text())) return;
-    errors.push(`${name}: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => errors.push(`${name}: ${e}`));
-  return page;
-}
-
-/** Polls `f(arg)` in the page until it is truthy. (page.waitForFunction
- * evaluates a string, which the console's CSP rightly forbids.) */
-async function until(page, f, arg, timeout = 30000) {
-  const end = Date.now() + timeout;
-  for (;;) {
-    const v = await page.evaluate(f, arg);
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${timeout} ms waiting for ${f}`);
-    await page.waitForTimeout(200);
-  }
-}
-
-/** Screenshots of the page at desktop and phone width. */
-async function shoot(page, name) {
-  await page.setViewportSize(DESKTOP);
-  await page.screenshot({ path: `${shots}/console-${name}-desktop.png`, fullPage: true });
-  await page.setViewportSize(PHONE);
-  await page.waitForTimeout(300);
-  await page.screenshot({ path: `${shots}/console-${name}-phone.png`, fullPage: true });
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-  await page.setViewportSize(DESKTOP);
-  return overflow;
-}
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-         '--disable-component-update', '--no-first-run', '--autoplay-policy=no-user-gesture-required'],
-});
+const errors = new Errors();
+const shoot = (page, name) => shootAt(page, shots, name);
+const browser = await launch();
 const overflow = {};
 try {
   const ctx = await browser.newContext({ viewport: DESKTOP });
-  const rules = watch(await ctx.newPage(), 'rules');
+  const rules = errors.watch(await ctx.newPage(), 'rules');
 
   // Sign-in: a wrong key is refused on the page, the right one gets in.
   await rules.goto(base + '/');
-  allowed401 = true;
-  await rules.fill('#key', 'not-the-key-0123456789');
-  await rules.keyboard.press('Enter');
-  await rules.waitForSelector('#signin-error:not([hidden])');
-  const refusal = await rules.textContent('#signin-error');
-  await rules.waitForTimeout(200);
-  allowed401 = false;
+  const refusal = await errors.allowing(401, async () => {
+    await rules.fill('#key', 'not-the-key-0123456789');
+    await rules.keyboard.press('Enter');
+    await rules.waitForSelector('#signin-error:not([hidden])');
+    await rules.waitForTimeout(200);
+    return rules.textContent('#signin-error');
+  });
   overflow.signin = await shoot(rules, 'signin');
-  await rules.fill('#key', key);
-  await rules.keyboard.press('Enter');
-  await rules.waitForURL('**/live');
+  await signIn(rules, base, key);
   const cookies = (await ctx.cookies()).filter((c) => c.name === 'sightline_session');
   say('signed-in', { refusal, cookie: cookies[0] || null });
 
   // The Live page stays open from here on, in a tab of its own.
-  const live = watch(await ctx.newPage(), 'live');
+  const live = errors.watch(await ctx.newPage(), 'live');
   await live.goto(base + '/live');
   await live.waitForSelector('#feed-state.up');
 
@@ -98,6 +51,15 @@ try {
 
   // Rules: check the prompt, save the event, wire an alert, all by keyboard and clicks.
   await rules.goto(base + '/rules');
+  await rules.fill('#event-prompt', 'Detect a unicorn');
+  await rules.fill('#event-label', 'unicorn');
+  const refused = await errors.allowing(422, async () => {
+    await rules.click('#event-check');
+    await rules.waitForSelector('#event-preview .note.bad');
+    return rules.textContent('#event-preview');
+  });
+  const saveable = !(await rules.isDisabled('#event-save'));
+  say('refused-prompt', { refused, saveable });
   await rules.fill('#event-prompt', 'Detect person');
   await rules.fill('#event-label', 'person');
   await rules.click('#event-check');
@@ -164,6 +126,23 @@ try {
   overflow.health = await shoot(rules, 'health');
   say('pages', { history, health });
 
+  // A receiver that refuses (400) makes a dead letter; Health lists it and
+  // puts it back in line.
+  await rules.goto(base + '/rules');
+  await rules.selectOption('#alert-camera', 'yard');
+  await rules.fill('#alert-webhook', refuser);
+  await rules.click('form:has(#alert-event) button[type=submit]');
+  await rules.waitForSelector(`#alert-table tr[data-alert]:not([data-alert="${alertId}"])`);
+  const refusing = await rules.getAttribute(`#alert-table tr[data-alert]:not([data-alert="${alertId}"])`, 'data-alert');
+  await rules.click(`#alert-table tr[data-alert="${refusing}"] button:has-text("Send test")`);
+  await rules.goto(base + '/health');
+  await rules.waitForSelector('#dead tbody tr', { timeout: 30000 });
+  const dead = await rules.$$eval('#dead tbody tr', (rows) => rows.map((r) => r.textContent));
+  overflow.health_dead = await shoot(rules, 'health-dead-letter');
+  await rules.click('#dead tbody tr button');
+  await rules.waitForSelector('#toast:has-text("Back in line")');
+  say('dead-letter', { dead, refusing });
+
   // A cross-site form POST (from a page of another origin) is refused.
   const evil = await ctx.newPage();
   await evil.setContent(`<form method="post" action="${base}/alert/${alertId}/test"><button>go</button></form>`);
@@ -188,9 +167,9 @@ try {
   await rules.goto(base + '/rules');
   say('signed-out', { url: rules.url() });
 } catch (e) {
-  errors.push('test: ' + (e.stack || e));
+  errors.list.push('test: ' + (e.stack || e));
 } finally {
   await browser.close();
-  say('done', { errors, overflow });
+  say('done', { errors: errors.list, overflow });
   process.exit(0);
 }

@@ -81,6 +81,16 @@ function facts(pairs) {
   return el('dl', { class: 'facts' }, pairs.filter(Boolean).map(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]));
 }
 
+/** Gives each cell of a table its column's heading (shown beside the
+ * value when the table is stacked on a narrow screen). */
+function labelled(table) {
+  const heads = [...table.querySelectorAll('thead th')].map((t) => t.textContent);
+  for (const row of table.querySelectorAll('tbody tr')) {
+    [...row.children].forEach((td, i) => { if (heads[i]) td.dataset.label = heads[i]; });
+  }
+  return table;
+}
+
 function field(label, input) { return el('label', {}, label, input); }
 
 function options(select, items, keep) {
@@ -434,9 +444,9 @@ function alertTable(alerts, byEvent, names) {
           },
         }, 'Delete'))));
   });
-  return el('div', { class: 'table-wrap' }, el('table', { id: 'alert-table', class: 'stack' },
+  return el('div', { class: 'table-wrap' }, labelled(el('table', { id: 'alert-table', class: 'stack' },
     el('thead', {}, el('tr', {}, ['Event', 'Cameras', 'Model', 'Targets', 'Status', ''].map((h) => el('th', { scope: 'col' }, h)))),
-    el('tbody', {}, rows)));
+    el('tbody', {}, rows))));
 }
 
 function alertForm(events, streams) {
@@ -476,7 +486,7 @@ function resolution(e, models) {
 
 function eventTable(events, models) {
   if (!events.length) return el('p', { class: 'muted' }, 'No events yet.');
-  return el('div', { class: 'table-wrap' }, el('table', { id: 'event-table', class: 'stack' },
+  return el('div', { class: 'table-wrap' }, labelled(el('table', { id: 'event-table', class: 'stack' },
     el('thead', {}, el('tr', {}, ['Label', 'Prompt', 'Resolves to', 'Model', ''].map((h) => el('th', { scope: 'col' }, h)))),
     el('tbody', {}, events.map((e) => el('tr', {},
       el('td', {}, e.label), el('td', {}, e.event_prompt || '–'),
@@ -485,7 +495,7 @@ function eventTable(events, models) {
       el('td', {}, e.origin === 'api' && el('button', {
         type: 'button', class: 'danger',
         onclick: (ev) => act(ev.target, 'Event deleted', () => api('DELETE', `/rtstream/event/${encodeURIComponent(e.event_id)}`)).then(pageRules),
-      }, 'Delete')))))));
+      }, 'Delete'))))))));
 }
 
 function eventForm(models) {
@@ -508,7 +518,7 @@ function eventForm(models) {
       } catch (e) {
         const vocab = models.filter((m) => m.labels && m.labels.length).map((m) => `${m.name}: ${m.labels.join(', ')}`);
         result.replaceChildren(el('div', { class: 'note bad', role: 'alert' }, el('p', {}, e.message),
-          vocab.length ? el('p', {}, 'What the loaded models know: ', vocab.join('; ')) : null));
+          vocab.length && !/detects:/.test(e.message) ? el('p', {}, 'What the loaded models know: ', vocab.join('; ')) : null));
       }
     },
   }, 'Check');
@@ -568,7 +578,7 @@ function searchPanel(models, streams, names) {
     const ranges = (kind === 'search' ? r.results : r.occurrences) || [];
     const sc = r.scanned || {};
     out.replaceChildren(
-      el('p', {}, `${kind === 'search' ? 'Search' : 'Backtest'}: ${ranges.length} ranges in ${sc.frames || 0} stored frames.`),
+      el('p', {}, `${kind === 'search' ? 'Search' : 'Backtest'}: ${ranges.length} ${ranges.length === 1 ? 'range' : 'ranges'} in ${sc.frames || 0} stored frames.`),
       sc.first ? timeline(ranges, sc.first, sc.last) : el('p', { class: 'muted' }, 'No stored frames yet.'),
       el('ol', {}, ranges.map((x) => el('li', {}, `${new Date(x.start * 1000).toLocaleTimeString()} – ${new Date(x.end * 1000).toLocaleTimeString()}`,
         ` (${pct(x.score ?? x.confidence)})`))));
@@ -640,11 +650,11 @@ async function pageHealth() {
         : el('p', { class: 'muted', id: 'outbox' }, 'The outbox is empty: everything accepted has been delivered.'),
       el('h2', {}, 'Dead letters'),
       letters.length
-        ? el('div', { class: 'table-wrap' }, el('table', { id: 'dead', class: 'stack' },
+        ? el('div', { class: 'table-wrap' }, labelled(el('table', { id: 'dead', class: 'stack' },
           el('thead', {}, el('tr', {}, ['Target', 'Alert', 'Attempts', 'Last error', ''].map((h) => el('th', { scope: 'col' }, h)))),
           el('tbody', {}, letters.map((d) => el('tr', {},
             el('td', {}, d.target), el('td', {}, d.alert_id), el('td', {}, String(d.attempts)), el('td', {}, d.last_error || '–'),
-            el('td', {}, el('button', { type: 'button', onclick: (ev) => act(ev.target, 'Back in line', () => api('POST', `/delivery/dead/${d.seq}/redeliver`, {})) }, 'Redeliver')))))))
+            el('td', {}, el('button', { type: 'button', onclick: (ev) => act(ev.target, 'Back in line', () => api('POST', `/delivery/dead/${d.seq}/redeliver`, {})) }, 'Redeliver'))))))))
         : el('p', { class: 'muted' }, 'No dead letters.'),
       el('h2', {}, 'Metrics'),
       el('p', {}, el('a', { href: '/metrics' }, 'Prometheus metrics'), ' (text format, for a scraper).'));
