@@ -177,7 +177,7 @@ min_free_mb = 1
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let shots = root.join("target/test-artifacts");
     std::fs::create_dir_all(&shots).expect("artifact dir");
-    let mut node = tokio::process::Command::new("node")
+    let node = tokio::process::Command::new("node")
         .arg(root.join("tests/browser/console.mjs"))
         .args([
             &d.base,
@@ -192,199 +192,15 @@ min_free_mb = 1
         .kill_on_drop(true)
         .spawn()
         .expect("node runs (scripts/setup --test installs it)");
-    let mut stdin = node.stdin.take().expect("stdin");
-    let mut out = BufReader::new(node.stdout.take().expect("stdout")).lines();
-    let mut steps = Steps { seen: Vec::new() };
-    let mut received: Vec<Received> = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(420);
-    loop {
-        tokio::select! {
-            line = out.next_line() => {
-                let Ok(Some(line)) = line else { break };
-                let Ok(step) = serde_json::from_str::<Value>(&line) else {
-                    eprintln!("console: {line}");
-                    continue;
-                };
-                eprintln!("console: {step}");
-                if step["step"] == "kill-camera" {
-                    let _ = camera.kill(); // SIGKILL
-                    let _ = camera.wait();
-                    stdin.write_all(b"killed\n").await.expect("tell the browser");
-                }
-                let done = step["step"] == "done";
-                steps.seen.push(step);
-                if done {
-                    break;
-                }
-            }
-            Some(r) = hook.rx.recv() => received.push(r),
-            _ = tokio::time::sleep_until(deadline) => panic!("the browser run took over 7 minutes: {:?}", steps.seen),
-        }
-    }
-    while let Ok(r) = hook.rx.try_recv() {
-        received.push(r);
-    }
+    let (steps, received) = drive(node, &mut camera, &mut hook).await;
     let _ = camera.kill();
     let done = steps.get("done");
     eprintln!("console: screenshots in {}", shots.display());
     assert_eq!(done["errors"], serde_json::json!([]), "browser errors");
 
-    // Sign-in on the page: refused with a wrong key; a session cookie the page cannot read.
-    let signed = steps.get("signed-in");
-    assert!(
-        signed["refusal"]
-            .as_str()
-            .is_some_and(|t| t.contains("not")),
-        "{signed}"
-    );
-    assert_eq!(signed["cookie"]["httpOnly"], true, "{signed}");
-    assert_eq!(signed["cookie"]["sameSite"], "Strict", "{signed}");
-    assert!(
-        signed["cookie"]["expires"].as_f64() > Some(0.0),
-        "the cookie expires: {signed}"
-    );
-
-    let refused = steps.get("refused-prompt");
-    assert!(
-        refused["refused"]
-            .as_str()
-            .is_some_and(|t| t.contains("unicorn") && t.contains("detects: person")),
-        "a prompt no model can score is refused with the vocabulary shown: {refused}"
-    );
-    assert_eq!(refused["saveable"], false, "and cannot be saved: {refused}");
-    let dead = steps.get("dead-letter");
-    let refusing = dead["refusing"].as_str().expect("alert id");
-    assert!(
-        dead["dead"].as_array().is_some_and(|rows| rows
-            .iter()
-            .any(|r| r.as_str().is_some_and(|t| t.contains(refusing)))),
-        "Health lists the refused message as a dead letter: {dead}"
-    );
-    let frames = &steps.get("cameras")["frames"];
-    assert!(
-        frames[1].as_u64() > frames[0].as_u64(),
-        "the frame count rises: {frames}"
-    );
-    let created = steps.get("alert-created");
-    assert!(
-        created["preview"]
-            .as_str()
-            .is_some_and(|p| p.contains("person")),
-        "the prompt resolves to the person label before saving: {created}"
-    );
-
-    // The alert on the Live page, within 2 s of the webhook receiving it.
-    let live = steps.get("live");
-    let occurrence = live["occurrence"].as_str().expect("occurrence id");
-    // The first message the receiver got of that occurrence (the alert may
-    // be wired while the person is already in view: then that is its end).
-    let first = received
-        .iter()
-        .find(|r| r.body["occurrence_id"] == occurrence)
-        .unwrap_or_else(|| {
-            let got: Vec<_> = received
-                .iter()
-                .map(|r| (r.body["occurrence_id"].clone(), r.body["phase"].clone()))
-                .collect();
-            panic!("the webhook got nothing of {occurrence}; it got {got:?}")
-        });
-    let lag = live["arrived"].as_i64().expect("arrived") - unix_ms(first.at);
-    eprintln!("console: the Live page showed the alert {lag} ms after the webhook got it");
-    assert!(lag <= 2000, "{lag} ms after the webhook");
-    assert!(live["naturalWidth"].as_u64() > Some(0), "{live}");
-    assert!(
-        steps.get("played")["played"].as_f64() > Some(1.0),
-        "the clip plays"
-    );
-
-    // Nothing reached the receiver while the alert was disabled.
-    let (off, back) = (
-        steps.get("disabled")["at"].as_i64().expect("at"),
-        steps.get("disabled-window-over")["at"]
-            .as_i64()
-            .expect("at"),
-    );
-    let during: Vec<&Value> = received
-        .iter()
-        .filter(|r| (off..back).contains(&unix_ms(r.at)))
-        .map(|r| &r.body)
-        .collect();
-    assert!(during.is_empty(), "alerts while disabled: {during:?}");
-    assert!(
-        back - off >= 30_000,
-        "the window covers a whole loop of the clip"
-    );
-    let test = received.iter().find(|r| {
-        r.body["occurrence_id"]
-            .as_str()
-            .is_some_and(|o| o.starts_with("test-"))
-    });
-    assert!(
-        test.is_some(),
-        "the test alert sent from the Rules page arrived"
-    );
-    assert_eq!(
-        steps.get("resumed")["feed"],
-        "resumed",
-        "the Live page resumed its feed"
-    );
-    steps.get("enabled");
-
-    let pages = steps.get("pages");
-    assert!(
-        pages["history"]
-            .as_array()
-            .is_some_and(|h| h.iter().any(|o| o == occurrence)),
-        "History lists the occurrence: {pages}"
-    );
-    assert!(
-        pages["health"]
-            .as_str()
-            .is_some_and(|t| t.contains("outbox")),
-        "{pages}"
-    );
-
-    let cross = steps.get("cross-site");
-    let status = cross["status"].as_u64().unwrap_or_default();
-    assert!(
-        status == 401 || status == 403,
-        "a cross-site POST is refused: {cross}"
-    );
-    let reconnecting = steps.get("reconnecting");
-    assert!(
-        reconnecting["after_ms"].as_u64() <= Some(15_000),
-        "{reconnecting}"
-    );
-    assert!(
-        steps.get("signed-out")["url"]
-            .as_str()
-            .is_some_and(|u| u.contains("/signin")),
-        "signed out"
-    );
-    for (page, px) in done["overflow"].as_object().expect("overflow") {
-        assert!(
-            px.as_i64() <= Some(0),
-            "{page} scrolls sideways by {px} px at phone width"
-        );
-    }
-    for page in [
-        "signin",
-        "live",
-        "cameras",
-        "rules",
-        "history",
-        "health",
-        "health-dead-letter",
-    ] {
-        for w in ["desktop", "phone"] {
-            let f = shots.join(format!("console-{page}-{w}.png"));
-            assert!(
-                f.metadata().is_ok_and(|m| m.len() > 1000),
-                "{} saved",
-                f.display()
-            );
-        }
-    }
+    check_sign_in_and_rules(&steps);
+    check_live_and_disabled(&steps, &received);
+    check_the_rest(&steps, &shots);
     d.stop().await;
 }
 
@@ -465,4 +281,217 @@ async fn the_rules_page_draws_search_and_backtest_ranges_on_a_timeline() {
         "fits a phone"
     );
     d.stop().await;
+}
+
+/// Reads the browser script's steps to its end, collecting what the webhook
+/// receiver got meanwhile; kills the camera when the script asks.
+async fn drive(
+    mut node: tokio::process::Child,
+    camera: &mut std::process::Child,
+    hook: &mut Receiver,
+) -> (Steps, Vec<Received>) {
+    let mut stdin = node.stdin.take().expect("stdin");
+    let mut out = BufReader::new(node.stdout.take().expect("stdout")).lines();
+    let mut steps = Steps { seen: Vec::new() };
+    let mut received: Vec<Received> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(420);
+    loop {
+        tokio::select! {
+            line = out.next_line() => {
+                let Ok(Some(line)) = line else { break };
+                let Ok(step) = serde_json::from_str::<Value>(&line) else {
+                    eprintln!("console: {line}");
+                    continue;
+                };
+                eprintln!("console: {step}");
+                if step["step"] == "kill-camera" {
+                    let _ = camera.kill(); // SIGKILL
+                    let _ = camera.wait();
+                    stdin.write_all(b"killed\n").await.expect("tell the browser");
+                }
+                let done = step["step"] == "done";
+                steps.seen.push(step);
+                if done {
+                    break;
+                }
+            }
+            Some(r) = hook.rx.recv() => received.push(r),
+            _ = tokio::time::sleep_until(deadline) => panic!("the browser run took over 7 minutes: {:?}", steps.seen),
+        }
+    }
+    while let Ok(r) = hook.rx.try_recv() {
+        received.push(r);
+    }
+    (steps, received)
+}
+
+/// Sign-in, the refused prompt, the dead letter, the cameras, the preview.
+fn check_sign_in_and_rules(steps: &Steps) {
+    // Sign-in on the page: refused with a wrong key; a session cookie the page cannot read.
+    let signed = steps.get("signed-in");
+    assert!(
+        signed["refusal"]
+            .as_str()
+            .is_some_and(|t| t.contains("not")),
+        "{signed}"
+    );
+    assert_eq!(signed["cookie"]["httpOnly"], true, "{signed}");
+    assert_eq!(signed["cookie"]["sameSite"], "Strict", "{signed}");
+    assert!(
+        signed["cookie"]["expires"].as_f64() > Some(0.0),
+        "the cookie expires: {signed}"
+    );
+
+    let refused = steps.get("refused-prompt");
+    assert!(
+        refused["refused"]
+            .as_str()
+            .is_some_and(|t| t.contains("unicorn") && t.contains("detects: person")),
+        "a prompt no model can score is refused with the vocabulary shown: {refused}"
+    );
+    assert_eq!(refused["saveable"], false, "and cannot be saved: {refused}");
+    let dead = steps.get("dead-letter");
+    let refusing = dead["refusing"].as_str().expect("alert id");
+    assert!(
+        dead["dead"].as_array().is_some_and(|rows| rows
+            .iter()
+            .any(|r| r.as_str().is_some_and(|t| t.contains(refusing)))),
+        "Health lists the refused message as a dead letter: {dead}"
+    );
+    let frames = &steps.get("cameras")["frames"];
+    assert!(
+        frames[1].as_u64() > frames[0].as_u64(),
+        "the frame count rises: {frames}"
+    );
+    let created = steps.get("alert-created");
+    assert!(
+        created["preview"]
+            .as_str()
+            .is_some_and(|p| p.contains("person")),
+        "the prompt resolves to the person label before saving: {created}"
+    );
+}
+
+/// The alert on the Live page and its clip; the disabled window; resume.
+fn check_live_and_disabled(steps: &Steps, received: &[Received]) {
+    // The alert on the Live page, within 2 s of the webhook receiving it.
+    let live = steps.get("live");
+    let occurrence = live["occurrence"].as_str().expect("occurrence id");
+    // The first message the receiver got of that occurrence (the alert may
+    // be wired while the person is already in view: then that is its end).
+    let first = received
+        .iter()
+        .find(|r| r.body["occurrence_id"] == occurrence)
+        .unwrap_or_else(|| {
+            let got: Vec<_> = received
+                .iter()
+                .map(|r| (r.body["occurrence_id"].clone(), r.body["phase"].clone()))
+                .collect();
+            panic!("the webhook got nothing of {occurrence}; it got {got:?}")
+        });
+    let lag = live["arrived"].as_i64().expect("arrived") - unix_ms(first.at);
+    eprintln!("console: the Live page showed the alert {lag} ms after the webhook got it");
+    assert!(lag <= 2000, "{lag} ms after the webhook");
+    assert!(live["naturalWidth"].as_u64() > Some(0), "{live}");
+    assert!(
+        steps.get("played")["played"].as_f64() > Some(1.0),
+        "the clip plays"
+    );
+
+    // Nothing reached the receiver while the alert was disabled.
+    let (off, back) = (
+        steps.get("disabled")["at"].as_i64().expect("at"),
+        steps.get("disabled-window-over")["at"]
+            .as_i64()
+            .expect("at"),
+    );
+    let during: Vec<&Value> = received
+        .iter()
+        .filter(|r| (off..back).contains(&unix_ms(r.at)))
+        .map(|r| &r.body)
+        .collect();
+    assert!(during.is_empty(), "alerts while disabled: {during:?}");
+    assert!(
+        back - off >= 30_000,
+        "the window covers a whole loop of the clip"
+    );
+    let test = received.iter().find(|r| {
+        r.body["occurrence_id"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("test-"))
+    });
+    assert!(
+        test.is_some(),
+        "the test alert sent from the Rules page arrived"
+    );
+    assert_eq!(
+        steps.get("resumed")["feed"],
+        "resumed",
+        "the Live page resumed its feed"
+    );
+    steps.get("enabled");
+}
+
+/// History, Health, the cross-site POST, the dead camera, sign-out, the
+/// phone width and the screenshots.
+fn check_the_rest(steps: &Steps, shots: &std::path::Path) {
+    let occurrence = steps.get("live")["occurrence"]
+        .as_str()
+        .expect("occurrence id");
+    let done = steps.get("done");
+    let pages = steps.get("pages");
+    assert!(
+        pages["history"]
+            .as_array()
+            .is_some_and(|h| h.iter().any(|o| o == occurrence)),
+        "History lists the occurrence: {pages}"
+    );
+    assert!(
+        pages["health"]
+            .as_str()
+            .is_some_and(|t| t.contains("outbox")),
+        "{pages}"
+    );
+
+    let cross = steps.get("cross-site");
+    let status = cross["status"].as_u64().unwrap_or_default();
+    assert!(
+        status == 401 || status == 403,
+        "a cross-site POST is refused: {cross}"
+    );
+    let reconnecting = steps.get("reconnecting");
+    assert!(
+        reconnecting["after_ms"].as_u64() <= Some(15_000),
+        "{reconnecting}"
+    );
+    assert!(
+        steps.get("signed-out")["url"]
+            .as_str()
+            .is_some_and(|u| u.contains("/signin")),
+        "signed out"
+    );
+    for (page, px) in done["overflow"].as_object().expect("overflow") {
+        assert!(
+            px.as_i64() <= Some(0),
+            "{page} scrolls sideways by {px} px at phone width"
+        );
+    }
+    for page in [
+        "signin",
+        "live",
+        "cameras",
+        "rules",
+        "history",
+        "health",
+        "health-dead-letter",
+    ] {
+        for w in ["desktop", "phone"] {
+            let f = shots.join(format!("console-{page}-{w}.png"));
+            assert!(
+                f.metadata().is_ok_and(|m| m.len() > 1000),
+                "{} saved",
+                f.display()
+            );
+        }
+    }
 }
