@@ -167,8 +167,11 @@ impl LatestPictures {
         }
     }
 
-    pub fn get(&self, stream: &str) -> Option<(Arc<Picture>, SystemTime)> {
-        self.0.lock().ok()?.get(&StreamId::new(stream)).cloned()
+    /// The stream's newest picture and how long ago it was taken.
+    pub fn get(&self, stream: &str) -> Option<(Arc<Picture>, std::time::Duration)> {
+        let (picture, wall) = self.0.lock().ok()?.get(&StreamId::new(stream)).cloned()?;
+        let age = SystemTime::now().duration_since(wall).unwrap_or_default();
+        Some((picture, age))
     }
 }
 

@@ -91,7 +91,7 @@ pub async fn snapshot(State(st): State<ApiState>, Path(id): Path<String>) -> Res
     }
     // A stream no model scores yet has no picture: a placeholder says so
     // (an image, so that a page showing it need not special-case it).
-    let Some((picture, wall)) = st.engine.parts().latest.get(&id) else {
+    let Some((picture, age)) = st.engine.parts().latest.get(&id) else {
         return (
             [
                 (header::CONTENT_TYPE, "image/svg+xml"),
@@ -105,9 +105,6 @@ pub async fn snapshot(State(st): State<ApiState>, Path(id): Path<String>) -> Res
         crate::record::clips::shown(&picture).and_then(|img| crate::record::clips::clean_jpeg(&img))
     })
     .await;
-    let age = std::time::SystemTime::now()
-        .duration_since(wall)
-        .map_or(0, |d| d.as_millis());
     match jpeg {
         Ok(Ok(bytes)) => (
             [
@@ -115,7 +112,7 @@ pub async fn snapshot(State(st): State<ApiState>, Path(id): Path<String>) -> Res
                 (header::CACHE_CONTROL, "no-store".to_string()),
                 (
                     header::HeaderName::from_static("x-frame-age-ms"),
-                    age.to_string(),
+                    age.as_millis().to_string(),
                 ),
             ],
             bytes,

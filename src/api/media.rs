@@ -67,8 +67,7 @@ impl Media {
         if self.allowed(path, q) {
             return q.exp;
         }
-        session
-            .then(|| self.clocks.wall_ms() / 1000 + self.recorder.settings.url_ttl.as_secs() as i64)
+        session.then(|| self.recorder.link_expiry(self.clocks.wall_ms()))
     }
 
     /// A signed URL path for `path`, valid as long as the one it came from.
@@ -325,7 +324,7 @@ pub async fn span(
 /// Signed links to a span of a stream's recording (the SDK's
 /// `generate_stream`), valid for the configured lifetime.
 pub fn span_links(m: &Media, base: &str, stream: &str, from: i64, to: i64) -> [String; 3] {
-    let exp = m.clocks.wall_ms() / 1000 + m.recorder.settings.url_ttl.as_secs() as i64;
+    let exp = m.recorder.link_expiry(m.clocks.wall_ms());
     let path = |w: &str| {
         format!(
             "{base}{}",

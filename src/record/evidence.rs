@@ -63,7 +63,7 @@ pub fn spawn_after(
 /// Signed links to an occurrence's evidence, valid for the configured
 /// lifetime from `now_ms`, on `base` (`scheme://host:port`).
 pub fn links(recorder: &Recorder, base: &str, now_ms: i64, stream: &str, occ: &str) -> Links {
-    let exp = now_ms / 1000 + recorder.settings.url_ttl.as_secs() as i64;
+    let exp = recorder.link_expiry(now_ms);
     let url = |what: &str| {
         let path = format!("/media/{stream}/{occ}/{what}");
         Some(format!("{base}{}", recorder.signer.signed(&path, exp)))

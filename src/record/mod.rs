@@ -56,6 +56,11 @@ pub fn safe_name(s: &str) -> bool {
 }
 
 impl Recorder {
+    /// Unix seconds until which a media link signed at `now_ms` is valid.
+    pub fn link_expiry(&self, now_ms: i64) -> i64 {
+        now_ms / 1000 + self.settings.url_ttl.as_secs() as i64
+    }
+
     /// A recorder, or `None` when recording is off (no directory). With
     /// `taps`, streams recorded from their detection URL are recorded from
     /// the detection pipeline's session instead of a second one.

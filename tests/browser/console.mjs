@@ -7,7 +7,7 @@
 // collected; only the refused sign-in may log its 401.
 // Usage: node console.mjs <base> <api key> <webhook url> <screenshot dir> <refusing url>
 import readline from 'node:readline';
-import { DESKTOP, Errors, launch, say, shoot as shootAt, signIn, until } from './console_lib.mjs';
+import { DESKTOP, Errors, finish, launch, say, shoot as shootAt, signIn, until } from './console_lib.mjs';
 
 const [base, key, hook, shots, refuser] = process.argv.slice(2);
 const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
@@ -169,7 +169,5 @@ try {
 } catch (e) {
   errors.list.push('test: ' + (e.stack || e));
 } finally {
-  await browser.close();
-  say('done', { errors: errors.list, overflow });
-  process.exit(0);
+  await finish(browser, errors, { overflow });
 }

@@ -65,6 +65,14 @@ export async function shoot(page, dir, name) {
   return overflow;
 }
 
+/** Ends a script: closes the browser and prints the `done` step with
+ * every error collected (and what else `more` adds). */
+export async function finish(browser, errors, more) {
+  await browser.close();
+  say('done', { errors: errors.list, ...more });
+  process.exit(0);
+}
+
 /** Signs in on the page with the key. */
 export async function signIn(page, base, key) {
   await page.goto(base + '/signin');

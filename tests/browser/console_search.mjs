@@ -2,7 +2,7 @@
 // tests/console.rs: signs in, searches the stored frames for a text, then
 // backtests it as an event, and reports the ranges drawn on the timeline.
 // Usage: node console_search.mjs <base> <api key> <text> <screenshot dir>
-import { Errors, launch, say, shoot, signIn } from './console_lib.mjs';
+import { Errors, finish, launch, say, shoot, signIn } from './console_lib.mjs';
 
 const [base, key, text, shots] = process.argv.slice(2);
 const errors = new Errors();
@@ -33,7 +33,5 @@ try {
 } catch (e) {
   errors.list.push('test: ' + (e.stack || e));
 } finally {
-  await browser.close();
-  say('done', { errors: errors.list, overflow });
-  process.exit(0);
+  await finish(browser, errors, { overflow });
 }
