@@ -300,6 +300,9 @@ struct Stages {
     delivery: JoinHandle<u64>,
     records_task: Task<()>,
     embed_task: Option<Task<()>>,
+    /// What the matcher stage measures and leaves for the API to read.
+    match_times: Arc<Histogram>,
+    latest: Arc<crate::types::LatestPictures>,
 }
 
 type EmbeddingParts<'a> = (
@@ -310,8 +313,6 @@ type MatcherParts<'a> = (
     Vec<Arc<CompiledEvent>>,
     Option<crossbeam_channel::Sender<Scores>>,
     &'a Arc<dyn Clocks>,
-    &'a Arc<Histogram>,
-    &'a Arc<crate::types::LatestPictures>,
 );
 
 /// Starts the scene, delivery and matcher stages (in that order: each
@@ -322,7 +323,7 @@ fn start_stages(
     out: &Delivery,
     store: &Arc<Store>,
     (embeddings, embed): EmbeddingParts<'_>,
-    (events, scored, clocks, match_times, latest): MatcherParts<'_>,
+    (events, scored, clocks): MatcherParts<'_>,
 ) -> anyhow::Result<Stages> {
     let (records_tx, records_rx) = mpsc::channel::<SceneRecord>(4096);
     let records_task = tokio::spawn(scenes::store_records(
@@ -357,6 +358,8 @@ fn start_stages(
         Arc::clone(clocks),
     )
     .context("spawning the delivery stage")?;
+    let match_times = Arc::new(Histogram::default());
+    let latest = Arc::new(crate::types::LatestPictures::default());
     let matcher = spawn_matcher(
         events,
         embeddings,
@@ -369,8 +372,8 @@ fn start_stages(
             scored_hook: scored,
             clocks: Arc::clone(clocks),
             observed_dropped: Arc::new(AtomicU64::new(0)),
-            match_times: Arc::clone(match_times),
-            latest: Arc::clone(latest),
+            match_times: Arc::clone(&match_times),
+            latest: Arc::clone(&latest),
         },
     )?;
 
@@ -380,6 +383,8 @@ fn start_stages(
         delivery,
         records_task,
         embed_task,
+        match_times,
+        latest,
     })
 }
 
@@ -503,8 +508,6 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
     )
     .await?;
     let (embeddings, embed) = build_embeddings(&config, &models, &store, &clocks).await?;
-    let match_times = Arc::new(Histogram::default());
-    let latest = Arc::new(crate::types::LatestPictures::default());
     let stages = start_stages(
         &config,
         Inputs {
@@ -517,7 +520,7 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
         &out,
         &store,
         (&embeddings, embed),
-        (events, hooks.scored.clone(), &clocks, &match_times, &latest),
+        (events, hooks.scored.clone(), &clocks),
     )?;
     let (finished_tx, finished) = mpsc::unbounded_channel::<StreamId>();
     let parts = Parts {
@@ -541,8 +544,8 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
             .clone()
             .unwrap_or_else(|| Arc::new(source::Gstreamer { taps })),
         clocks: Arc::clone(&clocks),
-        match_times,
-        latest,
+        match_times: Arc::clone(&stages.match_times),
+        latest: Arc::clone(&stages.latest),
         metrics_public: config.api.as_ref().is_some_and(|a| a.metrics_public),
         space: space_watch(&config),
     };

@@ -83,16 +83,19 @@ try {
   await until(live, (s) => { const i = document.querySelector(s + ' img'); return i && i.complete && i.naturalWidth > 0; }, card);
   const naturalWidth = await live.evaluate((s) => document.querySelector(s + ' img').naturalWidth, card);
   say('live', { occurrence, arrived, naturalWidth });
-  await live.click(`${card} button.play`);
-  await until(live, (s) => document.querySelector(s + ' video')?.readyState >= 2, card, 30000);
-  const t0 = await live.evaluate((s) => document.querySelector(s + ' video').currentTime, card);
-  await until(live, ([s, t]) => document.querySelector(s + ' video').currentTime > t + 1, [card, t0], 30000);
-  const played = await live.evaluate(([s, t]) => document.querySelector(s + ' video').currentTime - t, [card, t0]);
+  // Play the clip once it is complete (while the occurrence runs it holds
+  // only what is recorded so far, which can be under a second), then
+  // disable the alert.
+  const mine = `${card}[data-occurrence="${occurrence}"]`;
+  await live.waitForSelector(`${mine}[data-phase="clip_ready"]`, { timeout: 60000 });
+  await live.click(`${mine} button.play`);
+  await until(live, (s) => document.querySelector(s + ' video')?.readyState >= 2, mine, 30000);
+  const t0 = await live.evaluate((s) => document.querySelector(s + ' video').currentTime, mine);
+  await until(live, ([s, t]) => document.querySelector(s + ' video').currentTime > t + 1, [mine, t0], 30000);
+  const played = await live.evaluate(([s, t]) => document.querySelector(s + ' video').currentTime - t, [mine, t0]);
   overflow.live = await shoot(live, 'live');
   say('played', { played });
 
-  // Disable once the occurrence is over and its clip is ready.
-  await live.waitForSelector(`${card}[data-occurrence="${occurrence}"][data-phase="clip_ready"]`, { timeout: 60000 });
   await rules.goto(base + '/rules');
   const row = `#alert-table tr[data-alert="${alertId}"]`;
   await rules.click(`${row} button.toggle`);
