@@ -14,6 +14,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod doctor;
 pub mod domain;
 pub mod embeddings;
 pub mod engine;

@@ -1,23 +1,33 @@
 //! The `sightline` command: parses arguments, sets up logging, and calls into
-//! the library. Exit codes: 0 success, 1 runtime failure, 2 bad configuration.
+//! the library. Exit codes are `client::exit` (listed in `--help`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use sightline::client::{self, Target};
+use clap::{CommandFactory, Parser, Subcommand};
+use sightline::client::{self, exit, Target};
 use sightline::{app, bench, config::Config, demo, telemetry};
 
 #[derive(Parser)]
 #[command(
     name = "sightline",
     version,
-    about = "Edge video analytics: camera streams in, alerts out"
+    about = "Edge video analytics: camera streams in, alerts out",
+    after_help = EXIT_CODES
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+/// Shown under `--help`; the values are `client::exit`.
+const EXIT_CODES: &str = "Exit codes:
+  0  done
+  1  failed while running (the daemon's own error; doctor found a problem)
+  2  bad input: arguments, a config file, or a request the daemon refused
+  3  the daemon could not be reached
+  4  the daemon refused the API key
+  5  no such stream, index, event or alert";
 
 #[derive(Subcommand)]
 enum Command {
@@ -80,6 +90,20 @@ enum Command {
         #[command(subcommand)]
         cmd: StateCmd,
     },
+    /// Check this machine for what sightline needs (GStreamer plugins, ONNX
+    /// Runtime, models, cameras, broker, state directory), one line each.
+    Doctor {
+        #[arg(long, short, default_value = "/etc/sightline/sightline.toml")]
+        config: PathBuf,
+        /// Print the findings as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff).
+    #[command(hide = true)]
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -209,6 +233,29 @@ fn main() -> ExitCode {
             telemetry::init("warn");
             block_on(async move { bench::run(&options).await.map(|_| ()) })
         }
+        Command::Doctor { config, json } => {
+            telemetry::init("error");
+            doctor(&config, json)
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "sightline",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            let mut out = std::io::stdout();
+            match clap_mangen::Man::new(Cli::command()).render(&mut out) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Streams { cmd, target } => call(&target, client::streams(cmd)),
         Command::Indexes { cmd, target } => call(&target, client::indexes(cmd)),
         Command::Events { cmd, target } => call(&target, client::events(cmd)),
@@ -216,21 +263,61 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs one client call and prints the reply's data.
+/// `sightline doctor`: a line per finding; exit 1 if any failed.
+fn doctor(config: &std::path::Path, json: bool) -> ExitCode {
+    let findings = sightline::doctor::run(config);
+    if json {
+        match serde_json::to_string_pretty(&findings) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("error: {e}"),
+        }
+    } else {
+        for f in &findings {
+            println!("{}", f.line());
+        }
+    }
+    if findings.iter().all(|f| f.ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(exit::FAILURE)
+    }
+}
+
+/// Runs one client call and prints the reply's data: a table, or JSON.
 fn call(target: &Target, c: client::Call) -> ExitCode {
     telemetry::init("warn");
     let (base, key) = match client::resolve(target) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("error: {e:#}");
-            return ExitCode::from(2);
+            return ExitCode::from(exit::BAD_INPUT);
         }
     };
-    block_on(async move {
-        let data = client::send(&base, &key, c).await?;
-        println!("{}", serde_json::to_string_pretty(&data)?);
-        Ok(())
-    })
+    let json = target.json;
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    match rt.block_on(client::send(&base, &key, c)) {
+        Ok(data) if json => match serde_json::to_string_pretty(&data) {
+            Ok(s) => {
+                println!("{s}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Ok(data) => {
+            print!("{}", client::table::render(&data));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
 }
 
 fn serve(port: u16, files: &[PathBuf]) -> ExitCode {
@@ -278,17 +365,22 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     })
 }
 
-fn block_on(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+/// The async runtime a command runs on.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
+        .map_err(|e| {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+            ExitCode::FAILURE
+        })
+}
+
+fn block_on(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
     };
     let outcome = rt.block_on(f);
     // Dropping a runtime waits for its blocking tasks without limit; a task

@@ -9,7 +9,7 @@ use serde_json::Value;
 fn cli(d: &Daemon, key_file: &std::path::Path, args: &[&str]) -> (bool, Value, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sightline"))
         .args(args)
-        .args(["--api", &d.base, "--key-file"])
+        .args(["--json", "--api", &d.base, "--key-file"])
         .arg(key_file)
         .output()
         .expect("the CLI runs");

@@ -14,6 +14,7 @@
 //! a webhook URL gets its task the first time an alert names it.
 
 pub mod guard;
+pub mod homeassistant;
 pub mod mqtt;
 pub mod outbox;
 pub mod payload;

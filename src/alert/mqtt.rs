@@ -9,6 +9,11 @@
 //! Username/password and TLS (against a given CA or the system roots) are
 //! options of `[mqtt]`.
 //!
+//! With control or discovery on, the same connection subscribes (after
+//! every CONNACK) to the command topics and Home Assistant's birth topic,
+//! and hands what arrives, and each reconnection, to
+//! [`MqttSink::take_inbound`]'s receiver (`app::homeassistant` reads it).
+//!
 //! A delivery succeeds only on the broker's PUBACK. rumqttc's `publish()`
 //! returning Ok means queued, so each publish leaves a waiter in a FIFO;
 //! the event loop reports each outgoing PUBLISH with its packet id in the
@@ -24,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use super::{DeliverFuture, Delivery, Sink, SinkError};
 use crate::domain::MqttSettings;
@@ -33,6 +38,16 @@ use crate::domain::MqttSettings;
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Waiter = Option<oneshot::Sender<()>>;
+
+/// What the broker hands sightline.
+#[derive(Debug)]
+pub enum Inbound {
+    /// A (re)connection: retained messages may be gone (a broker that
+    /// restarted without persistence), so they are published again.
+    Connected,
+    /// A message on a subscribed topic.
+    Message { topic: String, payload: Vec<u8> },
+}
 
 /// Publishes waiting for their packet id (FIFO) and for their PUBACK (by id).
 #[derive(Default)]
@@ -49,6 +64,20 @@ pub struct MqttSink {
     closing: Arc<AtomicBool>,
     acks: Arc<Mutex<Acks>>,
     task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    inbound: Mutex<Option<mpsc::UnboundedReceiver<Inbound>>>,
+}
+
+/// The topic filters sightline subscribes to: the command topics with
+/// control on, Home Assistant's status with discovery on.
+fn subscriptions(cfg: &MqttSettings) -> Vec<String> {
+    let mut subs = Vec::new();
+    if cfg.control {
+        subs.push(super::homeassistant::COMMAND_FILTER.to_string());
+    }
+    if let Some(prefix) = &cfg.discovery {
+        subs.push(format!("{prefix}/status"));
+    }
+    subs
 }
 
 /// Queues a publish and its waiter together, so the FIFO matches the order
@@ -113,6 +142,13 @@ impl MqttSink {
         let name = broker.clone();
         let closing = Arc::new(AtomicBool::new(false));
         let acks: Arc<Mutex<Acks>> = Arc::default();
+        let subs = subscriptions(cfg);
+        let (inbound_tx, inbound) = if subs.is_empty() {
+            (None, None)
+        } else {
+            let (tx, rx) = mpsc::unbounded_channel();
+            (Some(tx), Some(rx))
+        };
         let (status, announcer, stop, loop_acks) = (
             cfg.status_topic.clone(),
             client.clone(),
@@ -136,6 +172,22 @@ impl MqttSink {
                         );
                         if let Err(e) = online {
                             tracing::warn!(broker = %name, error = %e, "cannot announce availability");
+                        }
+                        for s in &subs {
+                            if let Err(e) = announcer.try_subscribe(s, QoS::AtLeastOnce) {
+                                tracing::warn!(broker = %name, topic = %s, error = %e, "cannot subscribe");
+                            }
+                        }
+                        if let Some(tx) = &inbound_tx {
+                            let _ = tx.send(Inbound::Connected);
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if let Some(tx) = &inbound_tx {
+                            let _ = tx.send(Inbound::Message {
+                                topic: p.topic.clone(),
+                                payload: p.payload.to_vec(),
+                            });
                         }
                     }
                     Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
@@ -182,7 +234,14 @@ impl MqttSink {
             closing,
             acks,
             task: tokio::sync::Mutex::new(Some(task)),
+            inbound: Mutex::new(inbound),
         }
+    }
+
+    /// The receiver of commands and reconnections (once; `None` after, or
+    /// when neither control nor discovery is on).
+    pub fn take_inbound(&self) -> Option<mpsc::UnboundedReceiver<Inbound>> {
+        self.inbound.lock().ok()?.take()
     }
 
     /// Publishes a retained message (QoS 1) without waiting for it: the

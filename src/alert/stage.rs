@@ -31,6 +31,19 @@ pub trait Evidence: Send + Sync {
     fn clip_on_disk(&self, occ: &Occurrence) -> bool;
 }
 
+/// Told of each occurrence message once it is committed (the MQTT state
+/// topics, `app::homeassistant`). Must not block.
+pub trait Observer: Send + Sync {
+    fn seen(&self, occ: &Occurrence, links: &Links);
+}
+
+/// What the stage hands each occurrence to besides the dispatcher.
+#[derive(Default, Clone)]
+pub struct Extras {
+    pub evidence: Option<Arc<dyn Evidence>>,
+    pub observer: Option<Arc<dyn Observer>>,
+}
+
 /// An ended occurrence waiting for its clip.
 struct Waiting {
     due: i64,
@@ -44,20 +57,16 @@ struct Waiting {
 pub fn spawn(
     dispatcher: Arc<Dispatcher>,
     occurrences: Receiver<Occurrence>,
-    evidence: Option<Arc<dyn Evidence>>,
+    extras: Extras,
     clocks: Arc<dyn Clocks>,
 ) -> std::io::Result<JoinHandle<u64>> {
     std::thread::Builder::new()
         .name("delivery".into())
-        .spawn(move || run(&dispatcher, &occurrences, evidence.as_deref(), &*clocks))
+        .spawn(move || run(&dispatcher, &occurrences, &extras, &*clocks))
 }
 
-fn run(
-    d: &Dispatcher,
-    rx: &Receiver<Occurrence>,
-    evidence: Option<&dyn Evidence>,
-    clocks: &dyn Clocks,
-) -> u64 {
+fn run(d: &Dispatcher, rx: &Receiver<Occurrence>, extras: &Extras, clocks: &dyn Clocks) -> u64 {
+    let evidence = extras.evidence.as_deref();
     let mut queued = 0u64;
     let mut waiting: Vec<Waiting> = Vec::new();
     loop {
@@ -75,6 +84,9 @@ fn run(
             Ok(occ) => {
                 let links = evidence.map(|e| e.capture(&occ)).unwrap_or_default();
                 queued += d.dispatch_with(&occ, occ.phase.into(), &links) as u64;
+                if let Some(o) = &extras.observer {
+                    o.seen(&occ, &links);
+                }
                 let due = match (occ.phase, evidence) {
                     (Phase::End, Some(e)) => e.clip_due(&occ),
                     _ => None,

@@ -29,6 +29,8 @@ pub(super) struct Delivery {
     pub capture: Option<Arc<Capture>>,
     /// Each stream's stream time against wall time (scene stage → media API).
     pub time_bases: Arc<crate::types::TimeBases>,
+    /// The MQTT state topics, with `[mqtt] control` (or discovery) on.
+    pub states: Option<Arc<super::homeassistant::StateTopics>>,
 }
 
 /// The recorder, when `[recording]` has a directory. Media URLs are signed
@@ -105,7 +107,14 @@ pub(super) async fn build_delivery(
     .map_err(|e| anyhow!("starting delivery: {e}"))??;
     let recording = build_recorder(config, store, api, clocks, mqtt.clone(), taps)?;
     let (recorder, capture) = recording.unzip();
+    let states = match (&mqtt, &config.mqtt) {
+        (Some(sink), Some(m)) if m.control => Some(Arc::new(
+            super::homeassistant::StateTopics::new(Arc::clone(sink)),
+        )),
+        _ => None,
+    };
     Ok(Delivery {
+        states,
         dispatcher,
         hub,
         mqtt,

@@ -12,6 +12,7 @@
 
 mod counters;
 mod delivery;
+mod homeassistant;
 mod models;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -98,6 +99,8 @@ pub struct Daemon {
     clocks: Arc<dyn Clocks>,
     recorder: Option<Arc<Recorder>>,
     retention: Option<Task<()>>,
+    /// Home Assistant discovery and the MQTT control topics.
+    bridge: Option<Task<()>>,
 }
 
 /// The inference pool: each worker loads its own session of every model on
@@ -347,14 +350,20 @@ fn start_stages(
         .name("scenes".into())
         .spawn(move || scenes.run())
         .context("spawning the scene stage")?;
-    let evidence = out
-        .capture
-        .clone()
-        .map(|c| c as Arc<dyn alert::stage::Evidence>);
+    let extras = alert::stage::Extras {
+        evidence: out
+            .capture
+            .clone()
+            .map(|c| c as Arc<dyn alert::stage::Evidence>),
+        observer: out
+            .states
+            .clone()
+            .map(|s| s as Arc<dyn alert::stage::Observer>),
+    };
     let delivery = alert::stage::spawn(
         Arc::clone(&out.dispatcher),
         inp.occurrences.1,
-        evidence,
+        extras,
         Arc::clone(clocks),
     )
     .context("spawning the delivery stage")?;
@@ -565,6 +574,12 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     tracing::info!(streams = engine.stream_stats().len(), "sightline running");
     let stats_task = stats_task(&config, &engine, &pool_stats, &out.dispatcher);
+    let bridge = homeassistant::spawn(
+        &engine,
+        out.mqtt.as_ref(),
+        out.states.as_ref(),
+        config.mqtt.as_ref(),
+    );
     Ok(Daemon {
         engine,
         api,
@@ -580,6 +595,7 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
         mqtt: out.mqtt,
         finished,
         retention: retention_task(out.recorder.as_ref(), store, &clocks),
+        bridge,
         recorder: out.recorder,
         clocks,
     })
@@ -651,6 +667,9 @@ impl Daemon {
             {
                 tracing::warn!("API connections still open at shutdown; closing them");
             }
+        }
+        if let Some(t) = self.bridge {
+            t.abort();
         }
         if let Some(t) = self.retention {
             t.abort();

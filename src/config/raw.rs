@@ -297,6 +297,13 @@ pub struct RawMqtt {
     /// against `ca_file`, else the system's roots.
     pub tls: Option<bool>,
     pub ca_file: Option<String>,
+    /// Announce streams and rules to Home Assistant (MQTT discovery).
+    pub discovery: Option<bool>,
+    /// Discovery topic prefix (default `homeassistant`).
+    pub discovery_prefix: Option<String>,
+    /// Control and state topics, `sightline/<stream>/<event>/set|state|active`
+    /// (default: on with discovery, else off).
+    pub control: Option<bool>,
 }
 
 /// `[webhook]`: HTTP delivery settings shared by all callback URLs.

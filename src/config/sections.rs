@@ -56,7 +56,22 @@ pub(super) fn runtime(c: &mut Checker, r: &super::raw::RawRuntime, streams: usiz
 
 pub(super) fn mqtt(c: &mut Checker, m: super::raw::RawMqtt) -> MqttSettings {
     let (credentials, tls) = (mqtt_credentials(c, &m), mqtt_tls(c, &m));
+    let discovery = m.discovery.unwrap_or(false).then(|| {
+        let prefix = m
+            .discovery_prefix
+            .clone()
+            .unwrap_or_else(|| "homeassistant".into());
+        topic(c, "mqtt.discovery_prefix", prefix)
+    });
+    if discovery.is_some() && m.control == Some(false) {
+        c.bad(
+            "mqtt.control",
+            "Home Assistant's switches need the control topics: control = false cannot go with discovery = true",
+        );
+    }
     MqttSettings {
+        control: discovery.is_some() || m.control.unwrap_or(false),
+        discovery,
         credentials,
         tls,
         host: m.host.unwrap_or_else(|| "127.0.0.1".into()),

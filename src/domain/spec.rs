@@ -274,6 +274,11 @@ pub struct MqttSettings {
     pub keep_alive: Duration,
     pub topic: String,
     pub status_topic: String,
+    /// Home Assistant discovery prefix, when discovery is on.
+    pub discovery: Option<String>,
+    /// Whether `sightline/<stream>/<event>/set` is obeyed and the state
+    /// topics are kept (always with discovery).
+    pub control: bool,
 }
 
 impl StreamSpec {

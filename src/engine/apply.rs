@@ -102,6 +102,7 @@ impl Engine {
         let _ = tokio::task::spawn_blocking(move || d.set_alerts(alerts, urls)).await;
 
         self.apply_streams(cat, &needs).await;
+        self.changes.send_modify(|n| *n += 1);
     }
 
     /// The streams the catalog wants running, validated.

@@ -131,6 +131,8 @@ pub struct Engine {
     health: Arc<Mutex<HashMap<StreamId, Health>>>,
     /// The model each compiled event was routed to, by event id.
     routes: Mutex<HashMap<String, Arc<str>>>,
+    /// Counts applied catalogs (the MQTT bridge follows it).
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 fn problems(p: Vec<config::Problem>) -> Refusal {
@@ -184,9 +186,15 @@ impl Engine {
             running: Mutex::new(HashMap::new()),
             routes: Mutex::default(),
             health,
+            changes: tokio::sync::watch::Sender::new(0),
         });
         engine.apply_latest().await;
         Ok(engine)
+    }
+
+    /// Changes each time a catalog has been applied.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// A copy of the catalog.

@@ -87,6 +87,11 @@ fn shared_weights(path: &Path) -> ort::session::builder::PrepackedWeights {
         .clone()
 }
 
+/// The ONNX Runtime library this process loaded, once it has.
+pub fn runtime_library() -> Option<PathBuf> {
+    provider::LIBRARY.get().cloned()
+}
+
 /// Loads ONNX Runtime once per process. Later calls return the first result.
 pub fn init_runtime(
     configured: Option<&Path>,

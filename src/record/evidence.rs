@@ -104,7 +104,8 @@ impl Capture {
             let id = &occ.occurrence_id;
             std::fs::write(dir.join(format!("{id}.jpg")), &boxed).map_err(|e| e.to_string())?;
             if let Some(m) = &self.mqtt {
-                let topic = format!("sightline/{}/{}/snapshot", occ.stream_id, occ.label);
+                let topic =
+                    crate::alert::homeassistant::snapshot_topic(occ.stream_id.as_str(), &occ.label);
                 m.publish_retained(&topic, boxed)?;
             }
             Ok(img)

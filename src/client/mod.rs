@@ -1,8 +1,11 @@
 //! The operator's client: `sightline streams|indexes|events|alerts …` talk
-//! to a running daemon through its API and print the reply's `data` as
-//! JSON. The address and key come from the daemon's config file (the same
-//! `[api]` and `[state]` sections it reads), or from `--api` and
-//! `--key-file`; the key is never an argument.
+//! to a running daemon through its API and print the reply's `data`, as a
+//! table (`table.rs`) or, with `--json`, as JSON. The address and key come
+//! from the daemon's config file (the same `[api]` and `[state]` sections
+//! it reads), or from `--api` and `--key-file`; the key is never an
+//! argument. Failures map to the exit codes in [`exit`].
+
+pub mod table;
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +32,51 @@ pub struct Target {
     /// File holding the API key (else the config's, else $SIGHTLINE_API_KEY_FILE).
     #[arg(long, global = true)]
     pub key_file: Option<PathBuf>,
+    /// Print the reply's data as JSON (for scripts) instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// The command's exit codes (also in `sightline --help` and docs/CLI.md).
+pub mod exit {
+    /// Done.
+    pub const OK: u8 = 0;
+    /// Failed while running (the daemon's own error, a check that failed).
+    pub const FAILURE: u8 = 1;
+    /// Bad input: arguments, a config file, or a request the daemon refused as invalid.
+    pub const BAD_INPUT: u8 = 2;
+    /// The daemon could not be reached.
+    pub const UNREACHABLE: u8 = 3;
+    /// The daemon refused the key.
+    pub const UNAUTHORISED: u8 = 4;
+    /// No such stream, index, event or alert.
+    pub const NOT_FOUND: u8 = 5;
+}
+
+/// Why a client call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("cannot reach the daemon at {base}: {reason}")]
+    Unreachable { base: String, reason: String },
+    #[error("{code}: {message}")]
+    Refused { code: u16, message: String },
+    #[error("{0:#}")]
+    Other(anyhow::Error),
+}
+
+impl CallError {
+    /// The exit code this failure gives.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CallError::Unreachable { .. } => exit::UNREACHABLE,
+            CallError::Refused {
+                code: 401 | 403, ..
+            } => exit::UNAUTHORISED,
+            CallError::Refused { code: 404, .. } => exit::NOT_FOUND,
+            CallError::Refused { code, .. } if (400..500).contains(code) => exit::BAD_INPUT,
+            _ => exit::FAILURE,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -291,34 +339,39 @@ pub fn default_state_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/lib/sightline"))
 }
 
-/// Sends one call and returns the reply's `data`, or the error message.
-pub async fn send(base: &str, key: &str, (method, path, body): Call) -> anyhow::Result<Value> {
+/// Sends one call and returns the reply's `data`, or why not.
+pub async fn send(base: &str, key: &str, (method, path, body): Call) -> Result<Value, CallError> {
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
-        .build()?;
+        .build()
+        .map_err(|e| CallError::Other(e.into()))?;
     let url = format!("{base}/{path}");
-    let method = reqwest::Method::from_bytes(method.as_bytes())?;
+    let method =
+        reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| CallError::Other(e.into()))?;
     let mut req = http.request(method, &url).header("x-access-token", key);
     if let Some(b) = body {
         req = req.json(&b);
     }
-    let resp = req
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the daemon at {base}"))?;
+    let resp = req.send().await.map_err(|e| CallError::Unreachable {
+        base: base.to_string(),
+        reason: format!("{:#}", anyhow::Error::from(e)),
+    })?;
     let code = resp.status();
     let v: Value = resp
         .json()
         .await
-        .with_context(|| format!("{url}: reply is not JSON ({code})"))?;
+        .with_context(|| format!("{url}: reply is not JSON ({code})"))
+        .map_err(CallError::Other)?;
     if code.is_success() {
         Ok(v.get("data").cloned().unwrap_or(Value::Null))
     } else {
-        Err(anyhow!(
-            "{code}: {}",
-            v.get("message")
+        Err(CallError::Refused {
+            code: code.as_u16(),
+            message: v
+                .get("message")
                 .and_then(Value::as_str)
                 .unwrap_or("no message")
-        ))
+                .to_string(),
+        })
     }
 }
