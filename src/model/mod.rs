@@ -59,6 +59,8 @@ pub fn ort_library_candidates(configured: Option<&Path>) -> Vec<PathBuf> {
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
         out.push(PathBuf::from(p));
     }
+    // The Debian package's, then where scripts/setup puts it.
+    out.push(Path::new("/usr/lib/sightline").join(ORT_LIB_NAME));
     out.push(Path::new("/usr/local/lib/sightline").join(ORT_LIB_NAME));
     if let Some(home) = std::env::var_os("HOME") {
         out.push(
@@ -117,15 +119,18 @@ pub fn init_runtime(
 }
 
 /// Folders searched for a model given by name: `SIGHTLINE_MODELS`, `./models`,
-/// the source tree's `models/` (for `cargo run`), `/usr/local/share/sightline/models`.
+/// the package's `/usr/share/sightline/models`,
+/// `/usr/local/share/sightline/models`, and last the source tree's
+/// `models/` (for `cargo run` from elsewhere; never before an installed one).
 pub fn model_dirs() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     if let Some(p) = std::env::var_os("SIGHTLINE_MODELS") {
         dirs.push(PathBuf::from(p));
     }
     dirs.push(PathBuf::from("models"));
-    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
+    dirs.push(PathBuf::from("/usr/share/sightline/models"));
     dirs.push(PathBuf::from("/usr/local/share/sightline/models"));
+    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
     dirs
 }
 
