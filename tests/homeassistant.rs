@@ -61,7 +61,15 @@ fn broker(dir: &Path) -> Broker {
             .expect("mosquitto_passwd runs");
         assert!(ok.success(), "mosquitto_passwd for {user}");
     }
-    let acl = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/mosquitto-sightline.acl");
+    // mosquitto drops to its own user, which may not read the checkout
+    // (a clone under a 0700 mktemp dir): it gets a copy of the ACL here.
+    let acl = dir.join("sightline.acl");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/mosquitto-sightline.acl"),
+        &acl,
+    )
+    .expect("copy the ACL");
+    let _ = std::fs::set_permissions(&acl, std::fs::Permissions::from_mode(0o644));
     let _ = std::fs::set_permissions(&passwd, std::fs::Permissions::from_mode(0o644));
     for _ in 0..5 {
         let port = common::free_port();
