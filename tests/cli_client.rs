@@ -1,5 +1,7 @@
 //! The operator CLI (`sightline streams|indexes|events|alerts …`) against a
 //! running daemon, through the built binary as an operator would run it.
+//! Every client subcommand runs here once with `--json`, and each one that
+//! succeeds must print JSON that parses.
 
 mod common;
 
@@ -15,6 +17,12 @@ fn cli(d: &Daemon, key_file: &std::path::Path, args: &[&str]) -> (bool, Value, S
         .expect("the CLI runs");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let v = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    if out.status.success() {
+        assert!(
+            serde_json::from_str::<Value>(&stdout).is_ok(),
+            "{args:?} --json printed what does not parse: {stdout:?}"
+        );
+    }
     (
         out.status.success(),
         v,
@@ -86,6 +94,20 @@ async fn the_cli_manages_a_running_daemon() {
         let aid = a["alert_id"].as_str().expect("alert id").to_string();
         let (ok, a, _) = cli(&d, &key, &["alerts", "disable", &aid]);
         assert!(ok && a["status"] == "disabled");
+        let (ok, a, _) = cli(&d, &key, &["alerts", "enable", &aid]);
+        assert!(ok && a["status"] == "enabled", "{a}");
+        let (ok, all, _) = cli(&d, &key, &["alerts", "list"]);
+        assert!(ok && all.to_string().contains(&aid), "{all}");
+        let (ok, ixs, _) = cli(&d, &key, &["indexes", "list", &sid]);
+        assert!(ok && ixs.to_string().contains(&iid), "{ixs}");
+        for step in ["stop", "start"] {
+            let (ok, _, err) = cli(&d, &key, &["indexes", step, &sid, &iid]);
+            assert!(ok, "indexes {step}: {err}");
+        }
+        let (ok, _, err) = cli(&d, &key, &["indexes", "records", &sid, &iid]);
+        assert!(ok, "indexes records: {err}");
+        let (ok, evs, _) = cli(&d, &key, &["events", "list"]);
+        assert!(ok && evs.to_string().contains(&eid), "{evs}");
         let (ok, _, err) = cli(
             &d,
             &key,
@@ -103,6 +125,14 @@ async fn the_cli_manages_a_running_daemon() {
         assert!(ok);
         let (_, s, _) = cli(&d, &key, &["streams", "list"]);
         assert_eq!(s["results"][0]["status"], "stopped");
+        let (ok, _, err) = cli(&d, &key, &["streams", "start", &sid]);
+        assert!(ok, "streams start: {err}");
+        for (what, id) in [("alerts", &aid), ("events", &eid), ("streams", &sid)] {
+            let (ok, _, err) = cli(&d, &key, &[what, "delete", id]);
+            assert!(ok, "{what} delete: {err}");
+        }
+        let (_, s, _) = cli(&d, &key, &["streams", "list"]);
+        assert_eq!(s["results"], serde_json::json!([]), "deleted: {s}");
         let wrong = key.with_file_name("wrong-key");
         std::fs::write(&wrong, "0123456789abcdef0123").expect("write");
         let (ok, _, err) = cli(&d, &wrong, &["streams", "list"]);

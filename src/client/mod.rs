@@ -94,23 +94,18 @@ pub enum Streams {
         #[arg(long)]
         keyframes_only: bool,
     },
-    Start {
-        id: String,
-    },
-    Stop {
-        id: String,
-    },
-    Delete {
-        id: String,
-    },
+    /// Start a stopped stream again.
+    Start { id: String },
+    /// Stop a stream (it stays configured; `start` resumes it).
+    Stop { id: String },
+    /// Stop a stream and forget it, with its indexes and alerts.
+    Delete { id: String },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Indexes {
     /// List the scene indexes of a stream.
-    List {
-        stream: String,
-    },
+    List { stream: String },
     /// Index a stream's visuals: a record per `time` seconds.
     Create {
         stream: String,
@@ -126,18 +121,15 @@ pub enum Indexes {
         #[arg(long, default_value_t = 1)]
         page: usize,
     },
-    Start {
-        stream: String,
-        index: String,
-    },
-    Stop {
-        stream: String,
-        index: String,
-    },
+    /// Resume writing records to an index.
+    Start { stream: String, index: String },
+    /// Pause an index (its records stay).
+    Stop { stream: String, index: String },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum Events {
+    /// Every event, config-declared ones included, with its model.
     List,
     /// Create an event; refused when the model cannot score the prompt.
     Create {
@@ -146,9 +138,8 @@ pub enum Events {
         #[arg(long)]
         label: String,
     },
-    Delete {
-        id: String,
-    },
+    /// Delete an event; refused while an alert still uses it.
+    Delete { id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -169,15 +160,12 @@ pub enum Alerts {
         #[arg(long)]
         mqtt_topic: Option<String>,
     },
-    Enable {
-        id: String,
-    },
-    Disable {
-        id: String,
-    },
-    Delete {
-        id: String,
-    },
+    /// Send this alert's messages again.
+    Enable { id: String },
+    /// Stop this alert's messages (kept across restarts).
+    Disable { id: String },
+    /// Delete an alert.
+    Delete { id: String },
 }
 
 /// A request: method, path, body.
