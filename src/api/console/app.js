@@ -74,7 +74,21 @@ async function act(button, what, f) {
 
 const pct = (c) => (typeof c === 'number' ? Math.round(c * 100) + '%' : '–');
 const when = (ms) => (ms ? new Date(ms).toLocaleString() : '–');
-const isoWhen = (iso) => (iso ? new Date(iso).toLocaleString() : '–');
+
+// When an occurrence began, in Unix ms. History rows carry it; a live
+// message's `timestamp` is the wall time of the frame that decided it
+// (stream time `decided_time`), which for an end or clip_ready message is
+// long after the start: step back by the stream time between the two.
+function startedMs(o) {
+  const stored = o.start_ms || (o.data && o.data.start_ms);
+  if (stored) return stored;
+  const at = Date.parse(o.timestamp);
+  if (Number.isNaN(at)) return null;
+  const decided = typeof o.decided_time === 'number' ? o.decided_time : o.end_time;
+  const back = typeof decided === 'number' && typeof o.start_time === 'number'
+    ? Math.max(0, decided - o.start_time) : 0;
+  return Math.round(at - back * 1000);
+}
 const secs = (s) => (typeof s === 'number' ? s.toFixed(1) + ' s' : '–');
 
 function facts(pairs) {
@@ -131,7 +145,6 @@ function fillCard(card, o, names) {
   // A clip already playing in the card stays; the facts around it change.
   const playing = card.querySelector('video');
   const camera = names[o.stream_id] || o.stream_id;
-  const startMs = o.start_ms || (o.data && o.data.start_ms) || null;
   const ended = o.phase ? o.phase !== 'start' : o.end_ms != null;
   const img = o.snapshot_url
     ? el('img', { src: o.snapshot_url, alt: `Snapshot: ${o.label} on ${camera}`, loading: 'lazy', width: 320, height: 180 })
@@ -155,7 +168,7 @@ function fillCard(card, o, names) {
         ['Confidence', pct(o.confidence)],
         ['Camera', camera],
         o.explanation ? ['Why', o.explanation] : null,
-        ['Started', o.timestamp && !startMs ? isoWhen(o.timestamp) : when(startMs)],
+        ['Started', when(startedMs(o))],
         ['Stream time', `${secs(o.start_time)} – ${ended ? secs(o.end_time) : 'now'}`],
       ]),
       el('div', { class: 'actions' }, !playing && play, o.player_url && el('a', { href: o.player_url, target: '_blank', rel: 'noopener' }, 'Open player'))));
