@@ -47,6 +47,16 @@ class TextHalf(torch.nn.Module):
         return self.model.encode_text(text)
 
 
+STEPS = 6
+_began = time.time()
+
+
+def step(n, what):
+    """Says on stderr which of the export's steps runs now (loading and
+    tracing a large model takes minutes)."""
+    print(f"[{n}/{STEPS}] {what} ({time.time() - _began:.0f} s)", file=sys.stderr, flush=True)
+
+
 def export(module, example, path, input_name, output_name, opset):
     torch.onnx.export(
         module,
@@ -75,6 +85,7 @@ def main():
     import open_clip
     from open_clip.tokenizer import SimpleTokenizer, default_bpe
 
+    step(1, f"loading {args.model} ({args.pretrained or 'random weights'})")
     tokenizer = open_clip.get_tokenizer(args.model)
     if not isinstance(tokenizer, SimpleTokenizer):
         sys.exit(f"{args.model} uses {type(tokenizer).__name__}, not OpenAI's CLIP BPE; "
@@ -96,13 +107,17 @@ def main():
     if text.shape[1] != context:
         sys.exit(f"tokenizer context {text.shape[1]} differs from the model's {context}")
     started = time.time()
+    step(2, "computing PyTorch's reference embeddings")
     with torch.no_grad():
         want_image = model.encode_image(image).numpy()
         want_text = model.encode_text(text).numpy()
     # Traced with autograd on: under no_grad, PyTorch's attention takes a
     # fused fast path that has no ONNX export.
+    step(3, f"exporting the image encoder to {out / 'image.onnx'}")
     export(ImageHalf(model), image, out / "image.onnx", "image", "image_embedding", args.opset)
+    step(4, f"exporting the text encoder to {out / 'text.onnx'}")
     export(TextHalf(model), text, out / "text.onnx", "text", "text_embedding", args.opset)
+    step(5, "writing the vocabulary and model.toml")
     with gzip.open(default_bpe(), "rb") as src, open(out / "bpe_simple_vocab_16e6.txt", "wb") as dst:
         shutil.copyfileobj(src, dst)
     dim = want_image.shape[-1]
@@ -142,6 +157,7 @@ size = {dim}
 logit_scale = {logit_scale:.4f}
 ''')
 
+    step(6, "checking the ONNX graphs against PyTorch with ONNX Runtime")
     import onnxruntime as ort
     got_image = ort.InferenceSession(str(out / "image.onnx")).run(None, {"image": image.numpy()})[0]
     got_text = ort.InferenceSession(str(out / "text.onnx")).run(
