@@ -121,15 +121,18 @@ async fn dwell_fires_once_after_thirty_seconds_and_not_for_a_passer_by() {
     let got = run(&[stayer, passer], 68, &events, 70).await;
     let starts = of(&got, "loiter", "start");
     assert_eq!(starts.len(), 1, "the stayer only: {got:?}");
-    let decided = t(starts[0], "decided_time");
-    assert!(
-        (decided - 34.0).abs() <= 1.0,
-        "fires 30 s after entering at 4 s: {decided}"
-    );
     let start = t(starts[0], "start_time");
     assert!(
         (start - 4.0).abs() <= 1.0,
         "start_time is when they entered: {start}"
+    );
+    // Never before the 30 s are up; then k-of-n needs two frames at 2 fps,
+    // and a loaded machine may drop a frame or two (two copies of this
+    // file at once on two cores decided at start + 31.0).
+    let decided = t(starts[0], "decided_time");
+    assert!(
+        (start + 30.0..=start + 32.0).contains(&decided),
+        "fires 30 s after entering at {start}: decided at {decided}"
     );
     assert!(starts[0]["objects"][0]["track_id"].as_u64().is_some());
 }
