@@ -36,6 +36,24 @@ struct Broker {
     child: std::process::Child,
 }
 
+impl Broker {
+    /// Kills mosquitto and starts it again with the same config and port.
+    /// Persistence is off, so it comes back knowing no retained message.
+    fn restart(&mut self, dir: &Path) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for _ in 0..20 {
+            if let Some(child) = common::spawn_mosquitto(&dir.join("mosquitto.conf"), &[self.port])
+            {
+                self.child = child;
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!("mosquitto did not start again on port {}", self.port);
+    }
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -266,7 +284,7 @@ fn is_config(m: &MqttMessage) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn home_assistant_sees_the_rules_and_switches_them_over_mqtt() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let b = broker(dir.path());
+    let mut b = broker(dir.path());
     let server = RtspServer::serve_files(0, &[("cam", &common::media("demo.mp4"))]).expect("rtsp");
     let rx = common::subscribe_with(login(b.port, "homeassistant"), "#").await;
     let mut seen = Seen {
@@ -342,6 +360,27 @@ async fn home_assistant_sees_the_rules_and_switches_them_over_mqtt() {
         .filter(|m| is_config(m))
         .count();
     assert_eq!(again, 5, "republished on Home Assistant's birth message");
+
+    // The broker restarts empty: sightline reconnects and publishes its
+    // discovery again, which a new subscriber then receives. The old
+    // subscriber's session died with the broker.
+    b.restart(dir.path());
+    seen.rx = common::subscribe_with(login(b.port, "homeassistant"), "#").await;
+    let mark = seen.all.len();
+    let mut back: Vec<&String> = seen
+        .settle(mark, 5)
+        .await
+        .iter()
+        .filter(|m| is_config(m) && !m.raw.is_empty())
+        .map(|m| &m.topic)
+        .collect();
+    back.sort();
+    back.dedup();
+    assert_eq!(
+        back.len(),
+        5,
+        "discovery after the broker restarted: {back:?}"
+    );
 
     // A user the ACL gives no rights cannot switch it off ...
     publish(b.port, "viewer", &topic("set"), "OFF").await;
