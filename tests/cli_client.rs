@@ -16,13 +16,12 @@ fn cli(d: &Daemon, key_file: &std::path::Path, args: &[&str]) -> (bool, Value, S
         .output()
         .expect("the CLI runs");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let v = serde_json::from_str(&stdout).unwrap_or(Value::Null);
-    if out.status.success() {
-        assert!(
-            serde_json::from_str::<Value>(&stdout).is_ok(),
-            "{args:?} --json printed what does not parse: {stdout:?}"
-        );
-    }
+    let parsed = serde_json::from_str::<Value>(&stdout);
+    assert!(
+        !out.status.success() || parsed.is_ok(),
+        "{args:?} --json printed what does not parse: {stdout:?}"
+    );
+    let v = parsed.unwrap_or(Value::Null);
     (
         out.status.success(),
         v,
