@@ -164,48 +164,7 @@ fn main() -> ExitCode {
             telemetry::init("warn");
             recover(&state_dir)
         }
-        Command::CheckConfig { file } => {
-            telemetry::init("warn");
-            let config = match load(&file) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            let compiled = app::compile(&config, None).and_then(|(models, events)| {
-                app::probe(&config, &models).map(|()| (models, events))
-            });
-            match compiled {
-                Ok((models, events)) => {
-                    let each: Vec<String> = models
-                        .all()
-                        .iter()
-                        .map(|l| {
-                            let m = &l.manifest;
-                            let what = match m.embedding {
-                                Some(e) => format!("a dual encoder, {}-value embeddings", e.size),
-                                None => format!("{} labels", m.labels.len()),
-                            };
-                            format!("{} = {} ({what})", l.name, m.dir.display())
-                        })
-                        .collect();
-                    println!(
-                        "{}: ok ({} streams, {} events, {} alerts; models {})",
-                        file.display(),
-                        config.streams.len(),
-                        events.len(),
-                        config.alerts.len(),
-                        each.join(", "),
-                    );
-                    for e in &events {
-                        println!("  event {} -> model {}", e.id, e.model_name);
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("{}: {e:#}", file.display());
-                    ExitCode::from(2)
-                }
-            }
-        }
+        Command::CheckConfig { file } => check_config(&file),
         Command::Run { config } => {
             telemetry::init("info");
             let mut config = match load(&config) {
@@ -260,6 +219,50 @@ fn main() -> ExitCode {
         Command::Indexes { cmd, target } => call(&target, client::indexes(cmd)),
         Command::Events { cmd, target } => call(&target, client::events(cmd)),
         Command::Alerts { cmd, target } => call(&target, client::alerts(cmd)),
+    }
+}
+
+/// `sightline check-config`: loads the file, compiles its events and opens
+/// every model as the workers would; one line per model, exit 2 on a problem.
+fn check_config(file: &std::path::Path) -> ExitCode {
+    telemetry::init("warn");
+    let config = match load(file) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let compiled = app::compile(&config, None)
+        .and_then(|(models, events)| app::probe(&config, &models).map(|()| (models, events)));
+    match compiled {
+        Ok((models, events)) => {
+            let each: Vec<String> = models
+                .all()
+                .iter()
+                .map(|l| {
+                    let m = &l.manifest;
+                    let what = match m.embedding {
+                        Some(e) => format!("a dual encoder, {}-value embeddings", e.size),
+                        None => format!("{} labels", m.labels.len()),
+                    };
+                    format!("{} = {} ({what})", l.name, m.dir.display())
+                })
+                .collect();
+            println!(
+                "{}: ok ({} streams, {} events, {} alerts; models {})",
+                file.display(),
+                config.streams.len(),
+                events.len(),
+                config.alerts.len(),
+                each.join(", "),
+            );
+            for e in &events {
+                println!("  event {} -> model {}", e.id, e.model_name);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e:#}", file.display());
+            ExitCode::from(2)
+        }
     }
 }
 
