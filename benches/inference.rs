@@ -131,8 +131,8 @@ fn dual_encoder(dir: &Path, img: &image::RgbImage, intra: usize) {
 /// the thumbnail and the comparison, for frames that alternate between two
 /// pictures so every frame is compared and scored, then for a still one.
 fn motion_gate(side: u32) {
-    use sightline::motion::{Decision, Gate, MotionSpec};
-    use sightline::types::{Frame, Results, StreamId};
+    use sightline::domain::{Frame, Results, StreamId};
+    use sightline::pool::motion::{Decision, Gate, MotionSpec};
     let frame = |shade: u8| Frame {
         stream_id: StreamId::new("bench"),
         seq: 0,
@@ -147,8 +147,6 @@ fn motion_gate(side: u32) {
         content: [0.0, 0.0, 1.0, 1.0],
         aspect: 1.0,
         models: Arc::from(vec![0usize]),
-        gate: None,
-        decided: None,
     };
     let gate = Gate::<Results>::new(&MotionSpec::default()).expect("on");
     let (a, b) = (frame(0), frame(0x55));

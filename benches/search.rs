@@ -7,12 +7,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use sightline::control::compile_event;
+use sightline::domain::EventId;
+use sightline::domain::FrameEmbedding;
 use sightline::domain::{EventSpec, MatchParams};
-use sightline::embeddings::{backtest, search, Embeddings, Entry};
-use sightline::engine::compile_event;
 use sightline::matcher::{Baseline, Rule};
 use sightline::model::{Manifest, ModelSet, PromptModel};
-use sightline::types::EventId;
+use sightline::scene::embeddings::{backtest, search, Embeddings};
 
 const FRAMES: i64 = 86_400;
 
@@ -54,7 +55,7 @@ fn main() {
                 x + ((noise % 1000) as f32 / 1000.0 - 0.5) * 0.02
             })
             .collect();
-        store.push("cam", Entry::new(i * 1000, i as f64, &v));
+        store.push("cam", FrameEmbedding::new(i * 1000, i as f64, &v));
     }
 
     let event = |prompt: &str| EventSpec {

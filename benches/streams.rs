@@ -22,10 +22,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sightline::app::{self, Hooks};
-use sightline::bench::{cpu_secs, peak_rss_mb};
 use sightline::config::Config;
-use sightline::demo::{latency_ms, Receiver};
-use sightline::rtsp_server::RtspServer;
+use sightline::tools::bench::{cpu_secs, peak_rss_mb};
+use sightline::tools::demo::{latency_ms, Receiver};
+use sightline::tools::rtsp_server::RtspServer;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -325,7 +325,7 @@ fn main() {
         println!("streams bench: run it with `cargo bench --bench streams`");
         return;
     }
-    sightline::telemetry::init("warn");
+    sightline::metrics::telemetry::init("warn");
     let streams = env_or("SIGHTLINE_BENCH_STREAMS", 16usize);
     let secs = env_or("SIGHTLINE_BENCH_SECS", 25u64);
     let workers = env_or("SIGHTLINE_BENCH_WORKERS", 2usize);

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use sightline::domain::Detection;
 use sightline::matcher::track::{TrackParams, Tracks};
-use sightline::types::Detection;
 
 const OBJECTS: usize = 20;
 const FRAMES: usize = 20_000;

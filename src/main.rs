@@ -1,12 +1,16 @@
 //! The `sightline` command: parses arguments, sets up logging, and calls into
 //! the library. Exit codes are `client::exit` (listed in `--help`).
 
+#![warn(clippy::too_many_lines)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use sightline::client::{self, exit, Target};
-use sightline::{app, bench, config::Config, demo, telemetry};
+use sightline::metrics::telemetry;
+use sightline::tools::client::{self, exit, Target};
+use sightline::tools::{bench, demo};
+use sightline::{app, config::Config};
 
 #[derive(Parser)]
 #[command(
@@ -268,7 +272,7 @@ fn check_config(file: &std::path::Path) -> ExitCode {
 
 /// `sightline doctor`: a line per finding; exit 1 if any failed.
 fn doctor(config: &std::path::Path, json: bool) -> ExitCode {
-    let findings = sightline::doctor::run(config);
+    let findings = sightline::tools::doctor::run(config);
     if json {
         match serde_json::to_string_pretty(&findings) {
             Ok(s) => println!("{s}"),
@@ -342,7 +346,7 @@ fn serve(port: u16, files: &[PathBuf]) -> ExitCode {
         .map(String::as_str)
         .zip(files.iter().map(PathBuf::as_path))
         .collect();
-    let server = match sightline::rtsp_server::RtspServer::serve_files(port, &mounts) {
+    let server = match sightline::tools::rtsp_server::RtspServer::serve_files(port, &mounts) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");

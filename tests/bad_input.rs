@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use axum::{routing::post, Router};
 use sightline::app::{self, Hooks};
 use sightline::config::Config;
-use sightline::demo::{latency_ms, serve_local, Receiver};
-use sightline::rtsp_server::RtspServer;
+use sightline::tools::demo::{latency_ms, serve_local, Receiver};
+use sightline::tools::rtsp_server::RtspServer;
 
 /// An HTTP receiver that takes 20 s to answer anything.
 async fn slow_receiver() -> String {

@@ -12,8 +12,8 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::daemon::Daemon;
-use sightline::demo::Receiver;
-use sightline::rtsp_server::RtspServer;
+use sightline::tools::demo::Receiver;
+use sightline::tools::rtsp_server::RtspServer;
 
 const RESTARTS: usize = 50;
 const BACKOFF_CAP_SECS: f64 = 1.0;

@@ -178,9 +178,11 @@ fn doctor_names_what_is_missing_and_the_fix() {
     }
     let onnx = std::fs::read(model.join("model.onnx")).expect("read");
     std::fs::write(model.join("model.onnx"), &onnx[..onnx.len() / 3]).expect("truncate");
-    let server =
-        sightline::rtsp_server::RtspServer::serve_files(0, &[("cam", &common::media("demo.mp4"))])
-            .expect("rtsp");
+    let server = sightline::tools::rtsp_server::RtspServer::serve_files(
+        0,
+        &[("cam", &common::media("demo.mp4"))],
+    )
+    .expect("rtsp");
     let config = dir.path().join("sightline.toml");
     std::fs::write(
         &config,

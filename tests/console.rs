@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use common::daemon::Daemon;
 use serde_json::Value;
-use sightline::demo::{Received, Receiver};
+use sightline::tools::demo::{Received, Receiver};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const PAGES: [&str; 5] = ["/live", "/cameras", "/rules", "/history", "/health"];
@@ -159,7 +159,7 @@ min_free_mb = 1
     let d = Daemon::start(dir.path(), &extra).await;
     refused_without_a_session(&d).await;
     // A receiver that refuses every message (400), for a dead letter.
-    let refuser = sightline::demo::serve_local(
+    let refuser = sightline::tools::demo::serve_local(
         axum::Router::new()
             .fallback(|| async { (axum::http::StatusCode::BAD_REQUEST, "no thanks") }),
     )
@@ -224,7 +224,7 @@ async fn browse(script: &str, args: &[&str]) -> Steps {
 /// green): both find the red part and draw it as a range on the timeline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rules_page_draws_search_and_backtest_ranges_on_a_timeline() {
-    let server = sightline::rtsp_server::RtspServer::serve_files(
+    let server = sightline::tools::rtsp_server::RtspServer::serve_files(
         0,
         &[("cam", &common::media("colours.mp4"))],
     )

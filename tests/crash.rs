@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use sightline::alert::sign::{self, Secret};
-use sightline::demo::serve_local;
+use sightline::tools::demo::serve_local;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const ALERTS: usize = 1000;

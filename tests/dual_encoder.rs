@@ -9,12 +9,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use sightline::control::compile_event;
+use sightline::domain::EventId;
 use sightline::domain::{EventSpec, MatchParams};
-use sightline::engine::compile_event;
 use sightline::matcher::{Rule, TextRule};
 use sightline::model::{prepare_image, ImageEncoder, Manifest, ModelSet, PromptModel, TextEncoder};
 use sightline::store::Store;
-use sightline::types::EventId;
 
 fn colour_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("models/colour-clip")

@@ -11,8 +11,8 @@ use std::time::Duration;
 use sightline::alert::sign::{self, Secret};
 use sightline::app::{self, Hooks};
 use sightline::config::Config;
-use sightline::demo::{latency_ms, Receiver};
-use sightline::rtsp_server::RtspServer;
+use sightline::tools::demo::{latency_ms, Receiver};
+use sightline::tools::rtsp_server::RtspServer;
 
 const ONSET: f64 = 10.0;
 const END: f64 = 20.0;

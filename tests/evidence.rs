@@ -16,8 +16,8 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use serde_json::Value;
-use sightline::demo::Receiver;
-use sightline::rtsp_server::RtspServer;
+use sightline::tools::demo::Receiver;
+use sightline::tools::rtsp_server::RtspServer;
 
 /// Decoded frames of a URI as small grey images, with their timestamps.
 struct Played {

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use sightline::app::{self, Hooks};
 use sightline::config::Config;
-use sightline::demo::{Received, Receiver};
-use sightline::rtsp_server::RtspServer;
+use sightline::tools::demo::{Received, Receiver};
+use sightline::tools::rtsp_server::RtspServer;
 
 const CHANGE: f64 = 8.0;
 

@@ -22,7 +22,7 @@ use common::daemon::Daemon;
 use common::MqttMessage;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
-use sightline::rtsp_server::RtspServer;
+use sightline::tools::rtsp_server::RtspServer;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 const USERS: [(&str, &str); 3] = [

@@ -15,8 +15,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::daemon::Daemon;
-use sightline::demo::Receiver;
-use sightline::rtsp_server::RtspServer;
+use sightline::tools::demo::Receiver;
+use sightline::tools::rtsp_server::RtspServer;
 use tokio::io::AsyncWriteExt;
 
 /// Parses an exposition with `prometheus_client.parser`; returns every

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use common::daemon::Daemon;
 use serde_json::Value;
-use sightline::demo::Receiver;
-use sightline::rtsp_server::RtspServer;
+use sightline::tools::demo::Receiver;
+use sightline::tools::rtsp_server::RtspServer;
 
 /// The stream's counters for the person model in `GET status`.
 fn counters(status: &Value, stream: &str) -> (u64, u64) {

@@ -13,7 +13,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::daemon::Daemon;
-use sightline::rtsp_server::RtspServer;
+use sightline::tools::rtsp_server::RtspServer;
 
 fn sdk_python() -> PathBuf {
     let home = std::env::var_os("HOME")

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::daemon::Daemon;
 use serde_json::{json, Value};
-use sightline::rtsp_server::RtspServer;
+use sightline::tools::rtsp_server::RtspServer;
 
 fn config(url: &str) -> String {
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/colour-clip");

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use sightline::app::{self, Hooks};
 use sightline::config::Config;
-use sightline::rtsp_server::RtspServer;
-use sightline::types::Scores;
+use sightline::domain::Scores;
+use sightline::tools::rtsp_server::RtspServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyframe_only_mode_scores_only_keyframes() {

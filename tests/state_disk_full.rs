@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use common::daemon::Daemon;
 use serde_json::Value;
-use sightline::demo::Receiver;
-use sightline::rtsp_server::RtspServer;
+use sightline::tools::demo::Receiver;
+use sightline::tools::rtsp_server::RtspServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_accepted_on_a_full_disk_are_delivered_once_it_frees() {

@@ -1,6 +1,6 @@
 //! Rules over tracked objects, end to end on real parts: clips staged from
 //! real images (a real person cut from the astronaut photo, moved along
-//! known paths over the real coffee still; `sightline::bench::staged`), so
+//! known paths over the real coffee still; `sightline::tools::bench::staged`), so
 //! every dwell and crossing is known by construction; a real RTSP server;
 //! the default person detector through ONNX Runtime; alerts to a real HTTP
 //! receiver. The tests of this file run in parallel (one binary), three
@@ -19,10 +19,10 @@ use std::time::Duration;
 
 use common::daemon::Daemon;
 use serde_json::Value;
-use sightline::bench::staged::{stage, Walk};
-use sightline::bench::{build_clip, Slot};
-use sightline::demo::Receiver;
-use sightline::rtsp_server::RtspServer;
+use sightline::tools::bench::staged::{stage, Walk};
+use sightline::tools::bench::{build_clip, Slot};
+use sightline::tools::demo::Receiver;
+use sightline::tools::rtsp_server::RtspServer;
 
 /// Daemons running at once in this file: every test takes a turn before it
 /// stages a clip or starts a daemon, so two cores are never asked to run
@@ -314,7 +314,7 @@ async fn tracks_on_real_pedestrians_are_steadier_than_per_frame_counts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_staged_person_is_detected_where_it_was_put() {
     let _turn = turn().await;
-    use sightline::bench::staged::{PERSON_H, PERSON_W};
+    use sightline::tools::bench::staged::{PERSON_H, PERSON_W};
 
     // Walks left to right from 1 s to 9 s; nobody before or after.
     let path = walk(&[(1.0, 0.0, 0.2), (9.0, 0.7, 0.2)]);

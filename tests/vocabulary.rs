@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use common::daemon::Daemon;
 use serde_json::Value;
-use sightline::demo::Receiver;
-use sightline::rtsp_server::RtspServer;
+use sightline::tools::demo::Receiver;
+use sightline::tools::rtsp_server::RtspServer;
 
 /// Onsets of the car and the person in the clip.
 const CAR: f64 = 6.0;

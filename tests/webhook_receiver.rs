@@ -18,8 +18,8 @@ use axum::{
 use sightline::alert::guard::{Cidr, Guard};
 use sightline::alert::{webhook::WebhookSink, Dispatcher, OutboxSettings, TargetStats};
 use sightline::clock::{Clocks, RealClocks, SimClocks};
-use sightline::demo::serve_local;
 use sightline::store::{Outbox, Store};
+use sightline::tools::demo::serve_local;
 
 /// One scripted answer: status, Retry-After, Location.
 type Answer = (u16, Option<&'static str>, Option<String>);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use sightline::alert::guard::Guard;
-use sightline::engine::{NewAlert, NewEvent, NewIndex, NewStream};
+use sightline::control::{NewAlert, NewEvent, NewIndex, NewStream};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(b) = serde_json::from_slice::<NewStream>(data) {

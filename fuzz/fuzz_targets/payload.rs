@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use sightline::alert::payload;
 use sightline::matcher::{Occurrence, Phase};
-use sightline::types::{AlertId, EventId, StreamId};
+use sightline::domain::{AlertId, EventId, StreamId};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 fuzz_target!(|data: &[u8]| {

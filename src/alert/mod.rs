@@ -14,7 +14,6 @@
 //! a webhook URL gets its task the first time an alert names it.
 
 pub mod guard;
-pub mod homeassistant;
 pub mod mqtt;
 pub mod outbox;
 pub mod payload;
@@ -31,8 +30,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::domain::AlertSpec;
+use crate::domain::StreamId;
 use crate::matcher::Occurrence;
-use crate::types::StreamId;
 pub use payload::Payload;
 
 /// One message for one target.
@@ -567,8 +566,8 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
+    use crate::domain::{AlertId, EventId};
     use crate::matcher::Phase;
-    use crate::types::{AlertId, EventId};
 
     #[derive(Default)]
     struct Recorder(Mutex<Vec<(String, String)>>);

@@ -67,12 +67,15 @@ pub struct MqttSink {
     inbound: Mutex<Option<mpsc::UnboundedReceiver<Inbound>>>,
 }
 
+/// Where MQTT control commands arrive: `sightline/<stream>/<event>/set`.
+pub const COMMAND_FILTER: &str = "sightline/+/+/set";
+
 /// The topic filters sightline subscribes to: the command topics with
 /// control on, Home Assistant's status with discovery on.
 fn subscriptions(cfg: &MqttSettings) -> Vec<String> {
     let mut subs = Vec::new();
     if cfg.control {
-        subs.push(super::homeassistant::COMMAND_FILTER.to_string());
+        subs.push(COMMAND_FILTER.to_string());
     }
     if let Some(prefix) = &cfg.discovery {
         subs.push(format!("{prefix}/status"));

@@ -8,8 +8,8 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use crate::domain::{AlertId, EventId, StreamId};
 use crate::matcher::{Occurrence, Phase};
-use crate::types::{AlertId, EventId, StreamId};
 
 /// Which message of an occurrence this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -91,7 +91,7 @@ pub struct Payload {
     /// The camera's URL with any credentials removed.
     pub camera_url: String,
     /// The model's boxes in the frame shown (normalised x0, y0, x1, y1).
-    pub boxes: Vec<crate::types::Detection>,
+    pub boxes: Vec<crate::domain::Detection>,
     /// The tracked objects involved (track id, label, best score, first and
     /// last seen in stream seconds, box); empty for free-text events.
     pub objects: Vec<crate::matcher::TrackedObject>,

@@ -21,6 +21,8 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use tokio::sync::{mpsc, Notify};
 
+pub use crate::store::{Journal, Missed};
+
 /// A message on its way to a client: its `seq` and its JSON text.
 pub type Queued = (u64, Arc<str>);
 
@@ -35,25 +37,6 @@ pub struct Subscription {
 struct Conn {
     tx: mpsc::Sender<Queued>,
     cut: Arc<Notify>,
-}
-
-/// What a resuming client missed.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct Missed {
-    /// The oldest `seq` the journal still holds (for any connection).
-    pub first_kept: Option<u64>,
-    /// The connection's messages after the asked-for `seq`, in order.
-    pub messages: Vec<(u64, String)>,
-}
-
-/// Where published messages are kept for resuming clients (the state
-/// database in the daemon).
-pub trait Journal: Send + Sync {
-    /// The highest `seq` written so far (0 when empty).
-    fn last_seq(&self) -> anyhow::Result<u64>;
-    fn append(&self, seq: u64, connection: &str, body: &str, now_ms: i64) -> anyhow::Result<()>;
-    /// The connection's messages after `after`.
-    fn since(&self, connection: &str, after: u64) -> anyhow::Result<Missed>;
 }
 
 /// Why a resume was refused.

@@ -5,12 +5,12 @@ use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::bodies::{
+    BacktestQuery, NewAlert, NewEvent, NewIndex, NewSampling, NewStream, SearchQuery,
+};
 use super::views::{AlertView, DeadLetterView, EventView, IndexView, ShotView, StreamView};
 use super::{ok, ApiState, Body};
-use crate::engine::{
-    BacktestQuery, Catalog, Engine, NewAlert, NewEvent, NewIndex, NewStream, Refusal, Sampling,
-    SearchQuery,
-};
+use crate::control::{Catalog, Engine, Refusal};
 use crate::store::SceneRecord;
 
 /// A successful reply's data, sent as `{"success": true, "data": …}`.
@@ -64,7 +64,8 @@ pub async fn create_stream(
     State(st): State<ApiState>,
     Body(b): Body<NewStream>,
 ) -> Reply<StreamView> {
-    let s = st.engine.create_stream(b).await?;
+    let (name, spec) = b.check()?;
+    let s = st.engine.create_stream(name, spec).await?;
     Ok(Data(StreamView::of(&st.engine, &s)))
 }
 
@@ -81,9 +82,9 @@ pub async fn get_stream(State(st): State<ApiState>, Path(id): Path<String>) -> R
 pub async fn update_stream(
     State(st): State<ApiState>,
     Path(id): Path<String>,
-    Body(b): Body<Sampling>,
+    Body(b): Body<NewSampling>,
 ) -> Reply<StreamView> {
-    let s = st.engine.set_sampling(&id, b).await?;
+    let s = st.engine.set_sampling(&id, b.into()).await?;
     Ok(Data(StreamView::of(&st.engine, &s)))
 }
 
@@ -135,13 +136,13 @@ pub async fn list_events(State(st): State<ApiState>) -> Reply<EventList> {
 }
 
 pub async fn create_event(State(st): State<ApiState>, Body(b): Body<NewEvent>) -> Reply<EventView> {
-    let e = st.engine.create_event(b).await?;
+    let e = st.engine.create_event(b.definition()).await?;
     Ok(Data(EventView::of(&e, &st.engine)))
 }
 
 /// `POST rtstream/event/preview`: what the event would be, not saved.
 pub async fn preview_event(State(st): State<ApiState>, Body(b): Body<NewEvent>) -> Reply<Value> {
-    let c = st.engine.preview_event(b).await?;
+    let c = st.engine.preview_event(b.definition()).await?;
     let rule = match &c.rule {
         crate::matcher::Rule::Labels(l) => json!({
             "resolution": "labels",
@@ -196,7 +197,7 @@ pub async fn create_index(
     Path(stream): Path<String>,
     Body(b): Body<NewIndex>,
 ) -> Reply<IndexView> {
-    let i = st.engine.create_index(&stream, b).await?;
+    let i = st.engine.create_index(&stream, b.check()?).await?;
     Ok(Data(IndexView::from(&i)))
 }
 
@@ -285,7 +286,8 @@ pub async fn create_alert(
     Path((stream, index)): Path<(String, String)>,
     Body(b): Body<NewAlert>,
 ) -> Reply<AlertView> {
-    let a = st.engine.create_alert(&stream, &index, b).await?;
+    let (spec, ws) = b.check()?;
+    let a = st.engine.create_alert((&stream, &index), spec, ws).await?;
     let cat = st.engine.catalog().await;
     Ok(Data(AlertView::of(&cat, &a)))
 }
@@ -345,7 +347,7 @@ pub async fn list_all_alerts(State(st): State<ApiState>) -> Reply<AlertList> {
 pub struct SearchReply {
     rtstream_id: String,
     results: Vec<ShotView>,
-    scanned: crate::engine::Scanned,
+    scanned: crate::control::Scanned,
 }
 
 /// `rtstream.search`: ranges in the SDK's shot shape, best first.
@@ -355,7 +357,7 @@ pub async fn search(
     Body(q): Body<SearchQuery>,
 ) -> Reply<SearchReply> {
     let query = q.query.clone();
-    let (hits, scanned) = st.engine.search(&stream, q).await?;
+    let (hits, scanned) = st.engine.search(&stream, q.check()?).await?;
     Ok(Data(SearchReply {
         results: hits.iter().map(|h| ShotView::of(h, &query)).collect(),
         rtstream_id: stream,
@@ -369,7 +371,7 @@ pub async fn backtest(
     Path(stream): Path<String>,
     Body(q): Body<BacktestQuery>,
 ) -> Reply<Value> {
-    let (occurrences, scanned) = st.engine.backtest(&stream, q).await?;
+    let (occurrences, scanned) = st.engine.backtest(&stream, q.check()?).await?;
     Ok(Data(json!({
         "rtstream_id": stream,
         "occurrences": occurrences,
@@ -411,7 +413,7 @@ fn stream_models(st: &ApiState, stream: &str) -> Value {
     let counted = st
         .engine
         .pool()
-        .stream_models(&crate::types::StreamId::new(stream));
+        .stream_models(&crate::domain::StreamId::new(stream));
     let counters = |i: usize| {
         counted
             .iter()
@@ -488,7 +490,7 @@ pub async fn status(
                 "status": if s.running { "connected" } else { "stopped" },
                 "health": st.engine.health(&s.id),
                 "models": stream_models(&st, &s.id),
-                "flow": st.engine.pool().flow_of(&crate::types::StreamId::new(&s.id)),
+                "flow": st.engine.pool().flow_of(&crate::domain::StreamId::new(&s.id)),
                 "last_frame_age_ms": st.engine.parts().latest.get(&s.id).map(|(_, age)| age.as_millis() as u64),
             })
         })

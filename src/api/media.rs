@@ -24,7 +24,7 @@ pub struct Media {
     pub recorder: Arc<Recorder>,
     pub store: Arc<Store>,
     pub clocks: Arc<dyn Clocks>,
-    pub time_bases: Arc<crate::types::TimeBases>,
+    pub time_bases: Arc<crate::scene::TimeBases>,
     /// `scheme://host:port` of the links handed out.
     pub base: String,
 }

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::conns::ConnStats;
 use super::ApiState;
-use crate::engine::Engine;
+use crate::control::Engine;
 use crate::metrics::text::Exposition;
 use crate::metrics::Snapshot;
 

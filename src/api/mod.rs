@@ -8,6 +8,7 @@
 //! capped at 64 KiB. The route table in [`routes`] is the router, and the
 //! OpenAPI file in `docs/openapi.json` is checked against it by a test.
 
+pub mod bodies;
 pub mod conns;
 mod console;
 mod handlers;
@@ -31,7 +32,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde::Serialize;
 
-use crate::engine::{Engine, Refusal};
+use crate::control::{Engine, Refusal};
 pub use key::{key_path, load_key};
 pub use media::Media;
 pub use routes::{Route, ROUTES};

@@ -5,8 +5,8 @@
 use serde::Serialize;
 
 use crate::alert::payload::redact;
-use crate::embeddings::Hit;
-use crate::engine::{Catalog, Engine, Health};
+use crate::control::{Catalog, Engine, Health};
+use crate::scene::embeddings::Hit;
 use crate::store::{AlertRow, EventRow, IndexRow, Origin, OutboxRow, StreamRow};
 
 fn status_word(on: bool) -> &'static str {
@@ -108,7 +108,7 @@ pub struct EventView {
 
 impl EventView {
     /// The view of an event, with the model the engine routed it to.
-    pub fn of(e: &EventRow, engine: &crate::engine::Engine) -> EventView {
+    pub fn of(e: &EventRow, engine: &crate::control::Engine) -> EventView {
         EventView {
             event_id: e.id.clone(),
             event_prompt: e.spec.prompt.clone(),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::alert::Dispatcher;
-use crate::engine::Engine;
+use crate::control::Engine;
 use crate::pool::PoolStats;
 
 /// Figures from one run.

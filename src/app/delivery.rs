@@ -14,7 +14,8 @@ use crate::alert::ws::Hub;
 use crate::alert::{webhook::WebhookSink, Dispatcher, OutboxSettings, Sink};
 use crate::clock::Clocks;
 use crate::config::{ApiConfig, Config};
-use crate::record::evidence::Capture;
+use crate::homeassistant::{SnapshotTopics, StateTopics};
+use crate::record::evidence::{Capture, SnapshotSink};
 use crate::record::{Recorder, Signer};
 use crate::source::tap::Taps;
 use crate::store::{JournalLimits, Outbox, Store, StoreJournal};
@@ -28,9 +29,9 @@ pub(super) struct Delivery {
     pub recorder: Option<Arc<Recorder>>,
     pub capture: Option<Arc<Capture>>,
     /// Each stream's stream time against wall time (scene stage → media API).
-    pub time_bases: Arc<crate::types::TimeBases>,
+    pub time_bases: Arc<crate::scene::TimeBases>,
     /// The MQTT state topics, with `[mqtt] control` (or discovery) on.
-    pub states: Option<Arc<super::homeassistant::StateTopics>>,
+    pub states: Option<Arc<StateTopics>>,
 }
 
 /// The recorder, when `[recording]` has a directory. Media URLs are signed
@@ -64,7 +65,7 @@ fn build_recorder(
         recorder: Arc::clone(&recorder),
         base,
         clocks: Arc::clone(clocks),
-        mqtt,
+        snapshots: mqtt.map(|m| Arc::new(SnapshotTopics(m)) as Arc<dyn SnapshotSink>),
         after,
     });
     Ok(Some((recorder, capture)))
@@ -108,9 +109,7 @@ pub(super) async fn build_delivery(
     let recording = build_recorder(config, store, api, clocks, mqtt.clone(), taps)?;
     let (recorder, capture) = recording.unzip();
     let states = match (&mqtt, &config.mqtt) {
-        (Some(sink), Some(m)) if m.control => Some(Arc::new(
-            super::homeassistant::StateTopics::new(Arc::clone(sink)),
-        )),
+        (Some(sink), Some(m)) if m.control => Some(Arc::new(StateTopics::new(Arc::clone(sink)))),
         _ => None,
     };
     Ok(Delivery {

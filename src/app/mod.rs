@@ -12,7 +12,6 @@
 
 mod counters;
 mod delivery;
-mod homeassistant;
 mod models;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,20 +30,21 @@ use crate::alert::{self, Dispatcher};
 use crate::api;
 use crate::clock::{unix_ms, Clocks};
 use crate::config::Config;
-use crate::embeddings::{Embeddings, Entry};
-use crate::engine::{Engine, Parts};
+use crate::control::{Engine, Parts};
+use crate::domain::FrameEmbedding;
+use crate::domain::{Scores, StreamId};
 use crate::matcher::stage::{MatchControl, MatchStage, Observed};
 use crate::matcher::{CompiledEvent, Matcher};
 use crate::metrics::Histogram;
 use crate::model::{self, Detector, ImageEncoder, Kind, Manifest, ModelSet};
 use crate::pool::{Pool, PoolConfig, PoolStats, Scorer};
 use crate::record::Recorder;
-use crate::scenes::{self, SceneStage};
+use crate::scene::embeddings::Embeddings;
+use crate::scene::{self, SceneStage};
 use crate::source::tap::Taps;
 use crate::source::{self, SourceEvent};
 use crate::store::space::SpaceWatch;
 use crate::store::{SceneRecord, Store};
-use crate::types::{Scores, StreamId};
 use counters::{fill_pool_figures, log_counters};
 use delivery::{build_delivery, Delivery};
 
@@ -151,7 +151,7 @@ async fn build_embeddings(
     models: &ModelSet,
     store: &Arc<Store>,
     clocks: &Arc<dyn Clocks>,
-) -> anyhow::Result<(Arc<Embeddings>, Option<(scenes::EmbeddingSender, Task<()>)>)> {
+) -> anyhow::Result<(Arc<Embeddings>, Option<(scene::EmbeddingSender, Task<()>)>)> {
     let hours = if models.text().is_some() {
         config.state.embedding_hours
     } else {
@@ -161,7 +161,7 @@ async fn build_embeddings(
     if !embeddings.enabled() {
         return Ok((embeddings, None));
     }
-    let (tx, rx) = mpsc::channel::<(String, Entry)>(4096);
+    let (tx, rx) = mpsc::channel::<(String, FrameEmbedding)>(4096);
     let (s, since) = (Arc::clone(store), embeddings.cutoff(clocks.wall_ms()));
     let kept = tokio::task::spawn_blocking(move || s.load_embeddings(since))
         .await
@@ -171,7 +171,7 @@ async fn build_embeddings(
     for (stream, e) in kept {
         embeddings.push(&stream, e);
     }
-    let task = tokio::spawn(scenes::store_embeddings(
+    let task = tokio::spawn(scene::store_embeddings(
         rx,
         Arc::clone(store),
         Arc::clone(&embeddings),
@@ -207,8 +207,8 @@ struct Wires {
         crossbeam_channel::Receiver<Observed>,
     ),
     indexes: (
-        crossbeam_channel::Sender<Vec<crate::index::ActiveIndex>>,
-        crossbeam_channel::Receiver<Vec<crate::index::ActiveIndex>>,
+        crossbeam_channel::Sender<Vec<crate::scene::index::ActiveIndex>>,
+        crossbeam_channel::Receiver<Vec<crate::scene::index::ActiveIndex>>,
     ),
     occurrences: (
         crossbeam_channel::Sender<crate::matcher::Occurrence>,
@@ -287,7 +287,7 @@ struct Inputs {
         crossbeam_channel::Sender<Observed>,
         crossbeam_channel::Receiver<Observed>,
     ),
-    indexes: crossbeam_channel::Receiver<Vec<crate::index::ActiveIndex>>,
+    indexes: crossbeam_channel::Receiver<Vec<crate::scene::index::ActiveIndex>>,
     occurrences: (
         crossbeam_channel::Sender<crate::matcher::Occurrence>,
         crossbeam_channel::Receiver<crate::matcher::Occurrence>,
@@ -305,12 +305,12 @@ struct Stages {
     embed_task: Option<Task<()>>,
     /// What the matcher stage measures and leaves for the API to read.
     match_times: Arc<Histogram>,
-    latest: Arc<crate::types::LatestPictures>,
+    latest: Arc<crate::matcher::stage::LatestPictures>,
 }
 
 type EmbeddingParts<'a> = (
     &'a Arc<Embeddings>,
-    Option<(scenes::EmbeddingSender, Task<()>)>,
+    Option<(scene::EmbeddingSender, Task<()>)>,
 );
 type MatcherParts<'a> = (
     Vec<Arc<CompiledEvent>>,
@@ -329,7 +329,7 @@ fn start_stages(
     (events, scored, clocks): MatcherParts<'_>,
 ) -> anyhow::Result<Stages> {
     let (records_tx, records_rx) = mpsc::channel::<SceneRecord>(4096);
-    let records_task = tokio::spawn(scenes::store_records(
+    let records_task = tokio::spawn(scene::store_records(
         records_rx,
         Arc::clone(store),
         config.state.scene_records,
@@ -368,7 +368,7 @@ fn start_stages(
     )
     .context("spawning the delivery stage")?;
     let match_times = Arc::new(Histogram::default());
-    let latest = Arc::new(crate::types::LatestPictures::default());
+    let latest = Arc::new(crate::matcher::stage::LatestPictures::default());
     let matcher = spawn_matcher(
         events,
         embeddings,
@@ -492,11 +492,36 @@ fn space_watch(config: &Config) -> Option<Arc<SpaceWatch>> {
     })
 }
 
-/// Builds and starts every stage.
-pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
+/// The tasks beside the running daemon: the counters log and Home
+/// Assistant's bridge (each when configured).
+fn watchers(
+    config: &Config,
+    engine: &Arc<Engine>,
+    pool: &Arc<PoolStats>,
+    out: &Delivery,
+) -> (Option<Task<()>>, Option<Task<()>>) {
+    let stats = stats_task(config, engine, pool, &out.dispatcher);
+    let bridge = crate::homeassistant::spawn(
+        engine,
+        out.mqtt.as_ref(),
+        out.states.as_ref(),
+        config.mqtt.as_ref(),
+    );
+    (stats, bridge)
+}
+
+/// What the process needs once before any stage: open-file headroom,
+/// GStreamer and ONNX Runtime.
+fn init_process(config: &Config) -> anyhow::Result<()> {
     raise_open_files();
     source::init().map_err(|e| anyhow!(e))?;
     model::init_runtime(config.runtime.ort_library.as_deref())?;
+    Ok(())
+}
+
+/// Builds and starts every stage.
+pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
+    init_process(&config)?;
     let clocks = hooks.clocks.clone().unwrap_or_else(crate::clock::real);
     let (store, (models, events)) = load(&config, &clocks).await?;
     let api_listener = bind_api(&config).await?;
@@ -507,6 +532,10 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
     // Real pipelines hand recorded streams' video to the recorder; sources
     // a test supplies have none to hand.
     let taps = hooks.sources.is_none().then(|| Arc::new(Taps::default()));
+    let sources = hooks
+        .sources
+        .clone()
+        .unwrap_or_else(|| Arc::new(source::Gstreamer { taps: taps.clone() }));
     let out = build_delivery(
         &config,
         &store,
@@ -548,10 +577,7 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
         embeddings,
         allow_local_sources: config.api.as_ref().is_some_and(|a| a.allow_local_sources),
         recorder: out.recorder.clone(),
-        sources: hooks
-            .sources
-            .clone()
-            .unwrap_or_else(|| Arc::new(source::Gstreamer { taps })),
+        sources,
         clocks: Arc::clone(&clocks),
         match_times: Arc::clone(&stages.match_times),
         latest: Arc::clone(&stages.latest),
@@ -573,13 +599,7 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
     }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     tracing::info!(streams = engine.stream_stats().len(), "sightline running");
-    let stats_task = stats_task(&config, &engine, &pool_stats, &out.dispatcher);
-    let bridge = homeassistant::spawn(
-        &engine,
-        out.mqtt.as_ref(),
-        out.states.as_ref(),
-        config.mqtt.as_ref(),
-    );
+    let (stats_task, bridge) = watchers(&config, &engine, &pool_stats, &out);
     Ok(Daemon {
         engine,
         api,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context};
 
 use crate::config::Config;
-use crate::engine::compile_event;
+use crate::control::compile_event;
 use crate::matcher::CompiledEvent;
 use crate::model::{self, EmbeddingMemory, Kind, Loaded, Manifest, ModelSet, PromptModel};
 

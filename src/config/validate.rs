@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::raw::{RawAlert, RawEvent, RawMotion, RawRegion, RawStream};
 use super::sections::{api, mqtt, recording, runtime, state, webhook};
 use super::*;
-use crate::types::{AlertId, EventId, StreamId};
+use crate::domain::{AlertId, EventId, StreamId};
 
 pub(super) struct Checker<'a> {
     problems: &'a mut Vec<Problem>,

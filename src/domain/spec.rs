@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Secret;
-use crate::types::{AlertId, EventId, StreamId};
+use super::{AlertId, EventId, StreamId};
 
 /// Where a stream's pictures come from.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,7 +85,7 @@ pub struct Region {
     pub points: Vec<(f32, f32)>,
 }
 
-/// Which way over a line counts (see [`crate::matcher::objects::crossing`]).
+/// Which way over a line counts (the matcher judges crossings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {

@@ -10,7 +10,7 @@ use super::occ::{crossed, Judgement, NextId, Occ, Sighting};
 use super::track::Tracks;
 use super::{CompiledEvent, LabelRule, Occurrence, Slot};
 use crate::domain::ObjectRules;
-use crate::types::{Detection, Scores};
+use crate::domain::{Detection, Scores};
 
 /// One frame and its tracked boxes.
 pub(super) struct Objects<'a> {

@@ -20,10 +20,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::domain::{Detection, EventId, Picture, Scores, StreamId};
 use crate::domain::{EventSpec, MatchParams, ObjectRules};
-use crate::types::{Detection, EventId, Picture, Scores, StreamId};
 pub use objects::{Crossing, Facts, ObjectFacts};
-pub use rule::{resolve_classes, LabelRule, Verdict};
+pub use rule::{LabelRule, Verdict};
 pub use state::{Tracker, Transition};
 pub use text::{Baseline, TextRule, TextVerdict};
 pub use track::{TrackParams, TrackedObject, Tracks};
@@ -65,7 +65,7 @@ pub struct CompiledEvent {
 
 impl CompiledEvent {
     /// An event with the rule it was compiled to (by
-    /// [`crate::engine::compile_event`], which knows the loaded model).
+    /// [`crate::control::compile_event`], which knows the loaded model).
     pub fn new(e: &EventSpec, rule: Rule, model: usize, model_name: Arc<str>) -> CompiledEvent {
         CompiledEvent {
             id: e.id.clone(),
@@ -206,7 +206,7 @@ struct Slot {
 
 /// Where a text event starts its baseline on a stream, given the first
 /// frame it judges there: in the daemon, from the stream's stored frames
-/// ([`crate::embeddings::Embeddings::baseline`]).
+/// ([`crate::scene::embeddings::Embeddings::baseline`]).
 pub type BaselineSource = Box<dyn Fn(&StreamId, &TextRule, &Scores) -> Baseline + Send>;
 
 /// All trackers for all streams and events.

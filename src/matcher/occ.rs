@@ -10,7 +10,7 @@ use super::objects::Crossing;
 use super::track::TrackedObject;
 use super::{CompiledEvent, Occurrence, Phase, Rule, Timing, Tracker, Transition};
 use crate::domain::MatchParams;
-use crate::types::{Detection, Picture, Scores};
+use crate::domain::{Detection, Picture, Scores};
 
 /// Makes occurrence ids.
 pub type NextId = Box<dyn FnMut() -> String + Send>;

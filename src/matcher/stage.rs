@@ -8,13 +8,14 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use crossbeam_channel::{select, Receiver, Sender};
 
 use super::{CompiledEvent, Matcher, Occurrence};
 use crate::clock::Clocks;
+use crate::domain::{Detection, Picture, Scores, StreamId};
 use crate::metrics::Histogram;
-use crate::types::{Detection, Scores, StreamId};
 
 /// Messages to the matcher stage.
 pub enum MatchControl {
@@ -47,7 +48,7 @@ pub struct MatchStage {
     /// Per frame, from the end of inference to matched.
     pub match_times: Arc<Histogram>,
     /// Where each stream's newest picture is left for the console.
-    pub latest: Arc<crate::types::LatestPictures>,
+    pub latest: Arc<LatestPictures>,
 }
 
 impl MatchStage {
@@ -115,5 +116,27 @@ impl MatchStage {
             }
         }
         made
+    }
+}
+
+/// The newest picture each stream showed and when, for the console's
+/// camera view (the matcher stage puts, the API reads).
+#[derive(Default)]
+pub struct LatestPictures(
+    std::sync::Mutex<std::collections::HashMap<StreamId, (Arc<Picture>, SystemTime)>>,
+);
+
+impl LatestPictures {
+    pub fn put(&self, stream: &StreamId, picture: Arc<Picture>, wall: SystemTime) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(stream.clone(), (picture, wall));
+        }
+    }
+
+    /// The stream's newest picture and how long ago it was taken.
+    pub fn get(&self, stream: &str) -> Option<(Arc<Picture>, std::time::Duration)> {
+        let (picture, wall) = self.0.lock().ok()?.get(&StreamId::new(stream)).cloned()?;
+        let age = SystemTime::now().duration_since(wall).unwrap_or_default();
+        Some((picture, age))
     }
 }

@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::*;
+use crate::domain::{Detection, EventId, Scores, StreamId};
 use crate::domain::{EventSpec, Region};
-use crate::types::{Detection, EventId, Scores, StreamId};
+use crate::model::vocabulary::resolve_classes;
 
 fn labels(names: &[&str]) -> Vec<Arc<str>> {
     names.iter().map(|n| Arc::from(*n)).collect()

@@ -24,8 +24,8 @@
 
 use std::sync::Arc;
 
-pub use crate::types::iou;
-use crate::types::Detection;
+pub use crate::domain::iou;
+use crate::domain::Detection;
 
 /// How boxes become tracks.
 #[derive(Debug, Clone, Copy, PartialEq)]

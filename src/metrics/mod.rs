@@ -2,6 +2,7 @@
 //! and the text exposition of them and of every counter the daemon keeps
 //! ([`text`]), served at `GET /metrics`.
 
+pub mod telemetry;
 pub mod text;
 
 use std::sync::atomic::{AtomicU64, Ordering};

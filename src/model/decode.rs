@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::types::{iou, Detection};
+use crate::domain::{iou, Detection};
 
 /// Where the picture sits inside the model input (normalised), so boxes can
 /// be mapped back to picture coordinates when the input was letterboxed.
@@ -160,7 +160,7 @@ pub fn yolo(
         }
         if kept
             .iter()
-            .all(|k| k.0 != c.0 || crate::types::iou(&k.2, &c.2) <= iou)
+            .all(|k| k.0 != c.0 || crate::domain::iou(&k.2, &c.2) <= iou)
         {
             kept.push(c);
         }

@@ -13,6 +13,7 @@ pub mod provider;
 pub mod set;
 pub mod text;
 pub mod tokenizer;
+pub mod vocabulary;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -20,7 +21,7 @@ use std::sync::{Arc, OnceLock};
 use ort::session::Session;
 use ort::value::TensorRef;
 
-use crate::types::Detection;
+use crate::domain::Detection;
 pub use clip::{ImageEncoder, PromptModel};
 pub use decode::Content;
 pub use manifest::{Dtype, Input, Kind, Layout, Manifest, Resize};

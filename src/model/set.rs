@@ -9,9 +9,9 @@
 
 use std::sync::Arc;
 
+use super::vocabulary::{prompt_labels, vocabulary};
 use super::{Kind, Manifest, PromptModel, TextEncoder};
 use crate::domain::EventSpec;
-use crate::matcher::rule::{prompt_labels, vocabulary};
 
 /// A model's place in its [`ModelSet`] (and in every worker's scorers).
 pub type ModelIdx = usize;

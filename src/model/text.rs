@@ -16,15 +16,7 @@ use super::clip::{check_input, check_output, load_err, run_err, unit_embedding};
 use super::manifest::Manifest;
 use super::tokenizer::{self, ClipTokenizer};
 use super::{open_session, ModelError};
-
-/// Where text embeddings outlive the process. `model` tells text encoders
-/// apart (see [`TextEncoder::fingerprint`]); `ids` are the token ids without
-/// their padding. Failures are the memory's to report: the encoder then
-/// simply runs.
-pub trait EmbeddingMemory: Send + Sync {
-    fn recall(&self, model: &str, ids: &[i64]) -> Option<Vec<f32>>;
-    fn remember(&self, model: &str, ids: &[i64], embedding: &[f32]);
-}
+pub use crate::store::EmbeddingMemory;
 
 /// Unit-length embeddings of several texts, and whether the first was cut.
 pub type Embedded = (Vec<Arc<[f32]>>, bool);

@@ -29,8 +29,6 @@ fn frame(stream: &str, seq: u64) -> Frame {
         content: [0.0, 0.0, 1.0, 1.0],
         aspect: 0.0,
         models: Arc::from([0usize]),
-        gate: None,
-        decided: None,
     }
 }
 
@@ -183,13 +181,12 @@ fn a_loud_stream_does_not_crowd_out_a_quiet_one() {
 fn an_unchanged_frame_repeats_the_last_results_without_scoring() {
     let (p, rx) = pool(10, Duration::from_millis(1), Duration::from_secs(10));
     let s = p.submitter();
-    let gate: Option<Arc<crate::types::FrameGate>> =
-        crate::motion::Gate::new(&crate::domain::MotionSpec::default());
+    let gate: Option<Arc<super::FrameGate>> =
+        crate::pool::motion::Gate::new(&crate::domain::MotionSpec::default());
     for i in 0..4 {
         let mut f = frame("still", i);
         f.stream_secs = i as f64 * 0.5;
-        f.gate = gate.clone();
-        s.submit(f);
+        s.submit_gated(f, gate.as_ref());
         std::thread::sleep(Duration::from_millis(30));
     }
     let stats = p.stats();

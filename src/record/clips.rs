@@ -9,7 +9,7 @@ use gstreamer::prelude::*;
 use image::{Rgb, RgbImage};
 
 use super::segments::Segment;
-use crate::types::{Detection, Picture};
+use crate::domain::{Detection, Picture};
 
 /// An HLS media playlist over `segments` (with the URL of each from
 /// `url`). `ended`: a finished VOD playlist; else a live one that grows.

@@ -19,13 +19,19 @@ pub struct Capture {
     /// `scheme://host:port` that links carry.
     pub base: String,
     pub clocks: Arc<dyn Clocks>,
-    /// Where the latest snapshot is also published, retained, as
-    /// `sightline/<stream>/<label>/snapshot`.
-    pub mqtt: Option<Arc<crate::alert::mqtt::MqttSink>>,
+    /// Where the latest snapshot of each (stream, label) is also published
+    /// (Home Assistant's image entity, over MQTT).
+    pub snapshots: Option<Arc<dyn SnapshotSink>>,
     /// Work done beside the delivery thread, in order, on a thread of its
     /// own (a clip row is an fsync, a clean JPEG an encode: neither may
     /// delay a message).
     pub after: crossbeam_channel::Sender<After>,
+}
+
+/// Who else gets each snapshot as it is written: the boxed JPEG of the
+/// newest occurrence of `label` on `stream`.
+pub trait SnapshotSink: Send + Sync {
+    fn publish(&self, stream: &str, label: &str, jpeg: Vec<u8>) -> Result<(), String>;
 }
 
 /// Evidence written on the evidence thread.
@@ -93,7 +99,7 @@ impl Capture {
         )
     }
 
-    /// Writes the snapshot with boxes (and publishes it over MQTT);
+    /// Writes the snapshot with boxes (and hands it to `snapshots`);
     /// returns the picture for the clean copy.
     fn snapshot(&self, occ: &Occurrence) -> Option<image::RgbImage> {
         let p = occ.picture.as_ref()?;
@@ -103,10 +109,8 @@ impl Capture {
             std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
             let id = &occ.occurrence_id;
             std::fs::write(dir.join(format!("{id}.jpg")), &boxed).map_err(|e| e.to_string())?;
-            if let Some(m) = &self.mqtt {
-                let topic =
-                    crate::alert::homeassistant::snapshot_topic(occ.stream_id.as_str(), &occ.label);
-                m.publish_retained(&topic, boxed)?;
+            if let Some(s) = &self.snapshots {
+                s.publish(occ.stream_id.as_str(), &occ.label, boxed)?;
             }
             Ok(img)
         });

@@ -18,9 +18,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::clock::Clocks;
+use crate::domain::StreamId;
 use crate::domain::{RecordSettings, StreamSpec};
 use crate::source::tap::Taps;
-use crate::types::StreamId;
 pub use pipeline::RecordStatus;
 use segments::{Index, Segment};
 pub use sign::Signer;

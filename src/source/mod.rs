@@ -8,6 +8,7 @@
 
 pub mod pipeline;
 pub mod replay;
+pub mod sampler;
 pub mod tap;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,11 +23,11 @@ use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 
 use crate::clock::Clocks;
+use crate::domain::{Frame, StreamId};
 use crate::domain::{SourceUrl, StreamSpec};
-use crate::motion::Gate;
-use crate::pool::Submitter;
-use crate::sampler::Sampler;
-use crate::types::{Frame, FrameGate, StreamId};
+use crate::pool::motion::Gate;
+use crate::pool::{FrameGate, Submitter};
+use crate::source::sampler::Sampler;
 pub use pipeline::Output;
 
 /// Something a stream reports about itself.
@@ -512,7 +513,7 @@ impl Supervisor {
                     if first {
                         stats.frames.fetch_add(1, Ordering::Relaxed);
                     }
-                    submit.submit(Frame {
+                    let next = Frame {
                         stream_id: id.clone(),
                         seq: seq.fetch_add(1, Ordering::Relaxed),
                         wall,
@@ -524,9 +525,8 @@ impl Supervisor {
                         content,
                         aspect,
                         models: Arc::clone(&models),
-                        gate: motion.clone(),
-                        decided: None,
-                    });
+                    };
+                    submit.submit_gated(next, motion.as_ref());
                     Ok(gst::FlowSuccess::Ok)
                 })
                 .build(),

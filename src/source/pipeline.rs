@@ -138,7 +138,7 @@ pub fn launch_line(s: &StreamSpec, outs: &[Output], tap: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::StreamId;
+    use crate::domain::StreamId;
     use std::time::Duration;
 
     fn stream(url: SourceUrl, keyframes_only: bool) -> StreamSpec {

@@ -14,9 +14,9 @@ use std::time::Duration;
 use super::{Branch, Reporter, Running, SourceEvent, SourceStats, Sources};
 use crate::clock::Clocks;
 use crate::domain::StreamSpec;
+use crate::domain::{Frame, StreamId};
 use crate::pool::Submitter;
-use crate::sampler::Sampler;
-use crate::types::{Frame, StreamId};
+use crate::source::sampler::Sampler;
 
 /// Paints the frame shown at a stream time, `width * height * 3` RGB bytes.
 pub type Painter = Arc<dyn Fn(f64, u32, u32) -> Vec<u8> + Send + Sync>;
@@ -123,8 +123,6 @@ impl Player {
                         aspect: w as f32 / h.max(1) as f32,
                         models: Arc::clone(&b.models),
                         // Painted frames are for exact, frame-by-frame tests.
-                        gate: None,
-                        decided: None,
                     });
                 }
                 seq += 1;

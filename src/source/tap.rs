@@ -17,8 +17,8 @@ use std::time::Instant;
 use gstreamer as gst;
 use gstreamer_app as gst_app;
 
+use crate::domain::StreamId;
 use crate::domain::StreamSpec;
-use crate::types::StreamId;
 
 /// What the recorder may hold queued before the tap drops (and waits for
 /// the next keyframe): a few seconds of a 4K main stream.

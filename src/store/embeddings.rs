@@ -9,6 +9,15 @@ use super::Store;
 /// longest unused go first.
 pub(super) const TEXT_EMBEDDINGS_KEPT: usize = 4096;
 
+/// Where text embeddings outlive the process. `model` tells text encoders
+/// apart (the text encoder's fingerprint); `ids` are the token ids without
+/// their padding. Failures are the memory's to report: the encoder then
+/// simply runs.
+pub trait EmbeddingMemory: Send + Sync {
+    fn recall(&self, model: &str, ids: &[i64]) -> Option<Vec<f32>>;
+    fn remember(&self, model: &str, ids: &[i64], embedding: &[f32]);
+}
+
 fn id_bytes(ids: &[i64]) -> Vec<u8> {
     ids.iter().flat_map(|i| i.to_le_bytes()).collect()
 }
@@ -19,7 +28,7 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-impl crate::model::EmbeddingMemory for Store {
+impl EmbeddingMemory for Store {
     fn recall(&self, model: &str, ids: &[i64]) -> Option<Vec<f32>> {
         self.text_embedding(model, ids)
             .inspect_err(|e| tracing::warn!("reading a stored prompt embedding: {e:#}"))
@@ -38,7 +47,7 @@ impl Store {
     /// Appends frame embeddings and deletes those older than `cutoff_ms`.
     pub fn add_embeddings(
         &self,
-        frames: &[(String, crate::embeddings::Entry)],
+        frames: &[(String, crate::domain::FrameEmbedding)],
         cutoff_ms: i64,
     ) -> anyhow::Result<()> {
         let mut conn = self.lock()?;
@@ -64,7 +73,7 @@ impl Store {
     pub fn load_embeddings(
         &self,
         since_ms: i64,
-    ) -> anyhow::Result<Vec<(String, crate::embeddings::Entry)>> {
+    ) -> anyhow::Result<Vec<(String, crate::domain::FrameEmbedding)>> {
         let conn = self.lock()?;
         let mut stmt = conn.prepare(
             "SELECT stream_id, wall_ms, t, scale, q FROM embeddings WHERE wall_ms >= ?1 ORDER BY seq",
@@ -73,7 +82,7 @@ impl Store {
             let q: Vec<u8> = r.get(4)?;
             Ok((
                 r.get::<_, String>(0)?,
-                crate::embeddings::Entry {
+                crate::domain::FrameEmbedding {
                     wall_ms: r.get(1)?,
                     t: r.get(2)?,
                     scale: r.get(3)?,

@@ -29,10 +29,11 @@ pub use catalog::{
     Snapshot, StreamDef, StreamRow, Table,
 };
 pub use clips::ClipRow;
+pub use embeddings::EmbeddingMemory;
 pub use integrity::OnCorruption;
 pub use outbox::{MemoryOutbox, NewMessage, Outbox, OutboxRow};
 pub use scenes::{LabelSummary, SceneRecord};
-pub use ws_journal::{JournalLimits, StoreJournal};
+pub use ws_journal::{Journal, JournalLimits, Missed, StoreJournal};
 
 use migrations::MIGRATIONS;
 

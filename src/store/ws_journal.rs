@@ -16,10 +16,27 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use rusqlite::{params, Connection};
 
-use crate::alert::ws::{Journal, Missed};
-
 /// The journal's file in the state directory.
 pub const JOURNAL_FILE: &str = "ws-journal.sqlite3";
+
+/// Where the WebSocket hub keeps published messages for resuming clients
+/// ([`StoreJournal`] in the daemon).
+pub trait Journal: Send + Sync {
+    /// The highest `seq` written so far (0 when empty).
+    fn last_seq(&self) -> anyhow::Result<u64>;
+    fn append(&self, seq: u64, connection: &str, body: &str, now_ms: i64) -> anyhow::Result<()>;
+    /// The connection's messages after `after`.
+    fn since(&self, connection: &str, after: u64) -> anyhow::Result<Missed>;
+}
+
+/// What a resuming client missed.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Missed {
+    /// The oldest `seq` the journal still holds (for any connection).
+    pub first_kept: Option<u64>,
+    /// The connection's messages after the asked-for `seq`, in order.
+    pub messages: Vec<(u64, String)>,
+}
 
 /// How much of the journal to keep.
 #[derive(Debug, Clone, Copy)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use sightline::app::{self, Hooks, Summary};
 use sightline::config::Config;
-use sightline::engine::Engine;
+use sightline::control::Engine;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 

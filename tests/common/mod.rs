@@ -280,7 +280,7 @@ pub fn drain<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> Vec<T> {
 
 /// An enabled alert on event `e`, every stream, posting to `url`.
 pub fn webhook_alert(id: &str, url: &str) -> sightline::domain::AlertSpec {
-    use sightline::types::{AlertId, EventId};
+    use sightline::domain::{AlertId, EventId};
     sightline::domain::AlertSpec {
         id: AlertId::new(id),
         event: EventId::new("e"),
@@ -297,7 +297,7 @@ pub fn webhook_alert(id: &str, url: &str) -> sightline::domain::AlertSpec {
 
 /// The start of an occurrence of event `e` on stream `s`.
 pub fn occurrence(id: &str) -> sightline::matcher::Occurrence {
-    use sightline::types::{EventId, StreamId};
+    use sightline::domain::{EventId, StreamId};
     sightline::matcher::Occurrence {
         occurrence_id: id.into(),
         phase: sightline::matcher::Phase::Start,
@@ -355,7 +355,7 @@ impl Drop for Tmpfs {
 /// events) for `secs`, or until its file streams end, with one person event
 /// and no alert targets that matter (a callback nobody reads), returning
 /// every scored frame.
-pub async fn scored_frames(streams_toml: &str, secs: u64) -> Vec<sightline::types::Scores> {
+pub async fn scored_frames(streams_toml: &str, secs: u64) -> Vec<sightline::domain::Scores> {
     let text = format!(
         "{streams_toml}\n[[events]]\nid = \"p\"\nprompt = \"person\"\n\
          [[alerts]]\nid = \"a\"\nevent = \"p\"\ncallback_url = \"http://127.0.0.1:9/unused\"\n"

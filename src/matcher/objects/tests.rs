@@ -1,8 +1,8 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::domain::Detection;
 use crate::matcher::track::{TrackParams, Tracks};
-use crate::types::Detection;
 
 fn person(x: f32, y: f32) -> Detection {
     Detection {

@@ -12,14 +12,14 @@ use std::time::Duration;
 use super::{problems, Catalog, Engine, Refusal};
 use crate::clock::Clocks;
 use crate::config;
+use crate::domain::StreamId;
 use crate::domain::{AlertSpec, StreamSpec};
-use crate::index::ActiveIndex;
 use crate::matcher::stage::MatchControl;
 use crate::matcher::CompiledEvent;
 use crate::model::ModelSet;
+use crate::scene::index::ActiveIndex;
 use crate::source::{Branch, Output, Running};
 use crate::store::{AlertRow, EventRow};
-use crate::types::StreamId;
 
 /// How long stopping streams may take before the stragglers are left behind.
 pub(super) const STOP_GRACE: Duration = Duration::from_secs(5);

@@ -14,56 +14,9 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use crate::domain::MatchParams;
+use crate::domain::{FrameEmbedding, MatchParams};
 use crate::matcher::text::{softmax_first, TextRule};
 use crate::matcher::{Baseline, Tracker, Transition};
-
-/// One stored frame.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    /// Wall-clock time of the frame, Unix milliseconds.
-    pub wall_ms: i64,
-    /// Stream time of the frame, seconds (restarts at 0 with the daemon).
-    pub t: f64,
-    pub scale: f32,
-    pub q: Arc<[i8]>,
-}
-
-impl Entry {
-    /// Quantises a unit-length embedding.
-    pub fn new(wall_ms: i64, t: f64, v: &[f32]) -> Entry {
-        let top = v
-            .iter()
-            .fold(0.0f32, |m, x| m.max(x.abs()))
-            .max(f32::MIN_POSITIVE);
-        let scale = top / 127.0;
-        let q = v.iter().map(|x| (x / scale).round() as i8).collect();
-        Entry {
-            wall_ms,
-            t,
-            scale,
-            q,
-        }
-    }
-
-    /// Dot product with a full-precision vector.
-    pub fn dot(&self, v: &[f32]) -> f32 {
-        let s: f32 = self.q.iter().zip(v).map(|(&a, &b)| a as f32 * b).sum();
-        s * self.scale
-    }
-
-    /// Dot product with another quantised vector, in integers (the compiler
-    /// turns this into wide multiply-adds; ~10x the float version).
-    pub fn dot_quantised(&self, other: &Entry) -> f32 {
-        let s: i32 = self
-            .q
-            .iter()
-            .zip(other.q.iter())
-            .map(|(&a, &b)| i32::from(a) * i32::from(b))
-            .sum();
-        s as f32 * self.scale * other.scale
-    }
-}
 
 /// How many time constants of stored frames a new baseline is built from.
 const BASELINE_SPAN: f64 = 5.0;
@@ -71,7 +24,7 @@ const BASELINE_SPAN: f64 = 5.0;
 /// Every stream's recent frames.
 #[derive(Debug)]
 pub struct Embeddings {
-    streams: Mutex<HashMap<String, VecDeque<Entry>>>,
+    streams: Mutex<HashMap<String, VecDeque<FrameEmbedding>>>,
     keep_ms: i64,
 }
 
@@ -96,7 +49,7 @@ impl Embeddings {
 
     /// Adds a frame (frames of a stream arrive in time order) and drops
     /// what has aged out of that stream.
-    pub fn push(&self, stream: &str, e: Entry) {
+    pub fn push(&self, stream: &str, e: FrameEmbedding) {
         if !self.enabled() {
             return;
         }
@@ -122,8 +75,14 @@ impl Embeddings {
     /// Runs `f` over a stream's frames (oldest first) within `[from, to]`
     /// Unix milliseconds. The lock is held only to copy the list (the
     /// embeddings themselves are shared), so the matcher is not held up.
-    pub fn with<R>(&self, stream: &str, from: i64, to: i64, f: impl FnOnce(&[&Entry]) -> R) -> R {
-        let frames: Vec<Entry> = {
+    pub fn with<R>(
+        &self,
+        stream: &str,
+        from: i64,
+        to: i64,
+        f: impl FnOnce(&[&FrameEmbedding]) -> R,
+    ) -> R {
+        let frames: Vec<FrameEmbedding> = {
             let map = self.lock();
             map.get(stream)
                 .map(|q| {
@@ -135,7 +94,7 @@ impl Embeddings {
                 })
                 .unwrap_or_default()
         };
-        let refs: Vec<&Entry> = frames.iter().collect();
+        let refs: Vec<&FrameEmbedding> = frames.iter().collect();
         f(&refs)
     }
 
@@ -156,7 +115,7 @@ impl Embeddings {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<Entry>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<FrameEmbedding>>> {
         self.streams.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -175,18 +134,21 @@ pub struct Hit {
     pub frames: usize,
 }
 
-fn quantise_all(vectors: &[Arc<[f32]>]) -> Vec<Entry> {
-    vectors.iter().map(|v| Entry::new(0, 0.0, v)).collect()
+fn quantise_all(vectors: &[Arc<[f32]>]) -> Vec<FrameEmbedding> {
+    vectors
+        .iter()
+        .map(|v| FrameEmbedding::new(0, 0.0, v))
+        .collect()
 }
 
-fn similarities(frame: &Entry, texts: &[Entry], out: &mut [f32]) {
+fn similarities(frame: &FrameEmbedding, texts: &[FrameEmbedding], out: &mut [f32]) {
     for (s, t) in out.iter_mut().zip(texts) {
         *s = frame.dot_quantised(t);
     }
 }
 
 /// Largest gap between frames of one range: a few sampling intervals.
-fn gap_ms(frames: &[&Entry]) -> i64 {
+fn gap_ms(frames: &[&FrameEmbedding]) -> i64 {
     let mut steps: Vec<i64> = frames
         .windows(2)
         .take(1000)
@@ -199,7 +161,12 @@ fn gap_ms(frames: &[&Entry]) -> i64 {
 
 /// Ranges of frames whose calibrated score for the query (softmax of the
 /// first vector against the others) is at least `threshold`, best first.
-pub fn search(frames: &[&Entry], vectors: &[Arc<[f32]>], scale: f32, threshold: f32) -> Vec<Hit> {
+pub fn search(
+    frames: &[&FrameEmbedding],
+    vectors: &[Arc<[f32]>],
+    scale: f32,
+    threshold: f32,
+) -> Vec<Hit> {
     let gap = gap_ms(frames);
     let mut hits: Vec<Hit> = Vec::new();
     let mut last_ms = i64::MIN;
@@ -252,7 +219,7 @@ pub struct Replayed {
 /// the frames before these give, [`Embeddings::baseline`] on the wall clock
 /// in seconds), k-of-n start, end after misses, cooldown.
 pub fn backtest(
-    frames: &[&Entry],
+    frames: &[&FrameEmbedding],
     rule: &TextRule,
     matching: MatchParams,
     mut baseline: Baseline,
@@ -324,10 +291,10 @@ mod tests {
                 .collect::<Vec<_>>(),
         );
         let exact: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-        let e = Entry::new(0, 0.0, &a);
+        let e = FrameEmbedding::new(0, 0.0, &a);
         assert!((e.dot(&b) - exact).abs() < 0.01, "{} vs {exact}", e.dot(&b));
         assert!((e.dot(&a) - 1.0).abs() < 0.01);
-        let both = e.dot_quantised(&Entry::new(0, 0.0, &b));
+        let both = e.dot_quantised(&FrameEmbedding::new(0, 0.0, &b));
         assert!((both - exact).abs() < 0.01, "{both} vs {exact}");
     }
 
@@ -335,27 +302,27 @@ mod tests {
     fn frames_age_out_per_stream() {
         let s = Embeddings::new(1.0);
         for i in 0..10 {
-            s.push("a", Entry::new(i * 600_000, i as f64, &[1.0, 0.0]));
+            s.push("a", FrameEmbedding::new(i * 600_000, i as f64, &[1.0, 0.0]));
         }
         // 90 min is the newest: an hour keeps 30..90 min.
         assert_eq!(s.len("a"), 7);
         assert_eq!(s.with("a", 0, i64::MAX, |f| f[0].wall_ms), 1_800_000);
         let off = Embeddings::new(0.0);
-        off.push("a", Entry::new(0, 0.0, &[1.0]));
+        off.push("a", FrameEmbedding::new(0, 0.0, &[1.0]));
         assert_eq!(off.len("a"), 0);
     }
 
     /// Feeds `frames` red frames from wall second 600 (stream time 0 to
     /// this matcher) after 600 s of stored blue ones; returns the starts.
     fn red_after_stored_blue(with_history: bool) -> usize {
+        use crate::domain::{EventId, Scores, StreamId};
         use crate::matcher::{CompiledEvent, Matcher, Phase, Rule};
-        use crate::types::{EventId, Scores, StreamId};
         use std::time::{Duration, Instant, SystemTime};
 
         let (blue, red) = (unit(&[0.2, 1.0]), unit(&[1.0, 0.3]));
         let store = Arc::new(Embeddings::new(24.0));
         for i in 0..600 {
-            store.push("cam", Entry::new(i * 1000, i as f64, &blue));
+            store.push("cam", FrameEmbedding::new(i * 1000, i as f64, &blue));
         }
         let rule = TextRule {
             texts: vec!["red".into(), "blue".into()],
@@ -391,7 +358,7 @@ mod tests {
         for i in 0..10 {
             let ms = 600_000 + i * 500;
             // As the daemon does: the frame is stored before it is judged.
-            store.push("cam", Entry::new(ms, i as f64 * 0.5, &red));
+            store.push("cam", FrameEmbedding::new(ms, i as f64 * 0.5, &red));
             let s = Scores {
                 stream_id: StreamId::new("cam"),
                 seq: i as u64,
@@ -438,9 +405,12 @@ mod tests {
         };
         assert_eq!(s.baseline("cam", &rule(600.0), 10_000, 0.0).mean(), None);
         for i in 0..10 {
-            s.push("cam", Entry::new(i * 1000, i as f64, &unit(&[0.0, 1.0])));
+            s.push(
+                "cam",
+                FrameEmbedding::new(i * 1000, i as f64, &unit(&[0.0, 1.0])),
+            );
         }
-        s.push("cam", Entry::new(10_000, 10.0, &unit(&[1.0, 0.0])));
+        s.push("cam", FrameEmbedding::new(10_000, 10.0, &unit(&[1.0, 0.0])));
         let m = s.baseline("cam", &rule(600.0), 10_000, 0.0).mean().unwrap();
         assert!(
             m.abs() < 0.01,
@@ -448,8 +418,8 @@ mod tests {
         );
         // Five time constants back at most: with tau = 1 s the red frame
         // 6 s back is not read (it would leave e^-2 = 0.14 of itself).
-        s.push("cam", Entry::new(24_000, 24.0, &unit(&[1.0, 0.0])));
-        s.push("cam", Entry::new(26_000, 26.0, &unit(&[0.0, 1.0])));
+        s.push("cam", FrameEmbedding::new(24_000, 24.0, &unit(&[1.0, 0.0])));
+        s.push("cam", FrameEmbedding::new(26_000, 26.0, &unit(&[0.0, 1.0])));
         let m = s.baseline("cam", &rule(1.0), 30_000, 0.0).mean().unwrap();
         assert!(m.abs() < 0.01, "only the frame 4 s back counts: {m}");
     }
@@ -464,7 +434,7 @@ mod tests {
             } else {
                 &no
             };
-            s.push("a", Entry::new(i * 1000, i as f64, v));
+            s.push("a", FrameEmbedding::new(i * 1000, i as f64, v));
         }
         let q: Vec<Arc<[f32]>> = vec![unit(&[1.0, 0.0]).into(), unit(&[0.0, 1.0]).into()];
         let hits = s.with("a", 0, i64::MAX, |f| search(f, &q, 100.0, 0.5));

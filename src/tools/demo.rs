@@ -15,10 +15,10 @@ use tokio::sync::mpsc;
 
 use crate::app::{self, Hooks, Summary};
 use crate::config::Config;
-use crate::rtsp_server::RtspServer;
+use crate::tools::rtsp_server::RtspServer;
 
 /// The bundled demo clip: 18 s at 640×480, H.264 (see tests/media/PROVENANCE.md).
-pub const DEMO_CLIP: &[u8] = include_bytes!("../tests/media/demo.mp4");
+pub const DEMO_CLIP: &[u8] = include_bytes!("../../tests/media/demo.mp4");
 /// Length of the demo clip in seconds.
 pub const DEMO_SECONDS: u64 = 18;
 

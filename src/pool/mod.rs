@@ -28,12 +28,14 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
+use crate::domain::{Frame, Results, Scores, StreamId};
 use crate::metrics::{Histogram, Snapshot};
 use crate::model::{Content, ModelError};
-use crate::motion::Decision;
-use crate::types::{Frame, Results, Scores, StreamId};
+use crate::pool::motion::Decision;
 
-pub use crate::types::Seen;
+pub mod motion;
+
+pub use crate::domain::Seen;
 
 /// Something that scores frames; one per worker thread.
 pub trait Scorer: Send {
@@ -316,8 +318,19 @@ impl PoolStats {
     }
 }
 
+/// A frame waiting in the queue, with its stream branch's motion gate and
+/// what the gate decided when the frame came in.
+struct Job {
+    frame: Frame,
+    gate: Option<Arc<FrameGate>>,
+    decided: Option<Decision<Results>>,
+}
+
+/// A motion gate over frames and the results they produced.
+pub type FrameGate = motion::Gate<Results>;
+
 struct State {
-    items: VecDeque<Frame>,
+    items: VecDeque<Job>,
     closed: bool,
     /// When each stream was last served (a dequeue count), for round robin.
     served: HashMap<StreamId, u64>,
@@ -326,20 +339,20 @@ struct State {
 
 impl State {
     /// The oldest frame of the stream served longest ago.
-    fn take(&mut self) -> Option<Frame> {
+    fn take(&mut self) -> Option<Job> {
         let never = 0;
         let i = (0..self.items.len()).min_by_key(|&i| {
-            let s = &self.items[i].stream_id;
+            let s = &self.items[i].frame.stream_id;
             (self.served.get(s).copied().unwrap_or(never), i)
         })?;
         let f = self.items.remove(i)?;
         self.turns += 1;
         if self.served.len() > 4096 {
             let queued: std::collections::HashSet<&StreamId> =
-                self.items.iter().map(|f| &f.stream_id).collect();
+                self.items.iter().map(|j| &j.frame.stream_id).collect();
             self.served.retain(|s, _| queued.contains(s));
         }
-        self.served.insert(f.stream_id.clone(), self.turns);
+        self.served.insert(f.frame.stream_id.clone(), self.turns);
         Some(f)
     }
 }
@@ -362,19 +375,29 @@ pub struct Submitter {
 }
 
 impl Submitter {
-    /// Queues a frame without blocking, dropping an older one if full. A
-    /// frame its motion gate finds unchanged does not queue: its stream's
-    /// last results go to the matcher at once.
-    pub fn submit(&self, mut frame: Frame) -> Admission {
-        if let Some(gate) = frame.gate.clone() {
-            match gate.decide(&frame) {
+    /// Queues a frame without blocking, dropping an older one if full.
+    pub fn submit(&self, frame: Frame) -> Admission {
+        self.submit_gated(frame, None)
+    }
+
+    /// [`Submitter::submit`] through the stream branch's motion gate: a
+    /// frame the gate finds unchanged does not queue, and its stream's last
+    /// results go to the matcher at once.
+    pub fn submit_gated(&self, frame: Frame, gate: Option<&Arc<FrameGate>>) -> Admission {
+        let mut job = Job {
+            frame,
+            gate: gate.cloned(),
+            decided: None,
+        };
+        if let Some(gate) = gate {
+            match gate.decide(&job.frame) {
                 Decision::Repeat(last) => match self.room_for(last.len()) {
-                    Some(tx) => return self.repeat_now(frame, &last, &tx),
+                    Some(tx) => return self.repeat_now(job.frame, &last, &tx),
                     // The matcher's channel is full: a worker passes the
                     // results on, in turn.
-                    None => frame.decided = Some(Decision::Repeat(last)),
+                    None => job.decided = Some(Decision::Repeat(last)),
                 },
-                d => frame.decided = Some(d),
+                d => job.decided = Some(d),
             }
         }
         let q = &self.queue;
@@ -387,25 +410,27 @@ impl Submitter {
         q.stats.submitted.fetch_add(1, Ordering::Relaxed);
         let mut outcome = Admission::Queued;
         if st.items.len() >= q.capacity {
-            let victim = match st.items.iter().position(|f| f.stream_id == frame.stream_id) {
+            let stream = &job.frame.stream_id;
+            let victim = match st.items.iter().position(|j| &j.frame.stream_id == stream) {
                 Some(i) => {
                     outcome = Admission::QueuedReplacing;
                     Some(i)
                 }
                 None => {
                     let busiest = busiest_stream(&st.items);
-                    let i = busiest.and_then(|s| st.items.iter().position(|f| f.stream_id == s));
+                    let i =
+                        busiest.and_then(|s| st.items.iter().position(|j| j.frame.stream_id == s));
                     if let Some(i) = i {
-                        outcome = Admission::QueuedEvicting(st.items[i].stream_id.clone());
+                        outcome = Admission::QueuedEvicting(st.items[i].frame.stream_id.clone());
                     }
                     i
                 }
             };
             if let Some(old) = victim.and_then(|i| st.items.remove(i)) {
-                q.stats.drop_frame(&old, DropReason::QueueFull);
+                q.stats.drop_frame(&old.frame, DropReason::QueueFull);
             }
         }
-        st.items.push_back(frame);
+        st.items.push_back(job);
         drop(st);
         q.ready.notify_one();
         outcome
@@ -435,17 +460,17 @@ impl Submitter {
     }
 }
 
-fn busiest_stream(items: &VecDeque<Frame>) -> Option<StreamId> {
+fn busiest_stream(items: &VecDeque<Job>) -> Option<StreamId> {
     let mut counts: HashMap<&StreamId, usize> = HashMap::new();
-    for f in items {
-        *counts.entry(&f.stream_id).or_default() += 1;
+    for j in items {
+        *counts.entry(&j.frame.stream_id).or_default() += 1;
     }
     // Ties go to the stream whose oldest frame is oldest (first seen).
     let max = counts.values().copied().max()?;
     items
         .iter()
-        .find(|f| counts.get(&f.stream_id) == Some(&max))
-        .map(|f| f.stream_id.clone())
+        .find(|j| counts.get(&j.frame.stream_id) == Some(&max))
+        .map(|j| j.frame.stream_id.clone())
 }
 
 /// The running pool. Dropping it without [`Pool::shutdown`] leaves the workers
@@ -565,7 +590,7 @@ impl Pool {
     }
 }
 
-fn next_frame(queue: &Queue) -> Option<Frame> {
+fn next_job(queue: &Queue) -> Option<Job> {
     let mut st = queue.state.lock().ok()?;
     loop {
         if let Some(f) = st.take() {
@@ -585,7 +610,12 @@ fn worker_loop(
     max_age: Duration,
 ) {
     let stats = &queue.stats;
-    while let Some(mut frame) = next_frame(queue) {
+    while let Some(Job {
+        frame,
+        gate,
+        decided,
+    }) = next_job(queue)
+    {
         let queued = Instant::now().saturating_duration_since(frame.arrived);
         if queued > max_age {
             stats.drop_frame(&frame, DropReason::Stale);
@@ -593,7 +623,7 @@ fn worker_loop(
         }
         stats.flow(&frame.stream_id, false);
         stats.queue_wait.observe(queued);
-        let seen = match frame.decided.take() {
+        let seen = match decided {
             Some(Decision::Repeat(last)) => repeated(stats, &frame, &last),
             decision => {
                 let seen: Vec<_> = frame
@@ -601,7 +631,7 @@ fn worker_loop(
                     .iter()
                     .filter_map(|&m| score_one(stats, &mut scorers, &frame, m))
                     .collect();
-                if let (Some(g), Some(Decision::Score(ticket))) = (&frame.gate, decision) {
+                if let (Some(g), Some(Decision::Score(ticket))) = (&gate, decision) {
                     let r: Results = seen.iter().map(|(m, s, ..)| (*m, s.clone())).collect();
                     let occupied = r.iter().any(|(_, s)| !s.detections.is_empty());
                     g.scored(ticket, r, occupied);
@@ -635,7 +665,7 @@ type Outcome = (usize, Seen, Duration, Duration, bool);
 /// matcher has gone.
 fn send_scores(frame: Frame, seen: Vec<Outcome>, results: &Sender<Scores>) -> bool {
     // The picture goes along for snapshots, without a copy.
-    let picture = Arc::new(crate::types::Picture {
+    let picture = Arc::new(crate::domain::Picture {
         width: frame.width,
         height: frame.height,
         rgb: frame.rgb,

@@ -16,7 +16,7 @@ const P99_BUDGET_MS: f64 = 250.0;
 /// ... with at least this share of wanted frames scored or skipped for no motion.
 const ACCOUNTED_FLOOR: f64 = 0.95;
 
-const PLOT: &str = include_str!("../../benches/plot.py");
+const PLOT: &str = include_str!("../../../benches/plot.py");
 
 fn ms(v: Option<f64>) -> String {
     v.map_or_else(|| "-".into(), |v| format!("{v:.0}"))

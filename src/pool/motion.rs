@@ -20,8 +20,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::domain::Frame;
 pub use crate::domain::MotionSpec;
-use crate::types::Frame;
 
 /// Thumbnail cells per side.
 pub const GRID: usize = 64;

@@ -1,193 +1,69 @@
-//! Changes to the catalog: create, start/stop, enable/disable, delete. Each
-//! validates fully before it writes, so a refused change leaves both the
-//! database and the running daemon as they were.
+//! Changes to the catalog: create, start/stop, enable/disable, delete. The
+//! API hands over definitions whose own fields it checked; each change here
+//! checks the rest (config rules, the source policy, the loaded models, the
+//! catalog) before it writes, so a refused change leaves both the database
+//! and the running daemon as they were.
 
 use std::sync::Arc;
 
-use serde::Deserialize;
-
 use super::compile_event;
 use super::{problems, Catalog, Engine, Refusal};
-use crate::config::{self, RawEvent, RawStream};
+use crate::config::{self, RawAlert, RawEvent, RawStream};
 use crate::domain::SourceUrl;
 use crate::model::ModelSet;
-use crate::store::{
-    AlertDef, AlertRow, Batch, EventRow, IndexRow, Origin, Outbox, StreamRow, Table,
-};
+use crate::store::{AlertRow, Batch, EventRow, IndexRow, Origin, Outbox, StreamRow, Table};
 
-/// `POST rtstream`: the SDK's `connect_rtstream` body plus sightline's
-/// stream settings. Fields the SDK sends that do not apply here
-/// (`collection_id`, `store`, `enable_transcript`) are accepted and ignored.
-#[derive(Debug, Deserialize)]
-pub struct NewStream {
-    pub url: String,
-    pub name: String,
-    pub media_types: Option<Vec<String>>,
-    /// Frames per second scored (VideoDB's name); `fps` wins when both are given.
-    pub sample_rate: Option<f64>,
-    pub fps: Option<f64>,
-    pub keyframes_only: Option<bool>,
-    pub transport: Option<String>,
-    pub stall_timeout_secs: Option<f64>,
-    pub max_backoff_secs: Option<f64>,
-    /// Recorded instead of `url` (the camera's main stream).
-    pub record_url: Option<String>,
-    /// Record it (default: when an alert is wired to it).
-    pub record: Option<bool>,
-    /// Motion gating (`[streams.motion]`).
-    pub motion: Option<crate::config::RawMotion>,
-}
-
-/// `PATCH rtstream/{id}`: a running stream's new sampling. A change of only
-/// these is applied to the live pipeline, without rebuilding it.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A stream's new sampling.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Sampling {
     /// Frames per second sent to the model.
-    pub sample_rate: Option<f64>,
+    pub fps: Option<f64>,
     /// Drop non-key frames before the decoder.
     pub keyframes_only: Option<bool>,
 }
 
-/// `POST rtstream/{id}/index/scene`: the SDK's `index_visuals` body.
-#[derive(Debug, Deserialize)]
-pub struct NewIndex {
-    pub extraction_type: Option<String>,
-    pub extraction_config: Option<ExtractionConfig>,
-    pub prompt: Option<String>,
+/// A new scene index, its text fields and batch already checked.
+#[derive(Debug, Clone)]
+pub struct IndexRequest {
     pub name: Option<String>,
-    pub ws_connection_id: Option<String>,
+    pub prompt: Option<String>,
+    pub batch: Batch,
+    pub ws_connection: Option<String>,
 }
 
-/// Batch settings of an index: a record per `time` seconds, or per
-/// `frame_count` frames if that comes first.
-#[derive(Debug, Deserialize)]
-pub struct ExtractionConfig {
-    pub time: Option<f64>,
-    pub frame_count: Option<i64>,
-}
-
-/// `POST rtstream/event`: the SDK's `create_event` body plus the matching
-/// settings of a config-file event.
-#[derive(Debug, Deserialize)]
-pub struct NewEvent {
-    pub event_prompt: String,
-    pub label: String,
-    #[serde(flatten)]
-    pub rest: RawEvent,
-}
-
-/// `POST rtstream/{id}/index/{index}/alert`: the SDK's `create_alert` body
-/// plus sightline's MQTT and signing extensions.
-#[derive(Debug, Deserialize)]
-pub struct NewAlert {
-    pub event_id: String,
-    pub callback_url: Option<String>,
-    pub ws_connection_id: Option<String>,
-    /// Also publish over MQTT (needs `[mqtt]` in the config).
-    pub mqtt: Option<bool>,
-    pub mqtt_topic: Option<String>,
-    pub webhook_secrets: Option<Vec<String>>,
-    pub send_end: Option<bool>,
-}
-
-impl NewStream {
-    /// Checks the body; returns the name and the stream definition for `id`.
-    /// Local sources (`file://`, `test:`) pass only when `allow_local` is
-    /// set: an API caller should not make the daemon open files on the box.
-    pub fn validate(self, id: &str, allow_local: bool) -> Result<(String, RawStream), Refusal> {
-        if let Some(m) = &self.media_types {
-            if !m.iter().any(|t| t == "video") {
-                return Err(Refusal::Invalid(
-                    "media_types must include \"video\": sightline scores pictures only".into(),
-                ));
-            }
-        }
-        if self.name.trim().is_empty() || self.name.len() > 200 || !config::plain_text(&self.name) {
-            return Err(Refusal::Invalid(
-                "name must be 1-200 characters, with no control characters".into(),
-            ));
-        }
-        let spec = RawStream {
-            id: Some(id.to_string()),
-            url: Some(self.url),
-            fps: self.fps.or(self.sample_rate),
-            keyframes_only: self.keyframes_only,
-            transport: self.transport,
-            stall_timeout_secs: self.stall_timeout_secs,
-            max_backoff_secs: self.max_backoff_secs,
-            record_url: self.record_url,
-            record: self.record,
-            motion: self.motion,
-        };
-        let checked = config::check_stream(&spec).map_err(problems)?;
-        let local = |u: &SourceUrl| !matches!(u, SourceUrl::Rtsp(_));
-        if !allow_local && checked.record_url.as_ref().is_some_and(local) {
-            return Err(Refusal::Invalid(
-                "record_url: the API records rtsp:// and rtsps:// cameras only".into(),
-            ));
-        }
-        if !allow_local && !matches!(checked.url, SourceUrl::Rtsp(_)) {
-            return Err(Refusal::Invalid(format!(
-                "url {}: the API adds rtsp:// and rtsps:// cameras; file:// and test: sources \
-                 need [api] allow_local_sources = true (or a [[streams]] entry in the config file)",
-                checked.url
-            )));
-        }
-        Ok((self.name, spec))
+/// Checks a stream definition for `id` as a config file's, then against
+/// the source policy: local sources (`file://`, `test:`) pass only with
+/// `allow_local`, as an API caller should not make the daemon open files.
+fn check_stream(id: &str, spec: &mut RawStream, allow_local: bool) -> Result<(), Refusal> {
+    spec.id = Some(id.to_string());
+    let checked = config::check_stream(spec).map_err(problems)?;
+    let local = |u: &SourceUrl| !matches!(u, SourceUrl::Rtsp(_));
+    if !allow_local && checked.record_url.as_ref().is_some_and(local) {
+        return Err(Refusal::Invalid(
+            "record_url: the API records rtsp:// and rtsps:// cameras only".into(),
+        ));
     }
+    if !allow_local && !matches!(checked.url, SourceUrl::Rtsp(_)) {
+        return Err(Refusal::Invalid(format!(
+            "url {}: the API adds rtsp:// and rtsps:// cameras; file:// and test: sources \
+             need [api] allow_local_sources = true (or a [[streams]] entry in the config file)",
+            checked.url
+        )));
+    }
+    Ok(())
 }
 
-impl NewIndex {
-    /// Checks the extraction settings; returns the batch they describe.
-    pub fn batch(&self) -> Result<Batch, Refusal> {
-        if let Some(t) = self.extraction_type.as_deref() {
-            if t != "time" {
-                return Err(Refusal::Invalid(format!(
-                    "extraction_type {t:?} is not supported; use \"time\""
-                )));
-            }
-        }
-        let cfg = self.extraction_config.as_ref();
-        let time = cfg.and_then(|c| c.time).unwrap_or(1.0);
-        if !(time.is_finite() && time > 0.0 && time <= 3600.0) {
-            return Err(Refusal::Invalid(format!(
-                "extraction_config.time must be between 0 and 3600 seconds, got {time}"
-            )));
-        }
-        let frames = cfg.and_then(|c| c.frame_count).unwrap_or(0);
-        if !(0..=10_000).contains(&frames) {
-            return Err(Refusal::Invalid(format!(
-                "extraction_config.frame_count must be between 0 and 10000, got {frames}"
-            )));
-        }
-        Ok(Batch {
-            time,
-            frame_count: frames as u32,
-        })
-    }
-}
-
-impl NewEvent {
-    /// Checks the body against the loaded model; returns the definition for `id`.
-    pub fn validate(self, id: &str, models: &ModelSet) -> Result<RawEvent, Refusal> {
-        self.compile(id, models).map(|(raw, _)| raw)
-    }
-
-    /// The definition for `id` and what it compiles to on the loaded models.
-    pub fn compile(
-        self,
-        id: &str,
-        models: &ModelSet,
-    ) -> Result<(RawEvent, crate::matcher::CompiledEvent), Refusal> {
-        let mut spec = self.rest;
-        spec.id = Some(id.to_string());
-        spec.prompt = Some(self.event_prompt);
-        spec.label = Some(self.label);
-        let cfg = config::check_event(&spec).map_err(problems)?;
-        let compiled = compile_event(&cfg, models).map_err(Refusal::Invalid)?;
-        Ok((spec, compiled))
-    }
+/// An event definition for `id`, checked, and what it compiles to on the
+/// loaded models.
+fn compile_definition(
+    id: &str,
+    mut spec: RawEvent,
+    models: &ModelSet,
+) -> Result<(RawEvent, crate::matcher::CompiledEvent), Refusal> {
+    spec.id = Some(id.to_string());
+    let cfg = config::check_event(&spec).map_err(problems)?;
+    let compiled = compile_event(&cfg, models).map_err(Refusal::Invalid)?;
+    Ok((spec, compiled))
 }
 
 fn new_id(prefix: &str) -> String {
@@ -230,9 +106,13 @@ impl Engine {
     }
 
     /// Connects a new stream and starts it.
-    pub async fn create_stream(&self, b: NewStream) -> Result<StreamRow, Refusal> {
+    pub async fn create_stream(
+        &self,
+        name: String,
+        mut spec: RawStream,
+    ) -> Result<StreamRow, Refusal> {
         let id = new_id("rts");
-        let (name, spec) = b.validate(&id, self.parts.allow_local_sources)?;
+        check_stream(&id, &mut spec, self.parts.allow_local_sources)?;
         let row = StreamRow {
             id: id.clone(),
             name,
@@ -260,7 +140,7 @@ impl Engine {
                 "rtstream {id:?} is declared in the config file; change its sampling there"
             )));
         }
-        if let Some(fps) = b.sample_rate {
+        if let Some(fps) = b.fps {
             row.spec.fps = Some(fps);
         }
         if let Some(k) = b.keyframes_only {
@@ -332,19 +212,8 @@ impl Engine {
     }
 
     /// Creates a scene index on a stream.
-    pub async fn create_index(&self, stream: &str, b: NewIndex) -> Result<IndexRow, Refusal> {
-        let batch = b.batch()?;
-        for (what, text) in [("name", &b.name), ("prompt", &b.prompt)] {
-            if text
-                .as_deref()
-                .is_some_and(|t| !config::plain_text(t) || t.len() > 2000)
-            {
-                return Err(Refusal::Invalid(format!(
-                    "{what} must be up to 2000 bytes, with no control characters"
-                )));
-            }
-        }
-        if let Some(ws) = &b.ws_connection_id {
+    pub async fn create_index(&self, stream: &str, b: IndexRequest) -> Result<IndexRow, Refusal> {
+        if let Some(ws) = &b.ws_connection {
             self.check_ws(ws)?;
         }
         let cat = self.catalog.lock().await;
@@ -357,9 +226,9 @@ impl Engine {
             stream_id: stream.to_string(),
             name: b.name,
             prompt: b.prompt,
-            batch,
+            batch: b.batch,
             running: true,
-            ws_connection: b.ws_connection_id,
+            ws_connection: b.ws_connection,
             origin: Origin::Api,
             created_at: self.now(),
         };
@@ -397,13 +266,14 @@ impl Engine {
     }
 
     /// Creates an event after checking the loaded model can score its prompt.
-    pub async fn create_event(&self, b: NewEvent) -> Result<EventRow, Refusal> {
+    pub async fn create_event(&self, spec: RawEvent) -> Result<EventRow, Refusal> {
         let id = new_id("ev");
         // A dual encoder runs its text encoder here: off the async threads.
         let (models, event_id) = (Arc::clone(&self.parts.models), id.clone());
-        let spec = tokio::task::spawn_blocking(move || b.validate(&event_id, &models))
-            .await
-            .map_err(|e| Refusal::Internal(e.to_string()))??;
+        let (spec, _) =
+            tokio::task::spawn_blocking(move || compile_definition(&event_id, spec, &models))
+                .await
+                .map_err(|e| Refusal::Internal(e.to_string()))??;
         let row = EventRow {
             id: id.clone(),
             spec: spec.into(),
@@ -419,10 +289,10 @@ impl Engine {
     /// free text it scores), without saving it.
     pub async fn preview_event(
         &self,
-        b: NewEvent,
+        spec: RawEvent,
     ) -> Result<crate::matcher::CompiledEvent, Refusal> {
         let models = Arc::clone(&self.parts.models);
-        tokio::task::spawn_blocking(move || b.compile("preview", &models))
+        tokio::task::spawn_blocking(move || compile_definition("preview", spec, &models))
             .await
             .map_err(|e| Refusal::Internal(e.to_string()))?
             .map(|(_, c)| c)
@@ -468,12 +338,11 @@ impl Engine {
     /// Wires an event to an index's stream and to delivery targets.
     pub async fn create_alert(
         &self,
-        stream: &str,
-        index: &str,
-        b: NewAlert,
+        (stream, index): (&str, &str),
+        spec: RawAlert,
+        ws_connection: Option<String>,
     ) -> Result<AlertRow, Refusal> {
-        if let Some(u) = &b.callback_url {
-            config::check_callback_url(u).map_err(Refusal::Invalid)?;
+        if let Some(u) = &spec.callback_url {
             let url = reqwest::Url::parse(u).map_err(|e| Refusal::Invalid(e.to_string()))?;
             // Literal addresses are refused now; names are checked on every
             // delivery, on the addresses they resolve to then.
@@ -481,33 +350,26 @@ impl Engine {
                 return Err(Refusal::Invalid(format!("callback_url refused: {why}")));
             }
         }
-        if let Some(ws) = &b.ws_connection_id {
+        if let Some(ws) = &ws_connection {
             self.check_ws(ws)?;
         }
         let cat = self.catalog.lock().await;
         Self::index_of(&cat, stream, index)?;
-        if !cat.events.contains_key(&b.event_id) {
-            return Err(Refusal::Invalid(format!(
-                "no event with id {:?}",
-                b.event_id
-            )));
+        let event = spec.event.clone().unwrap_or_default();
+        if !cat.events.contains_key(&event) {
+            return Err(Refusal::Invalid(format!("no event with id {event:?}")));
         }
         let id = new_id("alr");
         let row = AlertRow {
             id: id.clone(),
             index_id: Some(index.to_string()),
-            spec: AlertDef {
+            spec: RawAlert {
                 id: Some(id.clone()),
-                event: Some(b.event_id),
                 streams: Some(vec![stream.to_string()]),
-                callback_url: b.callback_url,
-                webhook_secrets: b.webhook_secrets,
-                mqtt: Some(b.mqtt.unwrap_or(b.mqtt_topic.is_some())),
-                mqtt_topic: b.mqtt_topic,
-                send_end: b.send_end,
-                enabled: Some(true),
-            },
-            ws_connection: b.ws_connection_id,
+                ..spec
+            }
+            .into(),
+            ws_connection,
             enabled: true,
             origin: Origin::Api,
             created_at: self.now(),
@@ -590,7 +452,7 @@ impl Engine {
                 .and_then(|e| e.spec.label.clone())
                 .unwrap_or_else(|| cfg.event.to_string()),
             model: self.parts.models.primary().name.clone(),
-            stream_id: crate::types::StreamId::new(stream),
+            stream_id: crate::domain::StreamId::new(stream),
             start_time: 0.0,
             end_time: 0.0,
             confidence: 1.0,

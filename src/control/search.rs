@@ -4,44 +4,12 @@
 
 use std::sync::Arc;
 
-use serde::Deserialize;
-
 use super::compile_event;
 use super::{problems, Engine, Refusal};
 use crate::config::{self, RawEvent};
-use crate::embeddings::{self, Hit, Replayed};
+use crate::domain::FrameEmbedding;
 use crate::matcher::{Rule, TextRule};
-
-/// `POST rtstream/{id}/search`: the SDK's `rtstream.search` body.
-#[derive(Debug, Deserialize)]
-pub struct SearchQuery {
-    pub query: String,
-    /// Most ranges returned (default 10, at most 1000).
-    pub result_threshold: Option<usize>,
-    /// Lowest calibrated score of a frame that counts (default 0.5).
-    pub score_threshold: Option<f32>,
-    /// Competing prompts besides the background set.
-    pub negatives: Option<Vec<String>>,
-    /// Only frames from this Unix time on / up to this Unix time.
-    pub from: Option<f64>,
-    pub to: Option<f64>,
-    /// Sent by the SDK; frames are searched whatever index they belong to.
-    pub scene_index_id: Option<serde_json::Value>,
-    pub dynamic_score_percentage: Option<serde_json::Value>,
-    pub filter: Option<serde_json::Value>,
-}
-
-/// `POST rtstream/{id}/backtest`: an existing event by id, or an event's
-/// definition (`event_prompt` or `prompt`, with any matching settings).
-#[derive(Debug, Deserialize)]
-pub struct BacktestQuery {
-    pub event_id: Option<String>,
-    pub event_prompt: Option<String>,
-    pub from: Option<f64>,
-    pub to: Option<f64>,
-    #[serde(flatten)]
-    pub rest: RawEvent,
-}
+use crate::scene::embeddings::{self, Hit, Replayed};
 
 /// What a scan looked at.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -52,13 +20,32 @@ pub struct Scanned {
     pub last: Option<f64>,
 }
 
-fn window(from: Option<f64>, to: Option<f64>) -> Result<(i64, i64), Refusal> {
-    let ms = |v: f64| (v * 1000.0) as i64;
-    let (from, to) = (from.map_or(i64::MIN, ms), to.map_or(i64::MAX, ms));
-    if from > to {
-        return Err(Refusal::Invalid("from must not be after to".into()));
-    }
-    Ok((from, to))
+/// A text search over a stream's stored frames.
+#[derive(Debug, Clone)]
+pub struct Search {
+    pub query: String,
+    /// Competing prompts besides the background set.
+    pub negatives: Option<Vec<String>>,
+    /// Lowest calibrated score of a frame that counts (0..1).
+    pub threshold: f32,
+    /// Most ranges returned.
+    pub limit: usize,
+    /// Unix ms range of the frames scanned.
+    pub window: (i64, i64),
+}
+
+/// A backtest: an existing event by id, or an event's definition, over the
+/// frames of a Unix ms range.
+#[derive(Debug, Clone)]
+pub enum Backtest {
+    Event {
+        id: String,
+        window: (i64, i64),
+    },
+    Definition {
+        spec: Box<RawEvent>,
+        window: (i64, i64),
+    },
 }
 
 impl Engine {
@@ -98,21 +85,10 @@ impl Engine {
     }
 
     /// Time ranges of a stream where the query matched, best first.
-    pub async fn search(
-        &self,
-        stream: &str,
-        q: SearchQuery,
-    ) -> Result<(Vec<Hit>, Scanned), Refusal> {
+    pub async fn search(&self, stream: &str, q: Search) -> Result<(Vec<Hit>, Scanned), Refusal> {
         self.text_model()?;
         self.require_stream(stream).await?;
-        let threshold = q.score_threshold.unwrap_or(0.5);
-        if !(0.0..=1.0).contains(&threshold) {
-            return Err(Refusal::Invalid(
-                "score_threshold must be within 0..1".into(),
-            ));
-        }
-        let limit = q.result_threshold.unwrap_or(10).clamp(1, 1000);
-        let (from, to) = window(q.from, q.to)?;
+        let (threshold, limit, (from, to)) = (q.threshold, q.limit, q.window);
         let (rule, _) = self
             .text_rule(RawEvent {
                 id: Some("search".into()),
@@ -138,29 +114,24 @@ impl Engine {
     pub async fn backtest(
         &self,
         stream: &str,
-        q: BacktestQuery,
+        q: Backtest,
     ) -> Result<(Vec<Replayed>, Scanned), Refusal> {
         self.text_model()?;
         self.require_stream(stream).await?;
-        let (from, to) = window(q.from, q.to)?;
-        let spec = match &q.event_id {
-            Some(id) => {
+        let (spec, (from, to)) = match q {
+            Backtest::Event { id, window } => {
                 let cat = self.catalog.lock().await;
                 let row = cat
                     .events
-                    .get(id)
+                    .get(&id)
                     .ok_or_else(|| Refusal::NotFound(format!("no event with id {id:?}")))?;
                 let mut spec: RawEvent = row.spec.clone().into();
                 spec.id = Some(id.clone());
-                spec
+                (spec, window)
             }
-            None => {
-                let mut spec = q.rest;
+            Backtest::Definition { mut spec, window } => {
                 spec.id = Some("backtest".into());
-                if let Some(p) = q.event_prompt {
-                    spec.prompt = Some(p);
-                }
-                spec
+                (*spec, window)
             }
         };
         let (rule, matching) = self.text_rule(spec).await?;
@@ -182,7 +153,7 @@ impl Engine {
     }
 }
 
-fn scanned(frames: &[&embeddings::Entry]) -> Scanned {
+fn scanned(frames: &[&FrameEmbedding]) -> Scanned {
     Scanned {
         frames: frames.len(),
         first: frames.first().map(|e| e.wall_ms as f64 / 1000.0),

@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use super::apply::{stop_handles, STOP_GRACE};
 use crate::clock::simulated;
+use crate::domain::StreamId;
 use crate::source::{Running, StreamHandle};
-use crate::types::StreamId;
 
 fn wedged(id: &str, hold: Duration) -> Box<dyn Running> {
     Box::new(StreamHandle::wedged(StreamId::new(id), hold))

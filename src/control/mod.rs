@@ -16,6 +16,7 @@ mod defs;
 mod merge;
 mod ops;
 mod search;
+mod wiring;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -26,17 +27,17 @@ use crate::alert::payload::iso8601;
 use crate::alert::{ws::Hub, Dispatcher};
 use crate::clock::Clocks;
 use crate::config::{self, Config};
+use crate::domain::StreamId;
 use crate::domain::{MqttSettings, StreamSpec};
-use crate::index::ActiveIndex;
 use crate::matcher::stage::MatchControl;
 use crate::model::ModelSet;
 use crate::pool::Submitter;
+use crate::scene::index::ActiveIndex;
 use crate::source::{self, Branch, Reporter, Running, SourceEvent, Sources};
 use crate::store::{AlertRow, EventRow, IndexRow, Store, StreamRow};
-use crate::types::StreamId;
 pub use compile::compile_event;
-pub use ops::{NewAlert, NewEvent, NewIndex, NewStream, Sampling};
-pub use search::{BacktestQuery, Scanned, SearchQuery};
+pub use ops::{IndexRequest, Sampling};
+pub use search::{Backtest, Scanned, Search};
 
 /// Why a change was refused.
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +100,7 @@ pub struct Parts {
     /// Where callback URLs may point.
     pub guard: Arc<crate::alert::guard::Guard>,
     /// Frame embeddings kept for search and backtest (dual encoders).
-    pub embeddings: Arc<crate::embeddings::Embeddings>,
+    pub embeddings: Arc<crate::scene::embeddings::Embeddings>,
     /// Whether API callers may add `file://` and `test:` streams.
     pub allow_local_sources: bool,
     /// The recorder, when recording is on.
@@ -112,7 +113,7 @@ pub struct Parts {
     /// The matcher stage's per-frame times.
     pub match_times: Arc<crate::metrics::Histogram>,
     /// Each stream's newest scored picture (the console's camera view).
-    pub latest: Arc<crate::types::LatestPictures>,
+    pub latest: Arc<crate::matcher::stage::LatestPictures>,
     /// `GET /metrics` answers without the key (`[api] metrics_public`).
     pub metrics_public: bool,
 }

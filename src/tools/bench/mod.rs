@@ -19,7 +19,7 @@ use anyhow::{bail, Context};
 pub use clips::{build as build_clip, Slot, Workload};
 pub use runs::{cpu_secs, peak_rss_mb, System};
 
-use crate::rtsp_server::RtspServer;
+use crate::tools::rtsp_server::RtspServer;
 use runs::{Row, Setup};
 
 /// What to run: `sightline bench`'s arguments.

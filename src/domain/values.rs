@@ -1,6 +1,6 @@
-//! Plain values that flow between the stages: frames, detections, scores and
-//! the id newtypes. Nothing here knows about GStreamer, ONNX Runtime or IO, so
-//! every stage can be tested with values built by hand.
+//! Plain values that flow between the stages: frames, detections, scores,
+//! frame embeddings and the id newtypes. Nothing here knows about GStreamer,
+//! ONNX Runtime or IO, so every stage can be tested with values built by hand.
 
 use std::fmt;
 use std::sync::Arc;
@@ -69,10 +69,6 @@ pub struct Frame {
     /// The models to run on it (places in the model set), all of this
     /// frame's size.
     pub models: Arc<[usize]>,
-    /// The stream branch's motion gate, when gating is on.
-    pub gate: Option<Arc<FrameGate>>,
-    /// What the gate decided when the frame was submitted (set by the pool).
-    pub decided: Option<crate::motion::Decision<Results>>,
 }
 
 /// What a model made of one frame.
@@ -86,9 +82,6 @@ pub struct Seen {
 /// What each of a frame's models made of it, by place in the model set:
 /// what an unchanged frame repeats.
 pub type Results = Arc<[(usize, Seen)]>;
-
-/// A motion gate over frames and their results.
-pub type FrameGate = crate::motion::Gate<Results>;
 
 impl fmt::Debug for Frame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -153,28 +146,6 @@ pub struct Picture {
     pub aspect: f32,
 }
 
-/// The newest picture each stream showed and when, for the console's
-/// camera view (the matcher stage puts, the API reads).
-#[derive(Default)]
-pub struct LatestPictures(
-    std::sync::Mutex<std::collections::HashMap<StreamId, (Arc<Picture>, SystemTime)>>,
-);
-
-impl LatestPictures {
-    pub fn put(&self, stream: &StreamId, picture: Arc<Picture>, wall: SystemTime) {
-        if let Ok(mut m) = self.0.lock() {
-            m.insert(stream.clone(), (picture, wall));
-        }
-    }
-
-    /// The stream's newest picture and how long ago it was taken.
-    pub fn get(&self, stream: &str) -> Option<(Arc<Picture>, std::time::Duration)> {
-        let (picture, wall) = self.0.lock().ok()?.get(&StreamId::new(stream)).cloned()?;
-        let age = SystemTime::now().duration_since(wall).unwrap_or_default();
-        Some((picture, age))
-    }
-}
-
 /// What the pool hands to the matcher for one frame.
 #[derive(Clone, Debug)]
 pub struct Scores {
@@ -199,22 +170,50 @@ pub struct Scores {
     pub picture: Option<Arc<Picture>>,
 }
 
-/// The latest (stream seconds, Unix ms) seen per stream: how a stream time
-/// maps to wall time (the scene stage writes it, the media API reads it).
-#[derive(Debug, Default)]
-pub struct TimeBases(std::sync::Mutex<std::collections::HashMap<StreamId, (f64, i64)>>);
+/// One frame's unit-length image embedding, quantised to 8-bit integers
+/// with one scale: what search and backtest scan, and what the store keeps.
+#[derive(Debug, Clone)]
+pub struct FrameEmbedding {
+    /// Wall-clock time of the frame, Unix milliseconds.
+    pub wall_ms: i64,
+    /// Stream time of the frame, seconds (restarts at 0 with the daemon).
+    pub t: f64,
+    pub scale: f32,
+    pub q: Arc<[i8]>,
+}
 
-impl TimeBases {
-    pub fn note(&self, stream: &StreamId, stream_secs: f64, wall_ms: i64) {
-        if let Ok(mut m) = self.0.lock() {
-            m.insert(stream.clone(), (stream_secs, wall_ms));
+impl FrameEmbedding {
+    /// Quantises a unit-length embedding.
+    pub fn new(wall_ms: i64, t: f64, v: &[f32]) -> FrameEmbedding {
+        let top = v
+            .iter()
+            .fold(0.0f32, |m, x| m.max(x.abs()))
+            .max(f32::MIN_POSITIVE);
+        let scale = top / 127.0;
+        let q = v.iter().map(|x| (x / scale).round() as i8).collect();
+        FrameEmbedding {
+            wall_ms,
+            t,
+            scale,
+            q,
         }
     }
 
-    /// Unix ms of stream time `t` on `stream`, if the stream has been seen.
-    pub fn wall_ms(&self, stream: &str, t: f64) -> Option<i64> {
-        let m = self.0.lock().ok()?;
-        let (s, w) = m.get(&StreamId::new(stream))?;
-        Some(w - ((s - t) * 1000.0).round() as i64)
+    /// Dot product with a full-precision vector.
+    pub fn dot(&self, v: &[f32]) -> f32 {
+        let s: f32 = self.q.iter().zip(v).map(|(&a, &b)| a as f32 * b).sum();
+        s * self.scale
+    }
+
+    /// Dot product with another quantised vector, in integers (the compiler
+    /// turns this into wide multiply-adds; ~10x the float version).
+    pub fn dot_quantised(&self, other: &FrameEmbedding) -> f32 {
+        let s: i32 = self
+            .q
+            .iter()
+            .zip(other.q.iter())
+            .map(|(&a, &b)| i32::from(a) * i32::from(b))
+            .sum();
+        s as f32 * self.scale * other.scale
     }
 }

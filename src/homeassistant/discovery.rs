@@ -1,8 +1,8 @@
 //! Home Assistant MQTT discovery and the control and state topics, as
-//! data: which (stream, event) pairs the catalog wires together, the
-//! retained discovery messages that describe them, and how command topics
-//! and payloads parse. `app::homeassistant` publishes these and obeys the
-//! commands; nothing here touches the network.
+//! data: the (stream, event) pairs alerts wire together, the retained
+//! discovery messages that describe them, and how command topics and
+//! payloads parse. The [`bridge`](super::bridge) publishes these and obeys
+//! the commands; nothing here touches the network.
 //!
 //! Each stream is a Home Assistant device; each pair gets five entities,
 //! all with the daemon's availability topic:
@@ -19,13 +19,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use crate::engine::Catalog;
-
 /// The root of sightline's own topics.
 pub const BASE: &str = "sightline";
-
-/// Where commands arrive: `sightline/<stream>/<event>/set`.
-pub const COMMAND_FILTER: &str = "sightline/+/+/set";
 
 /// The retained state topics of a pair (cleared when the pair goes).
 pub const STATE_LEAVES: [&str; 4] = ["active", "state", "last", "count"];
@@ -58,47 +53,6 @@ impl Wired {
     pub fn enabled(&self) -> bool {
         self.alerts.iter().any(|(_, on)| *on)
     }
-}
-
-/// Every pair of the catalog. An alert hung under a scene index covers
-/// that index's stream; a config alert its `streams`, or every stream when
-/// it names none.
-pub fn wiring(cat: &Catalog) -> BTreeMap<Pair, Wired> {
-    let mut pairs: BTreeMap<Pair, Wired> = BTreeMap::new();
-    for a in cat.alerts.values() {
-        let Some(event) = a.spec.event.as_ref().and_then(|e| cat.events.get(e)) else {
-            continue;
-        };
-        let streams: Vec<&String> = match (&a.index_id, &a.spec.streams) {
-            (Some(i), _) => cat
-                .indexes
-                .get(i)
-                .map(|i| &i.stream_id)
-                .into_iter()
-                .collect(),
-            (None, Some(s)) if !s.is_empty() => s.iter().collect(),
-            (None, _) => cat.streams.keys().collect(),
-        };
-        for s in streams {
-            let Some(stream) = cat.streams.get(s) else {
-                continue;
-            };
-            let pair = Pair {
-                stream: stream.id.clone(),
-                event: event.id.clone(),
-            };
-            pairs
-                .entry(pair)
-                .or_insert_with(|| Wired {
-                    label: event.spec.label.clone().unwrap_or_else(|| event.id.clone()),
-                    stream_name: stream.name.clone(),
-                    alerts: Vec::new(),
-                })
-                .alerts
-                .push((a.id.clone(), a.enabled));
-        }
-    }
-    pairs
 }
 
 /// Parses a command topic back into its pair.

@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::*;
-use crate::types::StreamId;
+use crate::domain::StreamId;
 
 const W: u32 = 128;
 const H: u32 = 96;
@@ -34,8 +34,6 @@ fn frame(t: f64, square: Option<(f32, f32)>) -> Frame {
         content: [0.0, 0.0, 1.0, 1.0],
         aspect: 0.0,
         models: Arc::from(vec![0usize]),
-        gate: None,
-        decided: None,
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{anyhow, bail, Context};
 use serde::Serialize;
 
-use crate::demo::{latency_ms, Receiver};
+use crate::tools::demo::{latency_ms, Receiver};
 
 /// Sampled frames per second per camera, for both systems.
 pub const FPS: f64 = 2.0;

@@ -11,13 +11,14 @@ use tokio::sync::mpsc;
 
 use crate::alert::ws::Hub;
 use crate::clock::unix_ms;
-use crate::embeddings::{Embeddings, Entry};
-use crate::index::{ActiveIndex, Indexer};
+use crate::domain::{FrameEmbedding, StreamId};
 use crate::matcher::stage::Observed;
+use crate::scene::embeddings::Embeddings;
+use crate::scene::index::{ActiveIndex, Indexer};
 use crate::store::SceneRecord;
 
 /// Frame embeddings on their way to the store: (stream id, frame).
-pub type EmbeddingSender = mpsc::Sender<(String, Entry)>;
+pub type EmbeddingSender = mpsc::Sender<(String, FrameEmbedding)>;
 
 /// The stage's inputs and outputs.
 pub struct SceneStage {
@@ -30,7 +31,7 @@ pub struct SceneStage {
     /// Dual encoders: where frame embeddings go (memory, then the store).
     pub embeddings: Option<(Arc<Embeddings>, EmbeddingSender)>,
     /// Each stream's latest stream time and wall time.
-    pub time_bases: Arc<crate::types::TimeBases>,
+    pub time_bases: Arc<TimeBases>,
 }
 
 impl SceneStage {
@@ -57,7 +58,7 @@ impl SceneStage {
         self.time_bases
             .note(&s.stream_id, s.stream_secs, unix_ms(s.wall));
         if let (Some((mem, tx)), Some(v)) = (&self.embeddings, &s.embedding) {
-            let e = Entry::new(unix_ms(s.wall), s.stream_secs, v);
+            let e = FrameEmbedding::new(unix_ms(s.wall), s.stream_secs, v);
             mem.push(s.stream_id.as_str(), e.clone());
             if tx.try_send((s.stream_id.to_string(), e)).is_err() {
                 tracing::warn!(stream = %s.stream_id, "embedding store is behind; frame not persisted");
@@ -93,7 +94,7 @@ pub async fn store_records(
 
 /// Writes frame embeddings in batches and prunes what has aged out.
 pub async fn store_embeddings(
-    mut rx: mpsc::Receiver<(String, Entry)>,
+    mut rx: mpsc::Receiver<(String, FrameEmbedding)>,
     store: Arc<crate::store::Store>,
     embeddings: Arc<Embeddings>,
 ) {
@@ -105,5 +106,25 @@ pub async fn store_embeddings(
         if let Ok(Err(e)) = r {
             tracing::error!(error = %format!("{e:#}"), "cannot store frame embeddings");
         }
+    }
+}
+
+/// The latest (stream seconds, Unix ms) seen per stream: how a stream time
+/// maps to wall time (the scene stage writes it, the media API reads it).
+#[derive(Debug, Default)]
+pub struct TimeBases(std::sync::Mutex<std::collections::HashMap<StreamId, (f64, i64)>>);
+
+impl TimeBases {
+    pub fn note(&self, stream: &StreamId, stream_secs: f64, wall_ms: i64) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(stream.clone(), (stream_secs, wall_ms));
+        }
+    }
+
+    /// Unix ms of stream time `t` on `stream`, if the stream has been seen.
+    pub fn wall_ms(&self, stream: &str, t: f64) -> Option<i64> {
+        let m = self.0.lock().ok()?;
+        let (s, w) = m.get(&StreamId::new(stream))?;
+        Some(w - ((s - t) * 1000.0).round() as i64)
     }
 }

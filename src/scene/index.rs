@@ -10,8 +10,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::alert::payload::iso8601;
+use crate::domain::{Detection, Scores, StreamId};
 use crate::store::{Batch, LabelSummary, SceneRecord};
-use crate::types::{Detection, Scores, StreamId};
 
 /// A running index as the aggregator needs it.
 #[derive(Debug, Clone)]

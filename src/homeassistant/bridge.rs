@@ -5,8 +5,8 @@
 //! the catalog (after every change, on every reconnection, and when Home
 //! Assistant says `online`), and obeys `sightline/<stream>/<event>/set`.
 //!
-//! A command goes through [`Engine::set_alert_enabled`], so it has the
-//! API's effect and persistence. Who may send one is the broker's to
+//! A command goes through [`Controls::switch_alert`], so it has the API's
+//! effect and persistence. Who may send one is the broker's to
 //! decide (docs/HOMEASSISTANT.md has a mosquitto ACL).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -14,15 +14,15 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
-use crate::alert::homeassistant::{
-    parse_command, parse_switch, snapshot_topic, switch_payload, wiring, Announce, Pair, Wired,
+use super::discovery::{
+    parse_command, parse_switch, snapshot_topic, switch_payload, Announce, Pair, Wired,
     STATE_LEAVES,
 };
+use super::Controls;
 use crate::alert::mqtt::{Inbound, MqttSink};
 use crate::alert::payload::{iso8601, Links};
 use crate::alert::stage::Observer;
 use crate::domain::MqttSettings;
-use crate::engine::Engine;
 use crate::matcher::{Occurrence, Phase};
 
 /// The pairs' occurrence state, and its retained topics.
@@ -108,8 +108,8 @@ impl Observer for StateTopics {
 }
 
 /// Starts the bridge when `[mqtt]` has control or discovery on.
-pub(super) fn spawn(
-    engine: &Arc<Engine>,
+pub fn spawn<C: Controls>(
+    controls: &Arc<C>,
     sink: Option<&Arc<MqttSink>>,
     states: Option<&Arc<StateTopics>>,
     settings: Option<&MqttSettings>,
@@ -117,7 +117,7 @@ pub(super) fn spawn(
     let (sink, states, settings) = (sink?, states?, settings?);
     let inbound = sink.take_inbound()?;
     let bridge = Bridge {
-        engine: Arc::clone(engine),
+        controls: Arc::clone(controls),
         states: Arc::clone(states),
         prefix: settings.discovery.clone(),
         status_topic: settings.status_topic.clone(),
@@ -127,8 +127,8 @@ pub(super) fn spawn(
     Some(tokio::spawn(bridge.run(inbound)))
 }
 
-struct Bridge {
-    engine: Arc<Engine>,
+struct Bridge<C> {
+    controls: Arc<C>,
     states: Arc<StateTopics>,
     /// The discovery prefix, with discovery on.
     prefix: Option<String>,
@@ -138,9 +138,9 @@ struct Bridge {
     discovery: BTreeMap<String, String>,
 }
 
-impl Bridge {
+impl<C: Controls> Bridge<C> {
     async fn run(mut self, mut inbound: tokio::sync::mpsc::UnboundedReceiver<Inbound>) {
-        let mut changes = self.engine.changes();
+        let mut changes = self.controls.changes();
         self.reconcile(true).await;
         let ha_status = self.prefix.as_ref().map(|p| format!("{p}/status"));
         loop {
@@ -173,7 +173,7 @@ impl Bridge {
     /// again with `all`, else only what changed; a pair that is gone has
     /// its discovery and state topics emptied (which deletes them).
     async fn reconcile(&mut self, all: bool) {
-        let pairs = wiring(&self.engine.catalog().await);
+        let pairs = self.controls.pairs().await;
         let discovery = match &self.prefix {
             Some(prefix) => Announce {
                 prefix,
@@ -236,13 +236,13 @@ impl Bridge {
                 payload = %String::from_utf8_lossy(payload), "an MQTT command that is neither ON nor OFF; ignored");
             return;
         };
-        let Some(w) = wiring(&self.engine.catalog().await).remove(p) else {
+        let Some(w) = self.controls.pairs().await.remove(p) else {
             tracing::warn!(stream = %p.stream, event = %p.event,
                 "an MQTT command for a stream and event no alert wires together; ignored");
             return;
         };
         for (id, enabled) in w.alerts.iter().filter(|(_, e)| *e != on) {
-            match self.engine.set_alert_enabled(None, id, on).await {
+            match self.controls.switch_alert(id, on).await {
                 Ok(_) => tracing::info!(alert = %id, enabled = on, "alert switched over MQTT"),
                 Err(e) => {
                     tracing::warn!(alert = %id, error = %e, was = enabled, "cannot switch the alert")
@@ -255,7 +255,9 @@ impl Bridge {
     }
 
     async fn wired_on(&self, p: &Pair) -> bool {
-        wiring(&self.engine.catalog().await)
+        self.controls
+            .pairs()
+            .await
             .get(p)
             .is_some_and(Wired::enabled)
     }
