@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use sightline::app::{self, Hooks};
 use sightline::config::Config;
 use sightline::tools::bench::{cpu_secs, peak_rss_mb};
-use sightline::tools::demo::{latency_ms, Receiver};
 use sightline::tools::rtsp_server::RtspServer;
+use sightline::tools::webhooks::{latency_ms, Webhooks};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -192,7 +192,7 @@ fn run(mode: &str, streams: usize, secs: u64, workers: usize, port: u16, server_
         .build()
         .expect("runtime");
     rt.block_on(async move {
-        let mut hook = Receiver::start().await.expect("receiver");
+        let mut hook = Webhooks::start().await.expect("receiver");
         let intra: usize = env_or("SIGHTLINE_BENCH_INTRA", 1);
         let mut text = format!("[runtime]\nworkers = {workers}\nintra_threads = {intra}\n");
         // SIGHTLINE_BENCH_RECORD=1 also records every stream (no decoding).
@@ -211,12 +211,12 @@ fn run(mode: &str, streams: usize, secs: u64, workers: usize, port: u16, server_
         }
         // Short occurrences so alerts keep coming while people are in view.
         text += "[[events]]\nid = \"person\"\nprompt = \"person\"\nk = 1\nwindow = 1\nend_after = 1\nmax_duration_secs = 1\ncooldown_secs = 0\n";
-        text += &format!("[[alerts]]\nid = \"bench\"\nevent = \"person\"\nsend_end = false\ncallback_url = \"{}\"\n[webhook]\nallow_private = [\"127.0.0.1/32\"]\n", hook.url());
+        text += &format!("[[alerts]]\nid = \"bench\"\nevent = \"person\"\nsend_end = false\ncallback_url = \"{}\"\n[webhook]\nallow_private = [\"127.0.0.1/32\"]\n", hook.url);
         // SIGHTLINE_BENCH_COCO=1 also watches every stream for cars, on the
         // 80-class model: each sampled frame then runs both detectors.
         if std::env::var("SIGHTLINE_BENCH_COCO").as_deref() == Ok("1") {
             text += "[[events]]\nid = \"car\"\nprompt = \"Detect car\"\n";
-            text += &format!("[[alerts]]\nid = \"bench-car\"\nevent = \"car\"\nsend_end = false\ncallback_url = \"{}\"\n", hook.url());
+            text += &format!("[[alerts]]\nid = \"bench-car\"\nevent = \"car\"\nsend_end = false\ncallback_url = \"{}\"\n", hook.url);
         }
         // SIGHTLINE_BENCH_PROVIDER=cuda (or tensorrt, openvino) places
         // both bundled detectors there, with no CPU fallback.
@@ -266,7 +266,7 @@ fn run(mode: &str, streams: usize, secs: u64, workers: usize, port: u16, server_
             .map(|s| (s.queued + s.inference).as_secs_f64() * 1000.0)
             .collect();
         let mut hook_ms: Vec<f64> = std::iter::from_fn(|| hook.rx.try_recv().ok())
-            .filter_map(|r| latency_ms(&r.body, r.at))
+            .filter_map(|(body, at)| latency_ms(&body, at))
             .collect();
         let dropped = summary.dropped_full + summary.dropped_stale;
         println!("mode={mode} streams={streams} workers={workers} motion={motion} run={wall:.1}s (2 cores)");

@@ -524,9 +524,7 @@ async fn a_dead_letter_is_listed_and_redelivered_through_the_api() {
             }
         }),
     );
-    let addr = sightline::tools::demo::serve_local(app)
-        .await
-        .expect("receiver");
+    let addr = common::receiver::serve_local(app).await.expect("receiver");
     let dir = tempfile::tempdir().expect("temp dir");
     let d = Daemon::start(
         dir.path(),

@@ -8,9 +8,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use axum::{routing::post, Router};
+use common::receiver::{latency_ms, serve_local, Receiver};
 use sightline::app::{self, Hooks};
 use sightline::config::Config;
-use sightline::tools::demo::{latency_ms, serve_local, Receiver};
 use sightline::tools::rtsp_server::RtspServer;
 
 /// An HTTP receiver that takes 20 s to answer anything.

@@ -12,7 +12,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::daemon::Daemon;
-use sightline::tools::demo::Receiver;
+use common::receiver::Receiver;
 use sightline::tools::rtsp_server::RtspServer;
 
 const RESTARTS: usize = 50;

@@ -9,7 +9,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::daemon::Daemon;
-use sightline::tools::demo::Receiver;
+use common::receiver::Receiver;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_do_not_starve_the_api_or_webhooks() {

@@ -16,8 +16,8 @@ use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
 use common::daemon::Daemon;
+use common::receiver::{Received, Receiver};
 use serde_json::Value;
-use sightline::tools::demo::{Received, Receiver};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const PAGES: [&str; 5] = ["/live", "/cameras", "/rules", "/history", "/health"];
@@ -159,7 +159,7 @@ min_free_mb = 1
     let d = Daemon::start(dir.path(), &extra).await;
     refused_without_a_session(&d).await;
     // A receiver that refuses every message (400), for a dead letter.
-    let refuser = sightline::tools::demo::serve_local(
+    let refuser = common::receiver::serve_local(
         axum::Router::new()
             .fallback(|| async { (axum::http::StatusCode::BAD_REQUEST, "no thanks") }),
     )

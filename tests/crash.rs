@@ -18,8 +18,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
+use common::receiver::serve_local;
 use sightline::alert::sign::{self, Secret};
-use sightline::tools::demo::serve_local;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const ALERTS: usize = 1000;

@@ -8,10 +8,10 @@ mod common;
 
 use std::time::Duration;
 
+use common::receiver::{latency_ms, Receiver};
 use sightline::alert::sign::{self, Secret};
 use sightline::app::{self, Hooks};
 use sightline::config::Config;
-use sightline::tools::demo::{latency_ms, Receiver};
 use sightline::tools::rtsp_server::RtspServer;
 
 const ONSET: f64 = 10.0;

@@ -12,11 +12,11 @@ mod common;
 use std::time::Duration;
 
 use common::daemon::Daemon;
+use common::receiver::Receiver;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use serde_json::Value;
-use sightline::tools::demo::Receiver;
 use sightline::tools::rtsp_server::RtspServer;
 
 /// Decoded frames of a URI as small grey images, with their timestamps.

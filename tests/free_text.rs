@@ -11,9 +11,9 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
+use common::receiver::{Received, Receiver};
 use sightline::app::{self, Hooks};
 use sightline::config::Config;
-use sightline::tools::demo::{Received, Receiver};
 use sightline::tools::rtsp_server::RtspServer;
 
 const CHANGE: f64 = 8.0;

@@ -15,7 +15,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::daemon::Daemon;
-use sightline::tools::demo::Receiver;
+use common::receiver::Receiver;
 use sightline::tools::rtsp_server::RtspServer;
 use tokio::io::AsyncWriteExt;
 

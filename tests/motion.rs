@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::daemon::Daemon;
+use common::receiver::Receiver;
 use serde_json::Value;
-use sightline::tools::demo::Receiver;
 use sightline::tools::rtsp_server::RtspServer;
 
 /// The stream's counters for the person model in `GET status`.

@@ -196,9 +196,7 @@ async fn deliver_all(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_own_api_is_refused_by_name_and_by_embedded_ipv4() {
     let (api_port, hits) = counting_listener().await;
-    let mut receiver = sightline::tools::demo::Receiver::start()
-        .await
-        .expect("receiver");
+    let mut receiver = common::receiver::Receiver::start().await.expect("receiver");
     let recv_port = receiver.addr.port();
     let embedded = [
         format!("http://[::127.0.0.1]:{api_port}/x"),

@@ -12,8 +12,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::daemon::Daemon;
+use common::receiver::Receiver;
 use serde_json::Value;
-use sightline::tools::demo::Receiver;
 use sightline::tools::rtsp_server::RtspServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,10 +18,10 @@ mod common;
 use std::time::Duration;
 
 use common::daemon::Daemon;
+use common::receiver::Receiver;
 use serde_json::Value;
 use sightline::tools::bench::staged::{stage, Walk};
 use sightline::tools::bench::{build_clip, Slot};
-use sightline::tools::demo::Receiver;
 use sightline::tools::rtsp_server::RtspServer;
 
 /// Daemons running at once in this file: every test takes a turn before it

@@ -11,8 +11,8 @@ mod common;
 use std::time::Duration;
 
 use common::daemon::Daemon;
+use common::receiver::Receiver;
 use serde_json::Value;
-use sightline::tools::demo::Receiver;
 use sightline::tools::rtsp_server::RtspServer;
 
 /// Onsets of the car and the person in the clip.

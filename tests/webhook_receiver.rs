@@ -15,11 +15,11 @@ use axum::{
     extract::State, http::HeaderMap, http::StatusCode, response::IntoResponse, routing::post,
     Router,
 };
+use common::receiver::serve_local;
 use sightline::alert::guard::{Cidr, Guard};
 use sightline::alert::{webhook::WebhookSink, Dispatcher, OutboxSettings, TargetStats};
 use sightline::clock::{Clocks, RealClocks, SimClocks};
 use sightline::store::{Outbox, Store};
-use sightline::tools::demo::serve_local;
 
 /// One scripted answer: status, Retry-After, Location.
 type Answer = (u16, Option<&'static str>, Option<String>);

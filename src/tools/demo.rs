@@ -5,17 +5,15 @@
 //! 80-class COCO detector for "Detect cup", and a local webhook receiver
 //! prints each alert as it arrives, with the model that fired and its latency.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::Context;
-use axum::{extract::State, http::HeaderMap, routing::post, Router};
-use tokio::sync::mpsc;
 
 use crate::app::{self, Hooks, Summary};
 use crate::config::Config;
 use crate::tools::rtsp_server::RtspServer;
+use crate::tools::webhooks::{latency_ms, Webhooks};
 
 /// The bundled demo clip: 18 s at 640×480, H.264 (see tests/media/PROVENANCE.md).
 pub const DEMO_CLIP: &[u8] = include_bytes!("../../tests/media/demo.mp4");
@@ -60,79 +58,6 @@ callback_url = "{callback}"
 allow_private = ["127.0.0.1/32"]
 "#;
 
-/// One request the receiver got.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub body: serde_json::Value,
-    /// The body exactly as sent (signatures cover these bytes).
-    pub raw: axum::body::Bytes,
-    pub headers: HeaderMap,
-    pub at: SystemTime,
-}
-
-/// A real HTTP server on 127.0.0.1 that records every POST.
-pub struct Receiver {
-    pub addr: SocketAddr,
-    pub rx: mpsc::UnboundedReceiver<Received>,
-}
-
-impl Receiver {
-    /// Starts on a free port; must be called inside a tokio runtime.
-    pub async fn start() -> anyhow::Result<Receiver> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let app = Router::new()
-            .route("/{*path}", post(record))
-            .route("/", post(record))
-            .with_state(tx);
-        let addr = serve_local(app).await?;
-        Ok(Receiver { addr, rx })
-    }
-
-    /// URL to give as a `callback_url`.
-    pub fn url(&self) -> String {
-        format!("http://{}/alerts", self.addr)
-    }
-}
-
-/// Serves `app` on a free port of 127.0.0.1 in the background; returns the
-/// address. Must be called inside a tokio runtime.
-pub async fn serve_local(app: Router) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok(addr)
-}
-
-async fn record(
-    State(tx): State<mpsc::UnboundedSender<Received>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> axum::http::StatusCode {
-    let at = SystemTime::now();
-    match serde_json::from_slice(&body) {
-        Ok(json) => {
-            let _ = tx.send(Received {
-                body: json,
-                raw: body,
-                headers,
-                at,
-            });
-            axum::http::StatusCode::NO_CONTENT
-        }
-        Err(_) => axum::http::StatusCode::BAD_REQUEST,
-    }
-}
-
-/// Milliseconds from a payload's `timestamp` (frame arrival) to `at`.
-pub fn latency_ms(payload: &serde_json::Value, at: SystemTime) -> Option<f64> {
-    let ts = payload.get("timestamp")?.as_str()?;
-    let frame = chrono::DateTime::parse_from_rfc3339(ts).ok()?;
-    let at = chrono::DateTime::<chrono::Utc>::from(at);
-    Some((at - frame.with_timezone(&chrono::Utc)).num_microseconds()? as f64 / 1000.0)
-}
-
 /// Runs the demo; `seconds` is how long to watch (default: one pass of the clip).
 pub async fn run(seconds: Option<u64>) -> anyhow::Result<Summary> {
     let dir = std::env::temp_dir().join(format!("sightline-demo-{}", std::process::id()));
@@ -140,10 +65,11 @@ pub async fn run(seconds: Option<u64>) -> anyhow::Result<Summary> {
     let clip: PathBuf = dir.join("demo.mp4");
     std::fs::write(&clip, DEMO_CLIP).with_context(|| format!("writing {}", clip.display()))?;
     let server = RtspServer::serve_files(0, &[("demo", &clip)]).map_err(|e| anyhow::anyhow!(e))?;
-    let mut receiver = Receiver::start().await?;
+    let mut hook = Webhooks::start().await?;
+    let callback = hook.url.clone();
     let text = DEMO_CONFIG
         .replace("{url}", &server.url("demo"))
-        .replace("{callback}", &receiver.url());
+        .replace("{callback}", &callback);
     let config = Config::parse(&text, "embedded demo config")?;
 
     println!("sightline demo");
@@ -153,7 +79,7 @@ pub async fn run(seconds: Option<u64>) -> anyhow::Result<Summary> {
     );
     println!("  models : person = ssdlite-person (SSDLite-MobileNetV2, 1 class), coco = centernet-coco (CenterNet, 80 classes)");
     println!("  events : \"Detect person\" -> person_alert, \"Detect cup\" -> cup_alert (each routed to a model)");
-    println!("  webhook: {}", receiver.url());
+    println!("  webhook: {callback}");
     println!(
         "  watching for {} s ...",
         seconds.unwrap_or(DEMO_SECONDS - 1)
@@ -161,10 +87,9 @@ pub async fn run(seconds: Option<u64>) -> anyhow::Result<Summary> {
 
     let printer = tokio::spawn(async move {
         let mut n = 0;
-        while let Some(r) = receiver.rx.recv().await {
+        while let Some((b, at)) = hook.rx.recv().await {
             n += 1;
-            let b = &r.body;
-            let latency = latency_ms(b, r.at).map_or("?".into(), |l| format!("{l:.0} ms"));
+            let latency = latency_ms(&b, at).map_or("?".into(), |l| format!("{l:.0} ms"));
             println!(
                 "  webhook <- {:5} {} (model {}) confidence {:.2}  stream time {:.1}-{:.1} s  \"{}\"  latency {latency}",
                 b["phase"].as_str().unwrap_or("?"),

@@ -7,3 +7,4 @@ pub mod client;
 pub mod demo;
 pub mod doctor;
 pub mod rtsp_server;
+pub mod webhooks;

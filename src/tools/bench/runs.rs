@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{anyhow, bail, Context};
 use serde::Serialize;
 
-use crate::tools::demo::{latency_ms, Receiver};
+use crate::tools::webhooks::{latency_ms, Webhooks};
 
 /// Sampled frames per second per camera, for both systems.
 pub const FPS: f64 = 2.0;
@@ -75,12 +75,12 @@ pub async fn sightline(
     streams: usize,
     secs: u64,
 ) -> anyhow::Result<(f64, Counters, Vec<f64>, Usage)> {
-    let mut hook = Receiver::start().await?;
+    let mut hook = Webhooks::start().await?;
     let port = free_port()?;
     let state = s.dir.join(format!("state-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&state);
     let conf = s.dir.join("sightline.toml");
-    let text = config(s, system, streams, port, &state, &hook.url());
+    let text = config(s, system, streams, port, &state, &hook.url);
     std::fs::write(&conf, text).with_context(|| format!("writing {}", conf.display()))?;
     let log = std::fs::File::create(s.dir.join("sightline.log"))?;
     let mut child = Command::new(s.exe)
@@ -114,9 +114,9 @@ pub async fn sightline(
     let _ = std::fs::remove_dir_all(&state);
     let last = last?;
     let mut lat = Vec::new();
-    while let Ok(r) = hook.rx.try_recv() {
-        if r.at >= since && r.at <= until {
-            lat.extend(latency_ms(&r.body, r.at));
+    while let Ok((body, at)) = hook.rx.try_recv() {
+        if at >= since && at <= until {
+            lat.extend(latency_ms(&body, at));
         }
     }
     Ok((wall, last.minus(&first), lat, usage))
