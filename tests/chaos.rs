@@ -4,7 +4,9 @@
 //! the killed camera must resume within the backoff cap plus 5 s; the other
 //! camera's alerts must keep arriving; and the daemon's open file
 //! descriptors and threads must stay flat (the daemon runs in this process,
-//! so /proc/self is the daemon).
+//! so /proc/self is the daemon). That is why this file is a test binary of
+//! its own, not a module of `tests/suite`: other tests in the same process
+//! would open and close descriptors of their own.
 
 mod common;
 

@@ -7,7 +7,7 @@
 //! no `<`, curly quotes, Latin ligatures, full-width forms, control
 //! characters, NFC), `html.unescape` twice, whitespace runs collapsed and
 //! trimmed. ftfy's mojibake repair is not done: prompts arrive as valid UTF-8
-//! typed by an operator. `tests/tokenizer.rs` compares ids with the reference
+//! typed by an operator. `tests/suite/tokenizer.rs` compares ids with the reference
 //! on the strings in `tests/tokenizer/strings.json`.
 
 use std::io::BufRead;

@@ -1,7 +1,7 @@
 //! The delivery outbox's rows: one per (message, target), committed before
 //! the first attempt and deleted only on acknowledgement. [`Outbox`] is what
 //! the delivery stage needs; [`Store`] implements it on SQLite and
-//! [`MemoryOutbox`] is the model it is checked against (`tests/outbox_model.rs`
+//! [`MemoryOutbox`] is the model it is checked against (`tests/suite/outbox_model.rs`
 //! runs random operation sequences with crashes through both).
 
 use std::collections::BTreeMap;

@@ -1,5 +1,5 @@
 // Drives the sightline web console in headless Chromium (Debian's, through
-// playwright-core) the way an operator would, for tests/console.rs. Prints
+// playwright-core) the way an operator would, for tests/suite/console.rs. Prints
 // one JSON line per step ({"step": ..., ...}); the Rust test reads them,
 // checks what it can see from outside (the webhook receiver, the camera
 // process) and answers on stdin where a step needs it ("killed").

@@ -1,5 +1,5 @@
 // The Rules page's search and backtest on a dual-encoder stream, for
-// tests/console.rs: signs in, searches the stored frames for a text, then
+// tests/suite/console.rs: signs in, searches the stored frames for a text, then
 // backtests it as an event, and reports the ranges drawn on the timeline.
 // Usage: node console_search.mjs <base> <api key> <text> <screenshot dir>
 import { Errors, finish, launch, say, shoot, signIn } from './console_lib.mjs';

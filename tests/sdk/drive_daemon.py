@@ -1,6 +1,6 @@
 """Drives a running sightline daemon with VideoDB's own Python SDK, unpatched.
 
-Run by tests/sdk.rs with SIGHTLINE_URL, SIGHTLINE_KEY_FILE and RTSP_URL set;
+Run by tests/suite/sdk.rs with SIGHTLINE_URL, SIGHTLINE_KEY_FILE and RTSP_URL set;
 the RTSP clip shows a person from 10 s to 20 s and then loops (the camera
 reconnects after its end), so the person shows up a second time about 30 s
 after the first. Uses only public SDK calls. Receives webhooks on its own

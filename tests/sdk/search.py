@@ -1,5 +1,5 @@
 """Searches a running sightline daemon's stream with VideoDB's own SDK
-(`RTStream.search`, unpatched). Run by tests/sdk.rs with SIGHTLINE_URL,
+(`RTStream.search`, unpatched). Run by tests/suite/sdk.rs with SIGHTLINE_URL,
 SIGHTLINE_KEY_FILE, STREAM_ID and QUERY set; prints the shots, with the
 clip URLs `generate_stream` returns for them, as one JSON line.
 """

@@ -4,7 +4,7 @@
 //! broken machine lacks (a GStreamer plugin hidden from it, a truncated
 //! model file, a dead camera) with the fix.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -2,9 +2,9 @@
 //! changes that take effect without touching other streams, and bad input
 //! on every route refused with a clear 4xx and no change to stored state.
 //! Streams here are GStreamer test patterns (`test:`), real pipelines that
-//! need no camera; the SDK test (tests/sdk.rs) uses real footage over RTSP.
+//! need no camera; the SDK test (tests/suite/sdk.rs) uses real footage over RTSP.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

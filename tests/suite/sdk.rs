@@ -6,7 +6,7 @@
 //! runs the SDK's `RTStream.search` against a daemon with the colour dual
 //! encoder (tests/sdk/search.py).
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Stdio;

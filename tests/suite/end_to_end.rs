@@ -4,7 +4,7 @@
 //! ONNX Runtime, and alerts go to a real mosquitto broker and a real HTTP
 //! receiver.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -7,7 +7,7 @@
 //! carries its latency breakdown. Without `[api] metrics_public` the key is
 //! required.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -3,7 +3,7 @@
 //! Every client subcommand runs here once with `--json`, and each one that
 //! succeeds must print JSON that parses.
 
-mod common;
+use crate::common;
 
 use common::daemon::Daemon;
 use serde_json::Value;

@@ -4,7 +4,7 @@
 //! listener on loopback sees no connection at all. The refused messages end
 //! as dead letters that say why.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

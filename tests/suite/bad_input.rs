@@ -2,7 +2,7 @@
 //! a live one, webhook receivers that are down or slow next to a healthy
 //! one, malformed configs, prompts the model cannot score, a missing model.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

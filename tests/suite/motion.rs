@@ -9,7 +9,7 @@
 //! - A moving ball is scored every frame, and far less when a mask covers
 //!   the picture.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -10,7 +10,7 @@
 //! `seq` it read gets exactly what it missed, in order, then live messages,
 //! and is told of a gap when the journal has pruned part of it.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

@@ -4,7 +4,7 @@
 //! must give back the true time ranges, before and after a restart, and the
 //! stream's scene index must name the free-text event that matched.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! certificate from a CA made here (openssl) gets them when the daemon is
 //! told that CA. The test subscriber uses a plain listener of the same broker.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Child, Command};

@@ -4,7 +4,7 @@
 //! while an operator's authenticated requests keep answering under 200 ms
 //! and an alert's test message reaches its webhook receiver within 1 s.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

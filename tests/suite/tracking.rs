@@ -13,7 +13,7 @@
 //! runs: its start message waits, but its `start_time` must still be the
 //! moment the person appeared.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

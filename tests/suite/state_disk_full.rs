@@ -7,7 +7,7 @@
 //! WAL, truncated after the failure, is small again. `GET status` shows the
 //! low-space warning (`[state] min_free_mb`) while full and not after.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

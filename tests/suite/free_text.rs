@@ -6,7 +6,7 @@
 //! `colours.mp4`: 0-8 s blue, 8-16 s red, 16-24 s green.
 //! `tinted.mp4`: 0-8 s a red-tinted scene, 8-16 s really red, 16-24 s grey.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Ingest on real pipelines: keyframe-only mode scores only keyframes, and
 //! `file://` and `test:` sources deliver frames with rising stream times.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! catalog lock is released), and a running stream's sampling changes live,
 //! without a pipeline rebuild.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -12,7 +12,7 @@
 //! requirements from PyPI and needs an onboarded config entry for MQTT,
 //! minutes of set-up for the same schemas.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -4,7 +4,7 @@
 //! receiver answers 500; the daemon is killed with SIGKILL; a new daemon on
 //! the same state directory delivers every one once the receiver recovers.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};

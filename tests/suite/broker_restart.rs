@@ -4,7 +4,7 @@
 //! a persistent subscriber (fixed client id, clean session off) must end up
 //! with every alert id.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

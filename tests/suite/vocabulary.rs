@@ -6,7 +6,7 @@
 //! person model; a stream with only a person alert never runs the 80-class
 //! model.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -10,7 +10,7 @@
 //! page logged an error. Screenshots of every page at desktop and phone
 //! width go to target/test-artifacts/.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::time::{Duration, SystemTime};

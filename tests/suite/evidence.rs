@@ -7,7 +7,7 @@
 //! first frames must be the coffee scene (pre-roll before the onset).
 //! Media URLs work without the API key and refuse anything not signed.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

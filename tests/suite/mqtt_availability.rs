@@ -2,7 +2,7 @@
 //! connected, and `offline` from the broker (the Last Will) when the daemon
 //! is killed without a chance to say goodbye.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -4,7 +4,7 @@
 //! schedule (checked under simulated clocks, without waiting), and messages that run out of
 //! attempts become dead letters that can be redelivered.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
