@@ -8,7 +8,7 @@
 use serde::Deserialize;
 
 use crate::config::{self, RawAlert, RawEvent, RawStream};
-use crate::control::{Backtest, IndexRequest, Refusal, Sampling, Search};
+use crate::control::{Backtest, IndexRequest, Refusal, Search};
 use crate::store::Batch;
 
 /// `POST rtstream`: the SDK's `connect_rtstream` body plus sightline's
@@ -75,15 +75,6 @@ pub struct NewSampling {
     pub sample_rate: Option<f64>,
     /// Drop non-key frames before the decoder.
     pub keyframes_only: Option<bool>,
-}
-
-impl From<NewSampling> for Sampling {
-    fn from(b: NewSampling) -> Sampling {
-        Sampling {
-            fps: b.sample_rate,
-            keyframes_only: b.keyframes_only,
-        }
-    }
 }
 
 /// `POST rtstream/{id}/index/scene`: the SDK's `index_visuals` body.

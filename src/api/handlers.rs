@@ -84,7 +84,10 @@ pub async fn update_stream(
     Path(id): Path<String>,
     Body(b): Body<NewSampling>,
 ) -> Reply<StreamView> {
-    let s = st.engine.set_sampling(&id, b.into()).await?;
+    let s = st
+        .engine
+        .set_sampling(&id, b.sample_rate, b.keyframes_only)
+        .await?;
     Ok(Data(StreamView::of(&st.engine, &s)))
 }
 

@@ -36,7 +36,7 @@ use crate::scene::index::ActiveIndex;
 use crate::source::{self, Branch, Reporter, Running, SourceEvent, Sources};
 use crate::store::{AlertRow, EventRow, IndexRow, Store, StreamRow};
 pub use compile::compile_event;
-pub use ops::{IndexRequest, Sampling};
+pub use ops::IndexRequest;
 pub use search::{Backtest, Scanned, Search};
 
 /// Why a change was refused.

@@ -13,15 +13,6 @@ use crate::domain::SourceUrl;
 use crate::model::ModelSet;
 use crate::store::{AlertRow, Batch, EventRow, IndexRow, Origin, Outbox, StreamRow, Table};
 
-/// A stream's new sampling.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Sampling {
-    /// Frames per second sent to the model.
-    pub fps: Option<f64>,
-    /// Drop non-key frames before the decoder.
-    pub keyframes_only: Option<bool>,
-}
-
 /// A new scene index, its text fields and batch already checked.
 #[derive(Debug, Clone)]
 pub struct IndexRequest {
@@ -126,9 +117,15 @@ impl Engine {
             .await
     }
 
-    /// Changes an API-created stream's sampling rate or keyframe mode; the
-    /// running pipeline takes it from its next frame on.
-    pub async fn set_sampling(&self, id: &str, b: Sampling) -> Result<StreamRow, Refusal> {
+    /// Changes an API-created stream's sampling rate (frames per second
+    /// sent to the model) or keyframe mode, whichever is given; the running
+    /// pipeline takes it from its next frame on.
+    pub async fn set_sampling(
+        &self,
+        id: &str,
+        fps: Option<f64>,
+        keyframes_only: Option<bool>,
+    ) -> Result<StreamRow, Refusal> {
         let cat = self.catalog.lock().await;
         let mut row = cat
             .streams
@@ -140,10 +137,10 @@ impl Engine {
                 "rtstream {id:?} is declared in the config file; change its sampling there"
             )));
         }
-        if let Some(fps) = b.fps {
+        if let Some(fps) = fps {
             row.spec.fps = Some(fps);
         }
-        if let Some(k) = b.keyframes_only {
+        if let Some(k) = keyframes_only {
             row.spec.keyframes_only = Some(k);
         }
         let mut check: RawStream = row.spec.clone().into();
