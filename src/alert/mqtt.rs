@@ -135,14 +135,110 @@ fn options(cfg: &MqttSettings) -> MqttOptions {
     opts
 }
 
+/// The task that polls rumqttc's event loop: it announces availability and
+/// subscribes on every connection, matches PUBACKs to their waiters, passes
+/// inbound messages on, and reconnects with a capped backoff.
+struct Driver {
+    /// The broker, for logs.
+    name: String,
+    status: String,
+    announcer: AsyncClient,
+    stop: Arc<AtomicBool>,
+    acks: Arc<Mutex<Acks>>,
+    subs: Vec<String>,
+    inbound: Option<mpsc::UnboundedSender<Inbound>>,
+}
+
+impl Driver {
+    async fn run(self, mut eventloop: rumqttc::EventLoop) {
+        let name = &self.name;
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    tracing::info!(broker = %name, "MQTT connected");
+                    backoff = Duration::from_millis(200);
+                    self.connected();
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if let Some(tx) = &self.inbound {
+                        let _ = tx.send(Inbound::Message {
+                            topic: p.topic.clone(),
+                            payload: p.payload.to_vec(),
+                        });
+                    }
+                }
+                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                    if let Ok(mut a) = self.acks.lock() {
+                        let w = a.queued.pop_front().flatten();
+                        a.sent.insert(pkid, w);
+                    }
+                }
+                Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                    let w = self
+                        .acks
+                        .lock()
+                        .ok()
+                        .and_then(|mut a| a.sent.remove(&ack.pkid));
+                    if let Some(Some(w)) = w {
+                        let _ = w.send(());
+                    }
+                }
+                Ok(Event::Outgoing(Outgoing::Disconnect)) if self.stop.load(Ordering::SeqCst) => {
+                    break
+                }
+                Ok(_) => {}
+                Err(_) if self.stop.load(Ordering::SeqCst) => break,
+                Err(e) => {
+                    // Drop what rumqttc would resend and fail every
+                    // waiter (dropping a sender fails its receiver); the
+                    // outbox sends those messages again.
+                    if let Ok(mut a) = self.acks.lock() {
+                        eventloop.clean();
+                        eventloop.pending.clear();
+                        a.queued.clear();
+                        a.sent.clear();
+                    }
+                    tracing::warn!(broker = %name, error = %e, retry_in_ms = backoff.as_millis() as u64, "MQTT connection failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    /// On every CONNACK: `online` on the status topic, the subscriptions
+    /// again (the broker may have no session), and word to the bridge.
+    fn connected(&self) {
+        let name = &self.name;
+        let online = queue(
+            &self.acks,
+            &self.announcer,
+            &self.status,
+            true,
+            b"online".to_vec(),
+            None,
+        );
+        if let Err(e) = online {
+            tracing::warn!(broker = %name, error = %e, "cannot announce availability");
+        }
+        for s in &self.subs {
+            if let Err(e) = self.announcer.try_subscribe(s, QoS::AtLeastOnce) {
+                tracing::warn!(broker = %name, topic = %s, error = %e, "cannot subscribe");
+            }
+        }
+        if let Some(tx) = &self.inbound {
+            let _ = tx.send(Inbound::Connected);
+        }
+    }
+}
+
 impl MqttSink {
     /// Connects (in the background) and keeps the connection up. Must be
     /// called inside a tokio runtime.
     pub fn start(cfg: &MqttSettings) -> MqttSink {
-        let opts = options(cfg);
-        let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+        let (client, eventloop) = AsyncClient::new(options(cfg), 1024);
         let broker = format!("{}:{}", cfg.host, cfg.port);
-        let name = broker.clone();
         let closing = Arc::new(AtomicBool::new(false));
         let acks: Arc<Mutex<Acks>> = Arc::default();
         let subs = subscriptions(cfg);
@@ -152,84 +248,16 @@ impl MqttSink {
             let (tx, rx) = mpsc::unbounded_channel();
             (Some(tx), Some(rx))
         };
-        let (status, announcer, stop, loop_acks) = (
-            cfg.status_topic.clone(),
-            client.clone(),
-            Arc::clone(&closing),
-            Arc::clone(&acks),
-        );
-        let task = tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(200);
-            loop {
-                match eventloop.poll().await {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        tracing::info!(broker = %name, "MQTT connected");
-                        backoff = Duration::from_millis(200);
-                        let online = queue(
-                            &loop_acks,
-                            &announcer,
-                            &status,
-                            true,
-                            b"online".to_vec(),
-                            None,
-                        );
-                        if let Err(e) = online {
-                            tracing::warn!(broker = %name, error = %e, "cannot announce availability");
-                        }
-                        for s in &subs {
-                            if let Err(e) = announcer.try_subscribe(s, QoS::AtLeastOnce) {
-                                tracing::warn!(broker = %name, topic = %s, error = %e, "cannot subscribe");
-                            }
-                        }
-                        if let Some(tx) = &inbound_tx {
-                            let _ = tx.send(Inbound::Connected);
-                        }
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        if let Some(tx) = &inbound_tx {
-                            let _ = tx.send(Inbound::Message {
-                                topic: p.topic.clone(),
-                                payload: p.payload.to_vec(),
-                            });
-                        }
-                    }
-                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
-                        if let Ok(mut a) = loop_acks.lock() {
-                            let w = a.queued.pop_front().flatten();
-                            a.sent.insert(pkid, w);
-                        }
-                    }
-                    Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                        let w = loop_acks
-                            .lock()
-                            .ok()
-                            .and_then(|mut a| a.sent.remove(&ack.pkid));
-                        if let Some(Some(w)) = w {
-                            let _ = w.send(());
-                        }
-                    }
-                    Ok(Event::Outgoing(Outgoing::Disconnect)) if stop.load(Ordering::SeqCst) => {
-                        break
-                    }
-                    Ok(_) => {}
-                    Err(_) if stop.load(Ordering::SeqCst) => break,
-                    Err(e) => {
-                        // Drop what rumqttc would resend and fail every
-                        // waiter (dropping a sender fails its receiver); the
-                        // outbox sends those messages again.
-                        if let Ok(mut a) = loop_acks.lock() {
-                            eventloop.clean();
-                            eventloop.pending.clear();
-                            a.queued.clear();
-                            a.sent.clear();
-                        }
-                        tracing::warn!(broker = %name, error = %e, retry_in_ms = backoff.as_millis() as u64, "MQTT connection failed");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(30));
-                    }
-                }
-            }
-        });
+        let driver = Driver {
+            name: broker.clone(),
+            status: cfg.status_topic.clone(),
+            announcer: client.clone(),
+            stop: Arc::clone(&closing),
+            acks: Arc::clone(&acks),
+            subs,
+            inbound: inbound_tx,
+        };
+        let task = tokio::spawn(driver.run(eventloop));
         MqttSink {
             client,
             broker,
