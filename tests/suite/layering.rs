@@ -39,13 +39,25 @@ fn named_modules(code: &str) -> Vec<String> {
     while let Some(at) = rest.find("crate::") {
         rest = &rest[at + "crate::".len()..];
         if let Some(group) = rest.strip_prefix('{') {
-            let body = group.split('}').next().unwrap_or("");
-            for item in body.split(',') {
-                let name = item.trim().split("::").next().unwrap_or("").trim();
-                if !name.is_empty() {
-                    out.push(name.to_string());
+            // Only the group's own items name modules: `a::{b, c}` inside
+            // it names `a` alone.
+            let mut depth = 0;
+            let mut item = String::new();
+            for c in group.chars() {
+                match c {
+                    '}' if depth == 0 => break,
+                    ',' if depth == 0 => {
+                        out.extend(first_segment(&item));
+                        item.clear();
+                        continue;
+                    }
+                    '{' => depth += 1,
+                    '}' => depth -= 1,
+                    _ => {}
                 }
+                item.push(c);
             }
+            out.extend(first_segment(&item));
         } else {
             let name: String = rest
                 .chars()
@@ -55,6 +67,12 @@ fn named_modules(code: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// `alert::{ws, Sink}` → `alert`; nothing for a blank item.
+fn first_segment(item: &str) -> Option<String> {
+    let name = item.trim().split("::").next()?.trim();
+    (!name.is_empty()).then(|| name.to_string())
 }
 
 fn graph() -> Graph {
@@ -153,6 +171,10 @@ fn the_checker_finds_a_cycle_when_there_is_one() {
     );
     assert_eq!(
         named_modules("use crate::{alert::ws, store};"),
+        ["alert", "store"]
+    );
+    assert_eq!(
+        named_modules("use crate::{alert::{ws, Sink}, store::Store};"),
         ["alert", "store"]
     );
 }
