@@ -31,7 +31,7 @@ use crossbeam_channel::Sender;
 use crate::domain::{Frame, Results, Scores, StreamId};
 use crate::metrics::{Histogram, Snapshot};
 use crate::model::{Content, ModelError};
-use crate::pool::motion::Decision;
+use motion::Decision;
 
 pub mod motion;
 

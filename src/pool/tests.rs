@@ -182,7 +182,7 @@ fn an_unchanged_frame_repeats_the_last_results_without_scoring() {
     let (p, rx) = pool(10, Duration::from_millis(1), Duration::from_secs(10));
     let s = p.submitter();
     let gate: Option<Arc<super::FrameGate>> =
-        crate::pool::motion::Gate::new(&crate::domain::MotionSpec::default());
+        super::motion::Gate::new(&crate::domain::MotionSpec::default());
     for i in 0..4 {
         let mut f = frame("still", i);
         f.stream_secs = i as f64 * 0.5;

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use crossbeam_channel::{select, Receiver};
 use tokio::sync::mpsc;
 
+use super::embeddings::Embeddings;
+use super::index::{ActiveIndex, Indexer};
 use crate::alert::ws::Hub;
 use crate::clock::unix_ms;
 use crate::domain::{FrameEmbedding, StreamId};
 use crate::matcher::stage::Observed;
-use crate::scene::embeddings::Embeddings;
-use crate::scene::index::{ActiveIndex, Indexer};
 use crate::store::SceneRecord;
 
 /// Frame embeddings on their way to the store: (stream id, frame).

@@ -27,8 +27,8 @@ use crate::domain::{Frame, StreamId};
 use crate::domain::{SourceUrl, StreamSpec};
 use crate::pool::motion::Gate;
 use crate::pool::{FrameGate, Submitter};
-use crate::source::sampler::Sampler;
 pub use pipeline::Output;
+use sampler::Sampler;
 
 /// Something a stream reports about itself.
 #[derive(Debug, Clone, PartialEq)]

@@ -11,12 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::sampler::Sampler;
 use super::{Branch, Reporter, Running, SourceEvent, SourceStats, Sources};
 use crate::clock::Clocks;
 use crate::domain::StreamSpec;
 use crate::domain::{Frame, StreamId};
 use crate::pool::Submitter;
-use crate::source::sampler::Sampler;
 
 /// Paints the frame shown at a stream time, `width * height * 3` RGB bytes.
 pub type Painter = Arc<dyn Fn(f64, u32, u32) -> Vec<u8> + Send + Sync>;

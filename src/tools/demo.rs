@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+use super::rtsp_server::RtspServer;
+use super::webhooks::{latency_ms, Webhooks};
 use crate::app::{self, Hooks, Summary};
 use crate::config::Config;
-use crate::tools::rtsp_server::RtspServer;
-use crate::tools::webhooks::{latency_ms, Webhooks};
 
 /// The bundled demo clip: 18 s at 640×480, H.264 (see tests/media/PROVENANCE.md).
 pub const DEMO_CLIP: &[u8] = include_bytes!("../../tests/media/demo.mp4");

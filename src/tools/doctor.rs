@@ -109,7 +109,7 @@ pub fn run(path: &Path) -> Vec<Finding> {
             .state
             .dir
             .clone()
-            .unwrap_or_else(crate::tools::client::default_state_dir);
+            .unwrap_or_else(super::client::default_state_dir);
         out.push(state_dir(&dir));
     }
     out
