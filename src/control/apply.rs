@@ -15,7 +15,7 @@ use crate::config;
 use crate::domain::StreamId;
 use crate::domain::{AlertSpec, StreamSpec};
 use crate::matcher::stage::MatchControl;
-use crate::matcher::CompiledEvent;
+use crate::matcher::{CompiledEvent, Scope};
 use crate::model::ModelSet;
 use crate::scene::index::ActiveIndex;
 use crate::source::{Branch, Output, Running};
@@ -51,6 +51,25 @@ impl Engine {
         self.apply(&cat).await;
     }
 
+    /// The enabled alerts whose index (if any) is running, validated.
+    fn live_alerts(&self, cat: &Catalog) -> Vec<AlertSpec> {
+        let index_on = |id: &Option<String>| {
+            id.as_ref()
+                .is_none_or(|i| cat.indexes.get(i).is_some_and(|i| i.running))
+        };
+        cat.alerts
+            .values()
+            .filter(|a| a.enabled && index_on(&a.index_id))
+            .filter_map(|a| match self.alert_spec(cat, a) {
+                Ok(c) => Some(c),
+                Err(err) => {
+                    tracing::error!(alert = %a.id, error = %err, "alert is not valid; ignored");
+                    None
+                }
+            })
+            .collect()
+    }
+
     async fn apply(&self, cat: &Catalog) {
         // Compiling a text event runs the text encoder: off the async threads.
         let events = {
@@ -68,25 +87,11 @@ impl Engine {
         }
         let by_event: HashMap<String, usize> =
             events.iter().map(|e| (e.id.to_string(), e.model)).collect();
-        let _ = self.parts.matcher.send(MatchControl::Events(events));
+        let alerts = self.live_alerts(cat);
+        let judged = judged_where_wired(cat, &alerts, events);
+        let _ = self.parts.matcher.send(MatchControl::Events(judged));
         let _ = self.parts.indexes.send(active_indexes(cat));
 
-        let index_on = |id: &Option<String>| {
-            id.as_ref()
-                .is_none_or(|i| cat.indexes.get(i).is_some_and(|i| i.running))
-        };
-        let alerts: Vec<AlertSpec> = cat
-            .alerts
-            .values()
-            .filter(|a| a.enabled && index_on(&a.index_id))
-            .filter_map(|a| match self.alert_spec(cat, a) {
-                Ok(c) => Some(c),
-                Err(err) => {
-                    tracing::error!(alert = %a.id, error = %err, "alert is not valid; ignored");
-                    None
-                }
-            })
-            .collect();
         let urls = cat
             .streams
             .values()
@@ -271,6 +276,27 @@ fn recorded(cat: &Catalog, alerts: &[AlertSpec]) -> Vec<StreamSpec> {
     Engine::wanted_streams(cat)
         .into_values()
         .filter(|s| s.record.unwrap_or_else(|| watched(&s.id)))
+        .collect()
+}
+
+/// The events as the matcher should judge them: each on the streams its
+/// enabled alerts watch, and an event no alert wires not at all.
+fn judged_where_wired(
+    cat: &Catalog,
+    alerts: &[AlertSpec],
+    events: Vec<Arc<CompiledEvent>>,
+) -> Vec<Arc<CompiledEvent>> {
+    let streams: Vec<StreamId> = cat.streams.keys().map(StreamId::new).collect();
+    events
+        .into_iter()
+        .filter_map(|e| {
+            let on: HashSet<StreamId> = alerts
+                .iter()
+                .filter(|a| a.event == e.id)
+                .flat_map(|a| streams.iter().filter(|s| watches(cat, a, s)).cloned())
+                .collect();
+            (!on.is_empty()).then(|| Arc::new((*e).clone().judged_on(Scope::Only(on))))
+        })
         .collect()
 }
 

@@ -61,6 +61,29 @@ pub struct CompiledEvent {
     /// The model that scores it: only that model's scores reach it.
     pub model: usize,
     pub model_name: Arc<str>,
+    /// The streams it is judged on: those an enabled alert wires it to.
+    pub scope: Scope,
+}
+
+/// Where an event is judged. The daemon always says which streams
+/// (VideoDB's model: an alert wires an event to an index), so a stream no
+/// alert watches makes no occurrence, snapshot or clip for it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Scope {
+    /// Every stream (tests and tools that feed one stream by hand).
+    #[default]
+    Everywhere,
+    /// These streams only.
+    Only(std::collections::HashSet<StreamId>),
+}
+
+impl Scope {
+    pub fn covers(&self, stream: &StreamId) -> bool {
+        match self {
+            Scope::Everywhere => true,
+            Scope::Only(s) => s.contains(stream),
+        }
+    }
 }
 
 impl CompiledEvent {
@@ -76,7 +99,13 @@ impl CompiledEvent {
             objects: e.objects,
             model,
             model_name,
+            scope: Scope::Everywhere,
         }
+    }
+
+    /// The same event, judged only on `scope`.
+    pub fn judged_on(self, scope: Scope) -> CompiledEvent {
+        CompiledEvent { scope, ..self }
     }
 
     /// A detector event's rules over tracked objects, if it has any.
@@ -253,12 +282,12 @@ impl Matcher {
         self
     }
 
-    /// Replaces the events in force. Trackers of events that remain keep
-    /// their state; those of removed events are dropped without an end
-    /// message (the event no longer exists to be reported).
+    /// Replaces the events in force. Trackers of events that remain on a
+    /// stream keep their state; the others are dropped without an end
+    /// message (no alert is left to report it).
     pub fn set_events(&mut self, events: Vec<Arc<CompiledEvent>>) {
         self.slots
-            .retain(|(_, ev), _| events.iter().any(|e| &e.id == ev));
+            .retain(|(stream, ev), _| events.iter().any(|e| &e.id == ev && e.scope.covers(stream)));
         self.events = events;
     }
 
@@ -285,7 +314,9 @@ impl Matcher {
             .or_insert_with(|| Tracks::new(TrackParams::default()));
         self.owners = tracks.update(s.stream_secs, &s.detections);
         let owners = &self.owners;
-        for ev in self.events.iter().filter(|ev| ev.model == s.model) {
+        let judged =
+            |ev: &&Arc<CompiledEvent>| ev.model == s.model && ev.scope.covers(&s.stream_id);
+        for ev in self.events.iter().filter(judged) {
             let slot = self
                 .slots
                 .entry((s.stream_id.clone(), ev.id.clone()))

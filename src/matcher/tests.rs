@@ -196,6 +196,32 @@ fn region_test_is_even_odd() {
 }
 
 #[test]
+fn an_event_is_judged_only_on_the_streams_it_is_wired_to() -> Result<(), String> {
+    let only_a = Scope::Only([StreamId::new("a")].into_iter().collect());
+    let ev = Arc::new(person_event()?.judged_on(only_a));
+    let mut m = Matcher::new(vec![Arc::clone(&ev)]);
+    let mut out = Vec::new();
+    for i in 0..8 {
+        for s in ["a", "b"] {
+            out.extend(m.observe(&scores(s, i as f64, vec![person(0.9, 0.1)])));
+        }
+    }
+    assert!(out.iter().all(|o| o.stream_id.as_str() == "a"), "{out:?}");
+    assert_eq!(out.len(), 1, "a start on a, nothing on b");
+    // Unwired from a (its alert went): its tracker goes without an end, and
+    // people in view make nothing more.
+    m.set_events(vec![Arc::new(
+        (*ev).clone().judged_on(Scope::Only(Default::default())),
+    )]);
+    for i in 8..16 {
+        assert!(m
+            .observe(&scores("a", i as f64, vec![person(0.9, 0.1)]))
+            .is_empty());
+    }
+    Ok(())
+}
+
+#[test]
 fn matcher_emits_start_and_end_with_one_occurrence_id_per_stream() {
     let ev = Arc::new(person_event().unwrap());
     let mut n = 0;

@@ -342,6 +342,7 @@ mod tests {
             objects: None,
             model: 0,
             model_name: "clip".into(),
+            scope: Default::default(),
         });
         let mut m = Matcher::new(vec![ev]);
         if with_history {

@@ -42,3 +42,4 @@ mod tracking;
 mod vocabulary;
 mod webhook_receiver;
 mod websocket;
+mod wiring;
