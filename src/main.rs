@@ -261,12 +261,32 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             for e in &events {
                 println!("  event {} -> model {}", e.id, e.model_name);
             }
+            if let Some(e) = sightline::record::estimate_on_disk(&config.recording) {
+                print_budget(&e);
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
             eprintln!("{}: {e:#}", file.display());
             ExitCode::from(2)
         }
+    }
+}
+
+/// What `check-config` says about the recording budget.
+fn print_budget(e: &sightline::record::budget::Estimate) {
+    let gb = e.max_bytes as f64 / 1e9;
+    match (e.bytes_per_hour, e.holds_hours) {
+        (Some(rate), Some(h)) => println!(
+            "  recording budget {gb:.2} GB: {:.0} MB/h measured on disk, holds about {h:.1} hours",
+            rate / 1e6
+        ),
+        _ => println!(
+            "  recording budget {gb:.2} GB: too little recording on disk yet to measure the bitrate"
+        ),
+    }
+    if let Some(w) = &e.warning {
+        println!("  warning: {w}");
     }
 }
 

@@ -515,6 +515,7 @@ pub async fn status(
             .collect();
         let paused = streams.iter().any(|s| !s["paused"].is_null());
         json!({
+            "budget": m.recorder.estimate(),
             "dir": m.recorder.dir(),
             "free_bytes": crate::store::space::free_bytes(m.recorder.dir()),
             "paused": paused,

@@ -224,6 +224,11 @@ pub async fn occurrence(
         return forbidden();
     };
     let dir = m.recorder.evidence_dir();
+    let row = m.clip(&occ).await.filter(|c| c.stream_id == stream);
+    if let Some(reason) = row.as_ref().and_then(|c| c.expired.as_deref()) {
+        let why = format!("the evidence of occurrence {occ} is gone: {reason}");
+        return fail(StatusCode::GONE, why);
+    }
     if what == "snapshot.jpg" {
         let name = if q.boxes == Some(false) {
             format!("{occ}-clean.jpg")
@@ -232,7 +237,7 @@ pub async fn occurrence(
         };
         return file(&dir.join(name), "image/jpeg", &headers).await;
     }
-    let Some(c) = m.clip(&occ).await.filter(|c| c.stream_id == stream) else {
+    let Some(c) = row else {
         return not_found("clip for this occurrence");
     };
     let (from, to, ended) = m.span(&c);

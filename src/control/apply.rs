@@ -90,7 +90,10 @@ impl Engine {
         let alerts = self.live_alerts(cat);
         let judged = judged_where_wired(cat, &alerts, events);
         let _ = self.parts.matcher.send(MatchControl::Events(judged));
-        let _ = self.parts.indexes.send(active_indexes(cat));
+        let indexes = active_indexes(cat);
+        let indexed = indexes.iter().map(|i| i.stream.clone()).collect();
+        let _ = self.parts.matcher.send(MatchControl::Indexed(indexed));
+        let _ = self.parts.indexes.send(indexes);
 
         let urls = cat
             .streams
@@ -279,8 +282,9 @@ fn recorded(cat: &Catalog, alerts: &[AlertSpec]) -> Vec<StreamSpec> {
         .collect()
 }
 
-/// The events as the matcher should judge them: each on the streams its
-/// enabled alerts watch, and an event no alert wires not at all.
+/// The events as the matcher should judge them: each makes occurrences on
+/// the streams its enabled alerts watch only (none when no alert wires it;
+/// a free-text event is still judged for a running scene index's record).
 fn judged_where_wired(
     cat: &Catalog,
     alerts: &[AlertSpec],
@@ -289,13 +293,13 @@ fn judged_where_wired(
     let streams: Vec<StreamId> = cat.streams.keys().map(StreamId::new).collect();
     events
         .into_iter()
-        .filter_map(|e| {
+        .map(|e| {
             let on: HashSet<StreamId> = alerts
                 .iter()
                 .filter(|a| a.event == e.id)
                 .flat_map(|a| streams.iter().filter(|s| watches(cat, a, s)).cloned())
                 .collect();
-            (!on.is_empty()).then(|| Arc::new((*e).clone().judged_on(Scope::Only(on))))
+            Arc::new((*e).clone().judged_on(Scope::Only(on)))
         })
         .collect()
 }

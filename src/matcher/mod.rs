@@ -251,6 +251,9 @@ pub struct Matcher {
     tracks: HashMap<(StreamId, usize), Tracks>,
     /// The track of each box of the frame last observed (`None`: none).
     owners: Vec<Option<u64>>,
+    /// Streams with a running scene index: every free-text event is judged
+    /// there for the index's record, occurrences only where wired.
+    indexed: std::collections::HashSet<StreamId>,
 }
 
 impl Matcher {
@@ -272,7 +275,13 @@ impl Matcher {
             text_matches: Vec::new(),
             tracks: HashMap::new(),
             owners: Vec::new(),
+            indexed: Default::default(),
         }
+    }
+
+    /// The streams whose scene index records which free-text events match.
+    pub fn set_indexed(&mut self, streams: std::collections::HashSet<StreamId>) {
+        self.indexed = streams;
     }
 
     /// Starts text events' baselines from `source` instead of from the
@@ -314,8 +323,11 @@ impl Matcher {
             .or_insert_with(|| Tracks::new(TrackParams::default()));
         self.owners = tracks.update(s.stream_secs, &s.detections);
         let owners = &self.owners;
-        let judged =
-            |ev: &&Arc<CompiledEvent>| ev.model == s.model && ev.scope.covers(&s.stream_id);
+        let indexed = self.indexed.contains(&s.stream_id);
+        let judged = |ev: &&Arc<CompiledEvent>| {
+            let recorded = indexed && matches!(ev.rule, Rule::Text(_));
+            ev.model == s.model && (recorded || ev.scope.covers(&s.stream_id))
+        };
         for ev in self.events.iter().filter(judged) {
             let slot = self
                 .slots
@@ -336,6 +348,10 @@ impl Matcher {
                     score: v.best,
                     bbox: [0.0, 0.0, 1.0, 1.0],
                 });
+            }
+            if !ev.scope.covers(&s.stream_id) {
+                // Judged for the scene index only: no occurrence.
+                continue;
             }
             let next_id = &mut self.next_id;
             match ev.object_rules() {

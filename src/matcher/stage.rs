@@ -20,6 +20,8 @@ use crate::metrics::Histogram;
 /// Messages to the matcher stage.
 pub enum MatchControl {
     Events(Vec<Arc<CompiledEvent>>),
+    /// The streams with a running scene index.
+    Indexed(std::collections::HashSet<StreamId>),
     /// A stream stopped, failed or finished: end its open occurrences.
     CloseStream(StreamId),
 }
@@ -100,6 +102,7 @@ impl MatchStage {
                 }
                 recv(control) -> c => match c {
                     Ok(MatchControl::Events(ev)) => matcher.set_events(ev),
+                    Ok(MatchControl::Indexed(s)) => matcher.set_indexed(s),
                     Ok(MatchControl::CloseStream(id)) => {
                         // A stream that went away cannot show the end of what it saw.
                         let t = last_time.get(&id).copied().unwrap_or(0.0);

@@ -145,6 +145,7 @@ impl Evidence for Capture {
             start_time: occ.start_time,
             end_time: occ.end_time,
             created_ms: self.clocks.wall_ms(),
+            expired: None,
         };
         let _ = self.after.send(After::Clip(Box::new(row)));
         self.links(occ.stream_id.as_str(), &occ.occurrence_id)

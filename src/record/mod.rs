@@ -5,6 +5,7 @@
 //! budget and age that keeps the segments of recent clips. docs/EVIDENCE.md
 //! has the figures and the rules.
 
+pub mod budget;
 pub mod clips;
 pub mod evidence;
 pub mod pipeline;
@@ -42,6 +43,38 @@ pub struct Recorder {
     statuses: Mutex<HashMap<String, Arc<Mutex<RecordStatus>>>>,
     /// The detection pipelines' encoded video, when the sources offer it.
     taps: Option<Arc<Taps>>,
+    /// Told each time a segment closes: retention keeps the budget then.
+    pub segment_closed: Arc<tokio::sync::Notify>,
+}
+
+/// Bytes of the files directly in `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    let files = std::fs::read_dir(dir).into_iter().flatten().flatten();
+    files
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// The budget estimate from what a recording folder holds, without a
+/// running recorder (`check-config`); `None` when recording is off.
+pub fn estimate_on_disk(settings: &RecordSettings) -> Option<budget::Estimate> {
+    let dir = settings.dir.as_ref()?;
+    let mut segments = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if e.path().is_dir() && safe_name(&name) && !name.starts_with('_') {
+            let ix = Index::scan(&e.path());
+            segments.extend(ix.all().map(|s| (name.clone(), s.clone())));
+        }
+    }
+    let evidence = dir_bytes(&dir.join("_evidence"));
+    Some(budget::estimate(
+        &segments,
+        evidence,
+        settings.max_bytes,
+        settings.clip_keep,
+    ))
 }
 
 /// Whether a name is safe as one path component (stream ids, occurrence
@@ -80,6 +113,7 @@ impl Recorder {
             indexes: Mutex::default(),
             statuses: Mutex::default(),
             taps,
+            segment_closed: Arc::default(),
         };
         // What earlier runs recorded is subject to retention too.
         if let Ok(entries) = std::fs::read_dir(&r.dir) {
@@ -160,6 +194,7 @@ impl Recorder {
             stop: Arc::clone(&stop),
             clocks: Arc::clone(&self.clocks),
             spec: spec.clone(),
+            closed: Arc::clone(&self.segment_closed),
         };
         let id = spec.id.clone();
         match std::thread::Builder::new()
@@ -230,23 +265,44 @@ impl Recorder {
         out
     }
 
-    /// One retention pass at `now_ms`: deletes what is too old or over the
-    /// budget, except segments `kept` protects. Returns how many files went.
-    pub fn retain(&self, now_ms: i64, kept: impl Fn(&str, &Segment) -> bool) -> usize {
-        let indexes: Vec<(String, Arc<Mutex<Index>>)> = self
-            .indexes
-            .lock()
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), Arc::clone(v))).collect())
-            .unwrap_or_default();
+    /// How long the budget holds at the bitrate measured on disk.
+    pub fn estimate(&self) -> budget::Estimate {
+        let s = &self.settings;
+        let evidence = dir_bytes(&self.evidence_dir());
+        budget::estimate(&self.segments(), evidence, s.max_bytes, s.clip_keep)
+    }
+
+    /// Every stream's segments, the open ones too (their size so far).
+    pub fn segments(&self) -> Vec<(String, Segment)> {
+        let indexes = self.all_indexes();
         let mut all = Vec::new();
         for (stream, ix) in &indexes {
             if let Ok(ix) = ix.lock() {
-                all.extend(ix.closed().map(|s| (stream.clone(), s.clone())));
+                for s in ix.all() {
+                    let mut s = s.clone();
+                    if s.end_ms.is_none() {
+                        let file = self.dir.join(stream).join(s.name());
+                        s.bytes = std::fs::metadata(file).map_or(0, |m| m.len());
+                    }
+                    all.push((stream.clone(), s));
+                }
             }
         }
-        let cutoff = now_ms - self.settings.max_age.as_millis() as i64;
-        let gone = segments::to_delete(&all, self.settings.max_bytes, cutoff, kept);
-        for (stream, s) in &gone {
+        all
+    }
+
+    fn all_indexes(&self) -> Vec<(String, Arc<Mutex<Index>>)> {
+        self.indexes
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), Arc::clone(v))).collect())
+            .unwrap_or_default()
+    }
+
+    /// Deletes segment files and forgets them; returns how many went.
+    pub fn delete_segments(&self, gone: &[(String, Segment)]) -> usize {
+        let indexes = self.all_indexes();
+        let mut n = 0;
+        for (stream, s) in gone {
             let path = self.dir.join(stream).join(s.name());
             if let Err(e) = std::fs::remove_file(&path) {
                 if e.kind() != std::io::ErrorKind::NotFound {
@@ -254,12 +310,13 @@ impl Recorder {
                     continue;
                 }
             }
+            n += 1;
             if let Some((_, ix)) = indexes.iter().find(|(k, _)| k == stream) {
                 if let Ok(mut ix) = ix.lock() {
                     ix.remove(s.start_ms);
                 }
             }
         }
-        gone.len()
+        n
     }
 }

@@ -44,6 +44,8 @@ pub struct RecorderRun {
     pub status: Arc<Mutex<RecordStatus>>,
     pub stop: Arc<AtomicBool>,
     pub clocks: Arc<dyn Clocks>,
+    /// Told each time a segment closes (retention runs then).
+    pub closed: Arc<tokio::sync::Notify>,
 }
 
 /// Where a recorder's video comes from.
@@ -175,16 +177,18 @@ impl RecorderRun {
         let rec = pipeline
             .by_name("rec")
             .ok_or_else(|| "the recording pipeline has no splitmuxsink".to_string())?;
-        let (dir, index, clocks) = (
+        let (dir, index, clocks, closed) = (
             self.dir.clone(),
             Arc::clone(&self.index),
             Arc::clone(&self.clocks),
+            Arc::clone(&self.closed),
         );
         rec.connect("format-location", false, move |_| {
             let ms = clocks.wall_ms();
             if let Ok(mut ix) = index.lock() {
                 ix.open(ms);
             }
+            closed.notify_one();
             Some(dir.join(format!("{ms}.ts")).to_string_lossy().to_value())
         });
         pipeline

@@ -1,50 +1,165 @@
-//! Retention: every few seconds, clips older than `clip_days` are forgotten
-//! (with their snapshots and MP4s), then segments older than `max_hours` or
-//! beyond the `max_gb` budget are deleted oldest first, except segments
-//! that a kept clip (with its pre- and post-roll) needs.
+//! Retention: every few seconds, and whenever a segment closes, clips
+//! older than `clip_days` are forgotten (with their snapshots and MP4s),
+//! then [`super::budget`] plans what goes so that segments, snapshots and
+//! cached MP4s together stay within `max_gb`, and this carries it out:
+//! segment files deleted, evicted clips' evidence deleted and their rows
+//! marked expired.
 
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::budget::{self, ClipUse};
 use super::Recorder;
 use crate::clock::Clocks;
 use crate::store::Store;
 
-/// How often retention runs.
+/// How often retention runs when no segment closes.
 pub const EVERY: Duration = Duration::from_secs(5);
 
-/// One pass. Returns the segment files deleted.
-pub fn pass(recorder: &Recorder, store: &Store, now_ms: i64) -> anyhow::Result<usize> {
+/// Files in the evidence folder that no clip row names are deleted once
+/// they are this old (a snapshot is written just before its clip row).
+const ORPHAN_GRACE_MS: i64 = 10 * 60_000;
+
+/// What one pass did.
+#[derive(Debug, Default, PartialEq)]
+pub struct Swept {
+    pub segments: usize,
+    pub expired: usize,
+    /// Bytes of everything the recorder keeps, after the pass.
+    pub bytes: u64,
+}
+
+/// The evidence folder's files by clip: `(all bytes, MP4 bytes)`, and the
+/// bytes of files of no clip (transient MP4s, orphans).
+struct EvidenceFiles {
+    by_clip: HashMap<String, (u64, u64)>,
+    /// `(file, bytes, modified Unix ms)` of files no live clip names.
+    loose: Vec<(std::path::PathBuf, u64, i64)>,
+}
+
+fn evidence_files(dir: &Path, live: &HashSet<&str>) -> EvidenceFiles {
+    let mut out = EvidenceFiles {
+        by_clip: HashMap::new(),
+        loose: Vec::new(),
+    };
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Ok(meta) = e.metadata() else { continue };
+        let id = name
+            .strip_suffix("-clean.jpg")
+            .or_else(|| name.strip_suffix(".jpg"))
+            .or_else(|| name.strip_suffix(".mp4"));
+        match id.filter(|id| live.contains(id)) {
+            Some(id) => {
+                let c = out.by_clip.entry(id.to_string()).or_default();
+                c.0 += meta.len();
+                if name.ends_with(".mp4") {
+                    c.1 += meta.len();
+                }
+            }
+            None => {
+                let modified = meta.modified().map_or(0, crate::clock::unix_ms);
+                out.loose.push((e.path(), meta.len(), modified));
+            }
+        }
+    }
+    out
+}
+
+fn remove_evidence(dir: &Path, id: &str, mp4_only: bool) {
+    let names = [
+        format!("{id}.mp4"),
+        format!("{id}.jpg"),
+        format!("{id}-clean.jpg"),
+    ];
+    for name in names.iter().take(if mp4_only { 1 } else { 3 }) {
+        let _ = std::fs::remove_file(dir.join(name));
+    }
+}
+
+/// One pass at wall time `now_ms`.
+pub fn pass(recorder: &Recorder, store: &Store, now_ms: i64) -> anyhow::Result<Swept> {
     let s = &recorder.settings;
     let keep_since = now_ms - s.clip_keep.as_millis() as i64;
     let evidence = recorder.evidence_dir();
     for id in store.drop_clips(keep_since)? {
-        for name in [
-            format!("{id}.jpg"),
-            format!("{id}-clean.jpg"),
-            format!("{id}.mp4"),
-        ] {
-            let _ = std::fs::remove_file(evidence.join(name));
+        remove_evidence(&evidence, &id, false);
+    }
+    let live = store.live_clips(keep_since)?;
+    let ids: HashSet<&str> = live.iter().map(|c| c.id.as_str()).collect();
+    let mut files = evidence_files(&evidence, &ids);
+    let mut other = 0;
+    for (path, bytes, modified) in std::mem::take(&mut files.loose) {
+        let transient = path.to_string_lossy().ends_with(".mp4");
+        if now_ms - modified > ORPHAN_GRACE_MS && !transient {
+            let _ = std::fs::remove_file(&path);
+        } else {
+            other += bytes;
         }
     }
-    let spans = store.kept_spans(keep_since, now_ms)?;
     let (pre, post) = (s.pre.as_millis() as i64, s.post.as_millis() as i64);
-    Ok(recorder.retain(now_ms, |stream, seg| {
-        let end = seg.end_ms.unwrap_or(i64::MAX);
-        spans
-            .iter()
-            .any(|(st, a, b)| st == stream && seg.start_ms <= b + post && end >= a - pre)
-    }))
+    let clips: Vec<ClipUse> = live
+        .iter()
+        .map(|c| {
+            let (bytes, mp4_bytes) = files.by_clip.get(&c.id).copied().unwrap_or_default();
+            ClipUse {
+                id: c.id.clone(),
+                stream: c.stream.clone(),
+                from_ms: c.start_ms - pre,
+                to_ms: c.end_ms.map_or(now_ms, |e| e + post),
+                bytes,
+                mp4_bytes,
+                open: c.end_ms.is_none(),
+            }
+        })
+        .collect();
+    let cutoff = now_ms - s.max_age.as_millis() as i64;
+    let plan = budget::plan(&recorder.segments(), &clips, other, s.max_bytes, cutoff);
+    let segments = recorder.delete_segments(&plan.segments);
+    for id in &plan.trimmed {
+        remove_evidence(&evidence, id, true);
+    }
+    if !plan.expire.is_empty() {
+        let reason = format!(
+            "evicted to keep the recording within its budget ([recording] max_gb = {:.3}): \
+             this camera's older evidence gave way to newer",
+            s.max_bytes as f64 / 1e9
+        );
+        store.expire_clips(&plan.expire, &reason)?;
+        for id in &plan.expire {
+            remove_evidence(&evidence, id, false);
+        }
+    }
+    Ok(Swept {
+        segments,
+        expired: plan.expire.len(),
+        bytes: plan.total_after,
+    })
 }
 
-/// Runs [`pass`] every [`EVERY`] until the task is dropped.
+/// Runs [`pass`] whenever a segment closes, and at least every [`EVERY`],
+/// until the task is dropped.
 pub async fn run(recorder: Arc<Recorder>, store: Arc<Store>, clocks: Arc<dyn Clocks>) {
     loop {
-        clocks.sleep(EVERY).await;
+        tokio::select! {
+            _ = clocks.sleep(EVERY) => {}
+            _ = recorder.segment_closed.notified() => {}
+        }
         let (r, s, now) = (Arc::clone(&recorder), Arc::clone(&store), clocks.wall_ms());
         match tokio::task::spawn_blocking(move || pass(&r, &s, now)).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => tracing::info!(segments = n, "recording retention deleted old segments"),
+            Ok(Ok(Swept {
+                segments: 0,
+                expired: 0,
+                ..
+            })) => {}
+            Ok(Ok(w)) => tracing::info!(
+                segments = w.segments,
+                expired_clips = w.expired,
+                bytes = w.bytes,
+                "recording retention deleted old footage"
+            ),
             Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "recording retention failed"),
             Err(e) => tracing::warn!(error = %e, "recording retention task failed"),
         }
@@ -103,8 +218,9 @@ mod tests {
             start_time: 6.0,
             end_time: 8.0,
             created_ms: t0 + 30_000,
+            expired: None,
         })?;
-        let gone = pass(&r, &store, t0 + 40_000)?;
+        let gone = pass(&r, &store, t0 + 40_000)?.segments;
         let mut left: Vec<i64> = std::fs::read_dir(&cam)?
             .flatten()
             .filter_map(|e| {

@@ -1,8 +1,8 @@
 //! The segment index of one stream's recording: keyframe-aligned MPEG-TS
 //! files named by the wall-clock millisecond their first frame arrived
-//! (`<start_ms>.ts`). Pure bookkeeping: which segments cover a time span,
-//! which contiguous ranges are recorded, and which segments retention may
-//! delete. The files are written by `pipeline.rs`.
+//! (`<start_ms>.ts`). Pure bookkeeping: which segments cover a time span
+//! and which contiguous ranges are recorded. The files are written by
+//! `pipeline.rs`; what retention deletes is [`super::budget`]'s plan.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -144,14 +144,9 @@ impl Index {
         out
     }
 
-    /// Bytes on disk (closed segments; the open one counts from its size now).
-    pub fn bytes(&self) -> u64 {
-        self.segments.values().map(|s| s.bytes).sum()
-    }
-
-    /// Closed segments, oldest first.
-    pub fn closed(&self) -> impl Iterator<Item = &Segment> {
-        self.segments.values().filter(|s| s.end_ms.is_some())
+    /// Every segment, the open one too, oldest first.
+    pub fn all(&self) -> impl Iterator<Item = &Segment> {
+        self.segments.values()
     }
 
     /// Forgets a segment (its file was deleted).
@@ -160,41 +155,9 @@ impl Index {
     }
 }
 
-/// What retention deletes: closed segments older than `cutoff_ms`, then the
-/// oldest until the total is under `max_bytes`, never a segment for which
-/// `kept` says true (it belongs to a clip still kept).
-pub fn to_delete(
-    all: &[(String, Segment)],
-    max_bytes: u64,
-    cutoff_ms: i64,
-    kept: impl Fn(&str, &Segment) -> bool,
-) -> Vec<(String, Segment)> {
-    let mut total: u64 = all.iter().map(|(_, s)| s.bytes).sum();
-    let mut order: Vec<&(String, Segment)> =
-        all.iter().filter(|(_, s)| s.end_ms.is_some()).collect();
-    order.sort_by_key(|(_, s)| s.start_ms);
-    let mut out = Vec::new();
-    for (stream, s) in order {
-        let too_old = s.end_ms.is_some_and(|e| e < cutoff_ms);
-        if (too_old || total > max_bytes) && !kept(stream, s) {
-            total = total.saturating_sub(s.bytes);
-            out.push((stream.clone(), s.clone()));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn seg(start: i64, end: Option<i64>, bytes: u64) -> Segment {
-        Segment {
-            start_ms: start,
-            end_ms: end,
-            bytes,
-        }
-    }
 
     #[test]
     fn covering_and_ranges_follow_the_segments() {
@@ -216,20 +179,5 @@ mod tests {
             !ix.closed_through(20_500),
             "the open segment is not on disk yet"
         );
-    }
-
-    #[test]
-    fn retention_deletes_the_oldest_but_never_a_kept_segment() {
-        let all: Vec<(String, Segment)> = (0..10)
-            .map(|i| ("s".to_string(), seg(i * 1000, Some(i * 1000 + 1000), 100)))
-            .chain([("s".to_string(), seg(10_000, None, 100))])
-            .collect();
-        // 1100 bytes, budget 600: the five oldest closed ones go, except #1.
-        let gone = to_delete(&all, 600, 0, |_, s| s.start_ms == 1000);
-        let starts: Vec<i64> = gone.iter().map(|(_, s)| s.start_ms).collect();
-        assert_eq!(starts, [0, 2000, 3000, 4000, 5000]);
-        // Age: everything ending before 3.5 s goes, budget permitting.
-        let gone = to_delete(&all, u64::MAX, 3_500, |_, _| false);
-        assert_eq!(gone.len(), 3);
     }
 }

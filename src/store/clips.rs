@@ -25,6 +25,18 @@ pub struct ClipRow {
     pub start_time: f64,
     pub end_time: f64,
     pub created_ms: i64,
+    /// Why its evidence is gone (the recording budget evicted it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expired: Option<String>,
+}
+
+/// A clip retention still keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveClip {
+    pub id: String,
+    pub stream: String,
+    pub start_ms: i64,
+    pub end_ms: Option<i64>,
 }
 
 impl Store {
@@ -33,7 +45,9 @@ impl Store {
         self.lock()?.execute(
             "INSERT INTO clips (occurrence_id, stream_id, body, start_ms, end_ms, created_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (occurrence_id) DO UPDATE SET body = ?3, start_ms = ?4, end_ms = ?5",
+             ON CONFLICT (occurrence_id) DO UPDATE SET start_ms = ?4, end_ms = ?5,
+               body = CASE WHEN clips.expired IS NULL THEN ?3
+                           ELSE json_set(?3, '$.expired', clips.expired) END",
             params![
                 c.occurrence_id,
                 c.stream_id,
@@ -84,21 +98,38 @@ impl Store {
             .collect()
     }
 
-    /// Spans `(stream, from_ms, to_ms)` of clips created since `since_ms`
-    /// (their segments are kept); an open clip runs to `now_ms`.
-    pub fn kept_spans(
-        &self,
-        since_ms: i64,
-        now_ms: i64,
-    ) -> anyhow::Result<Vec<(String, i64, i64)>> {
+    /// Clips created since `since_ms` that have not expired, as
+    /// `(occurrence, stream, start_ms, end_ms)` (`None` while it runs).
+    pub fn live_clips(&self, since_ms: i64) -> anyhow::Result<Vec<LiveClip>> {
         let conn = self.lock()?;
         let mut q = conn.prepare(
-            "SELECT stream_id, start_ms, COALESCE(end_ms, ?2) FROM clips WHERE created_ms >= ?1",
+            "SELECT occurrence_id, stream_id, start_ms, end_ms FROM clips
+             WHERE created_ms >= ?1 AND expired IS NULL",
         )?;
-        let rows = q.query_map(params![since_ms, now_ms], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        let rows = q.query_map([since_ms], |r| {
+            Ok(LiveClip {
+                id: r.get(0)?,
+                stream: r.get(1)?,
+                start_ms: r.get(2)?,
+                end_ms: r.get(3)?,
+            })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Marks clips expired with `reason`; their rows stay until `clip_days`.
+    pub fn expire_clips(&self, ids: &[String], reason: &str) -> anyhow::Result<()> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        for id in ids {
+            tx.execute(
+                "UPDATE clips SET expired = ?2, body = json_set(body, '$.expired', ?2)
+                 WHERE occurrence_id = ?1",
+                params![id, reason],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Forgets clips created before `before_ms`; returns their ids.

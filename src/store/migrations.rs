@@ -66,4 +66,7 @@ pub(super) const MIGRATIONS: &[&str] = &[
          end_ms INTEGER,
          created_ms INTEGER NOT NULL);
      CREATE INDEX clips_by_creation ON clips (created_ms);",
+    // 8: clips the recording budget evicted keep their row, marked with
+    // why, so their links answer 410 Gone and History shows them expired.
+    "ALTER TABLE clips ADD COLUMN expired TEXT;",
 ];

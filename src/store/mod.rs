@@ -28,7 +28,7 @@ pub use catalog::{
     AlertDef, AlertRow, Batch, EventDef, EventRow, IndexRow, LineDef, MotionDef, Origin, RegionDef,
     Snapshot, StreamDef, StreamRow, Table,
 };
-pub use clips::ClipRow;
+pub use clips::{ClipRow, LiveClip};
 pub use embeddings::EmbeddingMemory;
 pub use integrity::OnCorruption;
 pub use outbox::{MemoryOutbox, NewMessage, Outbox, OutboxRow};

@@ -11,6 +11,7 @@ mod api;
 mod bad_input;
 mod bench_cli;
 mod broker_restart;
+mod budget;
 mod cli_client;
 mod cli_conventions;
 mod connections;

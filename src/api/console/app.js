@@ -146,10 +146,12 @@ function fillCard(card, o, names) {
   const playing = card.querySelector('video');
   const camera = names[o.stream_id] || o.stream_id;
   const ended = o.phase ? o.phase !== 'start' : o.end_ms != null;
-  const img = o.snapshot_url
-    ? el('img', { src: o.snapshot_url, alt: `Snapshot: ${o.label} on ${camera}`, loading: 'lazy', width: 320, height: 180 })
+  // Evicted by the recording budget: the links answer 410, say why instead.
+  const gone = o.expired ? el('div', { class: 'muted body expired' }, 'Evidence expired: ' + o.expired) : null;
+  const img = gone || o.snapshot_url
+    ? gone || el('img', { src: o.snapshot_url, alt: `Snapshot: ${o.label} on ${camera}`, loading: 'lazy', width: 320, height: 180 })
     : el('div', { class: 'muted body' }, 'No snapshot (the stream is not recorded)');
-  const play = o.clip_url && el('button', {
+  const play = !gone && o.clip_url && el('button', {
     type: 'button', class: 'play',
     onclick: () => {
       const v = el('video', { src: o.clip_url, controls: true, muted: true, playsinline: true, autoplay: true, preload: 'auto' });
@@ -163,7 +165,8 @@ function fillCard(card, o, names) {
     playing || img,
     el('div', { class: 'body' },
       el('div', { class: 'title' }, el('span', { class: 'label' }, o.label),
-        el('span', { class: 'badge ' + (o.phase || (ended ? 'end' : 'start')) }, o.phase || (ended ? 'ended' : 'ongoing'))),
+        el('span', { class: 'badge ' + (o.phase || (ended ? 'end' : 'start')) }, o.phase || (ended ? 'ended' : 'ongoing')),
+        gone && el('span', { class: 'badge expired' }, 'expired')),
       facts([
         ['Confidence', pct(o.confidence)],
         ['Camera', camera],
@@ -171,7 +174,7 @@ function fillCard(card, o, names) {
         ['Started', when(startedMs(o))],
         ['Stream time', `${secs(o.start_time)} – ${ended ? secs(o.end_time) : 'now'}`],
       ]),
-      el('div', { class: 'actions' }, !playing && play, o.player_url && el('a', { href: o.player_url, target: '_blank', rel: 'noopener' }, 'Open player'))));
+      el('div', { class: 'actions' }, !playing && play, !gone && o.player_url && el('a', { href: o.player_url, target: '_blank', rel: 'noopener' }, 'Open player'))));
 }
 
 // ---- sign-in --------------------------------------------------------------
