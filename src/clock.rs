@@ -83,6 +83,8 @@ pub struct SimClocks {
 #[derive(Default)]
 struct SimState {
     elapsed: Mutex<Duration>,
+    /// Wall-clock steps (ms) made by [`SimClocks::step_wall`].
+    stepped: std::sync::atomic::AtomicI64,
     moved: Condvar,
     wake: tokio::sync::Notify,
     sleepers: AtomicUsize,
@@ -119,6 +121,12 @@ impl SimClocks {
         }
         st.moved.notify_all();
         st.wake.notify_waiters();
+    }
+
+    /// Steps the wall clock by `ms` (negative: back) without moving
+    /// monotonic time, as NTP or an operator does to a real clock.
+    pub fn step_wall(&self, ms: i64) {
+        self.state.stepped.fetch_add(ms, Ordering::SeqCst);
     }
 
     /// How many sleeps are waiting right now.
@@ -161,7 +169,14 @@ pub fn simulated(wall: SystemTime) -> (Arc<SimClocks>, Arc<dyn Clocks>) {
 
 impl Clocks for SimClocks {
     fn wall(&self) -> SystemTime {
-        self.wall0 + self.elapsed()
+        let stepped = self.state.stepped.load(Ordering::SeqCst);
+        let t = self.wall0 + self.elapsed();
+        if stepped >= 0 {
+            t + Duration::from_millis(stepped as u64)
+        } else {
+            t.checked_sub(Duration::from_millis(stepped.unsigned_abs()))
+                .unwrap_or(UNIX_EPOCH)
+        }
     }
     fn now(&self) -> Instant {
         self.mono0 + self.elapsed()
@@ -199,6 +214,110 @@ impl Clocks for SimClocks {
     }
 }
 
+/// A wall-clock step larger than this is a jump; smaller moves are NTP
+/// slewing the clock, which steady time follows.
+pub const JUMP_TOLERANCE_MS: i64 = 2_000;
+
+/// Wall time without jumps, for what must not lurch when the wall clock is
+/// stepped (NTP's first answer on a box without a real-time clock, an
+/// operator, a step back): retention's ages, signed links' expiry, the
+/// outbox's retry schedule. It starts at the wall clock, then moves with
+/// monotonic time, following the wall clock while the two agree within
+/// [`JUMP_TOLERANCE_MS`]; a larger step is counted as a jump and not
+/// followed (until the next start). Payload timestamps and file names stay
+/// on the wall clock. `sleep`, `now` and `jitter` are the inner clocks'.
+pub struct Steady {
+    inner: Arc<dyn Clocks>,
+    state: Mutex<SteadyState>,
+}
+
+struct SteadyState {
+    /// Steady time at `at`, Unix ms.
+    ms: i64,
+    at: Instant,
+    /// Wall minus steady when the last jump was seen.
+    offset_ms: i64,
+    jumps: u64,
+}
+
+/// What `GET status` says about the wall clock.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct JumpView {
+    /// Steps of the wall clock seen since the start.
+    pub jumps: u64,
+    /// How far the wall clock is from steady time now, ms (0 without jumps).
+    pub offset_ms: i64,
+}
+
+impl Steady {
+    pub fn new(inner: Arc<dyn Clocks>) -> Arc<Steady> {
+        let state = SteadyState {
+            ms: inner.wall_ms(),
+            at: inner.now(),
+            offset_ms: 0,
+            jumps: 0,
+        };
+        Arc::new(Steady {
+            inner,
+            state: Mutex::new(state),
+        })
+    }
+
+    /// Steady time now, Unix ms; notices jumps.
+    pub fn steady_ms(&self) -> i64 {
+        let (wall, now) = (self.inner.wall_ms(), self.inner.now());
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let steady = st.ms + now.saturating_duration_since(st.at).as_millis() as i64;
+        let off = wall - steady;
+        if (off - st.offset_ms).abs() > JUMP_TOLERANCE_MS {
+            st.jumps += 1;
+            tracing::warn!(
+                step_ms = off - st.offset_ms,
+                "the wall clock jumped: alert timestamps follow it; retention, link expiry and retries keep steady time"
+            );
+            st.offset_ms = off;
+        }
+        if off.abs() <= JUMP_TOLERANCE_MS {
+            // In step with the wall clock (again): follow it.
+            st.offset_ms = 0;
+            st.ms = wall;
+            st.at = now;
+            return wall;
+        }
+        steady
+    }
+
+    pub fn jumps(&self) -> JumpView {
+        let _ = self.steady_ms();
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        JumpView {
+            jumps: st.jumps,
+            offset_ms: st.offset_ms,
+        }
+    }
+}
+
+impl Clocks for Steady {
+    fn wall(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.steady_ms().max(0) as u64)
+    }
+    fn now(&self) -> Instant {
+        self.inner.now()
+    }
+    fn sleep(&self, d: Duration) -> Sleep {
+        self.inner.sleep(d)
+    }
+    fn sleep_until(&self, at: Instant) -> Sleep {
+        self.inner.sleep_until(at)
+    }
+    fn sleep_blocking(&self, d: Duration) {
+        self.inner.sleep_blocking(d)
+    }
+    fn jitter(&self) -> f64 {
+        self.inner.jitter()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +342,41 @@ mod tests {
         assert_eq!(clocks.now() - t0, Duration::from_secs(5));
         assert_eq!(clocks.wall_ms(), 1_005_000);
         assert_eq!(sim.sleepers(), 0);
+    }
+
+    #[test]
+    fn steady_time_does_not_follow_jumps_but_follows_slewing() {
+        let (sim, clocks) = simulated(UNIX_EPOCH + Duration::from_secs(1_000));
+        let steady = Steady::new(Arc::clone(&clocks));
+        sim.advance(Duration::from_secs(10));
+        assert_eq!(steady.steady_ms(), 1_010_000);
+        // A year forward: steady time goes on from where it was.
+        sim.step_wall(365 * 86_400_000);
+        sim.advance(Duration::from_secs(5));
+        assert_eq!(steady.steady_ms(), 1_015_000);
+        assert_eq!(steady.jumps().jumps, 1);
+        // An hour back from there (the wall is still a year ahead): one
+        // more jump, steady time still only moves with real time.
+        sim.step_wall(-3_600_000);
+        sim.advance(Duration::from_secs(5));
+        assert_eq!(steady.steady_ms(), 1_020_000);
+        assert_eq!(
+            steady.jumps(),
+            JumpView {
+                jumps: 2,
+                offset_ms: 365 * 86_400_000 - 3_600_000
+            }
+        );
+        // Set right again: steady follows the wall clock once they agree.
+        sim.step_wall(-(365 * 86_400_000 - 3_600_000));
+        assert_eq!(steady.steady_ms(), clocks.wall_ms());
+        // Slewing (a second at a time) is followed, not counted.
+        for _ in 0..5 {
+            sim.step_wall(1_000);
+            sim.advance(Duration::from_secs(1));
+            assert_eq!(steady.steady_ms(), clocks.wall_ms());
+        }
+        assert_eq!(steady.jumps().jumps, 3, "only the setting right counted");
     }
 
     #[test]

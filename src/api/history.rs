@@ -54,14 +54,12 @@ pub async fn occurrences(
     };
     let more = rows.len() > limit;
     rows.truncate(limit);
-    let now = m.clocks.wall_ms();
     let items: Vec<Value> = rows
         .iter()
         .map(|c| {
             let links = crate::record::evidence::links(
                 &m.recorder,
                 &m.base,
-                now,
                 &c.stream_id,
                 &c.occurrence_id,
             );

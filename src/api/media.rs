@@ -53,7 +53,7 @@ impl Media {
     fn allowed(&self, path: &str, q: &Signed) -> bool {
         match (q.exp, q.sig.as_deref()) {
             (Some(exp), Some(sig)) => {
-                let now = self.clocks.wall_ms() / 1000;
+                let now = self.recorder.steady_ms() / 1000;
                 self.recorder.signer.check(path, exp, sig, now)
             }
             _ => false,
@@ -67,7 +67,7 @@ impl Media {
         if self.allowed(path, q) {
             return q.exp;
         }
-        session.then(|| self.recorder.link_expiry(self.clocks.wall_ms()))
+        session.then(|| self.recorder.link_expiry())
     }
 
     /// A signed URL path for `path`, valid as long as the one it came from.
@@ -329,7 +329,7 @@ pub async fn span(
 /// Signed links to a span of a stream's recording (the SDK's
 /// `generate_stream`), valid for the configured lifetime.
 pub fn span_links(m: &Media, base: &str, stream: &str, from: i64, to: i64) -> [String; 3] {
-    let exp = m.recorder.link_expiry(m.clocks.wall_ms());
+    let exp = m.recorder.link_expiry();
     let path = |w: &str| {
         format!(
             "{base}{}",

@@ -87,7 +87,9 @@ pub(super) async fn build_delivery(
         schedule: config.webhook.schedule.clone().into(),
         mqtt_schedule: crate::domain::mqtt_schedule(),
         concurrency: config.webhook.concurrency,
-        clock: Arc::clone(clocks),
+        // Retries are scheduled in steady time: a stepped wall clock
+        // neither stalls them (back) nor fires them all at once (forward).
+        clock: crate::clock::Steady::new(Arc::clone(clocks)),
         poll: Duration::from_millis(500),
     };
     let mq = mqtt.clone().map(|m| m as Arc<dyn Sink>);

@@ -67,9 +67,9 @@ pub fn spawn_after(
 }
 
 /// Signed links to an occurrence's evidence, valid for the configured
-/// lifetime from `now_ms`, on `base` (`scheme://host:port`).
-pub fn links(recorder: &Recorder, base: &str, now_ms: i64, stream: &str, occ: &str) -> Links {
-    let exp = recorder.link_expiry(now_ms);
+/// lifetime from now, on `base` (`scheme://host:port`).
+pub fn links(recorder: &Recorder, base: &str, stream: &str, occ: &str) -> Links {
+    let exp = recorder.link_expiry();
     let url = |what: &str| {
         let path = format!("/media/{stream}/{occ}/{what}");
         Some(format!("{base}{}", recorder.signer.signed(&path, exp)))
@@ -90,13 +90,7 @@ impl Capture {
 
     /// Signed links to an occurrence's evidence.
     pub fn links(&self, stream: &str, occ: &str) -> Links {
-        links(
-            &self.recorder,
-            &self.base,
-            self.clocks.wall_ms(),
-            stream,
-            occ,
-        )
+        links(&self.recorder, &self.base, stream, occ)
     }
 
     /// Writes the snapshot with boxes (and hands it to `snapshots`);
@@ -144,7 +138,8 @@ impl Evidence for Capture {
             end_ms: (occ.phase == Phase::End).then(|| Self::wall_ms(occ, occ.end_time)),
             start_time: occ.start_time,
             end_time: occ.end_time,
-            created_ms: self.clocks.wall_ms(),
+            // Retention compares it with steady time.
+            created_ms: self.recorder.steady_ms(),
             expired: None,
         };
         let _ = self.after.send(After::Clip(Box::new(row)));

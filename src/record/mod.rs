@@ -38,6 +38,7 @@ pub struct Recorder {
     dir: PathBuf,
     pub signer: Signer,
     clocks: Arc<dyn Clocks>,
+    steady: Arc<crate::clock::Steady>,
     running: Mutex<HashMap<StreamId, Recording>>,
     indexes: Mutex<HashMap<String, Arc<Mutex<Index>>>>,
     statuses: Mutex<HashMap<String, Arc<Mutex<RecordStatus>>>>,
@@ -89,9 +90,17 @@ pub fn safe_name(s: &str) -> bool {
 }
 
 impl Recorder {
-    /// Unix seconds until which a media link signed at `now_ms` is valid.
-    pub fn link_expiry(&self, now_ms: i64) -> i64 {
-        now_ms / 1000 + self.settings.url_ttl.as_secs() as i64
+    /// Unix seconds (steady time) until which a media link signed now is
+    /// valid.
+    pub fn link_expiry(&self) -> i64 {
+        self.steady_ms() / 1000 + self.settings.url_ttl.as_secs() as i64
+    }
+
+    /// Steady time now (see [`crate::clock::Steady`]): what link expiry and
+    /// retention's ages are measured in, so a stepped wall clock neither
+    /// expires every link nor deletes recordings wholesale.
+    pub fn steady_ms(&self) -> i64 {
+        self.steady.steady_ms()
     }
 
     /// A recorder, or `None` when recording is off (no directory). With
@@ -108,6 +117,7 @@ impl Recorder {
             settings,
             dir,
             signer,
+            steady: crate::clock::Steady::new(Arc::clone(&clocks)),
             clocks,
             running: Mutex::default(),
             indexes: Mutex::default(),

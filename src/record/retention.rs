@@ -108,7 +108,8 @@ pub fn pass(recorder: &Recorder, store: &Store, now_ms: i64) -> anyhow::Result<S
                 id: c.id.clone(),
                 stream: c.stream.clone(),
                 from_ms: c.start_ms - pre,
-                to_ms: c.end_ms.map_or(now_ms, |e| e + post),
+                // A running clip needs everything from its start on.
+                to_ms: c.end_ms.map_or(i64::MAX, |e| e + post),
                 bytes,
                 mp4_bytes,
                 open: c.end_ms.is_none(),
@@ -147,7 +148,11 @@ pub async fn run(recorder: Arc<Recorder>, store: Arc<Store>, clocks: Arc<dyn Clo
             _ = clocks.sleep(EVERY) => {}
             _ = recorder.segment_closed.notified() => {}
         }
-        let (r, s, now) = (Arc::clone(&recorder), Arc::clone(&store), clocks.wall_ms());
+        let (r, s, now) = (
+            Arc::clone(&recorder),
+            Arc::clone(&store),
+            recorder.steady_ms(),
+        );
         match tokio::task::spawn_blocking(move || pass(&r, &s, now)).await {
             Ok(Ok(Swept {
                 segments: 0,
@@ -247,6 +252,54 @@ mod tests {
             0,
             "all older than max_hours"
         );
+        Ok(())
+    }
+
+    /// Wall-clock steps (a year forward, an hour back) under simulated
+    /// clocks: recordings are not deleted wholesale and a link signed
+    /// before the step still opens after it.
+    #[test]
+    fn a_stepped_wall_clock_neither_deletes_recordings_nor_expires_links() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let cam = dir.path().join("cam");
+        std::fs::create_dir_all(&cam)?;
+        let t0 = 1_800_000_000_000i64;
+        for i in 0..20 {
+            std::fs::write(cam.join(format!("{}.ts", t0 + i * 2000)), vec![0u8; 1000])?;
+        }
+        let (sim, clocks) = simulated(UNIX_EPOCH + Duration::from_millis(t0 as u64 + 40_000));
+        let settings = RecordSettings {
+            dir: Some(dir.path().to_path_buf()),
+            segment: Duration::from_secs(2),
+            max_bytes: 1_000_000_000,
+            max_age: Duration::from_secs(3600),
+            clip_keep: Duration::from_secs(86_400),
+            pre: Duration::from_secs(1),
+            post: Duration::from_secs(1),
+            min_free_bytes: 0,
+            url_ttl: Duration::from_secs(600),
+        };
+        let r = Recorder::new(settings, Signer::from_api_key("k"), clocks, None)
+            .ok_or_else(|| anyhow::anyhow!("recorder"))?;
+        let store = Store::open(None)?;
+        let path = "/media/cam/o1/clip.mp4";
+        let exp = r.link_expiry();
+        let signed = r.signer.signed(path, exp);
+        let sig = signed.rsplit("sig=").next().unwrap_or_default().to_string();
+        let opens = |r: &Recorder| r.signer.check(path, exp, &sig, r.steady_ms() / 1000);
+        assert!(opens(&r));
+        for step in [365 * 86_400_000, -3_600_000] {
+            sim.step_wall(step);
+            sim.advance(Duration::from_secs(5));
+            assert_eq!(pass(&r, &store, r.steady_ms())?.segments, 0, "step {step}");
+            assert_eq!(std::fs::read_dir(&cam)?.count(), 20);
+            assert!(opens(&r), "the link still opens after a step of {step} ms");
+        }
+        // Real time still counts: past the link's lifetime it expires, and
+        // an hour on the footage ages out.
+        sim.advance(Duration::from_secs(3_600));
+        assert!(!opens(&r));
+        assert_eq!(pass(&r, &store, r.steady_ms())?.segments, 20);
         Ok(())
     }
 }
