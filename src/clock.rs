@@ -240,7 +240,7 @@ struct SteadyState {
     jumps: u64,
 }
 
-/// What `GET status` says about the wall clock.
+/// The wall-clock steps a [`Steady`] has seen.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct JumpView {
     /// Steps of the wall clock seen since the start.

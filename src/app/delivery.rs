@@ -12,7 +12,7 @@ use crate::alert::guard::Guard;
 use crate::alert::mqtt::MqttSink;
 use crate::alert::ws::Hub;
 use crate::alert::{webhook::WebhookSink, Dispatcher, OutboxSettings, Sink};
-use crate::clock::Clocks;
+use crate::clock::{Clocks, Steady};
 use crate::config::{ApiConfig, Config};
 use crate::homeassistant::{SnapshotTopics, StateTopics};
 use crate::record::evidence::{Capture, SnapshotSink};
@@ -41,7 +41,7 @@ fn build_recorder(
     config: &Config,
     store: &Arc<Store>,
     api: Option<&(tokio::net::TcpListener, String)>,
-    clocks: &Arc<dyn Clocks>,
+    (clocks, steady): (&Arc<dyn Clocks>, &Arc<Steady>),
     mqtt: Option<Arc<MqttSink>>,
     taps: Option<Arc<Taps>>,
 ) -> anyhow::Result<Option<(Arc<Recorder>, Arc<Capture>)>> {
@@ -49,7 +49,13 @@ fn build_recorder(
         Some((_, key)) => Signer::from_api_key(key),
         None => Signer::from_api_key(&uuid::Uuid::new_v4().to_string()),
     };
-    let recorder = Recorder::new(config.recording.clone(), signer, Arc::clone(clocks), taps);
+    let recorder = Recorder::new(
+        config.recording.clone(),
+        signer,
+        Arc::clone(clocks),
+        Arc::clone(steady),
+        taps,
+    );
     let Some(recorder) = recorder else {
         return Ok(None);
     };
@@ -64,7 +70,6 @@ fn build_recorder(
     let capture = Arc::new(Capture {
         recorder: Arc::clone(&recorder),
         base,
-        clocks: Arc::clone(clocks),
         snapshots: mqtt.map(|m| Arc::new(SnapshotTopics(m)) as Arc<dyn SnapshotSink>),
         after,
     });
@@ -79,6 +84,9 @@ pub(super) async fn build_delivery(
     api: Option<&(tokio::net::TcpListener, String)>,
     taps: Option<Arc<Taps>>,
 ) -> anyhow::Result<Delivery> {
+    // One steady clock for the outbox and the recorder: a step is noticed
+    // (and logged) once.
+    let steady = Steady::new(Arc::clone(clocks));
     let webhook = WebhookSink::new(config.webhook.timeout, Arc::clone(guard))
         .context("building the HTTP client")?;
     let mqtt: Option<Arc<MqttSink>> = config.mqtt.as_ref().map(|m| Arc::new(MqttSink::start(m)));
@@ -89,7 +97,7 @@ pub(super) async fn build_delivery(
         concurrency: config.webhook.concurrency,
         // Retries are scheduled in steady time: a stepped wall clock
         // neither stalls them (back) nor fires them all at once (forward).
-        clock: crate::clock::Steady::new(Arc::clone(clocks)),
+        clock: Arc::clone(&steady) as Arc<dyn Clocks>,
         poll: Duration::from_millis(500),
     };
     let mq = mqtt.clone().map(|m| m as Arc<dyn Sink>);
@@ -108,7 +116,7 @@ pub(super) async fn build_delivery(
     })
     .await
     .map_err(|e| anyhow!("starting delivery: {e}"))??;
-    let recording = build_recorder(config, store, api, clocks, mqtt.clone(), taps)?;
+    let recording = build_recorder(config, store, api, (clocks, &steady), mqtt.clone(), taps)?;
     let (recorder, capture) = recording.unzip();
     let states = match (&mqtt, &config.mqtt) {
         (Some(sink), Some(m)) if m.control => Some(Arc::new(StateTopics::new(Arc::clone(sink)))),

@@ -23,7 +23,7 @@ pub struct ClipUse {
     pub id: String,
     pub stream: String,
     /// The span its segments must cover (with pre- and post-roll; an open
-    /// clip runs to now), Unix ms.
+    /// clip runs on, `i64::MAX`), Unix ms.
     pub from_ms: i64,
     pub to_ms: i64,
     /// Bytes of its snapshots and cached MP4.

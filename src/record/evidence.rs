@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::Recorder;
 use crate::alert::payload::Links;
 use crate::alert::stage::Evidence;
-use crate::clock::{unix_ms, Clocks};
+use crate::clock::unix_ms;
 use crate::matcher::{Occurrence, Phase};
 use crate::store::{ClipRow, Store};
 
@@ -18,7 +18,6 @@ pub struct Capture {
     pub recorder: Arc<Recorder>,
     /// `scheme://host:port` that links carry.
     pub base: String,
-    pub clocks: Arc<dyn Clocks>,
     /// Where the latest snapshot of each (stream, label) is also published
     /// (Home Assistant's image entity, over MQTT).
     pub snapshots: Option<Arc<dyn SnapshotSink>>,

@@ -110,6 +110,7 @@ impl Recorder {
         settings: RecordSettings,
         signer: Signer,
         clocks: Arc<dyn Clocks>,
+        steady: Arc<crate::clock::Steady>,
         taps: Option<Arc<Taps>>,
     ) -> Option<Recorder> {
         let dir = settings.dir.clone()?;
@@ -117,7 +118,7 @@ impl Recorder {
             settings,
             dir,
             signer,
-            steady: crate::clock::Steady::new(Arc::clone(&clocks)),
+            steady,
             clocks,
             running: Mutex::default(),
             indexes: Mutex::default(),

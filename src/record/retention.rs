@@ -176,7 +176,7 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
-    use crate::clock::simulated;
+    use crate::clock::{simulated, Steady};
     use crate::domain::RecordSettings;
     use crate::record::{Recorder, Signer};
     use crate::store::ClipRow;
@@ -207,8 +207,14 @@ mod tests {
             min_free_bytes: 0,
             url_ttl: Duration::from_secs(60),
         };
-        let r = Recorder::new(settings, Signer::from_api_key("k"), clocks, None)
-            .ok_or_else(|| anyhow::anyhow!("recorder"))?;
+        let r = Recorder::new(
+            settings,
+            Signer::from_api_key("k"),
+            Arc::clone(&clocks),
+            Steady::new(clocks),
+            None,
+        )
+        .ok_or_else(|| anyhow::anyhow!("recorder"))?;
         let store = Store::open(None)?;
         // A clip over 1006-1008 s (segments from 1004 to 1010 s with roll).
         store.put_clip(&ClipRow {
@@ -279,8 +285,14 @@ mod tests {
             min_free_bytes: 0,
             url_ttl: Duration::from_secs(600),
         };
-        let r = Recorder::new(settings, Signer::from_api_key("k"), clocks, None)
-            .ok_or_else(|| anyhow::anyhow!("recorder"))?;
+        let r = Recorder::new(
+            settings,
+            Signer::from_api_key("k"),
+            Arc::clone(&clocks),
+            Steady::new(clocks),
+            None,
+        )
+        .ok_or_else(|| anyhow::anyhow!("recorder"))?;
         let store = Store::open(None)?;
         let path = "/media/cam/o1/clip.mp4";
         let exp = r.link_expiry();

@@ -25,7 +25,8 @@ pub struct ClipRow {
     pub start_time: f64,
     pub end_time: f64,
     pub created_ms: i64,
-    /// Why its evidence is gone (the recording budget evicted it).
+    /// Why its evidence is gone (the recording budget evicted it): the
+    /// `expired` column, not the stored body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expired: Option<String>,
 }
@@ -39,15 +40,19 @@ pub struct LiveClip {
     pub end_ms: Option<i64>,
 }
 
+/// A clip from its stored body and its `expired` column.
+fn read_row((body, expired): (String, Option<String>)) -> anyhow::Result<ClipRow> {
+    let row: ClipRow = serde_json::from_str(&body).context("a clip row is not readable")?;
+    Ok(ClipRow { expired, ..row })
+}
+
 impl Store {
     /// Records a clip, or updates it (a later message of the occurrence).
     pub fn put_clip(&self, c: &ClipRow) -> anyhow::Result<()> {
         self.lock()?.execute(
             "INSERT INTO clips (occurrence_id, stream_id, body, start_ms, end_ms, created_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (occurrence_id) DO UPDATE SET start_ms = ?4, end_ms = ?5,
-               body = CASE WHEN clips.expired IS NULL THEN ?3
-                           ELSE json_set(?3, '$.expired', clips.expired) END",
+             ON CONFLICT (occurrence_id) DO UPDATE SET body = ?3, start_ms = ?4, end_ms = ?5",
             params![
                 c.occurrence_id,
                 c.stream_id,
@@ -62,16 +67,15 @@ impl Store {
 
     /// One clip by occurrence id.
     pub fn clip(&self, occurrence_id: &str) -> anyhow::Result<Option<ClipRow>> {
-        let body: Option<String> = self
+        let row: Option<(String, Option<String>)> = self
             .lock()?
             .query_row(
-                "SELECT body FROM clips WHERE occurrence_id = ?1",
+                "SELECT body, expired FROM clips WHERE occurrence_id = ?1",
                 [occurrence_id],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        body.map(|b| serde_json::from_str(&b).context("a clip row is not readable"))
-            .transpose()
+        row.map(read_row).transpose()
     }
 
     /// Past occurrences, newest first: at most `limit` that started before
@@ -85,21 +89,19 @@ impl Store {
     ) -> anyhow::Result<Vec<ClipRow>> {
         let conn = self.lock()?;
         let mut q = conn.prepare(
-            "SELECT body FROM clips
+            "SELECT body, expired FROM clips
              WHERE (?1 IS NULL OR stream_id = ?1)
                AND (?2 IS NULL OR json_extract(body, '$.label') = ?2)
                AND (?3 IS NULL OR start_ms < ?3)
              ORDER BY start_ms DESC, occurrence_id DESC LIMIT ?4",
         )?;
         let rows = q.query_map(params![stream, label, before_ms, limit as i64], |r| {
-            r.get::<_, String>(0)
+            Ok((r.get(0)?, r.get(1)?))
         })?;
-        rows.map(|b| serde_json::from_str(&b?).context("a clip row is not readable"))
-            .collect()
+        rows.map(|r| read_row(r?)).collect()
     }
 
-    /// Clips created since `since_ms` that have not expired, as
-    /// `(occurrence, stream, start_ms, end_ms)` (`None` while it runs).
+    /// Clips created since `since_ms` that have not expired.
     pub fn live_clips(&self, since_ms: i64) -> anyhow::Result<Vec<LiveClip>> {
         let conn = self.lock()?;
         let mut q = conn.prepare(
@@ -123,8 +125,7 @@ impl Store {
         let tx = conn.transaction()?;
         for id in ids {
             tx.execute(
-                "UPDATE clips SET expired = ?2, body = json_set(body, '$.expired', ?2)
-                 WHERE occurrence_id = ?1",
+                "UPDATE clips SET expired = ?2 WHERE occurrence_id = ?1",
                 params![id, reason],
             )?;
         }
