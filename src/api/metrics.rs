@@ -110,6 +110,12 @@ fn frames(x: &mut Exposition, e: &Engine) {
             &l,
             s.restarts.load(Relaxed) as f64,
         );
+        x.counter(
+            "sightline_pipelines_abandoned_total",
+            "Pipelines whose teardown hung (a GStreamer deadlock) and were left behind.",
+            &l,
+            s.abandoned.load(Relaxed) as f64,
+        );
         x.gauge(
             "sightline_stream_up",
             "1 while the stream delivers frames.",

@@ -8,6 +8,7 @@
 //! detection. It restarts after failures, and pauses while the disk is
 //! short of space.
 
+use crate::source::teardown::{stop_pipeline, TEARDOWN_LIMIT};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,8 @@ pub struct RecordStatus {
     /// Where the video comes from: `tap` (the detection pipeline's camera
     /// session), `record_url` or `url` (a session of the recorder's own).
     pub input: &'static str,
+    /// Recording pipelines whose teardown hung and were left behind.
+    pub abandoned: u64,
 }
 
 /// Everything one recorder thread needs.
@@ -210,7 +213,11 @@ impl RecorderRun {
         if let Some((tap, _)) = tapped {
             tap.detach();
         }
-        let _ = pipeline.set_state(gst::State::Null);
+        let stuck = std::sync::atomic::AtomicU64::new(0);
+        let what = format!("recording of {}", self.spec.id);
+        if !stop_pipeline(pipeline, &what, TEARDOWN_LIMIT, &stuck) {
+            self.set(|s| s.abandoned += stuck.into_inner());
+        }
         end
     }
 

@@ -10,6 +10,7 @@ pub mod pipeline;
 pub mod replay;
 pub mod sampler;
 pub mod tap;
+pub mod teardown;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -61,6 +62,8 @@ pub type Reporter = Arc<dyn Fn(SourceEvent) + Send + Sync>;
 pub struct SourceStats {
     pub frames: AtomicU64,
     pub restarts: AtomicU64,
+    /// Pipelines whose teardown hung and were left behind.
+    pub abandoned: AtomicU64,
 }
 
 /// How streams are started: GStreamer pipelines in the daemon
@@ -411,7 +414,12 @@ impl Supervisor {
         if let Ok(mut k) = self.tuning.keys.lock() {
             *k = None;
         }
-        let _ = pipeline.set_state(gst::State::Null);
+        teardown::stop_pipeline(
+            pipeline,
+            &format!("stream {}", self.cfg.id),
+            teardown::TEARDOWN_LIMIT,
+            &self.stats.abandoned,
+        );
         end
     }
 
