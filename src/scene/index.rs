@@ -2,6 +2,11 @@
 //! frames (`batch.time` stream seconds). Pure: scored frames in, records out;
 //! the caller stores and publishes them.
 //!
+//! A frame scored by several models arrives once per model, with the same
+//! stream time: it counts as one frame, and a batch is closed only when a
+//! later frame arrives, so every model's view of its last frame is in it
+//! (the record comes one sampled frame after the batch's end).
+//!
 //! A label's count is how many distinct tracked objects showed it in the
 //! batch (a person standing in view for the whole batch is one person, and
 //! two who walked through one after the other are two); boxes without a
@@ -29,11 +34,22 @@ pub struct ActiveIndex {
 struct Acc {
     start: Option<f64>,
     end: f64,
+    /// Distinct frames (stream times) seen, and the wall time of the last.
     frames: u32,
+    wall: Option<std::time::SystemTime>,
     /// Per label: the most boxes in one frame, and the best score.
     labels: BTreeMap<String, (u32, f32)>,
     /// Per label: the track ids seen.
     tracked: BTreeMap<String, BTreeSet<u64>>,
+}
+
+impl Acc {
+    /// Whether the batch is whole: its time span or frame count reached.
+    fn complete(&self, batch: &Batch) -> bool {
+        let span = self.start.map_or(0.0, |s| self.end - s);
+        self.frames > 0
+            && (span >= batch.time || (batch.frame_count > 0 && self.frames >= batch.frame_count))
+    }
 }
 
 /// Aggregates scored frames into scene records.
@@ -76,9 +92,19 @@ impl Indexer {
         let mut out = Vec::new();
         for ix in indexes {
             let acc = self.acc.entry(ix.id.clone()).or_default();
-            let start = *acc.start.get_or_insert(s.stream_secs);
-            acc.end = s.stream_secs;
-            acc.frames += 1;
+            // A model's scores of a frame already counted (or, across
+            // models, of an earlier one) join the batch without counting.
+            let new_frame = acc.frames == 0 || s.stream_secs > acc.end;
+            if new_frame && acc.complete(&ix.batch) {
+                let done = std::mem::take(acc);
+                out.push((record(ix, done), ix.ws_connection.clone()));
+            }
+            acc.start.get_or_insert(s.stream_secs);
+            if new_frame {
+                acc.frames += 1;
+                acc.end = s.stream_secs;
+                acc.wall = Some(s.wall);
+            }
             let mut counts: BTreeMap<&str, (u32, f32)> = BTreeMap::new();
             for (i, d) in seen
                 .iter()
@@ -100,17 +126,12 @@ impl Indexer {
                 e.0 = e.0.max(n);
                 e.1 = e.1.max(best);
             }
-            let full = ix.batch.frame_count > 0 && acc.frames >= ix.batch.frame_count;
-            if s.stream_secs - start >= ix.batch.time || full {
-                let done = std::mem::take(acc);
-                out.push((record(ix, done, s), ix.ws_connection.clone()));
-            }
         }
         out
     }
 }
 
-fn record(ix: &ActiveIndex, acc: Acc, s: &Scores) -> SceneRecord {
+fn record(ix: &ActiveIndex, acc: Acc) -> SceneRecord {
     let tracked = acc.tracked;
     let labels: Vec<LabelSummary> = acc
         .labels
@@ -133,9 +154,9 @@ fn record(ix: &ActiveIndex, acc: Acc, s: &Scores) -> SceneRecord {
     SceneRecord {
         rtstream_index_id: ix.id.clone(),
         rtstream_id: ix.stream.to_string(),
-        start: acc.start.unwrap_or(s.stream_secs),
+        start: acc.start.unwrap_or(acc.end),
         end: acc.end,
-        timestamp: iso8601(s.wall),
+        timestamp: iso8601(acc.wall.unwrap_or(std::time::SystemTime::UNIX_EPOCH)),
         frames: acc.frames,
         labels,
         description,
@@ -214,7 +235,8 @@ mod tests {
             &scores("s1", 0.0, 1).detections,
             &[Some(9)],
         );
-        let r = ix.observe(&scores("s1", 10.0, 0), &[], &[]);
+        assert!(ix.observe(&scores("s1", 10.0, 0), &[], &[]).is_empty());
+        let r = ix.observe(&scores("s1", 10.5, 0), &[], &[]);
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].0.frames, 21);
         assert_eq!(r[0].0.labels[0].count, 3, "three people, not 20 boxes");
@@ -239,7 +261,11 @@ mod tests {
             "other stream"
         );
         assert!(feed(&mut ix, scores("s1", 0.5, 2)).is_empty());
-        let r: Vec<SceneRecord> = feed(&mut ix, scores("s1", 1.0, 0))
+        assert!(
+            feed(&mut ix, scores("s1", 1.0, 0)).is_empty(),
+            "closed by the next frame"
+        );
+        let r: Vec<SceneRecord> = feed(&mut ix, scores("s1", 1.5, 0))
             .into_iter()
             .map(|r| r.0)
             .collect();
@@ -254,5 +280,35 @@ mod tests {
             feed(&mut ix, scores("s1", 5.0, 1)).is_empty(),
             "index removed"
         );
+    }
+
+    #[test]
+    fn a_frame_scored_by_two_models_is_one_frame_of_one_record() {
+        let mut ix = Indexer::default();
+        ix.set(vec![ActiveIndex {
+            batch: Batch {
+                time: 10.0,
+                frame_count: 1,
+            },
+            ..index()
+        }]);
+        let cup = |t: f64| {
+            let mut s = scores("s1", t, 0);
+            s.model = 1;
+            s.detections = vec![Detection {
+                label: Arc::from("cup"),
+                score: 0.62,
+                bbox: [0.0, 0.0, 0.2, 0.2],
+            }];
+            s
+        };
+        // The person detector sees nobody, the 80-class one a cup, in the
+        // same frame: one record naming the cup, not two that disagree.
+        assert!(feed(&mut ix, scores("s1", 0.0, 0)).is_empty());
+        assert!(feed(&mut ix, cup(0.0)).is_empty());
+        let r = feed(&mut ix, scores("s1", 0.5, 0));
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!((r[0].0.start, r[0].0.end, r[0].0.frames), (0.0, 0.0, 1));
+        assert_eq!(r[0].0.description, "1 cup (best 0.62)");
     }
 }
