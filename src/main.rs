@@ -88,6 +88,7 @@ enum Command {
     /// Run sightline and the do-it-yourself Python peer side by side on the
     /// same RTSP cameras at a series of stream counts; write a table and a
     /// plot (needs `scripts/setup --bench`; run from the checkout).
+    /// `sightline bench soak --hours N` runs the long-life soak instead.
     Bench(bench::Options),
     /// Look after the state database (with the daemon stopped).
     State {
@@ -194,7 +195,7 @@ fn main() -> ExitCode {
         }
         Command::Bench(options) => {
             telemetry::init("warn");
-            block_on(async move { bench::run(&options).await.map(|_| ()) })
+            block_on(async move { bench::main(&options).await })
         }
         Command::Doctor { config, json } => {
             telemetry::init("error");

@@ -159,11 +159,18 @@ pub async fn run(recorder: Arc<Recorder>, store: Arc<Store>, clocks: Arc<dyn Clo
                 expired: 0,
                 ..
             })) => {}
+            // A full budget deletes a segment each time one closes: routine,
+            // so only a clip losing its evidence is worth the log.
+            Ok(Ok(w)) if w.expired == 0 => tracing::debug!(
+                segments = w.segments,
+                bytes = w.bytes,
+                "recording retention deleted old footage"
+            ),
             Ok(Ok(w)) => tracing::info!(
                 segments = w.segments,
                 expired_clips = w.expired,
                 bytes = w.bytes,
-                "recording retention deleted old footage"
+                "recording retention deleted old footage and expired clips"
             ),
             Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "recording retention failed"),
             Err(e) => tracing::warn!(error = %e, "recording retention task failed"),

@@ -62,8 +62,15 @@ pub fn clips(workload: Workload, source: &Path, dir: &Path) -> anyhow::Result<Ve
             })
             .collect(),
     };
+    build_missing(source, &plans)?;
+    Ok(plans.into_iter().map(|(p, _)| p).collect())
+}
+
+/// Builds each `(file, plan)` whose file is missing from `source`, which is
+/// decoded once at most: a cache of clips that costs nothing when full.
+pub fn build_missing(source: &Path, plans: &[(PathBuf, Vec<(Slot, u32)>)]) -> anyhow::Result<()> {
     let mut frames = None;
-    for (path, slots) in &plans {
+    for (path, slots) in plans {
         if path.is_file() {
             continue;
         }
@@ -73,7 +80,7 @@ pub fn clips(workload: Workload, source: &Path, dir: &Path) -> anyhow::Result<Ve
         let src = frames.as_deref().unwrap_or_default();
         encode(src, slots, path).with_context(|| format!("building {}", path.display()))?;
     }
-    Ok(plans.into_iter().map(|(p, _)| p).collect())
+    Ok(())
 }
 
 /// What a stretch of a built clip shows.

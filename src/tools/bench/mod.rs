@@ -9,6 +9,7 @@
 mod clips;
 mod report;
 mod runs;
+pub mod soak;
 pub mod staged;
 
 use std::path::{Path, PathBuf};
@@ -22,9 +23,12 @@ pub use runs::{cpu_secs, peak_rss_mb, System};
 use crate::tools::rtsp_server::RtspServer;
 use runs::{Row, Setup};
 
-/// What to run: `sightline bench`'s arguments.
+/// What to run: `sightline bench`'s arguments, or `sightline bench soak`.
 #[derive(Debug, Clone, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Options {
+    #[command(subcommand)]
+    pub kind: Option<Kind>,
     /// Stream counts, in order.
     #[arg(long, value_delimiter = ',', default_value = "8,16,24,32,48")]
     pub streams: Vec<usize>,
@@ -60,19 +64,38 @@ pub struct Options {
     pub source: PathBuf,
 }
 
+/// Benches other than the comparison.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Kind {
+    /// Hours of reconnecting cameras, recording and API churn: memory, open
+    /// files, threads, database and recording size sampled as CSV and plotted.
+    Soak(soak::Options),
+}
+
 impl Options {
     /// The Python given, else the venv `scripts/setup --bench` makes.
     pub fn python(&self) -> PathBuf {
-        self.python.clone().unwrap_or_else(|| {
-            let cache = std::env::var_os("SIGHTLINE_CACHE").map_or_else(
-                || {
-                    Path::new(&std::env::var_os("HOME").unwrap_or_default())
-                        .join(".cache/sightline")
-                },
-                PathBuf::from,
-            );
-            cache.join("bench-venv/bin/python")
-        })
+        self.python.clone().unwrap_or_else(venv_python)
+    }
+}
+
+/// The Python of the venv `scripts/setup --bench` makes.
+pub fn venv_python() -> PathBuf {
+    let cache = std::env::var_os("SIGHTLINE_CACHE").map_or_else(
+        || Path::new(&std::env::var_os("HOME").unwrap_or_default()).join(".cache/sightline"),
+        PathBuf::from,
+    );
+    cache.join("bench-venv/bin/python")
+}
+
+/// Runs what the options ask for: the soak, else the comparison.
+pub async fn main(o: &Options) -> anyhow::Result<()> {
+    match &o.kind {
+        Some(Kind::Soak(s)) => {
+            let python = s.python.clone().unwrap_or_else(venv_python);
+            soak::run(s, &python).await.map(|_| ())
+        }
+        None => run(o).await.map(|_| ()),
     }
 }
 

@@ -197,7 +197,7 @@ async fn scrape(http: &reqwest::Client, url: &str) -> anyhow::Result<Counters> {
     Ok(Counters::parse(&r.text().await?))
 }
 
-async fn wait_ready(
+pub(super) async fn wait_ready(
     http: &reqwest::Client,
     url: &str,
     child: &mut Child,
@@ -217,7 +217,7 @@ async fn wait_ready(
     }
 }
 
-fn stop(child: &mut Child) {
+pub(super) fn stop(child: &mut Child) {
     // SAFETY: kill(2) on our own child's pid has no memory effects.
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
