@@ -154,6 +154,8 @@ pub struct OutboxSettings {
     pub clock: Arc<dyn crate::clock::Clocks>,
     /// How often a worker looks for due rows without being woken.
     pub poll: Duration,
+    /// Dead letters kept; older ones are deleted (`[state] max_dead_letters`).
+    pub max_dead: usize,
 }
 
 /// Routes occurrences to alert targets.
@@ -549,6 +551,7 @@ fn spawn(
             concurrency,
             clock: Arc::clone(&o.clock),
             poll: o.poll,
+            max_dead: o.max_dead,
         },
         sink,
         Arc::clone(&o.store),
@@ -645,6 +648,7 @@ mod tests {
                 concurrency: 1,
                 clock: crate::clock::real(),
                 poll: Duration::from_millis(100),
+                max_dead: 10_000,
             },
         );
         d.set_alerts(alerts, HashMap::new());

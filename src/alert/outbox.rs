@@ -47,6 +47,8 @@ pub struct WorkerConfig {
     pub clock: Arc<dyn Clocks>,
     /// How often the worker looks for due rows without being woken.
     pub poll: Duration,
+    /// Dead letters kept (all targets together); older ones are deleted.
+    pub max_dead: usize,
 }
 
 /// Runs a target's delivery loop until the process ends; returns its wake-up.
@@ -110,6 +112,7 @@ pub fn spawn_worker(
                     clock: Arc::clone(&cfg.clock),
                     in_flight: Arc::clone(&in_flight),
                     wake: Arc::clone(&waker),
+                    max_dead: cfg.max_dead,
                 };
                 tokio::spawn(async move {
                     job.run(r).await;
@@ -138,6 +141,23 @@ struct Attempt {
     clock: Arc<dyn Clocks>,
     in_flight: Arc<Mutex<HashSet<i64>>>,
     wake: Arc<Notify>,
+    max_dead: usize,
+}
+
+/// Makes a row a dead letter, then keeps the dead letters within `keep`
+/// (the oldest go first, with a warning): a receiver that refuses forever
+/// cannot fill the disk.
+fn bury(s: &dyn Outbox, seq: i64, attempts: u32, error: &str, keep: usize) -> anyhow::Result<()> {
+    s.failed(seq, attempts, None, error)?;
+    let deleted = s.trim_dead(keep)?;
+    if deleted > 0 {
+        tracing::warn!(
+            deleted,
+            kept = keep,
+            "more dead letters than [state] max_dead_letters: the oldest were deleted"
+        );
+    }
+    Ok(())
 }
 
 impl Attempt {
@@ -192,12 +212,18 @@ impl Attempt {
                     tracing::error!(target = %name, message = %r.message_id, attempts, error = %message,
                         "delivery failed; schedule used up, kept as a dead letter");
                 }
-                record(Box::new(move |s| s.failed(seq, attempts, at, &message))).await
+                let keep = self.max_dead;
+                record(Box::new(move |s| match at {
+                    Some(_) => s.failed(seq, attempts, at, &message),
+                    None => bury(s, seq, attempts, &message, keep),
+                }))
+                .await
             }
             Err(SinkError::Permanent(m)) => {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(target = %name, message = %r.message_id, error = %m, "delivery refused; kept as a dead letter");
-                record(Box::new(move |s| s.failed(seq, attempts, None, &m))).await
+                let keep = self.max_dead;
+                record(Box::new(move |s| bury(s, seq, attempts, &m, keep))).await
             }
             Err(SinkError::Gone(m)) => {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -205,9 +231,10 @@ impl Attempt {
                 if let Ok(mut reason) = self.stats.disabled.lock() {
                     reason.get_or_insert(m.clone());
                 }
+                let keep = self.max_dead;
                 record(Box::new(move |s| {
-                    s.failed(seq, attempts, None, &m)?;
-                    s.target_gone(&target, &m, now).map(|_| ())
+                    s.target_gone(&target, &m, now)?;
+                    bury(s, seq, attempts, &m, keep)
                 }))
                 .await
             }
@@ -269,6 +296,98 @@ mod tests {
         assert_eq!(store.redeliver(seqs[1], 9_000)?.as_deref(), Some("t"));
         assert_eq!(store.redeliver(seqs[1], 9_000)?, None, "no longer dead");
         assert_eq!(store.due("t", 9_000, 10)?[0].attempts, 0);
+        Ok(())
+    }
+
+    /// Fails each message's first attempt, accepts the rest; counts attempts.
+    #[derive(Default)]
+    struct FailsOnce(Mutex<Vec<String>>);
+
+    impl Sink for FailsOnce {
+        fn name(&self) -> String {
+            "fails-once".into()
+        }
+        fn deliver<'a>(&'a self, d: &'a Delivery) -> crate::alert::DeliverFuture<'a> {
+            Box::pin(async move {
+                let mut seen = self.0.lock().map_err(|_| SinkError::retry("poisoned"))?;
+                let first = !seen.contains(&d.message_id.to_string());
+                seen.push(d.message_id.to_string());
+                if first {
+                    Err(SinkError::retry("503"))
+                } else {
+                    Ok(())
+                }
+            })
+        }
+    }
+
+    /// Waits (real time, briefly) until the sink has seen `n` attempts.
+    async fn attempts(sink: &FailsOnce, n: usize) -> bool {
+        for _ in 0..500 {
+            if sink.0.lock().map_or(0, |s| s.len()) >= n {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_retry_keeps_its_schedule_when_the_wall_clock_steps() -> anyhow::Result<()> {
+        use crate::clock::{SimClocks, Steady};
+        let start = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_780_000_000);
+        let sim = SimClocks::new(start, 0.0);
+        let steady = Steady::new(Arc::clone(&sim) as Arc<dyn Clocks>);
+        let store: Arc<dyn Outbox> = Arc::new(Store::open(None)?);
+        let sink = Arc::new(FailsOnce::default());
+        let cfg = WorkerConfig {
+            target: "t".into(),
+            schedule: vec![Duration::ZERO, Duration::from_secs(5)].into(),
+            concurrency: 1,
+            clock: Arc::clone(&steady) as Arc<dyn Clocks>,
+            poll: Duration::from_millis(500),
+            max_dead: 10,
+        };
+        let msg = |id: &'static str| NewMessage {
+            target: "t",
+            message_id: id,
+            alert_id: "a",
+            topic: "",
+            body: b"{}",
+            secrets: &[],
+        };
+        store.add(&[msg("back")], steady.wall_ms())?;
+        let rt = tokio::runtime::Handle::current();
+        let sink_dyn: Arc<dyn Sink> = Arc::clone(&sink) as Arc<dyn Sink>;
+        let wake = spawn_worker(&rt, cfg, sink_dyn, Arc::clone(&store), Arc::default());
+        assert!(attempts(&sink, 1).await, "the first attempt");
+        // An hour back: the retry 5 s later is still 5 s later, not an hour.
+        sim.step_wall(-3_600_000);
+        sim.advance(Duration::from_millis(4_000));
+        wake.notify_one();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(sink.0.lock().map_or(0, |s| s.len()), 1, "not due 4 s after");
+        sim.advance(Duration::from_millis(1_500));
+        wake.notify_one();
+        assert!(
+            attempts(&sink, 2).await,
+            "retried 5 s after, across the step back"
+        );
+
+        // A year forward: a new message's retry does not fire at once.
+        store.add(&[msg("forward")], steady.wall_ms())?;
+        wake.notify_one();
+        assert!(attempts(&sink, 3).await, "the new message's first attempt");
+        sim.step_wall(365 * 86_400_000);
+        sim.advance(Duration::from_millis(1_000));
+        wake.notify_one();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(sink.0.lock().map_or(0, |s| s.len()), 3, "not retried early");
+        sim.advance(Duration::from_millis(4_500));
+        wake.notify_one();
+        assert!(attempts(&sink, 4).await, "retried on schedule");
+        assert!(store.due("t", i64::MAX, 10)?.is_empty(), "both delivered");
+        assert_eq!(steady.jumps().jumps, 2, "both steps noticed");
         Ok(())
     }
 }

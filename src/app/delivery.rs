@@ -99,6 +99,7 @@ pub(super) async fn build_delivery(
         // neither stalls them (back) nor fires them all at once (forward).
         clock: Arc::clone(&steady) as Arc<dyn Clocks>,
         poll: Duration::from_millis(500),
+        max_dead: config.state.max_dead_letters,
     };
     let mq = mqtt.clone().map(|m| m as Arc<dyn Sink>);
     let (api_config, dir) = (config.api.clone(), config.state.dir.clone());

@@ -573,6 +573,7 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
         dispatcher: Arc::clone(&out.dispatcher),
         hub: Arc::clone(&out.hub),
         keep_records: config.state.scene_records,
+        max_objects: config.state.max_objects,
         guard,
         embeddings,
         allow_local_sources: config.api.as_ref().is_some_and(|a| a.allow_local_sources),

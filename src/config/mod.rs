@@ -107,6 +107,10 @@ pub struct StateConfig {
     /// `None` keeps state in memory (no API, or tests).
     pub dir: Option<PathBuf>,
     pub scene_records: usize,
+    /// Dead letters kept; the oldest are deleted past it.
+    pub max_dead_letters: usize,
+    /// Streams, indexes, events and alerts kept, each.
+    pub max_objects: usize,
     /// Hours of frame embeddings kept per stream (dual encoders).
     pub embedding_hours: f64,
     pub on_corruption: crate::domain::OnCorruption,

@@ -95,6 +95,12 @@ pub struct RawState {
     pub dir: Option<String>,
     /// Scene records kept per index; older ones are deleted (default 10000).
     pub scene_records: Option<i64>,
+    /// Dead letters kept, all targets together; the oldest are deleted past
+    /// it (default 10000).
+    pub max_dead_letters: Option<i64>,
+    /// Streams, indexes, events and alerts kept, each; creating one more
+    /// through the API is refused (default 10000).
+    pub max_objects: Option<i64>,
     /// Dual encoders: hours of frame embeddings kept per stream for search
     /// and backtesting (default 24; 0 keeps none).
     pub embedding_hours: Option<f64>,

@@ -321,6 +321,14 @@ pub(super) fn state(c: &mut Checker, s: &RawState) -> StateConfig {
             0,
             10_000_000,
         ) as usize,
+        max_dead_letters: c.int(
+            "state.max_dead_letters",
+            s.max_dead_letters,
+            10_000,
+            1,
+            10_000_000,
+        ) as usize,
+        max_objects: c.int("state.max_objects", s.max_objects, 10_000, 1, 1_000_000) as usize,
         embedding_hours: c.float(
             "state.embedding_hours",
             s.embedding_hours,

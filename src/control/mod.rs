@@ -97,6 +97,9 @@ pub struct Parts {
     pub hub: Arc<Hub>,
     /// Scene records kept per index.
     pub keep_records: usize,
+    /// Streams, indexes, events and alerts kept, each; a create past it is
+    /// refused (`[state] max_objects`).
+    pub max_objects: usize,
     /// Where callback URLs may point.
     pub guard: Arc<crate::alert::guard::Guard>,
     /// Frame embeddings kept for search and backtest (dual encoders).

@@ -68,10 +68,12 @@ fn not_found(kind: &str, id: &str) -> Refusal {
 
 impl Engine {
     /// Writes one entity row, puts it in the catalog (in `table` of the
-    /// database, `place` of the catalog) and applies the result.
+    /// database, `place` of the catalog) and applies the result. A new row
+    /// past `[state] max_objects` of its kind is refused: a client that creates and
+    /// never deletes gets a clear answer instead of a growing database.
     async fn save<T>(
         &self,
-        cat: tokio::sync::MutexGuard<'_, Catalog>,
+        mut cat: tokio::sync::MutexGuard<'_, Catalog>,
         table: Table,
         id: &str,
         row: T,
@@ -80,6 +82,13 @@ impl Engine {
     where
         T: serde::Serialize + Clone + Send + 'static,
     {
+        let (rows, most) = (place(&mut cat), self.parts.max_objects);
+        if !rows.contains_key(id) && rows.len() >= most {
+            return Err(Refusal::Conflict(format!(
+                "this box already holds {most} {}, the most [state] max_objects allows: delete some first",
+                table.name()
+            )));
+        }
         let (key, r) = (id.to_string(), row.clone());
         self.persist(move |s| s.put(table, &key, &r)).await?;
         let mut next = cat.clone();

@@ -181,7 +181,8 @@ pub enum Table {
 }
 
 impl Table {
-    fn name(self) -> &'static str {
+    /// The table's name, also the plural of its kind in messages.
+    pub fn name(self) -> &'static str {
         match self {
             Table::Streams => "streams",
             Table::Indexes => "indexes",

@@ -42,6 +42,9 @@ pub trait Outbox: Send + Sync {
     /// Puts a dead letter back in line with a fresh schedule and enables its
     /// target again; returns the target, `None` if there is no such dead letter.
     fn redeliver(&self, seq: i64, now: i64) -> anyhow::Result<Option<String>>;
+    /// Keeps the newest `keep` dead letters and deletes older ones; returns
+    /// how many went.
+    fn trim_dead(&self, keep: usize) -> anyhow::Result<usize>;
     /// Rows per target: (target, live, dead letters).
     fn depth(&self) -> anyhow::Result<Vec<(String, u64, u64)>>;
     /// Folds the write-ahead log back into the database; `truncate` also
@@ -183,6 +186,15 @@ impl Outbox for Store {
         )?;
         tx.commit()?;
         Ok(n)
+    }
+
+    fn trim_dead(&self, keep: usize) -> anyhow::Result<usize> {
+        let conn = self.lock()?;
+        Ok(conn.execute(
+            "DELETE FROM outbox WHERE dead = 1 AND seq NOT IN
+             (SELECT seq FROM outbox WHERE dead = 1 ORDER BY seq DESC LIMIT ?1)",
+            [keep as i64],
+        )?)
     }
 
     fn gone_reason(&self, target: &str) -> anyhow::Result<Option<String>> {
@@ -358,6 +370,22 @@ impl Outbox for MemoryOutbox {
 
     fn gone_reason(&self, target: &str) -> anyhow::Result<Option<String>> {
         self.with(|m| m.gone.get(target).cloned())
+    }
+
+    fn trim_dead(&self, keep: usize) -> anyhow::Result<usize> {
+        self.with(|m| {
+            let dead: Vec<i64> = m
+                .rows
+                .iter()
+                .filter(|(_, (_, dead))| *dead)
+                .map(|(seq, _)| *seq)
+                .collect();
+            let extra = dead.len().saturating_sub(keep);
+            for seq in &dead[..extra] {
+                m.rows.remove(seq);
+            }
+            extra
+        })
     }
 
     fn depth(&self) -> anyhow::Result<Vec<(String, u64, u64)>> {

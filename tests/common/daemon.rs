@@ -36,7 +36,12 @@ impl Daemon {
     /// Like [`Daemon::start`], with more `[api]` keys (`api_lines`, one per
     /// line).
     pub async fn start_with_api(state: &Path, api_lines: &str, extra: &str) -> Daemon {
-        Self::launch_hooked(state, (api_lines, extra), false, Hooks::default()).await
+        Self::launch_hooked(state, (api_lines, "", extra), false, Hooks::default()).await
+    }
+
+    /// Like [`Daemon::start`], with more `[state]` keys (one per line).
+    pub async fn start_with_state(state: &Path, state_lines: &str, extra: &str) -> Daemon {
+        Self::launch_hooked(state, ("", state_lines, extra), false, Hooks::default()).await
     }
 
     /// Like [`Daemon::start`], also handing the engine to `engine`.
@@ -57,7 +62,7 @@ impl Daemon {
     ) -> Daemon {
         Self::launch_hooked(
             state,
-            ("", extra),
+            ("", "", extra),
             true,
             Hooks {
                 sources: Some(sources),
@@ -77,12 +82,12 @@ impl Daemon {
             engine,
             ..Hooks::default()
         };
-        Self::launch_hooked(state, ("", extra), allow_local_sources, hooks).await
+        Self::launch_hooked(state, ("", "", extra), allow_local_sources, hooks).await
     }
 
     async fn launch_hooked(
         state: &Path,
-        (api_lines, extra): (&str, &str),
+        (api_lines, state_lines, extra): (&str, &str, &str),
         allow_local_sources: bool,
         hooks: Hooks,
     ) -> Daemon {
@@ -90,7 +95,7 @@ impl Daemon {
             "[runtime]\nworkers = 1\nstats_interval_secs = 0\n\
              [api]\nlisten = \"127.0.0.1:0\"\nws_buffer = 256\n\
              allow_local_sources = {allow_local_sources}\n{api_lines}\n\
-             [state]\ndir = \"{}\"\nmin_free_mb = 1\n\
+             [state]\ndir = \"{}\"\nmin_free_mb = 1\n{state_lines}\n\
              [webhook]\nallow_private = [\"127.0.0.1/32\"]\n{extra}",
             state.display()
         );

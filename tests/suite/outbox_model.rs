@@ -21,13 +21,33 @@ const TARGETS: [&str; 3] = ["https://a.example/h", "https://b.example/h", "mqtt"
 
 #[derive(Debug, Clone)]
 enum Op {
-    Enqueue { target: usize, count: usize },
-    Due { target: usize },
-    Ack { pick: usize },
-    Fail { pick: usize, retry_in: Option<i64> },
-    Gone { target: usize },
-    Redeliver { pick: usize },
-    Advance { ms: i64 },
+    Enqueue {
+        target: usize,
+        count: usize,
+    },
+    Due {
+        target: usize,
+    },
+    Ack {
+        pick: usize,
+    },
+    Fail {
+        pick: usize,
+        retry_in: Option<i64>,
+    },
+    Gone {
+        target: usize,
+    },
+    Redeliver {
+        pick: usize,
+    },
+    /// Keep only the newest `keep` dead letters (`[state] max_dead_letters`).
+    Trim {
+        keep: usize,
+    },
+    Advance {
+        ms: i64,
+    },
     Crash,
 }
 
@@ -40,6 +60,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(pick, retry_in)| Op::Fail { pick, retry_in }),
         1 => (0..3usize).prop_map(|target| Op::Gone { target }),
         1 => any::<usize>().prop_map(|pick| Op::Redeliver { pick }),
+        1 => (0..4usize).prop_map(|keep| Op::Trim { keep }),
         2 => (0..3_000i64).prop_map(|ms| Op::Advance { ms }),
         1 => Just(Op::Crash),
     ]
@@ -182,6 +203,15 @@ impl Case {
                     let b = model.redeliver(seq, self.now).expect("model redeliver");
                     prop_assert_eq!(a, b);
                 }
+            }
+            Op::Trim { keep } => {
+                let before: BTreeSet<i64> = everything(model).iter().map(|r| r.seq).collect();
+                let a = sql.trim_dead(keep).expect("sql trim");
+                let b = model.trim_dead(keep).expect("model trim");
+                prop_assert_eq!(a, b, "both delete the same number of dead letters");
+                let after: BTreeSet<i64> = everything(model).iter().map(|r| r.seq).collect();
+                // Deleted on purpose: these are no longer owed.
+                self.acked.extend(before.difference(&after));
             }
             Op::Advance { ms } => self.now += ms,
             Op::Crash => {

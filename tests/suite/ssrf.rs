@@ -153,6 +153,7 @@ fn dispatch_to(
             concurrency: 2,
             clock: sightline::clock::real(),
             poll: Duration::from_millis(20),
+            max_dead: 10_000,
         },
     );
     let alerts: Vec<AlertSpec> = targets

@@ -104,6 +104,7 @@ fn dispatcher_with(
             concurrency: 1,
             clock,
             poll: Duration::from_millis(20),
+            max_dead: 10_000,
         },
     );
     d.set_alerts(vec![alert], HashMap::new());
