@@ -87,15 +87,37 @@ impl<'a> Pass<'a> {
             })
             .collect();
         segs.sort_by_key(|g| (g.s.start_ms, g.stream));
+        // A stream's segments in time order normally do not overlap, so a
+        // clip's are found by two binary searches instead of a scan of every
+        // segment. After the wall clock stepped back, names can overlap:
+        // that stream's segments are then scanned.
+        let mut by_stream: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, g) in segs.iter().enumerate() {
+            by_stream.entry(g.stream).or_default().push(i);
+        }
+        let end = |i: usize| segs[i].s.end_ms.unwrap_or(i64::MAX);
+        let ordered: HashMap<&str, bool> = by_stream
+            .iter()
+            .map(|(s, own)| {
+                (
+                    *s,
+                    own.windows(2).all(|w| end(w[0]) <= segs[w[1]].s.start_ms),
+                )
+            })
+            .collect();
         let needs: Vec<Vec<usize>> = clips
             .iter()
             .map(|c| {
-                let hit = |g: &Seg| {
-                    g.stream == c.stream
-                        && g.s.start_ms <= c.to_ms
-                        && g.s.end_ms.unwrap_or(i64::MAX) >= c.from_ms
+                let Some(own) = by_stream.get(c.stream.as_str()) else {
+                    return Vec::new();
                 };
-                (0..segs.len()).filter(|&i| hit(&segs[i])).collect()
+                if !ordered.get(c.stream.as_str()).copied().unwrap_or(false) {
+                    let hit = |&&i: &&usize| segs[i].s.start_ms <= c.to_ms && end(i) >= c.from_ms;
+                    return own.iter().filter(hit).copied().collect();
+                }
+                let from = own.partition_point(|&i| end(i) < c.from_ms);
+                let to = own.partition_point(|&i| segs[i].s.start_ms <= c.to_ms);
+                own[from..to.max(from)].to_vec()
             })
             .collect();
         for &i in needs.iter().flatten() {
@@ -350,6 +372,31 @@ mod tests {
         assert_eq!(starts(&p, "a"), [0, 1, 3]);
         assert!(p.expire.is_empty());
         assert_eq!(p.total_after, 750);
+    }
+
+    #[test]
+    fn overlapping_segment_names_after_a_step_back_keep_what_a_clip_needs() {
+        // Ten segments, then the wall clock stepped back 5 s: five more
+        // named over the end of the first ten. A clip in the second run.
+        let mut all = segs("a", 0, 10, 100);
+        all.extend(segs("a", 5_000, 5, 100));
+        let clips = [clip("c", "a", 6_100, 6_500, 0)];
+        let p = plan(&all, &clips, 0, 200, i64::MIN);
+        let kept: Vec<i64> = all
+            .iter()
+            .map(|(_, s)| s.start_ms)
+            .filter(|t| !p.segments.iter().any(|(_, d)| d.start_ms == *t))
+            .collect();
+        assert!(
+            kept.contains(&6_000),
+            "both segments named 6 s stay: {kept:?}"
+        );
+        let deleted_6s = p
+            .segments
+            .iter()
+            .filter(|(_, d)| d.start_ms == 6_000)
+            .count();
+        assert_eq!(deleted_6s, 0, "{:?}", p.segments);
     }
 
     #[test]
