@@ -539,6 +539,7 @@ pub async fn status(
         "recording": recording,
         "outbox_spill": spill(&st),
         "state_disk": st.engine.space().map(|w| w.check()),
+        "clock": st.engine.parts().steady.jumps(),
         "api_connections": conns.map(|axum::Extension(c)| json!({
             "accepted": c.accepted.load(std::sync::atomic::Ordering::Relaxed),
             "evicted": c.evicted.load(std::sync::atomic::Ordering::Relaxed),

@@ -272,4 +272,17 @@ fn connections(x: &mut Exposition, e: &Engine, conns: Option<&ConnStats>) {
             free * 1e6,
         );
     }
+    let clock = e.parts().steady.jumps();
+    x.counter(
+        "sightline_clock_jumps_total",
+        "Steps of the wall clock (over 2 s) seen since the start; alert timestamps follow them.",
+        &[],
+        clock.jumps as f64,
+    );
+    x.gauge(
+        "sightline_clock_offset_seconds",
+        "How far the wall clock is from steady time after its steps.",
+        &[],
+        clock.offset_ms as f64 / 1000.0,
+    );
 }

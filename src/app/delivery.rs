@@ -32,6 +32,9 @@ pub(super) struct Delivery {
     pub time_bases: Arc<crate::scene::TimeBases>,
     /// The MQTT state topics, with `[mqtt] control` (or discovery) on.
     pub states: Option<Arc<StateTopics>>,
+    /// Steady time, shared by the outbox and the recorder; counts steps of
+    /// the wall clock.
+    pub steady: Arc<Steady>,
 }
 
 /// The recorder, when `[recording]` has a directory. Media URLs are signed
@@ -131,6 +134,7 @@ pub(super) async fn build_delivery(
         recorder,
         capture,
         time_bases: Arc::default(),
+        steady,
     })
 }
 

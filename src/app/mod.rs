@@ -580,6 +580,7 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
         recorder: out.recorder.clone(),
         sources,
         clocks: Arc::clone(&clocks),
+        steady: Arc::clone(&out.steady),
         match_times: Arc::clone(&stages.match_times),
         latest: Arc::clone(&stages.latest),
         metrics_public: config.api.as_ref().is_some_and(|a| a.metrics_public),

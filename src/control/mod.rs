@@ -111,6 +111,8 @@ pub struct Parts {
     /// How streams are started (GStreamer, or replayed frames in tests).
     pub sources: Arc<dyn Sources>,
     pub clocks: Arc<dyn Clocks>,
+    /// Steady time and the wall-clock steps it has seen (`GET status`).
+    pub steady: Arc<crate::clock::Steady>,
     /// Free space on the state disk, when state is on disk.
     pub space: Option<Arc<crate::store::space::SpaceWatch>>,
     /// The matcher stage's per-frame times.

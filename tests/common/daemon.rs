@@ -39,6 +39,19 @@ impl Daemon {
         Self::launch_hooked(state, (api_lines, "", extra), false, Hooks::default()).await
     }
 
+    /// Like [`Daemon::start`], with the daemon's clocks given.
+    pub async fn start_with_clocks(
+        state: &Path,
+        extra: &str,
+        clocks: Arc<dyn sightline::clock::Clocks>,
+    ) -> Daemon {
+        let hooks = Hooks {
+            clocks: Some(clocks),
+            ..Hooks::default()
+        };
+        Self::launch_hooked(state, ("", "", extra), false, hooks).await
+    }
+
     /// Like [`Daemon::start`], with more `[state]` keys (one per line).
     pub async fn start_with_state(state: &Path, state_lines: &str, extra: &str) -> Daemon {
         Self::launch_hooked(state, ("", state_lines, extra), false, Hooks::default()).await

@@ -65,11 +65,21 @@ async fn only_the_newest_dead_letters_are_kept() {
     let mut newest = Vec::new();
     for _ in 0..4 {
         d.ok("POST", "alert/a/test", None).await;
+        // (The trim follows the death in a second statement: a listing in
+        // between may show one over the cap for a moment.)
         let seqs = wait_for_new_dead(&d, newest.last().copied().unwrap_or(0)).await;
-        assert!(seqs.len() <= 2, "never more than the cap: {seqs:?}");
+        assert!(
+            seqs.len() <= 3,
+            "never more than one over the cap: {seqs:?}"
+        );
         newest.push(*seqs.last().expect("a dead letter"));
     }
-    let seqs = dead_seqs(&d).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seqs = dead_seqs(&d).await;
+    while seqs != newest[2..] && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        seqs = dead_seqs(&d).await;
+    }
     assert_eq!(seqs, newest[2..].to_vec(), "the two newest stay");
     d.stop().await;
 }

@@ -14,6 +14,7 @@ mod broker_restart;
 mod budget;
 mod cli_client;
 mod cli_conventions;
+mod clock_steps;
 mod connections;
 mod console;
 mod crash;
