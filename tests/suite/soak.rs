@@ -8,6 +8,14 @@
 //! one file or thread per reconnect (about 25 reconnects happen after
 //! warm-up) or a few MB per reconnect breaks them. The 8-hour figures are in
 //! docs/RELIABILITY.md.
+//!
+//! One leak is known and allowed for, openly: a camera pipeline whose
+//! teardown hangs inside GStreamer's rtspsrc is abandoned so the camera can
+//! come back (`sightline_pipelines_abandoned_total`), and until that
+//! teardown ends it holds about eight threads and a dozen sockets. On a
+//! loaded machine this happened up to three times in the three minutes; the
+//! bands widen by that much per abandoned pipeline, and more than
+//! `MAX_ABANDONED` fails the test.
 
 use std::process::Command;
 
@@ -19,6 +27,11 @@ const FD_BAND: f64 = 45.0;
 const THREAD_BAND: f64 = 16.0;
 const WARMUP_SECS: f64 = 60.0;
 const BUDGET_MB: f64 = 50.0;
+/// What one abandoned pipeline may hold until its teardown ends.
+const THREADS_PER_ABANDONED: f64 = 8.0;
+const FDS_PER_ABANDONED: f64 = 12.0;
+/// About one stream restart in ten hanging would be a new problem.
+const MAX_ABANDONED: f64 = 6.0;
 /// One 2 s segment of the 720p clips is about 0.7 MB; two per camera.
 const SLACK_MB: f64 = 4.0 * 2.0 * 0.7;
 
@@ -66,10 +79,18 @@ fn a_short_soak_stays_inside_its_bands() {
             .expect("a line per column")
     };
     let (rss, fds, threads) = (line("rss_mb"), line("fds"), line("threads"));
-    assert!(rss.max - rss.min <= RSS_BAND_MB, "RSS band: {rss:?}\n{csv}");
-    assert!(fds.max - fds.min <= FD_BAND, "fd band: {fds:?}\n{csv}");
+    let abandoned = samples.last().map_or(0.0, |s| s.abandoned);
     assert!(
-        threads.max - threads.min <= THREAD_BAND,
+        abandoned <= MAX_ABANDONED,
+        "{abandoned} pipelines abandoned in a hung teardown\n{csv}"
+    );
+    assert!(rss.max - rss.min <= RSS_BAND_MB, "RSS band: {rss:?}\n{csv}");
+    assert!(
+        fds.max - fds.min <= FD_BAND + FDS_PER_ABANDONED * abandoned,
+        "fd band: {fds:?}\n{csv}"
+    );
+    assert!(
+        threads.max - threads.min <= THREAD_BAND + THREADS_PER_ABANDONED * abandoned,
         "thread band: {threads:?}\n{csv}"
     );
     let recording = line("recording_mb");
