@@ -88,7 +88,8 @@ impl Engine {
         let by_event: HashMap<String, usize> =
             events.iter().map(|e| (e.id.to_string(), e.model)).collect();
         let alerts = self.live_alerts(cat);
-        let judged = judged_where_wired(cat, &alerts, events);
+        let wired = wiring(cat, &alerts);
+        let judged = judged_where_wired(&wired, events);
         let _ = self.parts.matcher.send(MatchControl::Events(judged));
         let indexes = active_indexes(cat);
         let indexed = indexes.iter().map(|i| i.stream.clone()).collect();
@@ -101,9 +102,9 @@ impl Engine {
             .map(|s| (StreamId::new(&s.id), s.spec.url.clone().unwrap_or_default()))
             .collect();
         if let Some(r) = &self.parts.recorder {
-            r.set_streams(recorded(cat, &alerts));
+            r.set_streams(recorded(cat, &wired));
         }
-        let needs = needed_models(cat, &alerts, &by_event);
+        let needs = needed_models(&wired, &by_event);
         // A new callback URL looks up whether a receiver once said 410
         // Gone: SQLite, so off the async threads.
         let d = Arc::clone(&self.parts.dispatcher);
@@ -236,20 +237,33 @@ fn compile_row(e: &EventRow, models: &ModelSet) -> Result<CompiledEvent, Refusal
     super::compile_event(&cfg, models).map_err(Refusal::Invalid)
 }
 
+/// Per event id, the streams its enabled alerts watch: the one place the
+/// wiring is worked out (the matcher's scopes, the models each stream
+/// needs and the streams recorded all follow from it).
+fn wiring(cat: &Catalog, alerts: &[AlertSpec]) -> HashMap<String, HashSet<StreamId>> {
+    let streams: Vec<StreamId> = cat.streams.keys().map(StreamId::new).collect();
+    let mut wired: HashMap<String, HashSet<StreamId>> = HashMap::new();
+    for a in alerts {
+        wired
+            .entry(a.event.to_string())
+            .or_default()
+            .extend(streams.iter().filter(|s| watches(cat, a, s)).cloned());
+    }
+    wired
+}
+
 /// The models each stream's enabled alerts need (their events' models).
 fn needed_models(
-    cat: &Catalog,
-    alerts: &[AlertSpec],
+    wired: &HashMap<String, HashSet<StreamId>>,
     by_event: &HashMap<String, usize>,
 ) -> HashMap<StreamId, Vec<usize>> {
     let mut needs: HashMap<StreamId, Vec<usize>> = HashMap::new();
-    for a in alerts {
-        let Some(&m) = by_event.get(a.event.as_str()) else {
+    for (event, streams) in wired {
+        let Some(&m) = by_event.get(event) else {
             continue;
         };
-        let on = |id: &StreamId| watches(cat, a, id);
-        for s in cat.streams.keys().map(StreamId::new).filter(|s| on(s)) {
-            let n = needs.entry(s).or_default();
+        for s in streams {
+            let n = needs.entry(s.clone()).or_default();
             if !n.contains(&m) {
                 n.push(m);
             }
@@ -274,8 +288,8 @@ fn watches(cat: &Catalog, a: &AlertSpec, id: &StreamId) -> bool {
 
 /// The running streams to record: those that say so, and, unless they say
 /// not, those an enabled alert watches.
-fn recorded(cat: &Catalog, alerts: &[AlertSpec]) -> Vec<StreamSpec> {
-    let watched = |id: &StreamId| alerts.iter().any(|a| watches(cat, a, id));
+fn recorded(cat: &Catalog, wired: &HashMap<String, HashSet<StreamId>>) -> Vec<StreamSpec> {
+    let watched = |id: &StreamId| wired.values().any(|on| on.contains(id));
     Engine::wanted_streams(cat)
         .into_values()
         .filter(|s| s.record.unwrap_or_else(|| watched(&s.id)))
@@ -286,19 +300,13 @@ fn recorded(cat: &Catalog, alerts: &[AlertSpec]) -> Vec<StreamSpec> {
 /// the streams its enabled alerts watch only (none when no alert wires it;
 /// a free-text event is still judged for a running scene index's record).
 fn judged_where_wired(
-    cat: &Catalog,
-    alerts: &[AlertSpec],
+    wired: &HashMap<String, HashSet<StreamId>>,
     events: Vec<Arc<CompiledEvent>>,
 ) -> Vec<Arc<CompiledEvent>> {
-    let streams: Vec<StreamId> = cat.streams.keys().map(StreamId::new).collect();
     events
         .into_iter()
         .map(|e| {
-            let on: HashSet<StreamId> = alerts
-                .iter()
-                .filter(|a| a.event == e.id)
-                .flat_map(|a| streams.iter().filter(|s| watches(cat, a, s)).cloned())
-                .collect();
+            let on = wired.get(e.id.as_str()).cloned().unwrap_or_default();
             Arc::new((*e).clone().judged_on(Scope::Only(on)))
         })
         .collect()
