@@ -1,6 +1,6 @@
 """Draws `sightline bench soak`'s soak.csv: one panel per line (memory, open
 files, threads, state database and WAL, recording folder, deliveries), hours
-on the x axis, warm-up shaded. Usage: soak_plot.py soak.csv soak.png WARMUP_SECS
+on the x axis, warm-up shaded. Usage: soak_plot.py soak.csv WARMUP_SECS soak.png
 (matplotlib, from the bench venv)."""
 import csv
 import sys
@@ -8,7 +8,7 @@ import sys
 import matplotlib.pyplot as plt
 
 rows = list(csv.DictReader(open(sys.argv[1])))
-warm_h = float(sys.argv[3]) / 3600 if len(sys.argv) > 3 else 0
+warm_h = float(sys.argv[2]) / 3600
 hours = [float(r["secs"]) / 3600 for r in rows]
 panels = [
     ("RSS (MB)", ["rss_mb"]),
@@ -31,4 +31,4 @@ for ax, (title, cols) in zip(axes.flat, panels):
         ax.legend()
 fig.suptitle("sightline bench soak (warm-up shaded)")
 fig.tight_layout()
-fig.savefig(sys.argv[2])
+fig.savefig(sys.argv[3])

@@ -130,6 +130,26 @@ pub fn write(out: &Path, rows: &[Row], o: &Options, python: &Path) -> anyhow::Re
     let json = out.join("compare.json");
     std::fs::write(&json, serde_json::to_vec_pretty(rows)?)?;
     println!("wrote {} and {}", md.display(), json.display());
+    let data = json.to_string_lossy().into_owned();
+    draw(
+        python,
+        &out.join("plot.py"),
+        PLOT,
+        &[&data],
+        &out.join("compare.png"),
+    )
+}
+
+/// Draws `png` with a matplotlib `script` (its text written to
+/// `script_path`) run by the bench venv's `python` on `args`, then `png`;
+/// says so and draws nothing when the venv is missing.
+pub(super) fn draw(
+    python: &Path,
+    script_path: &Path,
+    script: &str,
+    args: &[&str],
+    png: &Path,
+) -> anyhow::Result<()> {
     if !python.is_file() {
         println!(
             "no plot: {} is missing (bash scripts/setup --bench)",
@@ -137,13 +157,11 @@ pub fn write(out: &Path, rows: &[Row], o: &Options, python: &Path) -> anyhow::Re
         );
         return Ok(());
     }
-    let script = out.join("plot.py");
-    std::fs::write(&script, PLOT)?;
-    let png = out.join("compare.png");
+    std::fs::write(script_path, script)?;
     let status = Command::new(python)
-        .arg(&script)
-        .arg(&json)
-        .arg(&png)
+        .arg(script_path)
+        .args(args)
+        .arg(png)
         .env("MPLBACKEND", "Agg")
         .status()
         .context("running the plot script")?;

@@ -174,13 +174,7 @@ impl Counters {
 
     fn parse(text: &str) -> Counters {
         let mut c = Counters::default();
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let name = line.split(['{', ' ']).next().unwrap_or("");
-            let value: f64 = line
-                .rsplit(' ')
-                .next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0.0);
+        for (name, value) in samples(text) {
             match name {
                 "sightline_frames_scored_total" => c.scored += value,
                 "sightline_frames_skipped_no_motion_total" => c.skipped += value,
@@ -190,6 +184,20 @@ impl Counters {
         }
         c
     }
+}
+
+/// Each sample of a `/metrics` exposition as (metric name, value), labels
+/// dropped (callers sum over them); comments skipped.
+pub(super) fn samples(text: &str) -> impl Iterator<Item = (&str, f64)> {
+    text.lines().filter(|l| !l.starts_with('#')).map(|line| {
+        let name = line.split(['{', ' ']).next().unwrap_or("");
+        let value = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        (name, value)
+    })
 }
 
 async fn scrape(http: &reqwest::Client, url: &str) -> anyhow::Result<Counters> {
@@ -233,7 +241,7 @@ pub(super) fn stop(child: &mut Child) {
     let _ = child.wait();
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(super) fn free_port() -> anyhow::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
 }

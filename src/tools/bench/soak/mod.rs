@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use super::clips::{self, Slot};
-use super::runs::{stop, wait_ready};
+use super::runs::{free_port, stop, wait_ready};
 use crate::tools::rtsp_server::RtspServer;
 use crate::tools::webhooks::Webhooks;
 use churn::Churn;
@@ -279,26 +279,10 @@ fn report(o: &Options, out: &Path, samples: &[Sample], python: &Path) -> anyhow:
     if o.no_plot {
         return Ok(());
     }
-    if !python.is_file() {
-        println!(
-            "no plot: {} is missing (bash scripts/setup --bench)",
-            python.display()
-        );
-        return Ok(());
-    }
+    let csv = out.join("soak.csv").to_string_lossy().into_owned();
     let script = out.join("soak_plot.py");
-    std::fs::write(&script, PLOT)?;
-    let status = Command::new(python)
-        .arg(&script)
-        .arg(out.join("soak.csv"))
-        .arg(out.join("soak.png"))
-        .arg(o.warmup_secs().to_string())
-        .env("MPLBACKEND", "Agg")
-        .status()
-        .context("running the plot script")?;
-    anyhow::ensure!(status.success(), "the plot script failed ({status})");
-    println!("wrote {}", out.join("soak.png").display());
-    Ok(())
+    let warm = o.warmup_secs().to_string();
+    super::report::draw(python, &script, PLOT, &[&csv, &warm], &out.join("soak.png"))
 }
 
 /// The markdown summary: the run, then each line's band and slopes.
@@ -336,9 +320,4 @@ pub fn summary(o: &Options, samples: &[Sample]) -> String {
         );
     }
     md
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
 }

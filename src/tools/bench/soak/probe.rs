@@ -127,13 +127,7 @@ impl Sample {
     /// Fills the counters of one `/metrics` scrape.
     pub fn read_metrics(&mut self, text: &str) {
         let (mut restarts, mut depth, mut dead, mut abandoned) = (0.0, 0.0, 0.0, 0.0);
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let name = line.split(['{', ' ']).next().unwrap_or("");
-            let value: f64 = line
-                .rsplit(' ')
-                .next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0.0);
+        for (name, value) in super::super::runs::samples(text) {
             match name {
                 "sightline_stream_restarts_total" => restarts += value,
                 "sightline_outbox_depth" => depth += value,
