@@ -519,6 +519,17 @@ fn init_process(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How streams start, and the taps that hand recorded streams' video to
+/// the recorder: real pipelines have them; sources a test supplies do not.
+fn sources(hooks: &Hooks) -> (Option<Arc<Taps>>, Arc<dyn source::Sources>) {
+    let taps = hooks.sources.is_none().then(|| Arc::new(Taps::default()));
+    let sources = hooks
+        .sources
+        .clone()
+        .unwrap_or_else(|| Arc::new(source::Gstreamer { taps: taps.clone() }));
+    (taps, sources)
+}
+
 /// Builds and starts every stage.
 pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
     init_process(&config)?;
@@ -529,13 +540,7 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
     let w = Wires::new();
     let pool = build_pool(&config, &models, w.scores.0)?;
     let pool_stats = pool.stats();
-    // Real pipelines hand recorded streams' video to the recorder; sources
-    // a test supplies have none to hand.
-    let taps = hooks.sources.is_none().then(|| Arc::new(Taps::default()));
-    let sources = hooks
-        .sources
-        .clone()
-        .unwrap_or_else(|| Arc::new(source::Gstreamer { taps: taps.clone() }));
+    let (taps, sources) = sources(&hooks);
     let out = build_delivery(
         &config,
         &store,
