@@ -28,6 +28,10 @@ pub mod homeassistant;
 // a change to it reaches the running stages.
 pub mod control;
 
+// A site of boxes as one: the catalog, camera placement and status shared
+// over NATS JetStream, plugged into the control plane's `Site` seam.
+pub mod fleet;
+
 // The HTTP API and the console, which reach the rest through the control plane.
 pub mod api;
 

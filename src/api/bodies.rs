@@ -32,6 +32,8 @@ pub struct NewStream {
     pub record: Option<bool>,
     /// Motion gating (`[streams.motion]`).
     pub motion: Option<config::RawMotion>,
+    /// In a site: the box, or box label, it must run on.
+    pub pin: Option<String>,
 }
 
 impl NewStream {
@@ -61,6 +63,7 @@ impl NewStream {
             record_url: self.record_url,
             record: self.record,
             motion: self.motion,
+            pin: self.pin,
         };
         Ok((self.name, spec))
     }

@@ -190,6 +190,7 @@ impl IntoResponse for Refusal {
             Refusal::BadRequest(_) => StatusCode::BAD_REQUEST,
             Refusal::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Refusal::Conflict(_) => StatusCode::CONFLICT,
+            Refusal::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::Internal(m) => {
                 tracing::error!(error = %m, "API request failed");
                 StatusCode::INTERNAL_SERVER_ERROR

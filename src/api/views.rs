@@ -32,6 +32,15 @@ pub struct StreamView {
     pub keyframes_only: bool,
     pub health: Health,
     pub origin: Origin,
+    /// In a site: the box that runs it (none while it fits on no box).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
+}
+
+/// Where a stream runs in a site.
+#[derive(Serialize)]
+pub struct Owner {
+    pub box_id: Option<String>,
 }
 
 impl StreamView {
@@ -47,8 +56,22 @@ impl StreamView {
             stream_url: None,
             player_url: None,
             keyframes_only: s.spec.keyframes_only.unwrap_or(false),
-            health: e.health(&s.id),
+            health: Self::health(e, &s.id),
             origin: s.origin,
+            owner: e.site().map(|site| Owner {
+                box_id: site.owner(&s.id),
+            }),
+        }
+    }
+
+    /// A stream's health: from this box when it runs it, else as the box
+    /// running it last reported.
+    fn health(e: &Engine, id: &str) -> Health {
+        match e.site() {
+            Some(site) if site.owner(id).is_some_and(|o| o != site.box_id()) => {
+                site.remote_health(id).unwrap_or_default()
+            }
+            _ => e.health(id),
         }
     }
 }

@@ -101,6 +101,8 @@ pub struct Daemon {
     retention: Option<Task<()>>,
     /// Home Assistant discovery and the MQTT control topics.
     bridge: Option<Task<()>>,
+    /// This box's membership of a site (`[fleet]`).
+    fleet: Option<crate::fleet::Member>,
 }
 
 /// The inference pool: each worker loads its own session of every model on
@@ -536,6 +538,7 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
     let clocks = hooks.clocks.clone().unwrap_or_else(crate::clock::real);
     let (store, (models, events)) = load(&config, &clocks).await?;
     let api_listener = bind_api(&config).await?;
+    let api_url = own_url(&config, api_listener.as_ref());
     let guard = guard(&config, api_listener.as_ref())?;
     let w = Wires::new();
     let pool = build_pool(&config, &models, w.scores.0)?;
@@ -590,8 +593,11 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
         latest: Arc::clone(&stages.latest),
         metrics_public: config.api.as_ref().is_some_and(|a| a.metrics_public),
         space: space_watch(&config),
+        placed: (config.fleet.as_ref())
+            .map(|_| crate::fleet::last_placed(config.state.dir.as_deref())),
     };
     let engine = Engine::start(parts, &config).await?;
+    let fleet = join_site(&config, &engine, api_url).await?;
 
     let api = start_api(
         api_listener,
@@ -623,9 +629,30 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
         finished,
         retention: retention_task(out.recorder.as_ref(), store, &clocks),
         bridge,
+        fleet,
         recorder: out.recorder,
         clocks,
     })
+}
+
+/// Where other boxes of a site reach this one's API: `[api] public_url`,
+/// else the address it listens on.
+fn own_url(config: &Config, api: Option<&(tokio::net::TcpListener, String)>) -> Option<String> {
+    let public = config.api.as_ref().and_then(|a| a.public_url.clone());
+    public.or_else(|| Some(format!("http://{}", api?.0.local_addr().ok()?)))
+}
+
+/// Joins the site named by `[fleet]`, if any.
+async fn join_site(
+    config: &Config,
+    engine: &Arc<Engine>,
+    api_url: Option<String>,
+) -> anyhow::Result<Option<crate::fleet::Member>> {
+    let Some(f) = config.fleet.clone() else {
+        return Ok(None);
+    };
+    let dir = config.state.dir.clone();
+    Ok(Some(crate::fleet::join(f, engine, api_url, dir).await?))
 }
 
 /// Starts the matcher stage with the compiled events. A text event's
@@ -683,6 +710,9 @@ impl Daemon {
     /// stages (drained), then a bounded grace period for deliveries.
     pub async fn shutdown(self) -> anyhow::Result<Summary> {
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+        if let Some(f) = self.fleet {
+            f.leave().await;
+        }
         if let Some(t) = self.stats_task {
             t.abort();
         }

@@ -5,6 +5,7 @@
 //! `streams[1].fps: must be > 0 and <= 30, got 0`. A type error stops serde
 //! itself, so that one is reported together with the unknown keys seen so far.
 
+mod fleet;
 mod raw;
 mod sections;
 mod tracking;
@@ -14,6 +15,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use fleet::{FleetConfig, RawFleet, STREAMS_PER_CORE};
 pub use raw::{RawAlert, RawConfig, RawEvent, RawLine, RawMotion, RawRegion, RawStream};
 pub use validate::{
     check_alert, check_callback_url, check_event, check_stream, plain_text, valid_id,
@@ -71,6 +73,8 @@ pub struct Config {
     pub api: Option<ApiConfig>,
     pub state: StateConfig,
     pub recording: RecordSettings,
+    /// The site this box belongs to (`[fleet]`), if any.
+    pub fleet: Option<FleetConfig>,
     /// The stream, event and alert sections as written, stored as the
     /// definitions of config-declared entities.
     pub declared: Declared,

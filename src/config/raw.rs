@@ -30,6 +30,8 @@ pub struct RawConfig {
     pub state: RawState,
     #[serde(default)]
     pub recording: RawRecording,
+    /// A site of boxes on NATS; absent: this box runs alone.
+    pub fleet: Option<super::fleet::RawFleet>,
 }
 
 /// `[recording]`: rolling recording of the cameras' encoded video, clips
@@ -173,6 +175,8 @@ pub struct RawStream {
     pub record: Option<bool>,
     /// Motion gating: frames that show nothing new are not scored.
     pub motion: Option<RawMotion>,
+    /// In a site (`[fleet]`): the box, or a box label, this stream must run on.
+    pub pin: Option<String>,
 }
 
 /// `[streams.motion]`: skip frames where nothing moved.

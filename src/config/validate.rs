@@ -201,7 +201,12 @@ pub(super) fn validate(raw: RawConfig, problems: &mut Vec<Problem>) -> Config {
     let api = raw.api.as_ref().and_then(|a| api(&mut c, a));
     let state = state(&mut c, &raw.state);
     let recording = recording(&mut c, &raw.recording, state.dir.as_deref());
+    let fleet = raw
+        .fleet
+        .as_ref()
+        .and_then(|f| super::fleet::fleet(&mut c, f));
     Config {
+        fleet,
         runtime,
         models,
         streams,

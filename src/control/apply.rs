@@ -102,7 +102,7 @@ impl Engine {
             .map(|s| (StreamId::new(&s.id), s.spec.url.clone().unwrap_or_default()))
             .collect();
         if let Some(r) = &self.parts.recorder {
-            r.set_streams(recorded(cat, &wired));
+            r.set_streams(recorded(self, cat, &wired));
         }
         let needs = needed_models(&wired, &by_event);
         // A new callback URL looks up whether a receiver once said 410
@@ -114,10 +114,11 @@ impl Engine {
         self.changes.send_modify(|n| *n += 1);
     }
 
-    /// The streams the catalog wants running, validated.
-    fn wanted_streams(cat: &Catalog) -> HashMap<StreamId, StreamSpec> {
+    /// The streams the catalog wants running here, validated.
+    fn wanted_streams(&self, cat: &Catalog) -> HashMap<StreamId, StreamSpec> {
         let mut wanted = HashMap::new();
-        for s in cat.streams.values().filter(|s| s.running) {
+        let here = cat.streams.values().filter(|s| self.runs_here(&s.id));
+        for s in here.filter(|s| s.running) {
             let mut spec: config::RawStream = s.spec.clone().into();
             spec.id = Some(s.id.clone());
             match config::check_stream(&spec) {
@@ -163,7 +164,7 @@ impl Engine {
     }
 
     async fn apply_streams(&self, cat: &Catalog, needs: &HashMap<StreamId, Vec<usize>>) {
-        let wanted = Self::wanted_streams(cat);
+        let wanted = self.wanted_streams(cat);
         let mut wanted: HashMap<StreamId, (StreamSpec, Vec<Branch>)> = wanted
             .into_iter()
             .map(|(id, spec)| {
@@ -288,9 +289,14 @@ fn watches(cat: &Catalog, a: &AlertSpec, id: &StreamId) -> bool {
 
 /// The running streams to record: those that say so, and, unless they say
 /// not, those an enabled alert watches.
-fn recorded(cat: &Catalog, wired: &HashMap<String, HashSet<StreamId>>) -> Vec<StreamSpec> {
+fn recorded(
+    engine: &Engine,
+    cat: &Catalog,
+    wired: &HashMap<String, HashSet<StreamId>>,
+) -> Vec<StreamSpec> {
     let watched = |id: &StreamId| wired.values().any(|on| on.contains(id));
-    Engine::wanted_streams(cat)
+    engine
+        .wanted_streams(cat)
         .into_values()
         .filter(|s| s.record.unwrap_or_else(|| watched(&s.id)))
         .collect()

@@ -36,7 +36,7 @@ mirror!(RawMotion <=> MotionDef {
 
 mirror!(RawStream <=> StreamDef {
     same: [id, url, fps, keyframes_only, transport, stall_timeout_secs, max_backoff_secs,
-           record_url, record],
+           record_url, record, pin],
     nested: [motion],
 });
 

@@ -16,10 +16,11 @@ mod defs;
 mod merge;
 mod ops;
 mod search;
+mod site;
 mod wiring;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use crossbeam_channel::Sender;
 
@@ -38,6 +39,7 @@ use crate::store::{AlertRow, EventRow, IndexRow, Store, StreamRow};
 pub use compile::compile_event;
 pub use ops::IndexRequest;
 pub use search::{Backtest, Scanned, Search};
+pub use site::{Change, Site};
 
 /// Why a change was refused.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +53,10 @@ pub enum Refusal {
     Invalid(String),
     #[error("{0}")]
     Conflict(String),
+    /// Something the change needs is out of reach for now (the site's
+    /// NATS servers): the same request may succeed later.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -71,7 +77,7 @@ pub struct Catalog {
 }
 
 /// Up/down state of one stream as its pipeline reports it.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Health {
     pub up: bool,
     pub last_error: Option<String>,
@@ -121,6 +127,9 @@ pub struct Parts {
     pub latest: Arc<crate::matcher::stage::LatestPictures>,
     /// `GET /metrics` answers without the key (`[api] metrics_public`).
     pub metrics_public: bool,
+    /// In a site, the streams this box ran last: it runs only those until
+    /// the site places streams itself. `None` on its own (it runs them all).
+    pub placed: Option<HashSet<String>>,
 }
 
 /// A running stream: the definition it was started with, the frame sizes
@@ -139,6 +148,10 @@ pub struct Engine {
     routes: Mutex<HashMap<String, Arc<str>>>,
     /// Counts applied catalogs (the MQTT bridge follows it).
     changes: tokio::sync::watch::Sender<u64>,
+    /// The site this box belongs to (`[fleet]`), once joined.
+    site: OnceLock<Arc<dyn Site>>,
+    /// The streams this box runs in a site; `None`: all of them.
+    owned: RwLock<Option<HashSet<String>>>,
 }
 
 fn problems(p: Vec<config::Problem>) -> Refusal {
@@ -185,6 +198,7 @@ impl Engine {
             }
             inner(e);
         });
+        let placed = parts.placed.clone();
         let engine = Arc::new(Engine {
             parts,
             catalog: tokio::sync::Mutex::new(catalog),
@@ -193,6 +207,8 @@ impl Engine {
             routes: Mutex::default(),
             health,
             changes: tokio::sync::watch::Sender::new(0),
+            site: OnceLock::new(),
+            owned: RwLock::new(placed),
         });
         engine.apply_latest().await;
         Ok(engine)

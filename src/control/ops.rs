@@ -89,6 +89,8 @@ impl Engine {
                 table.name()
             )));
         }
+        self.replicate(&[super::Change::put(table, id, &row)?])
+            .await?;
         let (key, r) = (id.to_string(), row.clone());
         self.persist(move |s| s.put(table, &key, &r)).await?;
         let mut next = cat.clone();
@@ -99,7 +101,11 @@ impl Engine {
 
     /// Puts `next` in force: the catalog lock is released before the
     /// applier starts or stops anything.
-    async fn commit(&self, mut cat: tokio::sync::MutexGuard<'_, Catalog>, next: Catalog) {
+    pub(super) async fn commit(
+        &self,
+        mut cat: tokio::sync::MutexGuard<'_, Catalog>,
+        next: Catalog,
+    ) {
         *cat = next;
         drop(cat);
         self.apply_latest().await;
@@ -212,6 +218,11 @@ impl Engine {
             next.alerts.remove(&a);
             gone.push((Table::Alerts, a));
         }
+        let site: Vec<_> = gone
+            .iter()
+            .map(|(t, id)| super::Change::delete(*t, id))
+            .collect();
+        self.replicate(&site).await?;
         self.persist(move |s| s.delete(&gone)).await?;
         self.commit(cat, next).await;
         Ok(())
@@ -324,6 +335,11 @@ impl Engine {
             )));
         }
         let gone = [(Table::Events, id.to_string())];
+        let site: Vec<_> = gone
+            .iter()
+            .map(|(t, id)| super::Change::delete(*t, id))
+            .collect();
+        self.replicate(&site).await?;
         self.persist(move |s| s.delete(&gone)).await?;
         let mut next = cat.clone();
         next.events.remove(id);
@@ -427,6 +443,11 @@ impl Engine {
             )));
         }
         let gone = [(Table::Alerts, id.to_string())];
+        let site: Vec<_> = gone
+            .iter()
+            .map(|(t, id)| super::Change::delete(*t, id))
+            .collect();
+        self.replicate(&site).await?;
         self.persist(move |s| s.delete(&gone)).await?;
         let mut next = cat.clone();
         next.alerts.remove(id);

@@ -27,6 +27,8 @@ pub struct StreamDef {
     pub record: Option<bool>,
     #[serde(default)]
     pub motion: Option<MotionDef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<String>,
 }
 
 /// A stream's motion settings as stored.
@@ -172,7 +174,7 @@ pub struct Snapshot {
 }
 
 /// Entity tables.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Table {
     Streams,
     Indexes,

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod nats;
+pub mod process;
 pub mod receiver;
 
 use std::net::TcpListener;

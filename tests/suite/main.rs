@@ -22,6 +22,7 @@ mod demo;
 mod dual_encoder;
 mod end_to_end;
 mod evidence;
+mod fleet;
 mod free_text;
 mod homeassistant;
 mod integrity;

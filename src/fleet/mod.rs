@@ -1,0 +1,269 @@
+//! A site of boxes as one (`[fleet]`), on a NATS JetStream cluster:
+//!
+//! - `catalog.rs`: streams, indexes, events and alerts live in one
+//!   replicated key-value bucket; every box writes through it with the
+//!   revision it last saw (a lost update becomes a 409) and follows it.
+//! - `place.rs`: each box announces itself every 2 s in a bucket whose
+//!   entries expire; each camera is held by one box through a lease; every
+//!   box works out the same placement (`plan.rs`) and claims, renews or
+//!   releases its own leases.
+//! - `auth.rs`: credentials and TLS.
+//!
+//! The box keeps its own SQLite copy of the catalog and the set of streams
+//! it ran last, so it starts and keeps its cameras while NATS is away.
+
+mod auth;
+mod catalog;
+mod place;
+pub mod plan;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::jetstream::{self, kv};
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use crate::config::FleetConfig;
+use crate::control::{Change, Engine, Health, Refusal, Site};
+
+pub use auth::{parse as parse_credentials, Credentials};
+pub use place::{last_placed, BoxStatus};
+
+/// How long a box's announcement lives without renewal: a box silent this
+/// long is dead to the others, which take its cameras.
+pub const BOX_TTL: Duration = Duration::from_secs(6);
+/// How long a camera's lease lives without renewal.
+pub const LEASE_TTL: Duration = Duration::from_secs(10);
+/// How often a box announces itself, renews its leases and re-plans.
+pub const TICK: Duration = Duration::from_secs(1);
+
+/// The site's buckets, once reachable.
+struct Buckets {
+    catalog: kv::Store,
+    leases: kv::Store,
+    boxes: kv::Store,
+}
+
+/// One camera's lease as the site last showed it: its holder, or `None`
+/// once deleted or expired (kept so a late, older entry cannot revive it).
+#[derive(Debug, Clone)]
+struct Lease {
+    holder: Option<String>,
+    revision: u64,
+}
+
+/// A lease's value in the bucket.
+#[derive(Debug, Serialize, Deserialize)]
+struct LeaseValue {
+    #[serde(rename = "box")]
+    holder: String,
+}
+
+/// Counters `GET /metrics` and `sightline fleet status` show.
+#[derive(Debug, Default)]
+pub struct FleetStats {
+    pub moves: std::sync::atomic::AtomicU64,
+    pub renewals: std::sync::atomic::AtomicU64,
+    pub claims: std::sync::atomic::AtomicU64,
+    pub conflicts: std::sync::atomic::AtomicU64,
+}
+
+/// This box's membership: what the API and the tasks share.
+pub struct Shared {
+    cfg: FleetConfig,
+    api_url: Option<String>,
+    state_dir: Option<PathBuf>,
+    buckets: OnceLock<Buckets>,
+    client: async_nats::Client,
+    /// Catalog key → the revision this box last saw.
+    revisions: Mutex<HashMap<String, u64>>,
+    /// Stream → its lease.
+    leases: Mutex<BTreeMap<String, Lease>>,
+    /// Box → its last announcement (live boxes only).
+    boxes: Mutex<BTreeMap<String, BoxStatus>>,
+    /// Streams that fit on no live box at the last plan.
+    unplaced: Mutex<Vec<String>>,
+    /// Set once the leases and the boxes have been read as they stand.
+    synced: (
+        tokio::sync::watch::Sender<bool>,
+        tokio::sync::watch::Sender<bool>,
+    ),
+    pub stats: FleetStats,
+}
+
+/// A joined box: its shared state and its background task.
+pub struct Member {
+    pub shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Whether a write was refused because the key moved past the revision it
+/// was based on. The server says so with a JetStream error the client
+/// library does not always classify (it came as "other" from 2.15.1 here).
+fn stale(e: &impl std::fmt::Display, classified: bool) -> bool {
+    classified || e.to_string().contains("wrong last sequence")
+}
+
+fn key_of(c: &Change) -> String {
+    format!("{}.{}", c.table.name(), c.id)
+}
+
+impl Site for Shared {
+    fn publish<'a>(&'a self, changes: &'a [Change]) -> BoxFuture<'a, Result<(), Refusal>> {
+        Box::pin(catalog::publish(self, changes))
+    }
+
+    fn owner(&self, stream: &str) -> Option<String> {
+        let holder = self.leases.lock().ok()?.get(stream)?.holder.clone()?;
+        let live = self.boxes.lock().ok()?.contains_key(&holder);
+        (live || holder == self.cfg.box_id).then_some(holder)
+    }
+
+    fn box_id(&self) -> &str {
+        &self.cfg.box_id
+    }
+
+    fn remote_health(&self, stream: &str) -> Option<Health> {
+        let owner = self.owner(stream)?;
+        let boxes = self.boxes.lock().ok()?;
+        boxes.get(&owner)?.streams.get(stream).cloned()
+    }
+}
+
+impl Shared {
+    /// This box's settings.
+    pub fn config(&self) -> &FleetConfig {
+        &self.cfg
+    }
+
+    /// Whether the site's buckets are open and the connection is up.
+    pub fn connected(&self) -> bool {
+        self.buckets.get().is_some()
+            && self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// The live boxes' last announcements.
+    pub fn boxes(&self) -> BTreeMap<String, BoxStatus> {
+        self.boxes.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+
+    /// Streams that fit on no live box.
+    pub fn unplaced(&self) -> Vec<String> {
+        self.unplaced.lock().map(|u| u.clone()).unwrap_or_default()
+    }
+}
+
+/// Bucket names carry the site's name so sites can share a cluster.
+fn bucket(site: &str, what: &str) -> String {
+    format!("sightline_{site}_{what}")
+}
+
+/// Opens (creating if needed) the site's three buckets: three replicas
+/// when the cluster has three servers or more.
+async fn open_buckets(
+    js: &jetstream::Context,
+    cfg: &FleetConfig,
+    servers: usize,
+) -> anyhow::Result<Buckets> {
+    let replicas = if servers >= 3 { 3 } else { 1 };
+    let make = |what: &str, max_age: Duration, markers: bool| kv::Config {
+        bucket: bucket(&cfg.site, what),
+        history: 1,
+        max_age,
+        num_replicas: replicas,
+        limit_markers: markers.then_some(Duration::from_secs(1)),
+        ..Default::default()
+    };
+    let open = |c: kv::Config| async move {
+        match js.get_key_value(c.bucket.clone()).await {
+            Ok(s) => Ok(s),
+            Err(_) => js
+                .create_key_value(c.clone())
+                .await
+                .with_context(|| format!("creating bucket {}", c.bucket)),
+        }
+    };
+    Ok(Buckets {
+        catalog: open(make("catalog", Duration::ZERO, false)).await?,
+        leases: open(make("leases", LEASE_TTL, true)).await?,
+        boxes: open(make("boxes", BOX_TTL, true)).await?,
+    })
+}
+
+/// Joins the site: checks the credentials (a bad file stops the daemon
+/// with a clear error), connects in the background, and follows the site.
+pub async fn join(
+    cfg: FleetConfig,
+    engine: &Arc<Engine>,
+    api_url: Option<String>,
+    state_dir: Option<PathBuf>,
+) -> anyhow::Result<Member> {
+    let options = auth::options(&cfg)?;
+    let client = options
+        .connect(cfg.nats.clone())
+        .await
+        .with_context(|| format!("connecting to NATS at {}", cfg.nats.join(", ")))?;
+    let shared = Arc::new(Shared {
+        cfg,
+        api_url,
+        state_dir,
+        buckets: OnceLock::new(),
+        client,
+        revisions: Mutex::default(),
+        leases: Mutex::default(),
+        boxes: Mutex::default(),
+        unplaced: Mutex::default(),
+        synced: (
+            tokio::sync::watch::Sender::new(false),
+            tokio::sync::watch::Sender::new(false),
+        ),
+        stats: FleetStats::default(),
+    });
+    engine.join_site(Arc::clone(&shared) as Arc<dyn Site>);
+    let task = tokio::spawn(run(Arc::clone(&shared), Arc::clone(engine)));
+    Ok(Member { shared, task })
+}
+
+/// Waits for the site's buckets, then follows the catalog, the leases and
+/// the boxes, and places cameras every tick.
+async fn run(shared: Arc<Shared>, engine: Arc<Engine>) {
+    let js = jetstream::new(shared.client.clone());
+    let servers = shared
+        .cfg
+        .nats
+        .len()
+        .max(shared.client.server_info().connect_urls.len());
+    let buckets = loop {
+        match open_buckets(&js, &shared.cfg, servers).await {
+            Ok(b) => break b,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "the site's buckets are not reachable yet; running the last known cameras");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    };
+    let _ = shared.buckets.set(buckets);
+    tracing::info!(site = %shared.cfg.site, box_id = %shared.cfg.box_id, "joined the site");
+    let follow = tokio::spawn(catalog::follow(Arc::clone(&shared), Arc::clone(&engine)));
+    let leases = tokio::spawn(place::follow_leases(Arc::clone(&shared)));
+    let boxes = tokio::spawn(place::follow_boxes(Arc::clone(&shared)));
+    place::tick(&shared, &engine).await;
+    follow.abort();
+    leases.abort();
+    boxes.abort();
+}
+
+impl Member {
+    /// Leaves the site at shutdown: stops placing, hands this box's
+    /// cameras back at once (deletes its leases and its announcement) so
+    /// other boxes need not wait for them to expire.
+    pub async fn leave(self) {
+        self.task.abort();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(3), place::release_all(&self.shared)).await;
+    }
+}

@@ -1,0 +1,308 @@
+//! A site of three boxes on a real three-server NATS JetStream cluster:
+//! three `sightline run` processes, six cameras served over RTSP by
+//! `sightline serve`, one catalog. Checks that the cameras spread over the
+//! boxes by capacity and every box lists all six with their owners; that
+//! two boxes changing one alert at once never lose an update (one 409);
+//! and that when a box is SIGKILLed its cameras run on the others within
+//! 15 s.
+
+use crate::common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::nats::{self, Cluster};
+use common::process::Proc;
+use serde_json::json;
+
+const CAMERAS: usize = 6;
+
+fn box_config(dir: &Path, id: &str, cluster: &Cluster, capacity: usize) -> (PathBuf, PathBuf) {
+    let state = dir.join(id);
+    std::fs::create_dir_all(&state).expect("state dir");
+    let config = dir.join(format!("{id}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[runtime]
+stats_interval_secs = 0
+[api]
+listen = "127.0.0.1:0"
+[state]
+dir = "{state}"
+[recording]
+enabled = false
+[webhook]
+allow_private = ["127.0.0.1/32"]
+[fleet]
+nats = {urls}
+credentials = "{creds}"
+site = "lab"
+box_id = "{id}"
+capacity = {capacity}
+"#,
+            state = state.display(),
+            urls = cluster.urls_toml(),
+            creds = nats::credentials(dir).display(),
+        ),
+    )
+    .expect("config written");
+    (config, state)
+}
+
+/// Stream id → (owner box, up) as `box_` lists them.
+async fn placement(box_: &Proc) -> BTreeMap<String, (Option<String>, bool)> {
+    let (code, v) = box_.call("GET", "rtstream", None).await;
+    if code != 200 {
+        return BTreeMap::new();
+    }
+    v["data"]["results"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap_or_default().to_string(),
+                (
+                    s["owner"]["box_id"].as_str().map(String::from),
+                    s["health"]["up"].as_bool().unwrap_or(false),
+                ),
+            )
+        })
+        .collect()
+}
+
+fn per_box(p: &BTreeMap<String, (Option<String>, bool)>) -> BTreeMap<String, usize> {
+    let mut n = BTreeMap::new();
+    for (owner, _) in p.values() {
+        *n.entry(owner.clone().unwrap_or_default()).or_default() += 1;
+    }
+    n
+}
+
+/// Waits until every box in `boxes` lists the six cameras, each up on a
+/// box of `owners`, `each` per box; returns the placement and the time.
+async fn settled(
+    boxes: &[&Proc],
+    owners: &[&str],
+    each: usize,
+    within: Duration,
+) -> (BTreeMap<String, (Option<String>, bool)>, Duration) {
+    let start = Instant::now();
+    let mut last = Vec::new();
+    loop {
+        last.clear();
+        for b in boxes {
+            last.push(placement(b).await);
+        }
+        let good = last.iter().all(|p| {
+            p.len() == CAMERAS
+                && p.values()
+                    .all(|(o, up)| *up && o.as_deref().is_some_and(|o| owners.contains(&o)))
+                && per_box(p).values().all(|n| *n == each)
+        });
+        if good && last.windows(2).all(|w| w[0] == w[1]) {
+            return (last.remove(0), start.elapsed());
+        }
+        if start.elapsed() > within {
+            for b in boxes {
+                eprintln!("--- {}\n{}", b.base, b.logged("").join("\n"));
+            }
+            panic!("not settled within {within:?}: {last:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Serves `CAMERAS` mounts of the demo clip in a loop; returns the server
+/// and the mount URLs.
+fn cameras(dir: &Path) -> (std::process::Child, Vec<String>) {
+    let mut args = Vec::new();
+    for i in 0..CAMERAS {
+        let f = dir.join(format!("cam{i}.mp4"));
+        std::os::unix::fs::symlink(common::media("demo.mp4"), &f).expect("symlink");
+        args.push(f);
+    }
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .args(["serve", "--port", "0"])
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sightline serve");
+    use std::io::BufRead;
+    let out = child.stdout.take().expect("stdout");
+    let urls: Vec<String> = std::io::BufReader::new(out)
+        .lines()
+        .map_while(Result::ok)
+        .take(CAMERAS)
+        .map(|l| l.trim().to_string())
+        .collect();
+    assert_eq!(urls.len(), CAMERAS, "serve printed its mounts: {urls:?}");
+    (child, urls)
+}
+
+/// Alert status on each box (true: enabled).
+async fn alert_states(boxes: &[&Proc], aid: &str) -> Vec<Option<bool>> {
+    let mut out = Vec::new();
+    for b in boxes {
+        let (_, v) = b.call("GET", "alert", None).await;
+        let alerts = v["data"]["alerts"].as_array().cloned().unwrap_or_default();
+        let mine = alerts.iter().find(|a| a["alert_id"].as_str() == Some(aid));
+        out.push(
+            mine.and_then(|a| a["status"].as_str())
+                .map(|s| s == "enabled"),
+        );
+    }
+    out
+}
+
+/// Two boxes change the same alert at once, round after round, until one
+/// round has them collide: the loser gets 409, never a silent overwrite,
+/// and every box ends up agreeing on the winner's state.
+async fn concurrent_patches_collide(a: &Proc, b: &Proc, boxes: &[&Proc], aid: &str) {
+    let path = format!("alert/{aid}/status");
+    let mut collided = false;
+    for round in 0..20 {
+        let (x, y) = if round % 2 == 0 {
+            ("disable", "enable")
+        } else {
+            ("enable", "disable")
+        };
+        let (ra, rb) = tokio::join!(
+            a.call("PATCH", &path, Some(json!({"action": x}))),
+            b.call("PATCH", &path, Some(json!({"action": y}))),
+        );
+        let codes = (ra.0, rb.0);
+        assert!(
+            matches!(codes, (200, 200) | (200, 409) | (409, 200)),
+            "round {round}: {codes:?} {} {}",
+            ra.1,
+            rb.1
+        );
+        let want = match codes {
+            (200, 409) => Some(x == "enable"),
+            (409, 200) => Some(y == "enable"),
+            _ => None,
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let s = alert_states(boxes, aid).await;
+            let agree = s.windows(2).all(|w| w[0] == w[1]) && s[0].is_some();
+            if agree && want.is_none_or(|w| s[0] == Some(w)) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round} {codes:?}: boxes disagree {s:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if want.is_some() {
+            collided = true;
+            break;
+        }
+    }
+    assert!(
+        collided,
+        "twenty rounds of simultaneous PATCHes and never a 409"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_spreads_its_cameras_and_moves_them_off_a_dead_box() {
+    let cluster = Cluster::start(3);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut serve, urls) = cameras(dir.path());
+    let mut boxes: Vec<Proc> = ["b1", "b2", "b3"]
+        .iter()
+        .map(|id| {
+            let (config, state) = box_config(dir.path(), id, &cluster, 3);
+            Proc::start(&config, &state)
+        })
+        .collect();
+    for (i, url) in urls.iter().enumerate() {
+        let body = json!({"url": url, "name": format!("cam {i}"), "sample_rate": 1});
+        // A box takes catalog writes once it has joined the site (503 before).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (code, v) = boxes[i % 3]
+                .call("POST", "rtstream", Some(body.clone()))
+                .await;
+            if code == 200 {
+                break;
+            }
+            assert!(
+                code == 503 && Instant::now() < deadline,
+                "POST rtstream: {code} {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let all: Vec<&Proc> = boxes.iter().collect();
+    let (before, t) = settled(&all, &["b1", "b2", "b3"], 2, Duration::from_secs(90)).await;
+    eprintln!("six cameras placed and up on three boxes in {t:?}: {before:?}");
+
+    // Rules made on one box reach every box; concurrent changes collide.
+    let sid = before.keys().next().expect("a stream").clone();
+    let ix = boxes[0]
+        .ok("POST", &format!("rtstream/{sid}/index/scene"), Some(json!({"extraction_type": "time", "extraction_config": {"time": 2, "frame_count": 1}, "name": "v"})))
+        .await;
+    let iid = ix["rtstream_index_id"]
+        .as_str()
+        .expect("index id")
+        .to_string();
+    let ev = boxes[1]
+        .ok(
+            "POST",
+            "rtstream/event",
+            Some(json!({"event_prompt": "Detect person", "label": "person"})),
+        )
+        .await;
+    let eid = ev["event_id"].as_str().expect("event id").to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let aid = loop {
+        let (code, a) = boxes[2]
+            .call(
+                "POST",
+                &format!("rtstream/{sid}/index/{iid}/alert"),
+                Some(json!({"event_id": eid, "callback_url": "http://127.0.0.1:9/hook"})),
+            )
+            .await;
+        if code == 200 {
+            break a["data"]["alert_id"]
+                .as_str()
+                .expect("alert id")
+                .to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "box 3 never saw the index and event made on boxes 1 and 2: {a}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    concurrent_patches_collide(&boxes[0], &boxes[1], &all, &aid).await;
+
+    // A power cut on box 3: its cameras run on boxes 1 and 2 (capacity 3 each).
+    boxes[2].kill();
+    let survivors: Vec<&Proc> = boxes[..2].iter().collect();
+    let (after, took) = settled(&survivors, &["b1", "b2"], 3, Duration::from_secs(60)).await;
+    eprintln!("box 3 killed: its cameras up on boxes 1 and 2 after {took:?}");
+    for (s, (owner, _)) in &before {
+        if owner.as_deref() != Some("b3") {
+            assert_eq!(&after[s].0, owner, "{s} moved though its box lived");
+        }
+    }
+    assert!(
+        took <= Duration::from_secs(15),
+        "failover took {took:?}, more than 15 s"
+    );
+    for b in &mut boxes {
+        b.stop();
+    }
+    let _ = serve.kill();
+    let _ = serve.wait();
+}
