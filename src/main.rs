@@ -85,6 +85,13 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// The site this box belongs to (`[fleet]`): boxes, cameras, leases.
+    Fleet {
+        #[command(subcommand)]
+        cmd: client::Fleet,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Run sightline and the do-it-yourself Python peer side by side on the
     /// same RTSP cameras at a series of stream counts; write a table and a
     /// plot (needs `scripts/setup --bench`; run from the checkout).
@@ -224,6 +231,7 @@ fn main() -> ExitCode {
         Command::Indexes { cmd, target } => call(&target, client::indexes(cmd)),
         Command::Events { cmd, target } => call(&target, client::events(cmd)),
         Command::Alerts { cmd, target } => call(&target, client::alerts(cmd)),
+        Command::Fleet { cmd, target } => call(&target, client::fleet(cmd)),
     }
 }
 
@@ -337,6 +345,10 @@ fn call(target: &Target, c: client::Call) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Ok(data) if data.get("site").is_some() && data.get("unplaced").is_some() => {
+            print!("{}", client::table::site(&data));
+            ExitCode::SUCCESS
+        }
         Ok(data) => {
             print!("{}", client::table::render(&data));
             ExitCode::SUCCESS

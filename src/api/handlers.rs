@@ -479,6 +479,16 @@ fn spill(st: &ApiState) -> Value {
     })
 }
 
+/// `GET fleet`: the site as this box sees it; 404 on a box of its own.
+pub async fn fleet(State(st): State<ApiState>) -> Reply<Value> {
+    match st.engine.site() {
+        Some(site) => Ok(Data(site.report())),
+        None => Err(Refusal::NotFound(
+            "this box is not part of a site ([fleet] is not configured)".into(),
+        )),
+    }
+}
+
 pub async fn status(
     State(st): State<ApiState>,
     conns: Option<axum::Extension<std::sync::Arc<super::conns::ConnStats>>>,
@@ -540,6 +550,7 @@ pub async fn status(
         "outbox_spill": spill(&st),
         "state_disk": st.engine.space().map(|w| w.check()),
         "clock": st.engine.parts().steady.jumps(),
+        "fleet": st.engine.site().map(|s| s.report()),
         "api_connections": conns.map(|axum::Extension(c)| json!({
             "accepted": c.accepted.load(std::sync::atomic::Ordering::Relaxed),
             "evicted": c.evicted.load(std::sync::atomic::Ordering::Relaxed),

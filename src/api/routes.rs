@@ -202,6 +202,12 @@ pub static ROUTES: &[Route] = &[
     },
     Route {
         method: "GET",
+        path: "/fleet",
+        summary: "The site ([fleet]): its boxes, which box runs each camera, cameras that fit nowhere",
+        make: || get(h::fleet),
+    },
+    Route {
+        method: "GET",
         path: "/metrics",
         summary: "Prometheus metrics (text format); no key needed with [api] metrics_public = true",
         make: || get(super::metrics::metrics),

@@ -54,6 +54,9 @@ pub trait Site: Send + Sync {
     fn box_id(&self) -> &str;
     /// A stream's health as the box running it last reported it.
     fn remote_health(&self, stream: &str) -> Option<Health>;
+    /// The site as this box sees it: boxes, cameras and their leases,
+    /// cameras that fit nowhere, the connection (`GET fleet`).
+    fn report(&self) -> serde_json::Value;
 }
 
 fn decode<T: DeserializeOwned>(c: &Change, v: &serde_json::Value) -> anyhow::Result<T> {
@@ -155,6 +158,11 @@ impl Engine {
         if changed {
             self.apply_latest().await;
         }
+    }
+
+    /// The streams this box runs in a site (`None` on its own: all).
+    pub fn owned_streams(&self) -> Option<HashSet<String>> {
+        self.owned.read().ok()?.clone()
     }
 
     /// Whether this box should run `stream`.

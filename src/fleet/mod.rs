@@ -54,6 +54,8 @@ struct Buckets {
 struct Lease {
     holder: Option<String>,
     revision: u64,
+    /// When this box last saw it written.
+    seen: std::time::Instant,
 }
 
 /// A lease's value in the bucket.
@@ -84,7 +86,8 @@ pub struct Shared {
     /// Stream → its lease.
     leases: Mutex<BTreeMap<String, Lease>>,
     /// Box → its last announcement (live boxes only).
-    boxes: Mutex<BTreeMap<String, BoxStatus>>,
+    /// Box → its last announcement and when this box received it.
+    boxes: Mutex<BTreeMap<String, (BoxStatus, std::time::Instant)>>,
     /// Streams that fit on no live box at the last plan.
     unplaced: Mutex<Vec<String>>,
     /// Set once the leases and the boxes have been read as they stand.
@@ -119,7 +122,7 @@ impl Site for Shared {
 
     fn owner(&self, stream: &str) -> Option<String> {
         let holder = self.leases.lock().ok()?.get(stream)?.holder.clone()?;
-        let live = self.boxes.lock().ok()?.contains_key(&holder);
+        let live = self.boxes().contains_key(&holder);
         (live || holder == self.cfg.box_id).then_some(holder)
     }
 
@@ -129,8 +132,56 @@ impl Site for Shared {
 
     fn remote_health(&self, stream: &str) -> Option<Health> {
         let owner = self.owner(stream)?;
-        let boxes = self.boxes.lock().ok()?;
-        boxes.get(&owner)?.streams.get(stream).cloned()
+        self.boxes().get(&owner)?.streams.get(stream).cloned()
+    }
+
+    fn report(&self) -> serde_json::Value {
+        let boxes: Vec<serde_json::Value> = self
+            .boxes()
+            .into_values()
+            .map(|b| {
+                serde_json::json!({
+                    "box_id": b.box_id,
+                    "capacity": b.capacity,
+                    "cameras": b.streams.len(),
+                    "labels": b.labels,
+                    "draining": b.draining,
+                    "api_url": b.api_url,
+                    "version": b.version,
+                })
+            })
+            .collect();
+        let cameras: Vec<serde_json::Value> = self
+            .leases
+            .lock()
+            .map(|l| {
+                l.iter()
+                    .filter_map(|(s, l)| {
+                        Some(serde_json::json!({
+                            "stream_id": s,
+                            "box_id": l.holder.clone()?,
+                            "lease_age_secs": (l.seen.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+                        }))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let n = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        serde_json::json!({
+            "site": self.cfg.site,
+            "box_id": self.cfg.box_id,
+            "capacity": self.cfg.capacity,
+            "nats": {"servers": self.cfg.nats, "connected": self.connected()},
+            "boxes": boxes,
+            "cameras": cameras,
+            "unplaced": self.unplaced(),
+            "counters": {
+                "moves": n(&self.stats.moves),
+                "claims": n(&self.stats.claims),
+                "renewals": n(&self.stats.renewals),
+                "conflicts": n(&self.stats.conflicts),
+            },
+        })
     }
 }
 
@@ -147,8 +198,21 @@ impl Shared {
     }
 
     /// The live boxes' last announcements.
+    ///
+    /// A box counts as live while its announcements keep arriving: an entry
+    /// not renewed within [`BOX_TTL`] is dropped here even when no expiry
+    /// marker reached this box (after a NATS outage, a replica restored
+    /// from disk can replay an announcement of a box long dead).
     pub fn boxes(&self) -> BTreeMap<String, BoxStatus> {
-        self.boxes.lock().map(|b| b.clone()).unwrap_or_default()
+        self.boxes
+            .lock()
+            .map(|b| {
+                b.iter()
+                    .filter(|(_, (_, seen))| seen.elapsed() < BOX_TTL)
+                    .map(|(k, (s, _))| (k.clone(), s.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Streams that fit on no live box.

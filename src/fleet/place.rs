@@ -104,11 +104,21 @@ pub(super) async fn follow_leases(shared: Arc<Shared>) {
     }
 }
 
-/// Records a lease state unless a newer one is known.
+/// Records a lease state unless a newer one is known: `revision` is the
+/// entry's own, never a guess, so an entry from the bucket always wins over
+/// what this box assumed after its own write.
 fn note_lease(shared: &Shared, stream: &str, holder: Option<String>, revision: u64) {
     if let Ok(mut l) = shared.leases.lock() {
-        if l.get(stream).is_none_or(|old| old.revision < revision) {
-            l.insert(stream.to_string(), Lease { holder, revision });
+        if l.get(stream).is_none_or(|old| old.revision <= revision) {
+            let seen = Instant::now();
+            l.insert(
+                stream.to_string(),
+                Lease {
+                    holder,
+                    revision,
+                    seen,
+                },
+            );
         }
     }
 }
@@ -125,7 +135,7 @@ pub(super) async fn follow_boxes(shared: Arc<Shared>) {
             match e.operation {
                 Operation::Put => match serde_json::from_slice::<BoxStatus>(&e.value) {
                     Ok(s) => {
-                        boxes.insert(e.key.clone(), s);
+                        boxes.insert(e.key.clone(), (s, Instant::now()));
                     }
                     Err(err) => {
                         tracing::warn!(key = %e.key, error = %err, "a box's announcement does not parse")
@@ -145,8 +155,9 @@ pub(super) async fn follow_boxes(shared: Arc<Shared>) {
     }
 }
 
-/// This box's announcement.
-fn status(shared: &Shared, engine: &Engine, mine: &HashSet<String>) -> BoxStatus {
+/// This box's announcement, with the streams it runs.
+fn status(shared: &Shared, engine: &Engine) -> BoxStatus {
+    let mine = engine.owned_streams().unwrap_or_default();
     BoxStatus {
         box_id: shared.cfg.box_id.clone(),
         capacity: shared.cfg.capacity,
@@ -159,7 +170,9 @@ fn status(shared: &Shared, engine: &Engine, mine: &HashSet<String>) -> BoxStatus
 }
 
 /// What the plan starts from: the running streams, the live boxes (this
-/// one always), and who holds each lease.
+/// one always), and who holds each lease. A stream with no lease that a
+/// live box says it runs counts as that box's: after NATS was away long
+/// enough for leases to expire, cameras stay where they run.
 async fn inputs(
     shared: &Shared,
     engine: &Engine,
@@ -175,10 +188,21 @@ async fn inputs(
         })
         .collect();
     let mut boxes = shared.boxes();
-    boxes.insert(
-        shared.cfg.box_id.clone(),
-        status(shared, engine, &HashSet::new()),
-    );
+    boxes.insert(shared.cfg.box_id.clone(), status(shared, engine));
+    let mut held: BTreeMap<String, String> = shared
+        .leases
+        .lock()
+        .map(|l| {
+            l.iter()
+                .filter_map(|(s, l)| Some((s.clone(), l.holder.clone()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    for b in boxes.values() {
+        for s in b.streams.keys() {
+            held.entry(s.clone()).or_insert_with(|| b.box_id.clone());
+        }
+    }
     let slots = boxes
         .into_values()
         .map(|b| Slot {
@@ -188,15 +212,6 @@ async fn inputs(
             draining: b.draining,
         })
         .collect();
-    let held = shared
-        .leases
-        .lock()
-        .map(|l| {
-            l.iter()
-                .filter_map(|(s, l)| Some((s.clone(), l.holder.clone()?)))
-                .collect()
-        })
-        .unwrap_or_default();
     (wants, slots, held)
 }
 
@@ -220,7 +235,7 @@ pub(super) async fn tick(shared: &Arc<Shared>, engine: &Arc<Engine>) {
         every.tick().await;
         let mine = held_by(shared, &me);
         if announced.is_none_or(|t| t.elapsed() >= BOX_TTL / 3) {
-            let body = serde_json::to_vec(&status(shared, engine, &mine)).unwrap_or_default();
+            let body = serde_json::to_vec(&status(shared, engine)).unwrap_or_default();
             match b.boxes.put(&me, body.into()).await {
                 Ok(_) => announced = Some(Instant::now()),
                 Err(e) => tracing::warn!(error = %e, "cannot announce this box to the site"),
@@ -254,8 +269,12 @@ pub(super) async fn tick(shared: &Arc<Shared>, engine: &Arc<Engine>) {
             .iter()
             .filter(|(s, o)| **o == me && !mine.contains(*s))
         {
-            let holder = held.get(stream).map(String::as_str);
-            if holder.is_none_or(|h| !live.contains(h)) {
+            let lease = shared
+                .leases
+                .lock()
+                .ok()
+                .and_then(|l| l.get(stream)?.holder.clone());
+            if lease.is_none_or(|h| !live.contains(h.as_str())) {
                 claim(shared, &b.leases, stream).await;
                 renewed.insert(stream.clone(), Instant::now());
             }
@@ -314,7 +333,7 @@ async fn renew(shared: &Shared, leases: &kv::Store, stream: &str) {
         Err(e) if super::stale(&e, e.kind() == kv::UpdateErrorKind::WrongLastRevision) => {
             // Another box took it (this one was silent too long): let go.
             tracing::warn!(stream, "another box took this camera's lease");
-            note_lease(shared, stream, None, rev + 1);
+            refresh(shared, leases, stream).await;
         }
         Err(e) => tracing::warn!(stream, error = %e, "cannot renew a camera's lease"),
     }
@@ -331,13 +350,11 @@ async fn claim(shared: &Shared, leases: &kv::Store, stream: &str) {
     if let Some(Lease {
         holder: Some(h),
         revision,
+        ..
     }) = &old
     {
-        if leases
-            .delete_expect_revision(stream, Some(*revision))
-            .await
-            .is_err()
-        {
+        if let Err(e) = leases.delete_expect_revision(stream, Some(*revision)).await {
+            tracing::info!(stream, error = %e, "a silent box's lease could not be cleared");
             return;
         }
         tracing::info!(stream, from = %h, "taking over a camera from a box that went silent");
@@ -350,7 +367,29 @@ async fn claim(shared: &Shared, leases: &kv::Store, stream: &str) {
                 shared.stats.moves.fetch_add(1, Ordering::Relaxed);
             }
         }
-        Err(e) => tracing::debug!(stream, error = %e, "a camera's lease was taken first"),
+        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+            tracing::debug!(stream, "a camera's lease was taken first");
+            refresh(shared, leases, stream).await;
+        }
+        Err(e) => tracing::warn!(stream, error = %e, "cannot claim a camera's lease"),
+    }
+}
+
+/// Reads a lease as the bucket holds it now, when this box's view of it
+/// proved wrong (a write based on it was refused).
+async fn refresh(shared: &Shared, leases: &kv::Store, stream: &str) {
+    match leases.entry(stream).await {
+        Ok(Some(e)) => {
+            let holder = match e.operation {
+                Operation::Put => serde_json::from_slice::<LeaseValue>(&e.value)
+                    .ok()
+                    .map(|v| v.holder),
+                Operation::Delete | Operation::Purge => None,
+            };
+            note_lease(shared, stream, holder, e.revision);
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(stream, error = %e, "cannot read a camera's lease"),
     }
 }
 
@@ -360,7 +399,7 @@ async fn release(shared: &Shared, leases: &kv::Store, stream: &str) {
     };
     match leases.delete_expect_revision(stream, Some(rev)).await {
         Ok(()) => {
-            note_lease(shared, stream, None, rev + 1);
+            note_lease(shared, stream, None, rev);
             shared.stats.moves.fetch_add(1, Ordering::Relaxed);
             tracing::info!(stream, "handing a camera to another box");
         }

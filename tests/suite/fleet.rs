@@ -214,9 +214,13 @@ async fn concurrent_patches_collide(a: &Proc, b: &Proc, boxes: &[&Proc], aid: &s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_site_spreads_its_cameras_and_moves_them_off_a_dead_box() {
-    let cluster = Cluster::start(3);
+    let mut cluster = Cluster::start(3);
     let dir = tempfile::tempdir().expect("temp dir");
     let (mut serve, urls) = cameras(dir.path());
+    let states: Vec<PathBuf> = ["b1", "b2", "b3"]
+        .iter()
+        .map(|id| dir.path().join(id))
+        .collect();
     let mut boxes: Vec<Proc> = ["b1", "b2", "b3"]
         .iter()
         .map(|id| {
@@ -300,9 +304,152 @@ async fn a_site_spreads_its_cameras_and_moves_them_off_a_dead_box() {
         took <= Duration::from_secs(15),
         "failover took {took:?}, more than 15 s"
     );
+    full_site(&boxes[0], &states[0], &urls[0]).await;
+    nats_outages(&mut cluster, &mut boxes, &states[0], &after).await;
     for b in &mut boxes {
         b.stop();
     }
     let _ = serve.kill();
     let _ = serve.wait();
+}
+
+/// The streams `box_` lists as up.
+async fn up_on(box_: &Proc) -> Vec<String> {
+    let p = placement(box_).await;
+    p.into_iter()
+        .filter(|(_, (_, up))| *up)
+        .map(|(s, _)| s)
+        .collect()
+}
+
+/// One NATS server down: the site still takes changes. Two down (quorum
+/// lost): the boxes keep their cameras, and box 1 restarted meanwhile runs
+/// its last known cameras. The servers back: the site settles again.
+async fn nats_outages(
+    cluster: &mut Cluster,
+    boxes: &mut [Proc],
+    b1_state: &Path,
+    placed: &BTreeMap<String, (Option<String>, bool)>,
+) {
+    cluster.servers[0].kill();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let sid = placed.keys().next().expect("a stream").clone();
+    loop {
+        let (code, v) = boxes[1]
+            .call(
+                "PATCH",
+                &format!("rtstream/{sid}"),
+                Some(json!({"sample_rate": 2})),
+            )
+            .await;
+        if code == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "one NATS server of three down: {code} {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    cluster.servers[1].kill();
+    let mine: Vec<String> = placed
+        .iter()
+        .filter(|(_, (o, _))| o.as_deref() == Some("b1"))
+        .map(|(s, _)| s.clone())
+        .collect();
+    boxes[0].kill();
+    boxes[0].restart(b1_state);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let up = up_on(&boxes[0]).await;
+        if mine.iter().all(|s| up.contains(s)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "box 1, restarted without NATS quorum, runs {up:?}, not its last cameras {mine:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let up = up_on(&boxes[1]).await;
+    for (s, (o, _)) in placed {
+        if o.as_deref() == Some("b2") {
+            assert!(up.contains(s), "box 2 dropped {s} without quorum: {up:?}");
+        }
+    }
+    cluster.servers[0].restart();
+    cluster.servers[1].restart();
+    let both: Vec<&Proc> = boxes[..2].iter().collect();
+    let (back, t) = settled(&both, &["b1", "b2"], 3, Duration::from_secs(60)).await;
+    eprintln!("NATS back: the site settled again after {t:?}");
+    for (s, (o, _)) in placed {
+        assert_eq!(&back[s].0, o, "{s} moved while NATS was away");
+    }
+}
+
+/// Boxes 1 and 2 are full (3 + 3): a seventh camera fits nowhere and is
+/// reported, not dropped; `GET fleet` and `sightline fleet status` say so.
+async fn full_site(b1: &Proc, b1_state: &Path, url: &str) {
+    let extra = b1
+        .ok(
+            "POST",
+            "rtstream",
+            Some(json!({"url": url, "name": "one too many"})),
+        )
+        .await;
+    let id = extra["id"].as_str().expect("stream id").to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let report = loop {
+        let r = b1.ok("GET", "fleet", None).await;
+        if r["unplaced"]
+            .as_array()
+            .is_some_and(|u| u.iter().any(|s| s == &json!(id)))
+        {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the seventh camera is not reported: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        report["boxes"].as_array().map(Vec::len),
+        Some(2),
+        "{report}"
+    );
+    assert_eq!(report["nats"]["connected"], true);
+    assert_eq!(
+        placement(b1).await[&id].0,
+        None,
+        "an unplaced camera has no owner"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sightline"))
+        .args(["fleet", "status", "--api", &b1.base, "--key-file"])
+        .arg(b1_state.join("api-key"))
+        .output()
+        .expect("sightline fleet status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for want in ["site lab", "b1", "b2", "fit on no box", id.as_str()] {
+        assert!(text.contains(want), "fleet status lacks {want:?}:\n{text}");
+    }
+    b1.ok("DELETE", &format!("rtstream/{id}"), None).await;
+}
+
+/// Without `[fleet]` a box is on its own: no site in its status, `GET
+/// fleet` says so, and its streams carry no owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_box_without_a_fleet_section_is_on_its_own() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = common::daemon::Daemon::start(dir.path(), "").await;
+    let status = d.ok("GET", "status", None).await;
+    assert!(status["fleet"].is_null(), "{}", status["fleet"]);
+    let (code, v) = d.call("GET", "fleet", None).await;
+    assert_eq!(code, 404, "{v}");
+    assert!(
+        v["message"].as_str().is_some_and(|m| m.contains("[fleet]")),
+        "{v}"
+    );
+    d.stop().await;
 }

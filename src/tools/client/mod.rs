@@ -235,6 +235,20 @@ pub fn events(c: Events) -> Call {
     }
 }
 
+#[derive(Subcommand, Debug)]
+pub enum Fleet {
+    /// Boxes of the site with their capacity and cameras, which box runs
+    /// each camera and how fresh its lease is, cameras that fit nowhere.
+    Status,
+}
+
+/// Requests of the `fleet` commands.
+pub fn fleet(c: Fleet) -> Call {
+    match c {
+        Fleet::Status => ("GET", "fleet".into(), None),
+    }
+}
+
 /// Requests of the `alerts` commands.
 pub fn alerts(c: Alerts) -> Call {
     match c {

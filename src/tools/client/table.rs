@@ -123,6 +123,32 @@ fn fields(o: &Map<String, Value>) -> String {
     out
 }
 
+/// `sightline fleet status`: a header line, the boxes, the cameras.
+pub fn site(d: &Value) -> String {
+    let nats = &d["nats"];
+    let mut out = format!(
+        "site {} · this box {} (capacity {}) · NATS {}\n\nboxes\n",
+        cell(&d["site"]),
+        cell(&d["box_id"]),
+        cell(&d["capacity"]),
+        if nats["connected"].as_bool() == Some(true) {
+            "connected"
+        } else {
+            "NOT CONNECTED"
+        },
+    );
+    let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    out += &table(&list(&d["boxes"]));
+    out += "\ncameras\n";
+    out += &table(&list(&d["cameras"]));
+    let unplaced = list(&d["unplaced"]);
+    if !unplaced.is_empty() {
+        let ids: Vec<String> = unplaced.iter().map(cell).collect();
+        out += &format!("\nfit on no box: {}\n", ids.join(", "));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
