@@ -187,7 +187,11 @@ async fn bind_api(config: &Config) -> anyhow::Result<Option<(tokio::net::TcpList
     let Some(api_cfg) = &config.api else {
         return Ok(None);
     };
-    let key = api::load_key(api_cfg, config.state.dir.as_deref())?;
+    let mut key = api::load_key(api_cfg, config.state.dir.as_deref())?;
+    if let Some(f) = &config.fleet {
+        let path = api::key_path(api_cfg, config.state.dir.as_deref())?;
+        key = crate::fleet::site_key(f, key, &path).await;
+    }
     let listener = tokio::net::TcpListener::bind(api_cfg.listen)
         .await
         .with_context(|| format!("binding the API to {}", api_cfg.listen))?;

@@ -14,6 +14,7 @@
 
 mod auth;
 mod catalog;
+mod keys;
 mod place;
 pub mod plan;
 
@@ -31,6 +32,7 @@ use crate::config::FleetConfig;
 use crate::control::{Change, Engine, Health, Refusal, Site};
 
 pub use auth::{parse as parse_credentials, Credentials};
+pub use keys::site_key;
 pub use place::{last_placed, BoxStatus};
 
 /// How long a box's announcement lives without renewal: a box silent this

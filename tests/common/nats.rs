@@ -52,9 +52,13 @@ impl Cluster {
             bin.display()
         );
         let dir = tempfile::tempdir().expect("temp dir");
-        let ports: Vec<(u16, u16)> = (0..n)
-            .map(|_| (super::free_port(), super::free_port()))
+        // Held open together so no two of them are the same port.
+        let held: Vec<std::net::TcpListener> = (0..2 * n)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
             .collect();
+        let port = |i: usize| held[i].local_addr().expect("bound").port();
+        let ports: Vec<(u16, u16)> = (0..n).map(|i| (port(2 * i), port(2 * i + 1))).collect();
+        drop(held);
         let routes: Vec<String> = ports
             .iter()
             .map(|(_, c)| format!("\"nats-route://127.0.0.1:{c}\""))
@@ -94,6 +98,24 @@ impl Cluster {
             wait_listening(s.port);
         }
         Cluster { servers, _dir: dir }
+    }
+
+    /// Waits until the cluster has elected its JetStream meta leader (an
+    /// account query answers), so the first box does not race the election.
+    pub async fn ready(&self) {
+        let url = format!("nats://127.0.0.1:{}", self.servers[0].port);
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            let opts =
+                async_nats::ConnectOptions::with_user_and_password(USER.into(), PASSWORD.into());
+            if let Ok(c) = opts.connect(url.as_str()).await {
+                if async_nats::jetstream::new(c).query_account().await.is_ok() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < until, "JetStream never became ready");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// The client URLs, as a `[fleet] nats` TOML array.

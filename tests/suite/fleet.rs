@@ -215,6 +215,7 @@ async fn concurrent_patches_collide(a: &Proc, b: &Proc, boxes: &[&Proc], aid: &s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_site_spreads_its_cameras_and_moves_them_off_a_dead_box() {
     let mut cluster = Cluster::start(3);
+    cluster.ready().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let (mut serve, urls) = cameras(dir.path());
     let states: Vec<PathBuf> = ["b1", "b2", "b3"]
@@ -247,6 +248,10 @@ async fn a_site_spreads_its_cameras_and_moves_them_off_a_dead_box() {
         }
     }
     let all: Vec<&Proc> = boxes.iter().collect();
+    assert!(
+        boxes.iter().all(|b| b.key == boxes[0].key),
+        "every box answers to the site's one API key"
+    );
     let (before, t) = settled(&all, &["b1", "b2", "b3"], 2, Duration::from_secs(90)).await;
     eprintln!("six cameras placed and up on three boxes in {t:?}: {before:?}");
 
@@ -289,6 +294,12 @@ async fn a_site_spreads_its_cameras_and_moves_them_off_a_dead_box() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     concurrent_patches_collide(&boxes[0], &boxes[1], &all, &aid).await;
+    let on_b3 = before
+        .iter()
+        .find(|(_, (o, _))| o.as_deref() == Some("b3"))
+        .map(|(s, _)| s.clone())
+        .expect("box 3 runs a camera");
+    sdk_on_box_2(&boxes[1], &states[1], &on_b3).await;
 
     // A power cut on box 3: its cameras run on boxes 1 and 2 (capacity 3 each).
     boxes[2].kill();
@@ -452,4 +463,38 @@ async fn a_box_without_a_fleet_section_is_on_its_own() {
         "{v}"
     );
     d.stop().await;
+}
+
+/// VideoDB's SDK, unmodified, pointed at box 2, wires an alert on a camera
+/// box 3 runs; box 3 detects the person and the webhook arrives.
+async fn sdk_on_box_2(b2: &Proc, b2_state: &Path, stream: &str) {
+    let python = PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+        .join(".cache/sightline/sdk-venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup --test",
+        python.display()
+    );
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/fleet_alert.py");
+    let out = tokio::process::Command::new(&python)
+        .arg(&script)
+        .env("SIGHTLINE_URL", &b2.base)
+        .env("SIGHTLINE_KEY_FILE", b2_state.join("api-key"))
+        .env("STREAM_ID", stream)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(150), out)
+        .await
+        .expect("the SDK script ends within 150 s")
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "SDK through box 2 on a box 3 camera:\n{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "SDK on box 2, camera on box 3: {}",
+        stdout.lines().last().unwrap_or("")
+    );
 }
