@@ -285,4 +285,57 @@ fn connections(x: &mut Exposition, e: &Engine, conns: Option<&ConnStats>) {
         &[],
         clock.offset_ms as f64 / 1000.0,
     );
+    if let Some(site) = e.site() {
+        fleet(x, &site.report());
+    }
+}
+
+/// A site's figures (`[fleet]`), from the report `GET fleet` shows.
+fn fleet(x: &mut Exposition, r: &serde_json::Value) {
+    let n = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
+    let c = &r["counters"];
+    for (name, help, v) in [
+        (
+            "sightline_fleet_moves_total",
+            "Cameras this box handed over or took from a silent box.",
+            &c["moves"],
+        ),
+        (
+            "sightline_fleet_claims_total",
+            "Camera leases this box created.",
+            &c["claims"],
+        ),
+        (
+            "sightline_fleet_lease_renewals_total",
+            "Camera leases this box renewed.",
+            &c["renewals"],
+        ),
+        (
+            "sightline_fleet_conflicts_total",
+            "Catalog writes refused because another box changed the row first (409).",
+            &c["conflicts"],
+        ),
+    ] {
+        x.counter(name, help, &[], n(v));
+    }
+    let len = |v: &serde_json::Value| v.as_array().map_or(0, Vec::len) as f64;
+    x.gauge(
+        "sightline_fleet_boxes",
+        "Live boxes of the site, this one included.",
+        &[],
+        len(&r["boxes"]),
+    );
+    x.gauge(
+        "sightline_fleet_unplaced_streams",
+        "Cameras that fit on no box of the site.",
+        &[],
+        len(&r["unplaced"]),
+    );
+    let up = r["nats"]["connected"].as_bool().unwrap_or(false);
+    x.gauge(
+        "sightline_fleet_nats_connected",
+        "1 while this box reaches the site's NATS servers.",
+        &[],
+        f64::from(u8::from(up)),
+    );
 }

@@ -82,6 +82,36 @@ pub fn options(cfg: &FleetConfig) -> anyhow::Result<ConnectOptions> {
         .retry_on_initial_connect())
 }
 
+/// `sightline doctor`: connects with this box's credentials and asks
+/// JetStream for the account, within 5 s; what it found, or why not.
+pub async fn probe(cfg: &FleetConfig) -> Result<String, String> {
+    let options = options(cfg).map_err(|e| format!("{e:#}"))?;
+    let attempt = async {
+        let client = options
+            .connect(cfg.nats.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        let js = async_nats::jetstream::new(client.clone());
+        js.query_account().await.map_err(|e| e.to_string())?;
+        let info = client.server_info();
+        Ok(format!(
+            "{} answers with JetStream (server {} {}, {} in its cluster); signed in",
+            cfg.nats.join(", "),
+            info.server_name,
+            info.version,
+            info.connect_urls.len().max(1)
+        ))
+    };
+    tokio::time::timeout(Duration::from_secs(5), attempt)
+        .await
+        .map_err(|_| {
+            format!(
+                "no NATS server at {} answered within 5 s",
+                cfg.nats.join(", ")
+            )
+        })?
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

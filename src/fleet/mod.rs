@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::FleetConfig;
 use crate::control::{Change, Engine, Health, Refusal, Site};
 
-pub use auth::{parse as parse_credentials, Credentials};
+pub use auth::{parse as parse_credentials, probe, Credentials};
 pub use keys::site_key;
 pub use place::{last_placed, BoxStatus};
 

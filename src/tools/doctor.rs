@@ -104,6 +104,9 @@ pub fn run(path: &Path) -> Vec<Finding> {
     if let Some(m) = &config.mqtt {
         out.push(broker(&m.host, m.port));
     }
+    if let Some(f) = &config.fleet {
+        out.push(fleet(f));
+    }
     if config.api.is_some() || config.state.dir.is_some() {
         let dir = config
             .state
@@ -316,6 +319,23 @@ fn connect(host: &str, port: u16) -> Result<TcpStream, String> {
     let _ = s.set_read_timeout(Some(REACH_TIMEOUT));
     let _ = s.set_write_timeout(Some(REACH_TIMEOUT));
     Ok(s)
+}
+
+/// The site's NATS servers: reachable, credentials accepted, JetStream on.
+fn fleet(f: &crate::config::FleetConfig) -> Finding {
+    let probed = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| rt.block_on(crate::fleet::probe(f)));
+    match probed {
+        Ok(detail) => Finding::ok("fleet (NATS)", detail),
+        Err(e) => Finding::fail(
+            "fleet (NATS)",
+            e,
+            "check [fleet] nats, that the servers run with JetStream, and the credentials file (owner-only, user:password or an nkey seed)",
+        ),
+    }
 }
 
 fn broker(host: &str, port: u16) -> Finding {

@@ -125,6 +125,18 @@ impl Proc {
 }
 
 impl Proc {
+    /// A GET whose reply is text (`metrics`).
+    pub async fn text(&self, path: &str) -> String {
+        let r = self
+            .http
+            .get(format!("{}/{path}", self.base))
+            .header("x-access-token", &self.key)
+            .send()
+            .await
+            .expect("the API answers");
+        r.text().await.expect("a text body")
+    }
+
     /// `data` of a call that must succeed.
     pub async fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         let (code, v) = self.call(method, path, body).await;

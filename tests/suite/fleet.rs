@@ -294,6 +294,7 @@ async fn a_site_spreads_its_cameras_and_moves_them_off_a_dead_box() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     concurrent_patches_collide(&boxes[0], &boxes[1], &all, &aid).await;
+    doctor_checks_nats(dir.path());
     let on_b3 = before
         .iter()
         .find(|(_, (o, _))| o.as_deref() == Some("b3"))
@@ -435,6 +436,14 @@ async fn full_site(b1: &Proc, b1_state: &Path, url: &str) {
         None,
         "an unplaced camera has no owner"
     );
+    let metrics = b1.text("metrics").await;
+    for line in [
+        "sightline_fleet_unplaced_streams 1",
+        "sightline_fleet_boxes 2",
+        "sightline_fleet_nats_connected 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "metrics lack {line:?}");
+    }
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sightline"))
         .args(["fleet", "status", "--api", &b1.base, "--key-file"])
         .arg(b1_state.join("api-key"))
@@ -496,5 +505,36 @@ async fn sdk_on_box_2(b2: &Proc, b2_state: &Path, stream: &str) {
     eprintln!(
         "SDK on box 2, camera on box 3: {}",
         stdout.lines().last().unwrap_or("")
+    );
+}
+
+/// `sightline doctor` signs in to the site's NATS with the box's
+/// credentials, and says FAIL with a wrong password.
+fn doctor_checks_nats(dir: &Path) {
+    let doctor = |config: &Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sightline"))
+            .args(["doctor", "--config"])
+            .arg(config)
+            .output()
+            .expect("sightline doctor");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let good = doctor(&dir.join("b1.toml"));
+    assert!(
+        good.lines().any(|l| l.starts_with("ok    fleet (NATS)")),
+        "{good}"
+    );
+    let bad_creds = dir.join("wrong-credentials");
+    std::fs::write(&bad_creds, "site:not-the-password\n").expect("written");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&bad_creds, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let text = std::fs::read_to_string(dir.join("b1.toml")).expect("b1 config");
+    let creds = dir.join("nats-credentials").display().to_string();
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, text.replace(&creds, &bad_creds.display().to_string())).expect("written");
+    let refused = doctor(&bad);
+    assert!(
+        refused.lines().any(|l| l.starts_with("FAIL  fleet (NATS)")),
+        "{refused}"
     );
 }
