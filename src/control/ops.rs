@@ -192,11 +192,6 @@ impl Engine {
         }
         let mut next = cat.clone();
         next.streams.remove(id);
-        self.parts.embeddings.remove(id);
-        {
-            let id = id.to_string();
-            self.persist(move |s| s.delete_embeddings(&id)).await?;
-        }
         let indexes: Vec<String> = next
             .indexes
             .values()
@@ -223,9 +218,17 @@ impl Engine {
             .map(|(t, id)| super::Change::delete(*t, id))
             .collect();
         self.replicate(&site).await?;
+        self.forget_frames(id).await?;
         self.persist(move |s| s.delete(&gone)).await?;
         self.commit(cat, next).await;
         Ok(())
+    }
+
+    /// Drops a deleted stream's kept frame embeddings (search, baselines).
+    pub(super) async fn forget_frames(&self, id: &str) -> Result<(), Refusal> {
+        self.parts.embeddings.remove(id);
+        let id = id.to_string();
+        self.persist(move |s| s.delete_embeddings(&id)).await
     }
 
     /// Creates a scene index on a stream.

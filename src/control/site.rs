@@ -127,6 +127,14 @@ impl Engine {
         if changes.is_empty() {
             return;
         }
+        for c in changes
+            .iter()
+            .filter(|c| c.row.is_none() && c.table == Table::Streams)
+        {
+            if let Err(e) = self.forget_frames(&c.id).await {
+                tracing::warn!(stream = %c.id, error = %e, "cannot drop a deleted stream's frames");
+            }
+        }
         let cat = self.catalog.lock().await;
         let mut next = cat.clone();
         let store = Arc::clone(&self.parts.store);
