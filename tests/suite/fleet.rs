@@ -117,9 +117,19 @@ async fn settled(
     }
 }
 
+/// The `sightline serve` process, killed when the test ends, passed or not.
+struct Camera(std::process::Child);
+
+impl Drop for Camera {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Serves `CAMERAS` mounts of the demo clip in a loop; returns the server
 /// and the mount URLs.
-fn cameras(dir: &Path) -> (std::process::Child, Vec<String>) {
+fn cameras(dir: &Path) -> (Camera, Vec<String>) {
     let mut args = Vec::new();
     for i in 0..CAMERAS {
         let f = dir.join(format!("cam{i}.mp4"));
@@ -142,7 +152,7 @@ fn cameras(dir: &Path) -> (std::process::Child, Vec<String>) {
         .map(|l| l.trim().to_string())
         .collect();
     assert_eq!(urls.len(), CAMERAS, "serve printed its mounts: {urls:?}");
-    (child, urls)
+    (Camera(child), urls)
 }
 
 /// Alert status on each box (true: enabled).
@@ -217,7 +227,7 @@ async fn a_site_spreads_its_cameras_and_moves_them_off_a_dead_box() {
     let mut cluster = Cluster::start(3);
     cluster.ready().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let (mut serve, urls) = cameras(dir.path());
+    let (_serve, urls) = cameras(dir.path());
     let states: Vec<PathBuf> = ["b1", "b2", "b3"]
         .iter()
         .map(|id| dir.path().join(id))
@@ -321,8 +331,6 @@ async fn a_site_spreads_its_cameras_and_moves_them_off_a_dead_box() {
     for b in &mut boxes {
         b.stop();
     }
-    let _ = serve.kill();
-    let _ = serve.wait();
 }
 
 /// The streams `box_` lists as up.
