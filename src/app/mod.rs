@@ -542,7 +542,6 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
     let clocks = hooks.clocks.clone().unwrap_or_else(crate::clock::real);
     let (store, (models, events)) = load(&config, &clocks).await?;
     let api_listener = bind_api(&config).await?;
-    let api_url = own_url(&config, api_listener.as_ref());
     let guard = guard(&config, api_listener.as_ref())?;
     let w = Wires::new();
     let pool = build_pool(&config, &models, w.scores.0)?;
@@ -601,7 +600,7 @@ pub async fn build(config: Config, hooks: Hooks) -> anyhow::Result<Daemon> {
             .map(|_| crate::fleet::last_placed(config.state.dir.as_deref())),
     };
     let engine = Engine::start(parts, &config).await?;
-    let fleet = join_site(&config, &engine, api_url).await?;
+    let fleet = join_site(&config, &engine, api_listener.as_ref()).await?;
 
     let api = start_api(
         api_listener,
@@ -650,13 +649,13 @@ fn own_url(config: &Config, api: Option<&(tokio::net::TcpListener, String)>) -> 
 async fn join_site(
     config: &Config,
     engine: &Arc<Engine>,
-    api_url: Option<String>,
+    api: Option<&(tokio::net::TcpListener, String)>,
 ) -> anyhow::Result<Option<crate::fleet::Member>> {
     let Some(f) = config.fleet.clone() else {
         return Ok(None);
     };
-    let dir = config.state.dir.clone();
-    Ok(Some(crate::fleet::join(f, engine, api_url, dir).await?))
+    let (url, dir) = (own_url(config, api), config.state.dir.clone());
+    Ok(Some(crate::fleet::join(f, engine, url, dir).await?))
 }
 
 /// Starts the matcher stage with the compiled events. A text event's

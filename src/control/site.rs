@@ -77,27 +77,23 @@ fn absorb_one(store: &Store, cat: &mut Catalog, c: &Change) -> anyhow::Result<()
         return Ok(());
     };
     match c.table {
-        Table::Streams => {
-            let row: crate::store::StreamRow = decode(c, v)?;
-            store.put(c.table, &c.id, &row)?;
-            cat.streams.insert(c.id.clone(), row);
-        }
-        Table::Indexes => {
-            let row: crate::store::IndexRow = decode(c, v)?;
-            store.put(c.table, &c.id, &row)?;
-            cat.indexes.insert(c.id.clone(), row);
-        }
-        Table::Events => {
-            let row: crate::store::EventRow = decode(c, v)?;
-            store.put(c.table, &c.id, &row)?;
-            cat.events.insert(c.id.clone(), row);
-        }
-        Table::Alerts => {
-            let row: crate::store::AlertRow = decode(c, v)?;
-            store.put(c.table, &c.id, &row)?;
-            cat.alerts.insert(c.id.clone(), row);
-        }
+        Table::Streams => put(store, c, v, &mut cat.streams),
+        Table::Indexes => put(store, c, v, &mut cat.indexes),
+        Table::Events => put(store, c, v, &mut cat.events),
+        Table::Alerts => put(store, c, v, &mut cat.alerts),
     }
+}
+
+/// Writes one row from the site to the database and the catalog's `rows`.
+fn put<T: DeserializeOwned + serde::Serialize>(
+    store: &Store,
+    c: &Change,
+    v: &serde_json::Value,
+    rows: &mut std::collections::BTreeMap<String, T>,
+) -> anyhow::Result<()> {
+    let row: T = decode(c, v)?;
+    store.put(c.table, &c.id, &row)?;
+    rows.insert(c.id.clone(), row);
     Ok(())
 }
 

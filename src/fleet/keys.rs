@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream;
 
 use crate::config::FleetConfig;
 
@@ -22,20 +22,9 @@ async fn fetch(cfg: &FleetConfig, ours: &str) -> anyhow::Result<String> {
         .connect(cfg.nats.clone())
         .await
         .context("connecting to NATS")?;
+    let servers = cfg.nats.len().max(client.server_info().connect_urls.len());
     let js = jetstream::new(client);
-    let name = super::bucket(&cfg.site, "keys");
-    let bucket = match js.get_key_value(name.clone()).await {
-        Ok(b) => b,
-        Err(_) => js
-            .create_key_value(kv::Config {
-                bucket: name.clone(),
-                history: 1,
-                num_replicas: if cfg.nats.len() >= 3 { 3 } else { 1 },
-                ..Default::default()
-            })
-            .await
-            .with_context(|| format!("creating bucket {name}"))?,
-    };
+    let bucket = super::open_bucket(&js, cfg, servers, ("keys", Duration::ZERO)).await?;
     match bucket.create("api", ours.to_string().into()).await {
         Ok(_) => {
             tracing::info!(site = %cfg.site, "this box's API key is now the site's");

@@ -228,35 +228,42 @@ fn bucket(site: &str, what: &str) -> String {
     format!("sightline_{site}_{what}")
 }
 
-/// Opens (creating if needed) the site's three buckets: three replicas
-/// when the cluster has three servers or more.
+/// One of the site's buckets (`what`), created if absent: one value per
+/// key, three replicas when the cluster has three servers or more, entries
+/// expiring after `max_age` (zero: never) with a delete marker watchers see.
+async fn open_bucket(
+    js: &jetstream::Context,
+    cfg: &FleetConfig,
+    servers: usize,
+    (what, max_age): (&str, Duration),
+) -> anyhow::Result<kv::Store> {
+    let name = bucket(&cfg.site, what);
+    if let Ok(s) = js.get_key_value(name.clone()).await {
+        return Ok(s);
+    }
+    js.create_key_value(kv::Config {
+        bucket: name.clone(),
+        history: 1,
+        max_age,
+        num_replicas: if servers >= 3 { 3 } else { 1 },
+        limit_markers: (!max_age.is_zero()).then_some(Duration::from_secs(1)),
+        ..Default::default()
+    })
+    .await
+    .with_context(|| format!("creating bucket {name}"))
+}
+
+/// Opens the site's catalog, leases and boxes buckets.
 async fn open_buckets(
     js: &jetstream::Context,
     cfg: &FleetConfig,
     servers: usize,
 ) -> anyhow::Result<Buckets> {
-    let replicas = if servers >= 3 { 3 } else { 1 };
-    let make = |what: &str, max_age: Duration, markers: bool| kv::Config {
-        bucket: bucket(&cfg.site, what),
-        history: 1,
-        max_age,
-        num_replicas: replicas,
-        limit_markers: markers.then_some(Duration::from_secs(1)),
-        ..Default::default()
-    };
-    let open = |c: kv::Config| async move {
-        match js.get_key_value(c.bucket.clone()).await {
-            Ok(s) => Ok(s),
-            Err(_) => js
-                .create_key_value(c.clone())
-                .await
-                .with_context(|| format!("creating bucket {}", c.bucket)),
-        }
-    };
+    let open = |spec| open_bucket(js, cfg, servers, spec);
     Ok(Buckets {
-        catalog: open(make("catalog", Duration::ZERO, false)).await?,
-        leases: open(make("leases", LEASE_TTL, true)).await?,
-        boxes: open(make("boxes", BOX_TTL, true)).await?,
+        catalog: open(("catalog", Duration::ZERO)).await?,
+        leases: open(("leases", LEASE_TTL)).await?,
+        boxes: open(("boxes", BOX_TTL)).await?,
     })
 }
 

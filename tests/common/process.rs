@@ -61,7 +61,7 @@ impl Proc {
             }
         });
         let addr = rx
-            .recv_timeout(Duration::from_secs(90))
+            .recv_timeout(Duration::from_secs(60))
             .expect("the daemon logs its API address");
         self.base = format!("http://{addr}");
         self.key = std::fs::read_to_string(state.join("api-key"))

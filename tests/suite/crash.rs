@@ -7,8 +7,6 @@
 use crate::common;
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,6 +16,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
+use common::process::Proc;
 use common::receiver::serve_local;
 use sightline::alert::sign::{self, Secret};
 
@@ -54,44 +53,6 @@ async fn hook(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> Sta
         a.push((h("webhook-id"), ts, h("webhook-signature"), body));
     }
     StatusCode::OK
-}
-
-/// Starts `sightline run` and returns it with its API base URL (read from its log).
-fn daemon(config: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sightline"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("daemon starts");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent && line.contains("API listening") {
-                if let Some(addr) = line.split("addr=").nth(1) {
-                    let addr = addr.split_whitespace().next().unwrap_or("").to_string();
-                    let _ = tx.send(addr);
-                    sent = true;
-                }
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the daemon logs its API address");
-    (child, format!("http://{addr}"))
-}
-
-fn terminate(child: &mut Child) {
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    let _ = child.wait();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,11 +94,9 @@ webhook_secrets = ["{SECRET}"]
     )
     .expect("config written");
 
-    let (mut first, base) = daemon(&config);
-    let key = std::fs::read_to_string(dir.path().join("state/api-key"))
-        .expect("key")
-        .trim()
-        .to_string();
+    let state = dir.path().join("state");
+    let mut first = Proc::start(&config, &state);
+    let (base, key) = (first.base.clone(), first.key.clone());
     let http = reqwest::Client::new();
     let accepted_in: Arc<Mutex<HashSet<String>>> = Arc::default();
     let mut tasks = Vec::new();
@@ -173,15 +132,14 @@ webhook_secrets = ["{SECRET}"]
         t.await.expect("sender");
     }
     let refused_before_kill = r.refused.lock().map_or(0, |n| *n);
-    first.kill().expect("SIGKILL");
-    let _ = first.wait();
+    first.kill();
     let alerts_in = accepted_in.lock().map(|a| a.clone()).unwrap_or_default();
     assert_eq!(alerts_in.len(), ALERTS);
 
     // A new daemon on the same state; the receiver recovers.
     r.failing.store(false, Ordering::SeqCst);
     let restarted = Instant::now();
-    let (mut second, _) = daemon(&config);
+    let mut second = Proc::start(&config, &state);
     let deadline = Instant::now() + Duration::from_secs(180);
     let mut got: HashMap<String, Vec<Seen>> = HashMap::new();
     let mut all_in = None;
@@ -198,7 +156,7 @@ webhook_secrets = ["{SECRET}"]
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    terminate(&mut second);
+    second.stop();
     let missing = alerts_in.iter().filter(|o| !got.contains_key(*o)).count();
     assert_eq!(missing, 0, "every accepted alert arrives");
     let unknown = got.keys().filter(|o| !alerts_in.contains(*o)).count();
