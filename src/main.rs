@@ -201,7 +201,9 @@ fn main() -> ExitCode {
             block_on(async move { demo::run(seconds).await.map(|_| ()) })
         }
         Command::Bench(options) => {
-            telemetry::init("warn");
+            // Fifty simulated boxes would drown the table in their warnings.
+            let fleet = matches!(options.kind, Some(bench::Kind::Fleet(_)));
+            telemetry::init(if fleet { "error" } else { "warn" });
             block_on(async move { bench::main(&options).await })
         }
         Command::Doctor { config, json } => {

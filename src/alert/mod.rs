@@ -14,6 +14,7 @@
 //! a webhook URL gets its task the first time an alert names it.
 
 pub mod guard;
+pub mod handoff;
 pub mod mqtt;
 pub mod outbox;
 pub mod payload;
@@ -117,7 +118,13 @@ pub struct TargetStats {
     pub attempts: AtomicU64,
     /// Wall time (Unix ms) at which the target's worker last read its due rows.
     pub last_poll_ms: std::sync::atomic::AtomicI64,
+    /// Messages that left the outbox accepted: by their receiver, or (in a
+    /// site) by the site's alert stream, which `handed` counts apart.
     pub delivered: AtomicU64,
+    /// Messages handed to the site's alert stream (`[fleet]`).
+    pub handed: AtomicU64,
+    /// Messages this box delivered for the site (taken from its stream).
+    pub site_delivered: AtomicU64,
     pub failed: AtomicU64,
     pub retries: AtomicU64,
     /// Why the target was disabled (a 410 from the receiver), if it was.
@@ -165,6 +172,8 @@ pub struct Dispatcher {
     webhook: Option<Arc<webhook::WebhookSink>>,
     webhooks: Mutex<HashMap<String, Worker>>,
     mqtt: Option<Worker>,
+    /// The broker itself, for messages delivered on the site's behalf.
+    mqtt_sink: Option<Arc<dyn Sink>>,
     hub: Option<Arc<ws::Hub>>,
     outbox: OutboxSettings,
     rt: tokio::runtime::Handle,
@@ -174,6 +183,8 @@ pub struct Dispatcher {
     spill_stats: SpillStats,
     /// Outbox transactions (the fsync included).
     commit_times: crate::metrics::Histogram,
+    /// The site's alert stream, once this box has joined one.
+    site: handoff::Slot,
 }
 
 /// Most messages held in memory while the outbox cannot commit.
@@ -200,9 +211,12 @@ impl Dispatcher {
         outbox: OutboxSettings,
     ) -> Dispatcher {
         let rt = tokio::runtime::Handle::current();
+        let site = handoff::Slot::default();
+        let mqtt_sink = mqtt.clone();
         let mqtt = mqtt.map(|sink| {
             // PUBACKs are cheap to wait for: many in flight.
-            spawn(&rt, &outbox, MQTT_TARGET, &outbox.mqtt_schedule, 64, sink)
+            let o = (&outbox, &site);
+            spawn(&rt, o, MQTT_TARGET, &outbox.mqtt_schedule, 64, sink)
         });
         let d = Dispatcher {
             alerts: RwLock::new(Arc::new(Vec::new())),
@@ -210,12 +224,14 @@ impl Dispatcher {
             webhook,
             webhooks: Mutex::new(HashMap::new()),
             mqtt,
+            mqtt_sink,
             hub,
             outbox,
             rt,
             spill: Mutex::default(),
             spill_stats: SpillStats::default(),
             commit_times: crate::metrics::Histogram::default(),
+            site,
         };
         match d.outbox.store.targets() {
             Ok(targets) => d.ensure_webhooks(targets.iter().filter(|t| *t != MQTT_TARGET)),
@@ -231,8 +247,8 @@ impl Dispatcher {
         for url in urls {
             if !workers.contains_key(url) {
                 let sink: Arc<dyn Sink> = Arc::new(wh.for_url(url));
-                let o = &self.outbox;
-                let w = spawn(&self.rt, o, url, &o.schedule, o.concurrency, sink);
+                let (o, site) = (&self.outbox, &self.site);
+                let w = spawn(&self.rt, (o, site), url, &o.schedule, o.concurrency, sink);
                 workers.insert(url.clone(), w);
             }
         }
@@ -522,7 +538,7 @@ impl Dispatcher {
 
 fn spawn(
     rt: &tokio::runtime::Handle,
-    o: &OutboxSettings,
+    (o, site): (&OutboxSettings, &handoff::Slot),
     target: &str,
     schedule: &Arc<[Duration]>,
     concurrency: usize,
@@ -552,6 +568,7 @@ fn spawn(
             clock: Arc::clone(&o.clock),
             poll: o.poll,
             max_dead: o.max_dead,
+            site: Arc::clone(site),
         },
         sink,
         Arc::clone(&o.store),

@@ -49,6 +49,9 @@ pub struct WorkerConfig {
     pub poll: Duration,
     /// Dead letters kept (all targets together); older ones are deleted.
     pub max_dead: usize,
+    /// The site's alert stream, once the box joined one: each message is
+    /// offered to it before the worker delivers it itself.
+    pub site: super::handoff::Slot,
 }
 
 /// Runs a target's delivery loop until the process ends; returns its wake-up.
@@ -113,6 +116,7 @@ pub fn spawn_worker(
                     in_flight: Arc::clone(&in_flight),
                     wake: Arc::clone(&waker),
                     max_dead: cfg.max_dead,
+                    site: Arc::clone(&cfg.site),
                 };
                 tokio::spawn(async move {
                     job.run(r).await;
@@ -142,6 +146,7 @@ struct Attempt {
     in_flight: Arc<Mutex<HashSet<i64>>>,
     wake: Arc<Notify>,
     max_dead: usize,
+    site: super::handoff::Slot,
 }
 
 /// Makes a row a dead letter, then keeps the dead letters within `keep`
@@ -175,9 +180,20 @@ impl Attempt {
                 .into(),
             frame_arrived: None,
         };
+        let handed = match self.site.get() {
+            Some(site) => site.hand(&r.target, &d).await,
+            None => false,
+        };
         let started = std::time::Instant::now();
-        let result = self.sink.deliver(&d).await;
-        self.stats.attempt_times.observe(started.elapsed());
+        let result = match handed {
+            true => Ok(()),
+            false => self.sink.deliver(&d).await,
+        };
+        if handed {
+            self.stats.handed.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.stats.attempt_times.observe(started.elapsed());
+        }
         let attempts = r.attempts + 1;
         let now = self.clock.wall_ms();
         let name = self.sink.name();
@@ -198,7 +214,14 @@ impl Attempt {
         let write = match result {
             Ok(()) => {
                 self.stats.delivered.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(target = %name, message = %r.message_id, attempts, "alert delivered");
+                match handed {
+                    true => {
+                        tracing::debug!(target = %name, message = %r.message_id, "alert handed to the site's stream")
+                    }
+                    false => {
+                        tracing::info!(target = %name, message = %r.message_id, attempts, "alert delivered")
+                    }
+                }
                 record(Box::new(move |s| s.done(seq))).await
             }
             Err(SinkError::Retry { message, after }) => {
@@ -347,6 +370,7 @@ mod tests {
             clock: Arc::clone(&steady) as Arc<dyn Clocks>,
             poll: Duration::from_millis(500),
             max_dead: 10,
+            site: Default::default(),
         };
         let msg = |id: &'static str| NewMessage {
             target: "t",

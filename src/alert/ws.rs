@@ -13,6 +13,12 @@
 //! messages, with no gap and no duplicate; if the journal no longer holds
 //! everything after that `seq`, it is told so first. A plain connection
 //! (VideoDB's SDK) behaves as before: at most once.
+//!
+//! In a site (`[fleet]`), the hub hands every message to a [`SiteFeed`]
+//! instead: one replicated stream in which every box's messages get one
+//! order, and every box's hub takes them back with the stream's sequence
+//! as their `seq` ([`Hub::deliver_site`]). So a client on any box gets the
+//! alerts of every box, and resumes on another box from the same `seq`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,7 +83,22 @@ pub struct Hub {
     sent: AtomicU64,
     slow_disconnects: AtomicU64,
     refused: AtomicU64,
+    /// The site's feed, once the box joined a site.
+    site: std::sync::OnceLock<Arc<dyn SiteFeed>>,
 }
+
+/// Where a hub in a site sends its messages, so that every box's hub gets
+/// them back in one order.
+pub trait SiteFeed: Send + Sync {
+    /// Takes one message for the site, `to` one connection (None: every
+    /// console feed); false when the site cannot take it now (the hub then
+    /// sends it to this box's clients only).
+    fn offer(&self, to: Option<&str>, channel: &str, data: &serde_json::Value) -> bool;
+}
+
+/// The journal's name for console messages that came from a site (one
+/// row per message, whatever the number of console feeds).
+pub const SITE_CONSOLE: &str = "_console";
 
 /// Most console feeds remembered; beyond that the one opened longest ago
 /// is forgotten (a resume of it is then told of a gap).
@@ -106,6 +127,45 @@ impl Hub {
             sent: AtomicU64::new(0),
             slow_disconnects: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            site: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Joins a site: from now on messages go through `feed` (only the
+    /// first call counts).
+    pub fn set_site(&self, feed: Arc<dyn SiteFeed>) {
+        let _ = self.site.set(feed);
+    }
+
+    /// A message from the site's feed, with the site's `seq`: journaled
+    /// and sent to its connection, or to every console feed, if open here.
+    pub fn deliver_site(
+        &self,
+        seq: u64,
+        to: Option<&str>,
+        channel: &str,
+        data: &serde_json::Value,
+    ) {
+        self.seq.fetch_max(seq, Ordering::SeqCst);
+        let text: Arc<str> = match serde_json::to_string(&Envelope { seq, channel, data }) {
+            Ok(t) => t.into(),
+            Err(_) => return,
+        };
+        self.journal_write(seq, to.unwrap_or(SITE_CONSOLE), &text);
+        match to {
+            Some(id) => {
+                self.send(id, seq, &text);
+            }
+            None => {
+                let ids: Vec<String> = self
+                    .consoles
+                    .lock()
+                    .map(|c| c.keys().cloned().collect())
+                    .unwrap_or_default();
+                for id in ids {
+                    self.send(&id, seq, &text);
+                }
+            }
         }
     }
 
@@ -143,8 +203,13 @@ impl Hub {
         let Some(journal) = &self.journal else {
             return Err(ResumeError::NoJournal);
         };
+        // A site's console messages are journaled once for every feed.
+        let key = match self.site.get().is_some() && self.is_console(id) {
+            true => SITE_CONSOLE,
+            false => id,
+        };
         let sub = self.register(id.to_string())?;
-        match journal.since(id, after) {
+        match journal.since(key, after) {
             Ok(missed) => Ok((sub, missed)),
             Err(e) => {
                 self.disconnect(id);
@@ -192,8 +257,18 @@ impl Hub {
 
     /// Queues `{"seq": …, "channel": channel, "data": data}` for one
     /// connection, after writing it to the journal (if any). Returns whether
-    /// it was queued.
+    /// it was queued (in a site: whether the site took it).
     pub fn publish<T: Serialize>(&self, id: &str, channel: &str, data: &T) -> bool {
+        if let (Some(site), Ok(v)) = (self.site.get(), serde_json::to_value(data)) {
+            if site.offer(Some(id), channel, &v) {
+                return true;
+            }
+        }
+        self.publish_local(id, channel, data)
+    }
+
+    /// [`Hub::publish`] on this box only, with this box's own `seq`.
+    pub fn publish_local<T: Serialize>(&self, id: &str, channel: &str, data: &T) -> bool {
         let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
         let text: Arc<str> = match serde_json::to_string(&Envelope { seq, channel, data }) {
             Ok(t) => t.into(),
@@ -204,23 +279,29 @@ impl Hub {
         };
         // Journal first, queue second: a client resuming meanwhile either
         // reads it from the journal or is registered in time to be queued it.
+        self.journal_write(seq, id, &text);
+        self.send(id, seq, &text)
+    }
+
+    fn journal_write(&self, seq: u64, id: &str, text: &str) {
         if let Some(j) = &self.journal {
-            if let Err(e) = j.append(
-                seq,
-                id,
-                &text,
-                crate::clock::unix_ms(std::time::SystemTime::now()),
-            ) {
+            let now = crate::clock::unix_ms(std::time::SystemTime::now());
+            if let Err(e) = j.append(seq, id, text, now) {
                 tracing::warn!(error = %e, connection = %id, "WebSocket journal write failed; this message cannot be resumed");
             }
         }
+    }
+
+    /// Queues a message for connection `id` if it is open here; a client
+    /// whose queue is full is cut off.
+    fn send(&self, id: &str, seq: u64, text: &Arc<str>) -> bool {
         let Ok(mut conns) = self.conns.lock() else {
             return false;
         };
         let Some(conn) = conns.get(id) else {
             return false;
         };
-        match conn.tx.try_send((seq, text)) {
+        match conn.tx.try_send((seq, Arc::clone(text))) {
             Ok(()) => {
                 self.sent.fetch_add(1, Ordering::Relaxed);
                 true
@@ -267,15 +348,26 @@ impl Hub {
         }
     }
 
-    /// Publishes one message to every console feed.
+    /// Publishes one message to every console feed (in a site, to every
+    /// box's console feeds).
     pub fn publish_console<T: Serialize>(&self, channel: &str, data: &T) {
+        if let (Some(site), Ok(v)) = (self.site.get(), serde_json::to_value(data)) {
+            if site.offer(None, channel, &v) {
+                return;
+            }
+        }
+        self.publish_console_local(channel, data);
+    }
+
+    /// [`Hub::publish_console`] on this box only.
+    pub fn publish_console_local<T: Serialize>(&self, channel: &str, data: &T) {
         let ids: Vec<String> = self
             .consoles
             .lock()
             .map(|c| c.keys().cloned().collect())
             .unwrap_or_default();
         for id in ids {
-            self.publish(&id, channel, data);
+            self.publish_local(&id, channel, data);
         }
     }
 
@@ -347,5 +439,68 @@ mod tests {
             drop(hub.connect_console());
         }
         assert!(!hub.is_console(&id), "the oldest is forgotten past the cap");
+    }
+
+    /// Stands in for the site's stream (NATS is exercised by the fleet
+    /// suite test): records what the hub offers, or refuses it.
+    struct Recorded(Mutex<Vec<(Option<String>, serde_json::Value)>>, bool);
+
+    impl SiteFeed for Recorded {
+        fn offer(&self, to: Option<&str>, _: &str, data: &serde_json::Value) -> bool {
+            if let Ok(mut v) = self.0.lock() {
+                v.push((to.map(String::from), data.clone()));
+            }
+            self.1
+        }
+    }
+
+    #[test]
+    fn in_a_site_messages_come_back_with_the_site_seq_and_resume_from_it() -> anyhow::Result<()> {
+        let limits = crate::store::JournalLimits {
+            max_messages: 100,
+            max_age: std::time::Duration::from_secs(3600),
+        };
+        let journal = Arc::new(crate::store::StoreJournal::open(None, limits)?);
+        let hub = Hub::with_journal(8, journal)?;
+        let feed = Arc::new(Recorded(Mutex::default(), true));
+        hub.set_site(Arc::clone(&feed) as Arc<dyn SiteFeed>);
+        let mut client = hub.connect().expect("room");
+        let mut console = hub.connect_console().expect("room");
+        let id = client.connection_id.clone();
+        assert!(hub.publish(&id, "alert", &1));
+        hub.publish_console("alert", &2);
+        assert!(
+            client.rx.try_recv().is_err(),
+            "nothing local until the site sends it back"
+        );
+        assert_eq!(feed.0.lock().map(|v| v.len()).unwrap_or(0), 2);
+
+        hub.deliver_site(41, Some(&id), "alert", &serde_json::json!(1));
+        hub.deliver_site(42, None, "alert", &serde_json::json!(2));
+        assert_eq!(client.rx.try_recv().map(|m| m.0).ok(), Some(41));
+        assert_eq!(console.rx.try_recv().map(|m| m.0).ok(), Some(42));
+        assert_eq!(hub.last_seq(), 42);
+
+        // Reconnecting (here, or on another box that journaled the same
+        // messages): what came after the seq read, under the site's seq.
+        hub.disconnect(&id);
+        let (_, missed) = hub.resume(&id, 0).map_err(anyhow::Error::msg)?;
+        let seqs: Vec<u64> = missed.messages.iter().map(|m| m.0).collect();
+        assert_eq!(seqs, vec![41]);
+        let console_id = console.connection_id.clone();
+        hub.disconnect(&console_id);
+        let (_, missed) = hub.resume(&console_id, 41).map_err(anyhow::Error::msg)?;
+        assert_eq!(
+            missed.messages.iter().map(|m| m.0).collect::<Vec<_>>(),
+            vec![42]
+        );
+
+        // The site refuses: the message goes to this box's clients only.
+        let down = Hub::new(8);
+        down.set_site(Arc::new(Recorded(Mutex::default(), false)));
+        let mut local = down.connect().expect("room");
+        assert!(down.publish(&local.connection_id, "alert", &3));
+        assert!(local.rx.try_recv().is_ok());
+        Ok(())
     }
 }

@@ -481,12 +481,26 @@ fn spill(st: &ApiState) -> Value {
 
 /// `GET fleet`: the site as this box sees it; 404 on a box of its own.
 pub async fn fleet(State(st): State<ApiState>) -> Reply<Value> {
-    match st.engine.site() {
-        Some(site) => Ok(Data(site.report())),
-        None => Err(Refusal::NotFound(
-            "this box is not part of a site ([fleet] is not configured)".into(),
-        )),
-    }
+    Ok(Data(site(&st)?.report()))
+}
+
+/// The site, or 404 on a box of its own.
+fn site(st: &ApiState) -> Result<std::sync::Arc<dyn crate::control::Site>, Refusal> {
+    st.engine.site().cloned().ok_or_else(|| {
+        Refusal::NotFound("this box is not part of a site ([fleet] is not configured)".into())
+    })
+}
+
+/// `POST fleet/boxes/{box_id}/drain`.
+pub async fn drain_box(State(st): State<ApiState>, Path(id): Path<String>) -> Reply<Value> {
+    site(&st)?.drain(&id, true).await?;
+    Ok(Data(json!({"box_id": id, "draining": true})))
+}
+
+/// `DELETE fleet/boxes/{box_id}/drain`.
+pub async fn undrain_box(State(st): State<ApiState>, Path(id): Path<String>) -> Reply<Value> {
+    site(&st)?.drain(&id, false).await?;
+    Ok(Data(json!({"box_id": id, "draining": false})))
 }
 
 pub async fn status(

@@ -287,6 +287,9 @@ fn connections(x: &mut Exposition, e: &Engine, conns: Option<&ConnStats>) {
     );
     if let Some(site) = e.site() {
         fleet(x, &site.report());
+        for (name, help, h) in site.histograms() {
+            x.histogram(name, help, &[], &h);
+        }
     }
 }
 
@@ -315,6 +318,26 @@ fn fleet(x: &mut Exposition, r: &serde_json::Value) {
             "Catalog writes refused because another box changed the row first (409).",
             &c["conflicts"],
         ),
+        (
+            "sightline_fleet_alerts_handed_total",
+            "Alert messages this box handed from its outbox to the site's stream.",
+            &r["delivery"]["handed"],
+        ),
+        (
+            "sightline_fleet_alerts_fallback_total",
+            "Alert messages the site's stream could not take, delivered by this box itself.",
+            &r["delivery"]["fallbacks"],
+        ),
+        (
+            "sightline_fleet_alerts_delivered_total",
+            "Alert messages this box took from the site's stream and delivered.",
+            &r["delivery"]["delivered"],
+        ),
+        (
+            "sightline_fleet_alerts_redelivered_total",
+            "Alert messages this box took after another box had taken them (a box died or was slow).",
+            &r["delivery"]["redelivered"],
+        ),
     ] {
         x.counter(name, help, &[], n(v));
     }
@@ -330,6 +353,12 @@ fn fleet(x: &mut Exposition, r: &serde_json::Value) {
         "Cameras that fit on no box of the site.",
         &[],
         len(&r["unplaced"]),
+    );
+    x.gauge(
+        "sightline_fleet_consumer_pending",
+        "Alert messages in the site's stream that no box has taken yet (consumer lag).",
+        &[],
+        n(&r["delivery"]["consumer_pending"]),
     );
     let up = r["nats"]["connected"].as_bool().unwrap_or(false);
     x.gauge(

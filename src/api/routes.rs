@@ -207,6 +207,18 @@ pub static ROUTES: &[Route] = &[
         make: || get(h::fleet),
     },
     Route {
+        method: "POST",
+        path: "/fleet/boxes/{box_id}/drain",
+        summary: "Drain a box of the site: its cameras move to the other boxes (each keeps running here until another box took it) and it takes none",
+        make: || post(h::drain_box),
+    },
+    Route {
+        method: "DELETE",
+        path: "/fleet/boxes/{box_id}/drain",
+        summary: "Let a drained box take cameras again",
+        make: || delete(h::undrain_box),
+    },
+    Route {
         method: "GET",
         path: "/metrics",
         summary: "Prometheus metrics (text format); no key needed with [api] metrics_public = true",

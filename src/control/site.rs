@@ -57,6 +57,14 @@ pub trait Site: Send + Sync {
     /// The site as this box sees it: boxes, cameras and their leases,
     /// cameras that fit nowhere, the connection (`GET fleet`).
     fn report(&self) -> serde_json::Value;
+    /// Drains a box (`on`: its cameras move to other boxes and it takes
+    /// none) or lets it take cameras again.
+    fn drain<'a>(&'a self, box_id: &'a str, on: bool) -> BoxFuture<'a, Result<(), Refusal>>;
+    /// Latency histograms of the site's work on this box, as
+    /// (metric name, help, contents).
+    fn histograms(&self) -> Vec<(&'static str, &'static str, crate::metrics::Snapshot)> {
+        Vec::new()
+    }
 }
 
 fn decode<T: DeserializeOwned>(c: &Change, v: &serde_json::Value) -> anyhow::Result<T> {

@@ -7,6 +7,10 @@
 //!   entries expire; each camera is held by one box through a lease; every
 //!   box works out the same placement (`plan.rs`) and claims, renews or
 //!   releases its own leases.
+//! - `deliver.rs`: alert messages go through one replicated stream that
+//!   every box delivers from, so a box's death loses none in flight.
+//! - `feed.rs`: WebSocket messages of every box reach clients on any box,
+//!   with one `seq` across the site.
 //! - `auth.rs`: credentials and TLS.
 //!
 //! The box keeps its own SQLite copy of the catalog and the set of streams
@@ -14,6 +18,8 @@
 
 mod auth;
 mod catalog;
+mod deliver;
+mod feed;
 mod keys;
 mod place;
 pub mod plan;
@@ -32,8 +38,9 @@ use crate::config::FleetConfig;
 use crate::control::{Change, Engine, Health, Refusal, Site};
 
 pub use auth::{parse as parse_credentials, probe, Credentials};
+pub use deliver::{DeliveryStats, ACK_WAIT};
 pub use keys::site_key;
-pub use place::{last_placed, BoxStatus};
+pub use place::{last_placed, BoxStatus, Host};
 
 /// How long a box's announcement lives without renewal: a box silent this
 /// long is dead to the others, which take its cameras.
@@ -48,6 +55,8 @@ struct Buckets {
     catalog: kv::Store,
     leases: kv::Store,
     boxes: kv::Store,
+    /// Boxes an operator is draining (a key per box, no expiry).
+    drains: kv::Store,
 }
 
 /// One camera's lease as the site last showed it: its holder, or `None`
@@ -74,6 +83,9 @@ pub struct FleetStats {
     pub renewals: std::sync::atomic::AtomicU64,
     pub claims: std::sync::atomic::AtomicU64,
     pub conflicts: std::sync::atomic::AtomicU64,
+    /// From a silent box's last lease renewal to this box's claim of the
+    /// camera (the failover time of each camera this box took over).
+    pub failover_times: crate::metrics::Histogram,
 }
 
 /// This box's membership: what the API and the tasks share.
@@ -98,12 +110,16 @@ pub struct Shared {
         tokio::sync::watch::Sender<bool>,
     ),
     pub stats: FleetStats,
+    /// Site delivery on this box.
+    pub delivery: deliver::DeliveryStats,
+    /// Whether an operator drains this box (read from the site each tick).
+    draining: std::sync::atomic::AtomicBool,
 }
 
 /// A joined box: its shared state and its background task.
 pub struct Member {
     pub shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Whether a write was refused because the key moved past the revision it
@@ -135,6 +151,45 @@ impl Site for Shared {
     fn remote_health(&self, stream: &str) -> Option<Health> {
         let owner = self.owner(stream)?;
         self.boxes().get(&owner)?.streams.get(stream).cloned()
+    }
+
+    fn drain<'a>(&'a self, box_id: &'a str, on: bool) -> BoxFuture<'a, Result<(), Refusal>> {
+        Box::pin(async move {
+            let b = self.buckets.get().ok_or_else(|| {
+                Refusal::Unavailable("the site's NATS servers are not reachable".into())
+            })?;
+            if on && !self.boxes().contains_key(box_id) {
+                return Err(Refusal::NotFound(format!(
+                    "no live box {box_id:?} in site {}",
+                    self.cfg.site
+                )));
+            }
+            let done = match on {
+                true => b
+                    .drains
+                    .put(box_id, "{}".into())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+                false => b.drains.delete(box_id).await.map_err(|e| e.to_string()),
+            };
+            done.map_err(|e| Refusal::Unavailable(format!("recording the drain of {box_id}: {e}")))
+        })
+    }
+
+    fn histograms(&self) -> Vec<(&'static str, &'static str, crate::metrics::Snapshot)> {
+        vec![
+            (
+                "sightline_fleet_failover_seconds",
+                "From a silent box's last lease renewal to this box taking the camera over.",
+                self.stats.failover_times.snapshot(),
+            ),
+            (
+                "sightline_fleet_publish_seconds",
+                "Handing an alert message to the site's stream, until the stream acknowledged it.",
+                self.delivery.publish_times.snapshot(),
+            ),
+        ]
     }
 
     fn report(&self) -> serde_json::Value {
@@ -183,6 +238,7 @@ impl Site for Shared {
                 "renewals": n(&self.stats.renewals),
                 "conflicts": n(&self.stats.conflicts),
             },
+            "delivery": self.delivery.report(),
         })
     }
 }
@@ -191,6 +247,11 @@ impl Shared {
     /// This box's settings.
     pub fn config(&self) -> &FleetConfig {
         &self.cfg
+    }
+
+    /// How many NATS servers the site has, as far as this box can tell.
+    fn servers(&self) -> usize {
+        (self.cfg.nats.len()).max(self.client.server_info().connect_urls.len())
     }
 
     /// Whether the site's buckets are open and the connection is up.
@@ -264,23 +325,23 @@ async fn open_buckets(
         catalog: open(("catalog", Duration::ZERO)).await?,
         leases: open(("leases", LEASE_TTL)).await?,
         boxes: open(("boxes", BOX_TTL)).await?,
+        drains: open(("drains", Duration::ZERO)).await?,
     })
 }
 
-/// Joins the site: checks the credentials (a bad file stops the daemon
-/// with a clear error), connects in the background, and follows the site.
-pub async fn join(
+/// Connects to the site's NATS servers; a bad credentials file stops the
+/// daemon with a clear error.
+async fn connect(
     cfg: FleetConfig,
-    engine: &Arc<Engine>,
     api_url: Option<String>,
     state_dir: Option<PathBuf>,
-) -> anyhow::Result<Member> {
+) -> anyhow::Result<Arc<Shared>> {
     let options = auth::options(&cfg)?;
     let client = options
         .connect(cfg.nats.clone())
         .await
         .with_context(|| format!("connecting to NATS at {}", cfg.nats.join(", ")))?;
-    let shared = Arc::new(Shared {
+    Ok(Arc::new(Shared {
         cfg,
         api_url,
         state_dir,
@@ -295,21 +356,46 @@ pub async fn join(
             tokio::sync::watch::Sender::new(false),
         ),
         stats: FleetStats::default(),
-    });
+        delivery: deliver::DeliveryStats::default(),
+        draining: Default::default(),
+    }))
+}
+
+/// Joins the site: checks the credentials, connects in the background,
+/// follows the site, places cameras, and delivers alerts through it.
+pub async fn join(
+    cfg: FleetConfig,
+    engine: &Arc<Engine>,
+    api_url: Option<String>,
+    state_dir: Option<PathBuf>,
+) -> anyhow::Result<Member> {
+    let shared = connect(cfg, api_url, state_dir).await?;
     engine.join_site(Arc::clone(&shared) as Arc<dyn Site>);
-    let task = tokio::spawn(run(Arc::clone(&shared), Arc::clone(engine)));
-    Ok(Member { shared, task })
+    let dispatcher = Arc::clone(engine.dispatcher());
+    dispatcher.set_site(Arc::new(deliver::SiteOutbox::new(Arc::clone(&shared))));
+    let host = Arc::clone(engine) as Arc<dyn Host>;
+    let mut tasks = vec![
+        tokio::spawn(run(Arc::clone(&shared), host, Some(Arc::clone(engine)))),
+        tokio::spawn(deliver::serve(Arc::clone(&shared), dispatcher)),
+    ];
+    tasks.extend(feed::start(&shared, engine.hub()));
+    Ok(Member { shared, tasks })
+}
+
+/// Joins the site for placement only: no catalog, no delivery; `host` says
+/// which cameras the site wants and runs what it is given. The fleet
+/// bench's many light boxes are such members.
+pub async fn join_placement(cfg: FleetConfig, host: Arc<dyn Host>) -> anyhow::Result<Member> {
+    let shared = connect(cfg, None, None).await?;
+    let tasks = vec![tokio::spawn(run(Arc::clone(&shared), host, None))];
+    Ok(Member { shared, tasks })
 }
 
 /// Waits for the site's buckets, then follows the catalog, the leases and
 /// the boxes, and places cameras every tick.
-async fn run(shared: Arc<Shared>, engine: Arc<Engine>) {
+async fn run(shared: Arc<Shared>, host: Arc<dyn Host>, engine: Option<Arc<Engine>>) {
     let js = jetstream::new(shared.client.clone());
-    let servers = shared
-        .cfg
-        .nats
-        .len()
-        .max(shared.client.server_info().connect_urls.len());
+    let servers = shared.servers();
     let buckets = loop {
         match open_buckets(&js, &shared.cfg, servers).await {
             Ok(b) => break b,
@@ -321,21 +407,45 @@ async fn run(shared: Arc<Shared>, engine: Arc<Engine>) {
     };
     let _ = shared.buckets.set(buckets);
     tracing::info!(site = %shared.cfg.site, box_id = %shared.cfg.box_id, "joined the site");
-    let follow = tokio::spawn(catalog::follow(Arc::clone(&shared), Arc::clone(&engine)));
-    let leases = tokio::spawn(place::follow_leases(Arc::clone(&shared)));
-    let boxes = tokio::spawn(place::follow_boxes(Arc::clone(&shared)));
-    place::tick(&shared, &engine).await;
-    follow.abort();
-    leases.abort();
-    boxes.abort();
+    let mut followers = Followers(vec![
+        tokio::spawn(place::follow_leases(Arc::clone(&shared))),
+        tokio::spawn(place::follow_boxes(Arc::clone(&shared))),
+    ]);
+    if let Some(e) = engine {
+        let follow = catalog::follow(Arc::clone(&shared), e);
+        followers.0.push(tokio::spawn(follow));
+    }
+    place::tick(&shared, host.as_ref()).await;
+}
+
+/// Tasks that end with the task that started them, also when it is
+/// aborted.
+struct Followers(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Followers {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
 }
 
 impl Member {
+    /// Stops at once without handing anything back, as a power cut would
+    /// (the fleet bench's dead box).
+    pub fn kill(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+
     /// Leaves the site at shutdown: stops placing, hands this box's
     /// cameras back at once (deletes its leases and its announcement) so
     /// other boxes need not wait for them to expire.
     pub async fn leave(self) {
-        self.task.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
         let _ =
             tokio::time::timeout(Duration::from_secs(3), place::release_all(&self.shared)).await;
     }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::kv::{self, Operation};
+use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +38,43 @@ pub struct BoxStatus {
 }
 
 const PLACED_FILE: &str = "fleet-placed.json";
+
+/// What placement needs from the box it runs on: the cameras the site
+/// wants, the ones this box runs, and a way to change them. The daemon's
+/// engine is one; `sightline bench fleet` runs many light ones.
+pub trait Host: Send + Sync {
+    /// The site's running streams, with their pins.
+    fn wants(&self) -> BoxFuture<'_, Vec<Want>>;
+    /// The streams this box runs now, with their health.
+    fn running(&self) -> BTreeMap<String, Health>;
+    /// Runs exactly `streams` from now on.
+    fn run_only(&self, streams: HashSet<String>) -> BoxFuture<'_, ()>;
+}
+
+impl Host for Engine {
+    fn wants(&self) -> BoxFuture<'_, Vec<Want>> {
+        Box::pin(async move {
+            let cat = self.catalog().await;
+            cat.streams
+                .values()
+                .filter(|s| s.running)
+                .map(|s| Want {
+                    stream: s.id.clone(),
+                    pin: s.spec.pin.clone(),
+                })
+                .collect()
+        })
+    }
+
+    fn running(&self) -> BTreeMap<String, Health> {
+        let mine = self.owned_streams().unwrap_or_default();
+        mine.iter().map(|s| (s.clone(), self.health(s))).collect()
+    }
+
+    fn run_only(&self, streams: HashSet<String>) -> BoxFuture<'_, ()> {
+        Box::pin(self.set_owned(Some(streams)))
+    }
+}
 
 /// The streams this box ran when it last heard from the site: it runs them
 /// at start until the site says otherwise.
@@ -123,6 +161,25 @@ fn note_lease(shared: &Shared, stream: &str, holder: Option<String>, revision: u
     }
 }
 
+/// Records a lease exactly as the bucket holds it now, even at a lower
+/// revision than this box knew: after a majority of NATS servers crashed,
+/// the bucket can come back without its last writes (a server syncs to
+/// disk every few minutes), and a box that kept renewing at a revision the
+/// bucket no longer has would be refused forever.
+fn reset_lease(shared: &Shared, stream: &str, holder: Option<String>, revision: u64) {
+    if let Ok(mut l) = shared.leases.lock() {
+        let seen = Instant::now();
+        l.insert(
+            stream.to_string(),
+            Lease {
+                holder,
+                revision,
+                seen,
+            },
+        );
+    }
+}
+
 pub(super) async fn follow_boxes(shared: Arc<Shared>) {
     let Some(b) = shared.buckets.get() else {
         return;
@@ -156,15 +213,14 @@ pub(super) async fn follow_boxes(shared: Arc<Shared>) {
 }
 
 /// This box's announcement, with the streams it runs.
-fn status(shared: &Shared, engine: &Engine) -> BoxStatus {
-    let mine = engine.owned_streams().unwrap_or_default();
+fn status(shared: &Shared, host: &dyn Host) -> BoxStatus {
     BoxStatus {
         box_id: shared.cfg.box_id.clone(),
         capacity: shared.cfg.capacity,
         labels: shared.cfg.labels.clone(),
-        draining: false,
+        draining: shared.draining.load(Ordering::Relaxed),
         api_url: shared.api_url.clone(),
-        streams: mine.iter().map(|s| (s.clone(), engine.health(s))).collect(),
+        streams: host.running(),
         version: env!("CARGO_PKG_VERSION").to_string(),
     }
 }
@@ -175,20 +231,11 @@ fn status(shared: &Shared, engine: &Engine) -> BoxStatus {
 /// enough for leases to expire, cameras stay where they run.
 async fn inputs(
     shared: &Shared,
-    engine: &Engine,
+    host: &dyn Host,
 ) -> (Vec<Want>, Vec<Slot>, BTreeMap<String, String>) {
-    let cat = engine.catalog().await;
-    let wants = cat
-        .streams
-        .values()
-        .filter(|s| s.running)
-        .map(|s| Want {
-            stream: s.id.clone(),
-            pin: s.spec.pin.clone(),
-        })
-        .collect();
+    let wants = host.wants().await;
     let mut boxes = shared.boxes();
-    boxes.insert(shared.cfg.box_id.clone(), status(shared, engine));
+    boxes.insert(shared.cfg.box_id.clone(), status(shared, host));
     let mut held: BTreeMap<String, String> = shared
         .leases
         .lock()
@@ -216,7 +263,7 @@ async fn inputs(
 }
 
 /// Places cameras every tick for as long as the box runs.
-pub(super) async fn tick(shared: &Arc<Shared>, engine: &Arc<Engine>) {
+pub(super) async fn tick(shared: &Arc<Shared>, host: &dyn Host) {
     let Some(b) = shared.buckets.get() else {
         return;
     };
@@ -230,18 +277,33 @@ pub(super) async fn tick(shared: &Arc<Shared>, engine: &Arc<Engine>) {
     let me = shared.cfg.box_id.clone();
     let (mut renewed, mut announced) = (HashMap::<String, Instant>::new(), None::<Instant>);
     let mut owned: Option<HashSet<String>> = None;
+    // Cameras a draining box gave up and still runs until another box
+    // holds them (make before break), with when each was given up.
+    let mut handing = HashMap::<String, Instant>::new();
     let mut every = tokio::time::interval(TICK);
     loop {
         every.tick().await;
+        // Bounded: a NATS outage must not hold up the announcements.
+        let drained = tokio::time::timeout(Duration::from_millis(500), b.drains.get(&me)).await;
+        if let Ok(Ok(entry)) = drained {
+            let on = entry.is_some();
+            if shared.draining.swap(on, Ordering::Relaxed) != on {
+                tracing::info!(
+                    draining = on,
+                    "an operator changed whether this box is drained"
+                );
+                announced = None;
+            }
+        }
         let mine = held_by(shared, &me);
         if announced.is_none_or(|t| t.elapsed() >= BOX_TTL / 3) {
-            let body = serde_json::to_vec(&status(shared, engine)).unwrap_or_default();
+            let body = serde_json::to_vec(&status(shared, host)).unwrap_or_default();
             match b.boxes.put(&me, body.into()).await {
                 Ok(_) => announced = Some(Instant::now()),
                 Err(e) => tracing::warn!(error = %e, "cannot announce this box to the site"),
             }
         }
-        let (wants, slots, held) = inputs(shared, engine).await;
+        let (wants, slots, held) = inputs(shared, host).await;
         let live: HashSet<&str> = slots.iter().map(|s| s.id.as_str()).collect();
         let p = plan::place(&wants, &slots, &held);
         if let Ok(mut u) = shared.unplaced.lock() {
@@ -262,6 +324,9 @@ pub(super) async fn tick(shared: &Arc<Shared>, engine: &Arc<Engine>) {
             } else {
                 release(shared, &b.leases, stream).await;
                 renewed.remove(stream);
+                if shared.draining.load(Ordering::Relaxed) {
+                    handing.insert(stream.clone(), Instant::now());
+                }
             }
         }
         for (stream, _) in p
@@ -279,14 +344,28 @@ pub(super) async fn tick(shared: &Arc<Shared>, engine: &Arc<Engine>) {
                 renewed.insert(stream.clone(), Instant::now());
             }
         }
-        let now = held_by(shared, &me);
+        let mut now = held_by(shared, &me);
+        handing.retain(|s, since| since.elapsed() < HANDOVER && !held_elsewhere(shared, s, &me));
+        now.extend(handing.keys().cloned());
         if owned.as_ref() != Some(&now) {
             save_placed(shared.state_dir.as_deref(), &now);
             tracing::info!(streams = ?sorted(&now), "this box's cameras");
-            engine.set_owned(Some(now.clone())).await;
+            host.run_only(now.clone()).await;
             owned = Some(now);
         }
     }
+}
+
+/// Longest a drained camera keeps running here while no box takes it.
+const HANDOVER: Duration = Duration::from_secs(20);
+
+/// Whether a box other than `me` holds `stream`'s lease.
+fn held_elsewhere(shared: &Shared, stream: &str, me: &str) -> bool {
+    shared.leases.lock().is_ok_and(|l| {
+        l.get(stream)
+            .and_then(|l| l.holder.as_deref())
+            .is_some_and(|h| h != me)
+    })
 }
 
 fn sorted(s: &HashSet<String>) -> Vec<&String> {
@@ -363,11 +442,13 @@ async fn claim(shared: &Shared, leases: &kv::Store, stream: &str) {
         Ok(r) => {
             note_lease(shared, stream, Some(shared.cfg.box_id.clone()), r);
             shared.stats.claims.fetch_add(1, Ordering::Relaxed);
-            if old.is_some_and(|l| l.holder.is_some()) {
+            if let Some(l) = old.filter(|l| l.holder.is_some()) {
                 shared.stats.moves.fetch_add(1, Ordering::Relaxed);
+                shared.stats.failover_times.observe(l.seen.elapsed());
             }
         }
-        Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+        // A key with a delete marker answers "wrong last sequence".
+        Err(e) if super::stale(&e, e.kind() == kv::CreateErrorKind::AlreadyExists) => {
             tracing::debug!(stream, "a camera's lease was taken first");
             refresh(shared, leases, stream).await;
         }
@@ -386,9 +467,9 @@ async fn refresh(shared: &Shared, leases: &kv::Store, stream: &str) {
                     .map(|v| v.holder),
                 Operation::Delete | Operation::Purge => None,
             };
-            note_lease(shared, stream, holder, e.revision);
+            reset_lease(shared, stream, holder, e.revision);
         }
-        Ok(None) => {}
+        Ok(None) => reset_lease(shared, stream, None, 0),
         Err(e) => tracing::warn!(stream, error = %e, "cannot read a camera's lease"),
     }
 }

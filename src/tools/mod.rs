@@ -6,5 +6,6 @@ pub mod bench;
 pub mod client;
 pub mod demo;
 pub mod doctor;
+pub mod nats;
 pub mod rtsp_server;
 pub mod webhooks;

@@ -7,6 +7,7 @@
 //! of wanted frames accounted for, against streams) into the output folder.
 
 mod clips;
+pub mod fleet;
 mod report;
 mod runs;
 pub mod soak;
@@ -70,6 +71,10 @@ pub enum Kind {
     /// Hours of reconnecting cameras, recording and API churn: memory, open
     /// files, threads, database and recording size sampled as CSV and plotted.
     Soak(soak::Options),
+    /// Many boxes of one site on a real three-server NATS cluster (the
+    /// daemon's placement code on light boxes that run nothing): time to
+    /// converge, time to re-place a dead box's cameras, NATS messages/s.
+    Fleet(fleet::Options),
 }
 
 impl Options {
@@ -95,6 +100,7 @@ pub async fn main(o: &Options) -> anyhow::Result<()> {
             let python = s.python.clone().unwrap_or_else(venv_python);
             soak::run(s, &python).await.map(|_| ())
         }
+        Some(Kind::Fleet(f)) => fleet::run(f).await.map(|_| ()),
         None => run(o).await.map(|_| ()),
     }
 }

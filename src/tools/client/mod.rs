@@ -240,12 +240,21 @@ pub enum Fleet {
     /// Boxes of the site with their capacity and cameras, which box runs
     /// each camera and how fresh its lease is, cameras that fit nowhere.
     Status,
+    /// Move a box's cameras to the other boxes before maintenance; each
+    /// keeps running on it until another box has taken it over. The box
+    /// takes no cameras until `undrain`.
+    Drain { box_id: String },
+    /// Let a drained box take cameras again.
+    Undrain { box_id: String },
 }
 
 /// Requests of the `fleet` commands.
 pub fn fleet(c: Fleet) -> Call {
+    let drain = |id: &str| format!("fleet/boxes/{id}/drain");
     match c {
         Fleet::Status => ("GET", "fleet".into(), None),
+        Fleet::Drain { box_id } => ("POST", drain(&box_id), None),
+        Fleet::Undrain { box_id } => ("DELETE", drain(&box_id), None),
     }
 }
 

@@ -3,18 +3,23 @@
 //! `sightline serve`, one catalog. Checks that the cameras spread over the
 //! boxes by capacity and every box lists all six with their owners; that
 //! two boxes changing one alert at once never lose an update (one 409);
-//! and that when a box is SIGKILLed its cameras run on the others within
-//! 15 s.
+//! that when a box is SIGKILLed its cameras run on the others within 15 s;
+//! and that alerts go through the site's stream to a real webhook receiver
+//! across the box's death and a NATS outage with none lost.
+
+mod delivery;
+mod ws;
 
 use crate::common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::nats::{self, Cluster};
 use common::process::Proc;
-use serde_json::json;
+use delivery::{in_flight_on_a_dying_box, nothing_left, outbox_rows, Hooks};
+use serde_json::{json, Value};
 
 const CAMERAS: usize = 6;
 
@@ -36,6 +41,8 @@ dir = "{state}"
 enabled = false
 [webhook]
 allow_private = ["127.0.0.1/32"]
+# Long enough for a box to die in the middle of a slow delivery.
+timeout_ms = 60000
 [fleet]
 nats = {urls}
 credentials = "{creds}"
@@ -226,6 +233,7 @@ async fn concurrent_patches_collide(a: &Proc, b: &Proc, boxes: &[&Proc], aid: &s
 async fn a_site_spreads_its_cameras_and_moves_them_off_a_dead_box() {
     let mut cluster = Cluster::start(3);
     cluster.ready().await;
+    let hooks = Hooks::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let (_serve, urls) = cameras(dir.path());
     let states: Vec<PathBuf> = ["b1", "b2", "b3"]
@@ -288,7 +296,7 @@ async fn a_site_spreads_its_cameras_and_moves_them_off_a_dead_box() {
             .call(
                 "POST",
                 &format!("rtstream/{sid}/index/{iid}/alert"),
-                Some(json!({"event_id": eid, "callback_url": "http://127.0.0.1:9/hook"})),
+                Some(json!({"event_id": eid, "callback_url": hooks.url})),
             )
             .await;
         if code == 200 {
@@ -310,10 +318,19 @@ async fn a_site_spreads_its_cameras_and_moves_them_off_a_dead_box() {
         .find(|(_, (o, _))| o.as_deref() == Some("b3"))
         .map(|(s, _)| s.clone())
         .expect("box 3 runs a camera");
-    sdk_on_box_2(&boxes[1], &states[1], &on_b3).await;
+    let sdk = sdk_on_box_2(&boxes[1], &states[1], &on_b3, &hooks).await;
+    let sdk_alert = sdk["alert_id"].as_str().expect("alert id").to_string();
+    let (index, event) = (&sdk["index_id"], &sdk["event_id"]);
+    let (index, event) = (
+        index.as_str().expect("index"),
+        event.as_str().expect("event"),
+    );
+    ws::across_boxes(&boxes[..2], (&on_b3, index, event), (&hooks, &sdk_alert)).await;
 
     // A power cut on box 3: its cameras run on boxes 1 and 2 (capacity 3 each).
     boxes[2].kill();
+    let unsent = outbox_rows(&states[2]);
+    let before_kill = hooks.ids(&sdk_alert);
     let survivors: Vec<&Proc> = boxes[..2].iter().collect();
     let (after, took) = settled(&survivors, &["b1", "b2"], 3, Duration::from_secs(60)).await;
     eprintln!("box 3 killed: its cameras up on boxes 1 and 2 after {took:?}");
@@ -326,11 +343,74 @@ async fn a_site_spreads_its_cameras_and_moves_them_off_a_dead_box() {
         took <= Duration::from_secs(15),
         "failover took {took:?}, more than 15 s"
     );
+    let next = hooks
+        .next(
+            &sdk_alert,
+            &before_kill,
+            "from the camera box 3 ran, after its death",
+        )
+        .await;
+    eprintln!("after box 3 died, its camera's next occurrence arrived: {next}");
     full_site(&boxes[0], &states[0], &urls[0]).await;
-    nats_outages(&mut cluster, &mut boxes, &states[0], &after).await;
+    let watch = (&hooks, sdk_alert.as_str());
+    nats_outages(&mut cluster, &mut boxes, (&states[0], &after), watch).await;
+    let quiet = hooks.ids(&sdk_alert);
+    hooks.next(&sdk_alert, &quiet, "once NATS was back").await;
+    for a in [&aid, &sdk_alert] {
+        let path = format!("alert/{a}/status");
+        boxes[0]
+            .ok("PATCH", &path, Some(json!({"action": "disable"})))
+            .await;
+    }
+    boxes[2].restart(&states[2]);
+    nothing_left(&boxes, &hooks, &unsent).await;
+    drain_a_box(&boxes, (&hooks, &sdk_alert), &on_b3, &states[0]).await;
+    in_flight_on_a_dying_box(&mut boxes, &sid, &iid, &eid).await;
     for b in &mut boxes {
         b.stop();
     }
+}
+
+/// `sightline fleet drain` on the box running the SDK alert's camera: its
+/// cameras move to the other two (each keeps running until another box
+/// has it), the camera's next occurrence arrives, and `undrain` lets the
+/// box take cameras again.
+async fn drain_a_box(boxes: &[Proc], (hooks, alert): (&Hooks, &str), stream: &str, key: &Path) {
+    let ids = ["b1", "b2", "b3"];
+    let all: Vec<&Proc> = boxes.iter().collect();
+    let (placed, t) = settled(&all, &ids, 2, Duration::from_secs(120)).await;
+    eprintln!("box 3 back: two cameras each again after {t:?}");
+    let owner = placed[stream].0.clone().expect("the camera's owner");
+    let path = format!("alert/{alert}/status");
+    boxes[0]
+        .ok("PATCH", &path, Some(json!({"action": "enable"})))
+        .await;
+    let cli = |verb: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sightline"))
+            .args(["fleet", verb, &owner, "--api", &boxes[0].base, "--key-file"])
+            .arg(key.join("api-key"))
+            .output()
+            .expect("sightline fleet");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "fleet {verb} {owner}: {text}");
+    };
+    let seen = hooks.ids(alert);
+    cli("drain");
+    let others: Vec<&str> = ids.into_iter().filter(|b| *b != owner).collect();
+    let (_, t) = settled(&all, &others, 3, Duration::from_secs(30)).await;
+    eprintln!("{owner} drained: its cameras up on {others:?} after {t:?}");
+    let report = boxes[0].ok("GET", "fleet", None).await;
+    let drained = report["boxes"]
+        .as_array()
+        .and_then(|b| b.iter().find(|b| b["box_id"] == json!(owner)))
+        .map(|b| b["draining"].clone());
+    assert_eq!(drained, Some(json!(true)), "{report}");
+    hooks
+        .next(alert, &seen, "after its camera's box was drained")
+        .await;
+    cli("undrain");
+    let (_, t) = settled(&all, &ids, 2, Duration::from_secs(120)).await;
+    eprintln!("{owner} undrained: two cameras each again after {t:?}");
 }
 
 /// The streams `box_` lists as up.
@@ -348,8 +428,8 @@ async fn up_on(box_: &Proc) -> Vec<String> {
 async fn nats_outages(
     cluster: &mut Cluster,
     boxes: &mut [Proc],
-    b1_state: &Path,
-    placed: &BTreeMap<String, (Option<String>, bool)>,
+    (b1_state, placed): (&Path, &BTreeMap<String, (Option<String>, bool)>),
+    (hooks, alert): (&Hooks, &str),
 ) {
     cluster.servers[0].kill();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -397,8 +477,11 @@ async fn nats_outages(
             assert!(up.contains(s), "box 2 dropped {s} without quorum: {up:?}");
         }
     }
-    cluster.servers[0].restart();
-    cluster.servers[1].restart();
+    let seen = hooks.ids(alert);
+    let id = hooks.next(alert, &seen, "while NATS had no quorum").await;
+    eprintln!("NATS quorum lost: the boxes still deliver from their outboxes ({id})");
+    cluster.servers[0].restart().expect("NATS server 1 back");
+    cluster.servers[1].restart().expect("NATS server 2 back");
     let both: Vec<&Proc> = boxes[..2].iter().collect();
     let (back, t) = settled(&both, &["b1", "b2"], 3, Duration::from_secs(60)).await;
     eprintln!("NATS back: the site settled again after {t:?}");
@@ -483,8 +566,9 @@ async fn a_box_without_a_fleet_section_is_on_its_own() {
 }
 
 /// VideoDB's SDK, unmodified, pointed at box 2, wires an alert on a camera
-/// box 3 runs; box 3 detects the person and the webhook arrives.
-async fn sdk_on_box_2(b2: &Proc, b2_state: &Path, stream: &str) {
+/// box 3 runs; box 3 detects the person and the webhook arrives through the
+/// site's stream. Returns the alert id.
+async fn sdk_on_box_2(b2: &Proc, b2_state: &Path, stream: &str, hooks: &Hooks) -> Value {
     let python = PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
         .join(".cache/sightline/sdk-venv/bin/python");
     assert!(
@@ -498,6 +582,7 @@ async fn sdk_on_box_2(b2: &Proc, b2_state: &Path, stream: &str) {
         .env("SIGHTLINE_URL", &b2.base)
         .env("SIGHTLINE_KEY_FILE", b2_state.join("api-key"))
         .env("STREAM_ID", stream)
+        .env("HOOK_URL", &hooks.url)
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(150), out)
@@ -510,10 +595,14 @@ async fn sdk_on_box_2(b2: &Proc, b2_state: &Path, stream: &str) {
         "SDK through box 2 on a box 3 camera:\n{}\n{stdout}",
         String::from_utf8_lossy(&out.stderr)
     );
-    eprintln!(
-        "SDK on box 2, camera on box 3: {}",
-        stdout.lines().last().unwrap_or("")
-    );
+    let line = stdout.lines().last().unwrap_or("");
+    let v: serde_json::Value = serde_json::from_str(line).expect("the script's JSON line");
+    let alert = v["alert_id"].as_str().expect("alert id").to_string();
+    let first = hooks
+        .next(&alert, &BTreeSet::new(), "for the alert the SDK made")
+        .await;
+    eprintln!("SDK on box 2, camera on box 3: alert {alert}, webhook {first}");
+    v
 }
 
 /// `sightline doctor` signs in to the site's NATS with the box's
