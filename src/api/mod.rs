@@ -11,6 +11,7 @@
 pub mod bodies;
 pub mod conns;
 mod console;
+mod forward;
 mod handlers;
 mod history;
 mod key;
@@ -96,6 +97,10 @@ pub fn router(
         media,
     };
     routes::build(state.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            forward::to_owner,
+        ))
         .layer(axum::middleware::from_fn_with_state(state, require_key))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
 }

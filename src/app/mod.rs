@@ -655,7 +655,11 @@ async fn join_site(
         return Ok(None);
     };
     let (url, dir) = (own_url(config, api), config.state.dir.clone());
-    Ok(Some(crate::fleet::join(f, engine, url, dir).await?))
+    let local =
+        api.and_then(|(l, key)| Some((format!("http://{}", l.local_addr().ok()?), key.clone())));
+    Ok(Some(
+        crate::fleet::join(f, engine, (url, local), dir).await?,
+    ))
 }
 
 /// Starts the matcher stage with the compiled events. A text event's

@@ -60,6 +60,14 @@ pub trait Site: Send + Sync {
     /// Drains a box (`on`: its cameras move to other boxes and it takes
     /// none) or lets it take cameras again.
     fn drain<'a>(&'a self, box_id: &'a str, on: bool) -> BoxFuture<'a, Result<(), Refusal>>;
+    /// Asks box `box_id` to answer `POST path` with `body` through its own
+    /// API; returns its status and JSON answer.
+    fn ask<'a>(
+        &'a self,
+        box_id: &'a str,
+        path: &'a str,
+        body: bytes::Bytes,
+    ) -> BoxFuture<'a, Result<(u16, bytes::Bytes), Refusal>>;
     /// Latency histograms of the site's work on this box, as
     /// (metric name, help, contents).
     fn histograms(&self) -> Vec<(&'static str, &'static str, crate::metrics::Snapshot)> {

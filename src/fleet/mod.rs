@@ -11,11 +11,13 @@
 //!   every box delivers from, so a box's death loses none in flight.
 //! - `feed.rs`: WebSocket messages of every box reach clients on any box,
 //!   with one `seq` across the site.
+//! - `ask.rs`: a search or backtest asked of the box that runs the stream.
 //! - `auth.rs`: credentials and TLS.
 //!
 //! The box keeps its own SQLite copy of the catalog and the set of streams
 //! it ran last, so it starts and keeps its cameras while NATS is away.
 
+mod ask;
 mod auth;
 mod catalog;
 mod deliver;
@@ -69,6 +71,17 @@ struct Lease {
     seen: std::time::Instant,
 }
 
+impl Lease {
+    /// Its holder while the lease is alive. One not written for longer than
+    /// its TTL is over even if this box never saw it expire (after a NATS
+    /// outage the expiry marker can be lost with the servers' last writes).
+    fn current(&self) -> Option<&str> {
+        self.holder
+            .as_deref()
+            .filter(|_| self.seen.elapsed() < LEASE_TTL)
+    }
+}
+
 /// A lease's value in the bucket.
 #[derive(Debug, Serialize, Deserialize)]
 struct LeaseValue {
@@ -86,6 +99,8 @@ pub struct FleetStats {
     /// From a silent box's last lease renewal to this box's claim of the
     /// camera (the failover time of each camera this box took over).
     pub failover_times: crate::metrics::Histogram,
+    /// Requests from other boxes this box answered.
+    pub answered: std::sync::atomic::AtomicU64,
 }
 
 /// This box's membership: what the API and the tasks share.
@@ -139,7 +154,7 @@ impl Site for Shared {
     }
 
     fn owner(&self, stream: &str) -> Option<String> {
-        let holder = self.leases.lock().ok()?.get(stream)?.holder.clone()?;
+        let holder = self.leases.lock().ok()?.get(stream)?.current()?.to_string();
         let live = self.boxes().contains_key(&holder);
         (live || holder == self.cfg.box_id).then_some(holder)
     }
@@ -175,6 +190,15 @@ impl Site for Shared {
             };
             done.map_err(|e| Refusal::Unavailable(format!("recording the drain of {box_id}: {e}")))
         })
+    }
+
+    fn ask<'a>(
+        &'a self,
+        box_id: &'a str,
+        path: &'a str,
+        body: bytes::Bytes,
+    ) -> BoxFuture<'a, Result<(u16, bytes::Bytes), Refusal>> {
+        Box::pin(ask::ask(self, box_id, path, body))
     }
 
     fn histograms(&self) -> Vec<(&'static str, &'static str, crate::metrics::Snapshot)> {
@@ -237,6 +261,7 @@ impl Site for Shared {
                 "claims": n(&self.stats.claims),
                 "renewals": n(&self.stats.renewals),
                 "conflicts": n(&self.stats.conflicts),
+                "answered": n(&self.stats.answered),
             },
             "delivery": self.delivery.report(),
         })
@@ -363,10 +388,12 @@ async fn connect(
 
 /// Joins the site: checks the credentials, connects in the background,
 /// follows the site, places cameras, and delivers alerts through it.
+/// `local`: this box's API on the loopback and its key, to answer other
+/// boxes' requests.
 pub async fn join(
     cfg: FleetConfig,
     engine: &Arc<Engine>,
-    api_url: Option<String>,
+    (api_url, local): (Option<String>, Option<(String, String)>),
     state_dir: Option<PathBuf>,
 ) -> anyhow::Result<Member> {
     let shared = connect(cfg, api_url, state_dir).await?;
@@ -379,6 +406,9 @@ pub async fn join(
         tokio::spawn(deliver::serve(Arc::clone(&shared), dispatcher)),
     ];
     tasks.extend(feed::start(&shared, engine.hub()));
+    if let Some(local) = local {
+        tasks.push(tokio::spawn(ask::answer(Arc::clone(&shared), local)));
+    }
     Ok(Member { shared, tasks })
 }
 

@@ -241,7 +241,7 @@ async fn inputs(
         .lock()
         .map(|l| {
             l.iter()
-                .filter_map(|(s, l)| Some((s.clone(), l.holder.clone()?)))
+                .filter_map(|(s, l)| Some((s.clone(), l.current()?.to_string())))
                 .collect()
         })
         .unwrap_or_default();
@@ -338,7 +338,7 @@ pub(super) async fn tick(shared: &Arc<Shared>, host: &dyn Host) {
                 .leases
                 .lock()
                 .ok()
-                .and_then(|l| l.get(stream)?.holder.clone());
+                .and_then(|l| Some(l.get(stream)?.current()?.to_string()));
             if lease.is_none_or(|h| !live.contains(h.as_str())) {
                 claim(shared, &b.leases, stream).await;
                 renewed.insert(stream.clone(), Instant::now());
@@ -434,6 +434,7 @@ async fn claim(shared: &Shared, leases: &kv::Store, stream: &str) {
     {
         if let Err(e) = leases.delete_expect_revision(stream, Some(*revision)).await {
             tracing::info!(stream, error = %e, "a silent box's lease could not be cleared");
+            refresh(shared, leases, stream).await;
             return;
         }
         tracing::info!(stream, from = %h, "taking over a camera from a box that went silent");

@@ -338,8 +338,11 @@ async function pageCameras() {
     const now = performance.now() / 1000;
     const byId = Object.fromEntries((status.streams || []).map((s) => [s.id, s]));
     for (const id of Object.keys(cards)) if (!byId[id]) { cards[id].remove(); delete cards[id]; }
+    // In a site, a camera another box runs has its health from that box.
+    const here = status.fleet && status.fleet.box_id;
     for (const row of list) {
-      const s = byId[row.id] || { id: row.id, status: row.status, health: row.health, models: [] };
+      const remote = here && row.owner && row.owner.box_id && row.owner.box_id !== here;
+      const s = (!remote && byId[row.id]) || { id: row.id, status: row.status, health: row.health, models: [] };
       const counts = {
         in: (s.health && s.health.frames) || 0,
         scored: (s.models || []).reduce((a, m) => a + m.frames, 0),
@@ -399,6 +402,7 @@ function updateCamera(card, row, s, name, counts, r) {
   }, 'Delete');
   card.dataset.state = st;
   card.dataset.frames = String(counts.in);
+  card.dataset.box = (row.owner && row.owner.box_id) || '';
   card.querySelector('.body').replaceChildren(
     el('div', { class: 'title' }, el('span', {}, name), el('span', { class: 'badge state ' + st }, st)),
     facts([
@@ -407,6 +411,7 @@ function updateCamera(card, row, s, name, counts, r) {
       ['In / scored', `${rate(r.in)} / ${rate(r.scored)}`],
       ['Skipped / dropped', `${rate(r.skipped)} / ${rate(r.dropped)}`],
       ['Restarts', String((s.health && s.health.restarts) || 0)],
+      row.owner ? ['Box', el('span', { class: 'box' }, row.owner.box_id || 'none (fits on no box)')] : null,
       s.health && s.health.last_error && !s.health.up ? ['Last error', el('span', { title: s.health.last_error }, brief(s.health.last_error))] : null,
       ['URL', row.url],
     ]),

@@ -198,6 +198,19 @@ pub async fn run(o: &Options) -> anyhow::Result<Figures> {
     Ok(f)
 }
 
+/// A three-server NATS cluster under `dir` for `sightline bench`'s
+/// in-a-site runs: the cluster (kept running while held), its URLs and a
+/// credentials file.
+pub async fn site(dir: &std::path::Path) -> anyhow::Result<(Cluster, (Vec<String>, PathBuf))> {
+    let _ = std::fs::remove_dir_all(dir);
+    let cluster = Cluster::start(3, &dir.join("nats"), (USER, PASSWORD))?;
+    cluster.ready().await?;
+    let creds = dir.join("credentials");
+    write_credentials(&creds)?;
+    let urls = cluster.urls();
+    Ok((cluster, (urls, creds)))
+}
+
 fn write_credentials(path: &std::path::Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, format!("{USER}:{PASSWORD}\n"))

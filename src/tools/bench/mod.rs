@@ -116,6 +116,10 @@ pub async fn run(o: &Options) -> anyhow::Result<Vec<Row>> {
     let most = o.streams.iter().copied().max().unwrap_or(1);
     let jsonl = out.join("compare.jsonl");
     let _ = std::fs::remove_file(&jsonl);
+    let site = match o.systems.contains(&System::Fleet) {
+        true => Some(fleet::site(&out.join("site")).await?),
+        false => None,
+    };
     let mut rows = Vec::new();
     for &w in &o.workloads {
         println!(
@@ -133,6 +137,7 @@ pub async fn run(o: &Options) -> anyhow::Result<Vec<Row>> {
             model_file: &model,
             rtsp_prefix: &prefix,
             dir: &out,
+            fleet: site.as_ref().map(|(_, f)| f),
         };
         for (turn, &n) in o.streams.iter().enumerate() {
             let mut order = o.systems.clone();

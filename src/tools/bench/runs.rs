@@ -25,6 +25,9 @@ pub enum System {
     Full,
     /// The do-it-yourself Python peer (OpenCV, onnxruntime, HTTP POST).
     Peer,
+    /// sightline decoding keyframes as one box of a site (`[fleet]` on a
+    /// three-server NATS cluster): its alerts go through the site's stream.
+    Fleet,
 }
 
 impl System {
@@ -33,6 +36,7 @@ impl System {
             System::Keyframes => "sightline keyframes",
             System::Full => "sightline full decode",
             System::Peer => "python peer",
+            System::Fleet => "sightline keyframes, in a site",
         }
     }
 }
@@ -65,6 +69,8 @@ pub struct Setup<'a> {
     pub model_file: &'a Path,
     pub rtsp_prefix: &'a str,
     pub dir: &'a Path,
+    /// The NATS servers and credentials file of [`System::Fleet`] runs.
+    pub fleet: Option<&'a (Vec<String>, PathBuf)>,
 }
 
 /// sightline on `streams` cameras for `secs`, counted from when its API
@@ -149,7 +155,18 @@ fn config(
         text += &format!(
             "[[streams]]\nid = \"cam{i}\"\nurl = \"{}{i}\"\nfps = {FPS}\nkeyframes_only = {}\n",
             s.rtsp_prefix,
-            system == System::Keyframes
+            matches!(system, System::Keyframes | System::Fleet)
+        );
+    }
+    if let (System::Fleet, Some((nats, creds))) = (system, s.fleet) {
+        // A site of its own per run: a run with other cameras must not
+        // inherit the catalog of the one before.
+        let site = format!("bench{}", port);
+        let urls: Vec<String> = nats.iter().map(|u| format!("\"{u}\"")).collect();
+        text += &format!(
+            "[fleet]\nnats = [{}]\ncredentials = \"{}\"\nsite = \"{site}\"\nbox_id = \"bench\"\ncapacity = {streams}\n",
+            urls.join(", "),
+            creds.display()
         );
     }
     text

@@ -272,6 +272,7 @@ async fn a_site_spreads_its_cameras_and_moves_them_off_a_dead_box() {
     );
     let (before, t) = settled(&all, &["b1", "b2", "b3"], 2, Duration::from_secs(90)).await;
     eprintln!("six cameras placed and up on three boxes in {t:?}: {before:?}");
+    console_lists_the_site(&boxes[0], &before).await;
 
     // Rules made on one box reach every box; concurrent changes collide.
     let sid = before.keys().next().expect("a stream").clone();
@@ -326,6 +327,7 @@ async fn a_site_spreads_its_cameras_and_moves_them_off_a_dead_box() {
         event.as_str().expect("event"),
     );
     ws::across_boxes(&boxes[..2], (&on_b3, index, event), (&hooks, &sdk_alert)).await;
+    asked_of_the_owner(&boxes[0], &boxes[2], &on_b3).await;
 
     // A power cut on box 3: its cameras run on boxes 1 and 2 (capacity 3 each).
     boxes[2].kill();
@@ -413,6 +415,81 @@ async fn drain_a_box(boxes: &[Proc], (hooks, alert): (&Hooks, &str), stream: &st
     eprintln!("{owner} undrained: two cameras each again after {t:?}");
 }
 
+/// Box 1's console, in headless Chromium: its Cameras page lists the six
+/// cameras of the site, each with the box that runs it.
+async fn console_lists_the_site(b1: &Proc, placed: &BTreeMap<String, (Option<String>, bool)>) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shots = root.join("target/test-artifacts");
+    std::fs::create_dir_all(&shots).expect("artifact dir");
+    let out = tokio::process::Command::new("node")
+        .arg(root.join("tests/browser/fleet_cameras.mjs"))
+        .args([
+            &b1.base,
+            &b1.key,
+            &shots.display().to_string(),
+            &CAMERAS.to_string(),
+        ])
+        .env("SIGHTLINE_PLAYWRIGHT", common::playwright())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), out)
+        .await
+        .expect("the browser script ends within 2 minutes")
+        .expect("node runs (scripts/setup --test installs it)");
+    let steps: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let step = |name: &str| steps.iter().find(|s| s["step"] == name).cloned();
+    let done = step("done").unwrap_or_else(|| {
+        panic!(
+            "the browser script failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(done["errors"], json!([]), "browser errors");
+    let cards = step("cameras").expect("the cameras step");
+    for (stream, (owner, _)) in placed {
+        let card = cards["cards"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["stream"] == json!(stream)))
+            .unwrap_or_else(|| panic!("no card for {stream}: {cards}"));
+        assert_eq!(card["box"], json!(owner), "{card}");
+        assert_eq!(card["shown"], json!(owner), "{card}");
+        assert_eq!(card["state"], "up", "its box says it is up: {card}");
+    }
+    assert_eq!(
+        cards["overflow"],
+        json!(0),
+        "the phone view scrolls sideways"
+    );
+    eprintln!(
+        "console: box 1's Cameras page lists the site (screenshots in {})",
+        shots.display()
+    );
+}
+
+/// A search and a backtest of box 3's camera sent to box 1 are answered
+/// by box 3 (over NATS), exactly as box 3 answers them itself.
+async fn asked_of_the_owner(b1: &Proc, b3: &Proc, stream: &str) {
+    let calls = [
+        ("search", json!({"query": "a person walking"})),
+        ("backtest", json!({"event_prompt": "a person walking"})),
+    ];
+    for (what, body) in calls {
+        let path = format!("rtstream/{stream}/{what}");
+        let via_b1 = b1.call("POST", &path, Some(body.clone())).await;
+        let at_b3 = b3.call("POST", &path, Some(body)).await;
+        assert_eq!(
+            via_b1, at_b3,
+            "{what} through box 1 differs from box 3's own answer"
+        );
+    }
+    let answered = b3.ok("GET", "fleet", None).await["counters"]["answered"].clone();
+    assert_eq!(answered, json!(2), "box 3 answered box 1's two requests");
+    eprintln!("search and backtest through box 1 answered by box 3");
+}
+
 /// The streams `box_` lists as up.
 async fn up_on(box_: &Proc) -> Vec<String> {
     let p = placement(box_).await;
@@ -451,6 +528,9 @@ async fn nats_outages(
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    let seen = hooks.ids(alert);
+    let id = hooks.next(alert, &seen, "with one NATS server down").await;
+    eprintln!("one NATS server of three down: alerts still delivered ({id})");
     cluster.servers[1].kill();
     let mine: Vec<String> = placed
         .iter()
