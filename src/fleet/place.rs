@@ -280,6 +280,8 @@ pub(super) async fn tick(shared: &Arc<Shared>, host: &dyn Host) {
     // Cameras a draining box gave up and still runs until another box
     // holds them (make before break), with when each was given up.
     let mut handing = HashMap::<String, Instant>::new();
+    // When this box last failed to reach the site (see `claim_now`).
+    let mut trouble: Option<Instant> = None;
     let mut every = tokio::time::interval(TICK);
     loop {
         every.tick().await;
@@ -300,7 +302,10 @@ pub(super) async fn tick(shared: &Arc<Shared>, host: &dyn Host) {
             let body = serde_json::to_vec(&status(shared, host)).unwrap_or_default();
             match b.boxes.put(&me, body.into()).await {
                 Ok(_) => announced = Some(Instant::now()),
-                Err(e) => tracing::warn!(error = %e, "cannot announce this box to the site"),
+                Err(e) => {
+                    trouble = Some(Instant::now());
+                    tracing::warn!(error = %e, "cannot announce this box to the site")
+                }
             }
         }
         let (wants, slots, held) = inputs(shared, host).await;
@@ -329,20 +334,10 @@ pub(super) async fn tick(shared: &Arc<Shared>, host: &dyn Host) {
                 }
             }
         }
-        for (stream, _) in p
-            .owner
-            .iter()
-            .filter(|(s, o)| **o == me && !mine.contains(*s))
-        {
-            let lease = shared
-                .leases
-                .lock()
-                .ok()
-                .and_then(|l| Some(l.get(stream)?.current()?.to_string()));
-            if lease.is_none_or(|h| !live.contains(h.as_str())) {
-                claim(shared, &b.leases, stream).await;
-                renewed.insert(stream.clone(), Instant::now());
-            }
+        let settled = trouble.is_none_or(|t| t.elapsed() >= BOX_TTL);
+        for stream in claim_now(shared, host, (&p, &live), settled) {
+            claim(shared, &b.leases, &stream).await;
+            renewed.insert(stream, Instant::now());
         }
         let mut now = held_by(shared, &me);
         handing.retain(|s, since| since.elapsed() < HANDOVER && !held_elsewhere(shared, s, &me));
@@ -354,6 +349,34 @@ pub(super) async fn tick(shared: &Arc<Shared>, host: &dyn Host) {
             owned = Some(now);
         }
     }
+}
+
+/// The streams the plan gives this box that it should claim now: those
+/// whose lease is free or held by a box gone silent. A camera this box does
+/// not run yet is claimed only once the site has been reachable for
+/// [`BOX_TTL`] (`settled`): after an outage, every live box gets to announce
+/// what it runs before a camera is taken from under it.
+fn claim_now(
+    shared: &Shared,
+    host: &dyn Host,
+    (p, live): (&plan::Placement, &HashSet<&str>),
+    settled: bool,
+) -> Vec<String> {
+    let me = shared.cfg.box_id.as_str();
+    let (mine, running) = (held_by(shared, me), host.running());
+    let Ok(leases) = shared.leases.lock() else {
+        return Vec::new();
+    };
+    p.owner
+        .iter()
+        .filter(|(s, o)| o.as_str() == me && !mine.contains(*s))
+        .filter(|(s, _)| settled || running.contains_key(*s))
+        .filter(|(s, _)| {
+            let holder = leases.get(*s).and_then(|l| l.current());
+            holder.is_none_or(|h| !live.contains(h))
+        })
+        .map(|(s, _)| s.clone())
+        .collect()
 }
 
 /// Longest a drained camera keeps running here while no box takes it.
