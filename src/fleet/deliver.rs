@@ -286,7 +286,15 @@ pub async fn serve(shared: Arc<Shared>, dispatcher: Arc<Dispatcher>) {
             }
         };
         let figures = tokio::spawn(watch_figures(Arc::clone(&shared), consumer.clone()));
-        let mut messages = match consumer.messages().await {
+        // Short pull requests with frequent heartbeats: a request the
+        // servers lost (a leader change) costs seconds, not the default 30.
+        let pulled = consumer
+            .stream()
+            .expires(Duration::from_secs(5))
+            .heartbeat(Duration::from_secs(2))
+            .messages()
+            .await;
+        let mut messages = match pulled {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot pull from the site's alert stream");
