@@ -236,35 +236,8 @@ async fn a_site_spreads_its_cameras_and_moves_them_off_a_dead_box() {
     let hooks = Hooks::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let (_serve, urls) = cameras(dir.path());
-    let states: Vec<PathBuf> = ["b1", "b2", "b3"]
-        .iter()
-        .map(|id| dir.path().join(id))
-        .collect();
-    let mut boxes: Vec<Proc> = ["b1", "b2", "b3"]
-        .iter()
-        .map(|id| {
-            let (config, state) = box_config(dir.path(), id, &cluster, 3);
-            Proc::start(&config, &state)
-        })
-        .collect();
-    for (i, url) in urls.iter().enumerate() {
-        let body = json!({"url": url, "name": format!("cam {i}"), "sample_rate": 1});
-        // A box takes catalog writes once it has joined the site (503 before).
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let (code, v) = boxes[i % 3]
-                .call("POST", "rtstream", Some(body.clone()))
-                .await;
-            if code == 200 {
-                break;
-            }
-            assert!(
-                code == 503 && Instant::now() < deadline,
-                "POST rtstream: {code} {v}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
+    let (states, mut boxes) = start_boxes(dir.path(), &cluster);
+    add_cameras(&boxes, &urls).await;
     let all: Vec<&Proc> = boxes.iter().collect();
     assert!(
         boxes.iter().all(|b| b.key == boxes[0].key),
@@ -276,42 +249,7 @@ async fn a_site_spreads_its_cameras_and_moves_them_off_a_dead_box() {
 
     // Rules made on one box reach every box; concurrent changes collide.
     let sid = before.keys().next().expect("a stream").clone();
-    let ix = boxes[0]
-        .ok("POST", &format!("rtstream/{sid}/index/scene"), Some(json!({"extraction_type": "time", "extraction_config": {"time": 2, "frame_count": 1}, "name": "v"})))
-        .await;
-    let iid = ix["rtstream_index_id"]
-        .as_str()
-        .expect("index id")
-        .to_string();
-    let ev = boxes[1]
-        .ok(
-            "POST",
-            "rtstream/event",
-            Some(json!({"event_prompt": "Detect person", "label": "person"})),
-        )
-        .await;
-    let eid = ev["event_id"].as_str().expect("event id").to_string();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let aid = loop {
-        let (code, a) = boxes[2]
-            .call(
-                "POST",
-                &format!("rtstream/{sid}/index/{iid}/alert"),
-                Some(json!({"event_id": eid, "callback_url": hooks.url})),
-            )
-            .await;
-        if code == 200 {
-            break a["data"]["alert_id"]
-                .as_str()
-                .expect("alert id")
-                .to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "box 3 never saw the index and event made on boxes 1 and 2: {a}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let (iid, eid, aid) = rules_across_boxes(&boxes, &sid, &hooks.url).await;
     concurrent_patches_collide(&boxes[0], &boxes[1], &all, &aid).await;
     doctor_checks_nats(dir.path());
     let on_b3 = before
@@ -329,30 +267,7 @@ async fn a_site_spreads_its_cameras_and_moves_them_off_a_dead_box() {
     ws::across_boxes(&boxes[..2], (&on_b3, index, event), (&hooks, &sdk_alert)).await;
     asked_of_the_owner(&boxes[0], &boxes[2], &on_b3).await;
 
-    // A power cut on box 3: its cameras run on boxes 1 and 2 (capacity 3 each).
-    boxes[2].kill();
-    let unsent = outbox_rows(&states[2]);
-    let before_kill = hooks.ids(&sdk_alert);
-    let survivors: Vec<&Proc> = boxes[..2].iter().collect();
-    let (after, took) = settled(&survivors, &["b1", "b2"], 3, Duration::from_secs(60)).await;
-    eprintln!("box 3 killed: its cameras up on boxes 1 and 2 after {took:?}");
-    for (s, (owner, _)) in &before {
-        if owner.as_deref() != Some("b3") {
-            assert_eq!(&after[s].0, owner, "{s} moved though its box lived");
-        }
-    }
-    assert!(
-        took <= Duration::from_secs(15),
-        "failover took {took:?}, more than 15 s"
-    );
-    let next = hooks
-        .next(
-            &sdk_alert,
-            &before_kill,
-            "from the camera box 3 ran, after its death",
-        )
-        .await;
-    eprintln!("after box 3 died, its camera's next occurrence arrived: {next}");
+    let (after, unsent) = power_cut(&mut boxes, (&states[2], &before), (&hooks, &sdk_alert)).await;
     full_site(&boxes[0], &states[0], &urls[0]).await;
     let watch = (&hooks, sdk_alert.as_str());
     nats_outages(&mut cluster, &mut boxes, (&states[0], &after), watch).await;
@@ -371,6 +286,106 @@ async fn a_site_spreads_its_cameras_and_moves_them_off_a_dead_box() {
     for b in &mut boxes {
         b.stop();
     }
+}
+
+/// Three boxes of capacity 3 on `cluster`: their state folders and processes.
+fn start_boxes(dir: &Path, cluster: &Cluster) -> (Vec<PathBuf>, Vec<Proc>) {
+    let ids = ["b1", "b2", "b3"];
+    let states = ids.iter().map(|id| dir.join(id)).collect();
+    let boxes = ids
+        .iter()
+        .map(|id| {
+            let (config, state) = box_config(dir, id, cluster, 3);
+            Proc::start(&config, &state)
+        })
+        .collect();
+    (states, boxes)
+}
+
+/// Adds the cameras through the boxes in turn; a box takes catalog writes
+/// once it has joined the site (503 before).
+async fn add_cameras(boxes: &[Proc], urls: &[String]) {
+    for (i, url) in urls.iter().enumerate() {
+        let body = json!({"url": url, "name": format!("cam {i}"), "sample_rate": 1});
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (code, v) = boxes[i % 3]
+                .call("POST", "rtstream", Some(body.clone()))
+                .await;
+            if code == 200 {
+                break;
+            }
+            assert!(
+                code == 503 && Instant::now() < deadline,
+                "POST rtstream: {code} {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// An index made on box 1 and an event on box 2 are seen by box 3, which
+/// wires an alert with them to `hook`. Returns (index, event, alert).
+async fn rules_across_boxes(boxes: &[Proc], sid: &str, hook: &str) -> (String, String, String) {
+    let body = json!({"extraction_type": "time", "extraction_config": {"time": 2, "frame_count": 1}, "name": "v"});
+    let ix = boxes[0]
+        .ok("POST", &format!("rtstream/{sid}/index/scene"), Some(body))
+        .await;
+    let iid = ix["rtstream_index_id"]
+        .as_str()
+        .expect("index id")
+        .to_string();
+    let event = json!({"event_prompt": "Detect person", "label": "person"});
+    let ev = boxes[1].ok("POST", "rtstream/event", Some(event)).await;
+    let eid = ev["event_id"].as_str().expect("event id").to_string();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let path = format!("rtstream/{sid}/index/{iid}/alert");
+    loop {
+        let body = json!({"event_id": eid, "callback_url": hook});
+        let (code, a) = boxes[2].call("POST", &path, Some(body)).await;
+        if code == 200 {
+            let aid = a["data"]["alert_id"]
+                .as_str()
+                .expect("alert id")
+                .to_string();
+            return (iid, eid, aid);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "box 3 never saw the index and event made on boxes 1 and 2: {a}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A power cut on box 3: its cameras run on boxes 1 and 2 (capacity 3
+/// each) within 15 s, the others stay put, and its camera's next
+/// occurrence is delivered. Returns the placement after, and the messages
+/// box 3 had committed and not yet handed to the site.
+async fn power_cut(
+    boxes: &mut [Proc],
+    (b3_state, before): (&Path, &BTreeMap<String, (Option<String>, bool)>),
+    (hooks, alert): (&Hooks, &str),
+) -> (BTreeMap<String, (Option<String>, bool)>, Vec<String>) {
+    boxes[2].kill();
+    let unsent = outbox_rows(b3_state);
+    let before_kill = hooks.ids(alert);
+    let survivors: Vec<&Proc> = boxes[..2].iter().collect();
+    let (after, took) = settled(&survivors, &["b1", "b2"], 3, Duration::from_secs(60)).await;
+    eprintln!("box 3 killed: its cameras up on boxes 1 and 2 after {took:?}");
+    for (s, (owner, _)) in before {
+        if owner.as_deref() != Some("b3") {
+            assert_eq!(&after[s].0, owner, "{s} moved though its box lived");
+        }
+    }
+    assert!(
+        took <= Duration::from_secs(15),
+        "failover took {took:?}, more than 15 s"
+    );
+    let what = "from the camera box 3 ran, after its death";
+    let next = hooks.next(alert, &before_kill, what).await;
+    eprintln!("after box 3 died, its camera's next occurrence arrived: {next}");
+    (after, unsent)
 }
 
 /// `sightline fleet drain` on the box running the SDK alert's camera: its
