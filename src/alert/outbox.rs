@@ -166,6 +166,21 @@ fn bury(s: &dyn Outbox, seq: i64, attempts: u32, error: &str, keep: usize) -> an
 }
 
 impl Attempt {
+    /// Hands the message to the site, if the box is in one and the site
+    /// takes it, else delivers it to the receiver; says which it was.
+    async fn try_once(&self, target: &str, d: &Delivery) -> (bool, Result<(), SinkError>) {
+        if let Some(site) = self.site.get() {
+            if site.hand(target, d).await {
+                self.stats.handed.fetch_add(1, Ordering::Relaxed);
+                return (true, Ok(()));
+            }
+        }
+        let started = std::time::Instant::now();
+        let result = self.sink.deliver(d).await;
+        self.stats.attempt_times.observe(started.elapsed());
+        (false, result)
+    }
+
     async fn run(self, r: Row) {
         let d = Delivery {
             message_id: r.message_id.as_str().into(),
@@ -180,20 +195,7 @@ impl Attempt {
                 .into(),
             frame_arrived: None,
         };
-        let handed = match self.site.get() {
-            Some(site) => site.hand(&r.target, &d).await,
-            None => false,
-        };
-        let started = std::time::Instant::now();
-        let result = match handed {
-            true => Ok(()),
-            false => self.sink.deliver(&d).await,
-        };
-        if handed {
-            self.stats.handed.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.stats.attempt_times.observe(started.elapsed());
-        }
+        let (handed, result) = self.try_once(&r.target, &d).await;
         let attempts = r.attempts + 1;
         let now = self.clock.wall_ms();
         let name = self.sink.name();

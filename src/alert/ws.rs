@@ -157,12 +157,7 @@ impl Hub {
                 self.send(id, seq, &text);
             }
             None => {
-                let ids: Vec<String> = self
-                    .consoles
-                    .lock()
-                    .map(|c| c.keys().cloned().collect())
-                    .unwrap_or_default();
-                for id in ids {
+                for id in self.console_ids() {
                     self.send(&id, seq, &text);
                 }
             }
@@ -361,14 +356,17 @@ impl Hub {
 
     /// [`Hub::publish_console`] on this box only.
     pub fn publish_console_local<T: Serialize>(&self, channel: &str, data: &T) {
-        let ids: Vec<String> = self
-            .consoles
-            .lock()
-            .map(|c| c.keys().cloned().collect())
-            .unwrap_or_default();
-        for id in ids {
+        for id in self.console_ids() {
             self.publish_local(&id, channel, data);
         }
+    }
+
+    /// The console feeds this hub feeds (a copy: publishing takes other locks).
+    fn console_ids(&self) -> Vec<String> {
+        self.consoles
+            .lock()
+            .map(|c| c.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The `seq` of the newest message published.

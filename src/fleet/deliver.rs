@@ -20,7 +20,7 @@
 //! lost acknowledgement is stored once (JetStream's duplicate window).
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -28,7 +28,7 @@ use async_nats::jetstream::{self, consumer, stream, AckKind};
 use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 
-use super::Shared;
+use super::{Pause, Shared};
 use crate::alert::handoff::Handoff;
 use crate::alert::{sign, Delivery, Dispatcher, SinkError};
 
@@ -44,9 +44,6 @@ const MAX_BYTES: i64 = 1 << 30;
 const IN_FLIGHT: usize = 32;
 /// How long a hand-off may take before the box delivers the message itself.
 const HAND_TIMEOUT: Duration = Duration::from_secs(3);
-/// After a failed hand-off, how long the box delivers by itself before it
-/// tries the stream again (so an outage costs one timeout, not one each).
-const BACK_OFF: Duration = Duration::from_secs(5);
 /// The durable consumer every box serves.
 const CONSUMER: &str = "delivery";
 
@@ -160,8 +157,8 @@ fn subject(site: &str, body: &[u8]) -> String {
 pub struct SiteOutbox {
     shared: Arc<Shared>,
     js: jetstream::Context,
-    /// Until when hand-offs are not tried (after one failed).
-    resting: Mutex<Option<Instant>>,
+    /// Hand-offs are not tried for a while after one failed.
+    resting: Pause,
 }
 
 impl SiteOutbox {
@@ -170,13 +167,8 @@ impl SiteOutbox {
         SiteOutbox {
             shared,
             js,
-            resting: Mutex::default(),
+            resting: Pause::default(),
         }
-    }
-
-    fn resting(&self) -> bool {
-        let until = self.resting.lock().ok().and_then(|r| *r);
-        until.is_some_and(|u| Instant::now() < u)
     }
 
     async fn publish(&self, target: &str, d: &Delivery) -> anyhow::Result<()> {
@@ -207,7 +199,7 @@ impl Handoff for SiteOutbox {
     fn hand<'a>(&'a self, target: &'a str, d: &'a Delivery) -> BoxFuture<'a, bool> {
         Box::pin(async move {
             let stats = &self.shared.delivery;
-            if self.resting() || !self.shared.connected() {
+            if self.resting.active() || !self.shared.connected() {
                 stats.fallbacks.fetch_add(1, Ordering::Relaxed);
                 return false;
             }
@@ -225,9 +217,7 @@ impl Handoff for SiteOutbox {
                     };
                     tracing::warn!(message = %d.message_id, error = %why,
                         "the site's alert stream did not take a message; delivering it from this box");
-                    if let Ok(mut r) = self.resting.lock() {
-                        *r = Some(Instant::now() + BACK_OFF);
-                    }
+                    self.resting.start();
                     stats.fallbacks.fetch_add(1, Ordering::Relaxed);
                     false
                 }

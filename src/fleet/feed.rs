@@ -14,15 +14,15 @@
 //! `seq` (at most once, as WebSocket messages always were); they are not
 //! seen on other boxes and cannot be resumed elsewhere.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::Shared;
+use super::{Pause, Shared};
 use crate::alert::ws::{Hub, SiteFeed};
 
 /// How long the site keeps WebSocket messages for resuming clients.
@@ -32,9 +32,6 @@ const MAX_MESSAGES: i64 = 100_000;
 const QUEUE: usize = 4096;
 /// How long a publish may take before the message goes to local clients.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(3);
-/// After a failed publish, how long messages stay local before the stream
-/// is tried again.
-const BACK_OFF: Duration = Duration::from_secs(5);
 
 /// One WebSocket message as the stream holds it.
 #[derive(Debug, Serialize, Deserialize)]
@@ -53,13 +50,12 @@ fn subject(site: &str) -> String {
 pub struct Feed {
     shared: Arc<Shared>,
     tx: mpsc::Sender<Item>,
-    resting: Arc<Mutex<Option<Instant>>>,
+    resting: Arc<Pause>,
 }
 
 impl SiteFeed for Feed {
     fn offer(&self, to: Option<&str>, channel: &str, data: &serde_json::Value) -> bool {
-        let until = self.resting.lock().ok().and_then(|r| *r);
-        if until.is_some_and(|u| Instant::now() < u) || !self.shared.connected() {
+        if self.resting.active() || !self.shared.connected() {
             return false;
         }
         let item = Item {
@@ -75,7 +71,7 @@ impl SiteFeed for Feed {
 /// follow everybody's.
 pub fn start(shared: &Arc<Shared>, hub: &Arc<Hub>) -> Vec<tokio::task::JoinHandle<()>> {
     let (tx, rx) = mpsc::channel(QUEUE);
-    let resting: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let resting: Arc<Pause> = Arc::default();
     hub.set_site(Arc::new(Feed {
         shared: Arc::clone(shared),
         tx,
@@ -93,7 +89,7 @@ async fn publish(
     shared: Arc<Shared>,
     hub: Arc<Hub>,
     mut rx: mpsc::Receiver<Item>,
-    resting: Arc<Mutex<Option<Instant>>>,
+    resting: Arc<Pause>,
 ) {
     let js = jetstream::new(shared.client.clone());
     let subject = subject(&shared.cfg.site);
@@ -111,9 +107,7 @@ async fn publish(
         }
         tracing::warn!(channel = %item.channel,
             "the site's WebSocket stream did not take a message; sending it to this box's clients only");
-        if let Ok(mut r) = resting.lock() {
-            *r = Some(Instant::now() + BACK_OFF);
-        }
+        resting.start();
         match &item.to {
             Some(id) => {
                 hub.publish_local(id, &item.channel, &item.data);

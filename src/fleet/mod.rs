@@ -89,6 +89,27 @@ struct LeaseValue {
     holder: String,
 }
 
+/// A pause after the site failed to take a publish: while it lasts, the
+/// box does the work itself instead of waiting on NATS once per message.
+#[derive(Debug, Default)]
+struct Pause(Mutex<Option<std::time::Instant>>);
+
+impl Pause {
+    /// How long a pause lasts.
+    const LENGTH: Duration = Duration::from_secs(5);
+
+    fn active(&self) -> bool {
+        let until = self.0.lock().ok().and_then(|u| *u);
+        until.is_some_and(|u| std::time::Instant::now() < u)
+    }
+
+    fn start(&self) {
+        if let Ok(mut u) = self.0.lock() {
+            *u = Some(std::time::Instant::now() + Self::LENGTH);
+        }
+    }
+}
+
 /// Counters `GET /metrics` and `sightline fleet status` show.
 #[derive(Debug, Default)]
 pub struct FleetStats {

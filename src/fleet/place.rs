@@ -146,19 +146,7 @@ pub(super) async fn follow_leases(shared: Arc<Shared>) {
 /// entry's own, never a guess, so an entry from the bucket always wins over
 /// what this box assumed after its own write.
 fn note_lease(shared: &Shared, stream: &str, holder: Option<String>, revision: u64) {
-    if let Ok(mut l) = shared.leases.lock() {
-        if l.get(stream).is_none_or(|old| old.revision <= revision) {
-            let seen = Instant::now();
-            l.insert(
-                stream.to_string(),
-                Lease {
-                    holder,
-                    revision,
-                    seen,
-                },
-            );
-        }
-    }
+    put_lease(shared, stream, (holder, revision), false);
 }
 
 /// Records a lease exactly as the bucket holds it now, even at a lower
@@ -167,16 +155,26 @@ fn note_lease(shared: &Shared, stream: &str, holder: Option<String>, revision: u
 /// disk every few minutes), and a box that kept renewing at a revision the
 /// bucket no longer has would be refused forever.
 fn reset_lease(shared: &Shared, stream: &str, holder: Option<String>, revision: u64) {
+    put_lease(shared, stream, (holder, revision), true);
+}
+
+/// Stores a lease as seen now; unless `always`, only over an older one.
+fn put_lease(
+    shared: &Shared,
+    stream: &str,
+    (holder, revision): (Option<String>, u64),
+    always: bool,
+) {
     if let Ok(mut l) = shared.leases.lock() {
-        let seen = Instant::now();
-        l.insert(
-            stream.to_string(),
-            Lease {
+        if always || l.get(stream).is_none_or(|old| old.revision <= revision) {
+            let seen = Instant::now();
+            let lease = Lease {
                 holder,
                 revision,
                 seen,
-            },
-        );
+            };
+            l.insert(stream.to_string(), lease);
+        }
     }
 }
 
