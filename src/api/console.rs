@@ -19,22 +19,30 @@ const SCRIPT: &str = include_str!("console/app.js");
 const STYLE: &str = include_str!("console/app.css");
 const ICON: &str = include_str!("console/icon.svg");
 
-/// Scripts and styles from this origin only; media and the WebSocket too.
-const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-     img-src 'self' data:; media-src 'self'; connect-src 'self'; \
-     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// Scripts and styles from this origin only, and the WebSocket; pictures
+/// and clips from this origin and `site` (the other boxes of a site, where
+/// the evidence of their cameras lives).
+fn policy(site: &[String]) -> String {
+    let site = site.join(" ");
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; \
+         img-src 'self' data: {site}; media-src 'self' {site}; connect-src 'self'; \
+         form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+}
 
 /// Paths the key check lets through: these handlers check the session.
 pub fn is_public(path: &str) -> bool {
     path == "/" || path == "/signin" || path.starts_with("/ui/") || PAGES.contains(&path)
 }
 
-fn shell(page: &str) -> Response {
+fn shell(st: &ApiState, page: &str) -> Response {
     let html = SHELL.replace("{{page}}", page.trim_start_matches('/'));
+    let site = st.engine.site().map(|s| s.origins()).unwrap_or_default();
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-            (header::CONTENT_SECURITY_POLICY, POLICY),
+            (header::CONTENT_SECURITY_POLICY, &policy(&site)),
             (header::CACHE_CONTROL, "no-store"),
             (header::REFERRER_POLICY, "no-referrer"),
         ],
@@ -57,7 +65,7 @@ pub async fn sign_in_page(State(st): State<ApiState>, headers: HeaderMap) -> Res
     if st.sessions.valid(&headers) {
         return Redirect::to("/live").into_response();
     }
-    shell("/signin")
+    shell(&st, "/signin")
 }
 
 /// `GET /live`, `/cameras`, …: the page, or a redirect to sign-in.
@@ -66,7 +74,7 @@ pub async fn page(State(st): State<ApiState>, headers: HeaderMap, uri: Uri) -> R
     if !st.sessions.valid(&headers) {
         return Redirect::to(&format!("/signin?next={path}")).into_response();
     }
-    shell(path)
+    shell(&st, path)
 }
 
 /// `GET /ui/{file}`: the script, the style sheet and the icon.

@@ -40,7 +40,7 @@ pub async fn to_owner(State(st): State<ApiState>, req: Request, next: Next) -> R
         Ok(b) => b,
         Err(e) => return fail(StatusCode::BAD_REQUEST, format!("reading the body: {e}")),
     };
-    match site.ask(&owner, &path, body).await {
+    match site.ask(&owner, ("POST", &path), body).await {
         Ok((status, answer)) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
             (status, [(header::CONTENT_TYPE, "application/json")], answer).into_response()

@@ -1,16 +1,20 @@
 //! What the console shows besides alerts as they come: past occurrences
 //! (the clips table, newest first, paged) with signed links to their
-//! evidence, and each stream's newest scored picture as a JPEG.
+//! evidence, across every box of a site, and each stream's newest scored
+//! picture as a JPEG.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{fail, ok, ApiState};
+use crate::control::Site;
+use bytes::Bytes;
 
 /// Most occurrences in one page.
 const MAX_PAGE: usize = 100;
@@ -26,22 +30,62 @@ pub struct Page {
     limit: Option<usize>,
 }
 
+/// One page of a box's history: its occurrences, newest first, and
+/// whether it holds older ones.
+pub struct Rows {
+    pub items: Vec<Value>,
+    pub more: bool,
+}
+
 /// `GET /occurrences`: past occurrences of recorded streams, newest first.
+/// In a site, every live box's history, merged (see [`site_history`]).
 pub async fn occurrences(
     State(st): State<ApiState>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
     q: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Query(q) = match q {
         Ok(q) => q,
         Err(e) => return fail(StatusCode::BAD_REQUEST, e.body_text()),
     };
-    let Some(m) = st.media.clone() else {
-        return fail(
-            StatusCode::NOT_FOUND,
-            "recording is off on this daemon, so no occurrence history is kept".into(),
-        );
-    };
     let limit = q.limit.unwrap_or(20).clamp(1, MAX_PAGE);
+    // A request another box forwarded asks for this box's part only.
+    let site = st
+        .engine
+        .site()
+        .cloned()
+        .filter(|_| !headers.contains_key(super::forward::FORWARDED));
+    let own = match (&st.media, &site) {
+        (Some(m), _) => match own_rows(m, q, limit).await {
+            Ok(rows) => rows,
+            Err(e) => return fail(StatusCode::INTERNAL_SERVER_ERROR, e),
+        },
+        (None, Some(_)) => Rows {
+            items: Vec::new(),
+            more: false,
+        },
+        (None, None) => {
+            return fail(
+                StatusCode::NOT_FOUND,
+                "recording is off on this daemon, so no occurrence history is kept".into(),
+            )
+        }
+    };
+    match site {
+        Some(site) => {
+            let path = format!("/occurrences?{}", raw.unwrap_or_default());
+            ok(site_history(site.as_ref(), &path, own, limit).await)
+        }
+        None => {
+            let next = own.more.then(|| own.items.last().map(start_ms)).flatten();
+            ok(json!({ "occurrences": own.items, "next_before": next }))
+        }
+    }
+}
+
+/// This box's clips matching `q`, with signed links to their evidence.
+async fn own_rows(m: &super::Media, q: Page, limit: usize) -> Result<Rows, String> {
     let store = Arc::clone(&m.store);
     let rows = tokio::task::spawn_blocking(move || {
         store.list_clips(q.stream.as_deref(), q.label.as_deref(), q.before, limit + 1)
@@ -49,12 +93,12 @@ pub async fn occurrences(
     .await;
     let mut rows = match rows {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => return fail(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
-        Err(e) => return fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Ok(Err(e)) => return Err(format!("{e:#}")),
+        Err(e) => return Err(e.to_string()),
     };
     let more = rows.len() > limit;
     rows.truncate(limit);
-    let items: Vec<Value> = rows
+    let items = rows
         .iter()
         .map(|c| {
             let links = crate::record::evidence::links(
@@ -72,8 +116,75 @@ pub async fn occurrences(
             v
         })
         .collect();
-    let next = more.then(|| rows.last().map(|c| c.start_ms)).flatten();
-    ok(json!({ "occurrences": items, "next_before": next }))
+    Ok(Rows { items, more })
+}
+
+fn start_ms(v: &Value) -> i64 {
+    v["start_ms"].as_i64().unwrap_or(i64::MIN)
+}
+
+/// How long the other boxes' parts of a history page are waited for.
+const SITE_WAIT: Duration = Duration::from_secs(5);
+
+/// The site's history: this box's `own` page and every other live box's
+/// answer to `path`, merged newest first. Each occurrence names the box
+/// that recorded it (its links point there); `boxes` lists the boxes
+/// heard from, `unanswered` the live ones that did not answer in time and
+/// those gone silent since this box started: a dead box's history waits
+/// on its disk until it is back.
+pub async fn site_history(site: &dyn Site, path: &str, own: Rows, limit: usize) -> Value {
+    let me = site.box_id().to_string();
+    let (live, mut unanswered) = site.site_boxes();
+    let others: Vec<String> = live.into_iter().filter(|b| *b != me).collect();
+    let asks = others.iter().map(|b| async move {
+        let asked = tokio::time::timeout(SITE_WAIT, site.ask(b, ("GET", path), Bytes::new()));
+        (b, asked.await)
+    });
+    let mut parts = vec![(me, own)];
+    for (b, answer) in futures_util::future::join_all(asks).await {
+        match answer {
+            Ok(Ok((200, body))) => match serde_json::from_slice::<Value>(&body) {
+                Ok(v) => {
+                    let items = v["data"]["occurrences"].as_array().cloned();
+                    let more = !v["data"]["next_before"].is_null();
+                    parts.push((
+                        b.clone(),
+                        Rows {
+                            items: items.unwrap_or_default(),
+                            more,
+                        },
+                    ));
+                }
+                Err(_) => unanswered.push(b.clone()),
+            },
+            // Recording is off there: it keeps no history.
+            Ok(Ok((404, _))) => parts.push((
+                b.clone(),
+                Rows {
+                    items: Vec::new(),
+                    more: false,
+                },
+            )),
+            _ => unanswered.push(b.clone()),
+        }
+    }
+    let boxes: Vec<String> = parts.iter().map(|(b, _)| b.clone()).collect();
+    let mut more = false;
+    let mut all = Vec::new();
+    for (b, rows) in parts {
+        more |= rows.more;
+        all.extend(rows.items.into_iter().map(|mut v| {
+            if let Some(o) = v.as_object_mut() {
+                o.insert("box_id".into(), Value::String(b.clone()));
+            }
+            v
+        }));
+    }
+    all.sort_by_key(|v| std::cmp::Reverse(start_ms(v)));
+    more |= all.len() > limit;
+    all.truncate(limit);
+    let next = more.then(|| all.last().map(start_ms)).flatten();
+    json!({ "occurrences": all, "next_before": next, "boxes": boxes, "unanswered": unanswered })
 }
 
 /// Shown for a stream that has no scored picture yet.

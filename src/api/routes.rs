@@ -269,7 +269,7 @@ pub static ROUTES: &[Route] = &[
     Route {
         method: "GET",
         path: "/occurrences",
-        summary: "Past occurrences of recorded streams, newest first (stream, label, before: Unix ms cursor, limit), with signed snapshot, clip and player links",
+        summary: "Past occurrences of recorded streams, newest first (stream, label, before: Unix ms cursor, limit), with signed snapshot, clip and player links; in a site, every live box's, each with its box_id, and the boxes heard from (boxes) and not (unanswered)",
         make: || get(history::occurrences),
     },
     Route {

@@ -60,14 +60,25 @@ pub trait Site: Send + Sync {
     /// Drains a box (`on`: its cameras move to other boxes and it takes
     /// none) or lets it take cameras again.
     fn drain<'a>(&'a self, box_id: &'a str, on: bool) -> BoxFuture<'a, Result<(), Refusal>>;
-    /// Asks box `box_id` to answer `POST path` with `body` through its own
-    /// API; returns its status and JSON answer.
+    /// Asks box `box_id` to answer `method path` (`GET` or `POST`, the
+    /// path with its query) with `body` through its own API; returns its
+    /// status and JSON answer.
     fn ask<'a>(
         &'a self,
         box_id: &'a str,
-        path: &'a str,
+        request: (&'a str, &'a str),
         body: bytes::Bytes,
     ) -> BoxFuture<'a, Result<(u16, bytes::Bytes), Refusal>>;
+    /// The origins (`scheme://host:port`) of the other live boxes' APIs,
+    /// where their evidence links point.
+    fn origins(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// The boxes whose announcements keep arriving, this one included, and
+    /// those this box heard from since it started that went silent or left.
+    fn site_boxes(&self) -> (Vec<String>, Vec<String>) {
+        (vec![self.box_id().to_string()], Vec::new())
+    }
     /// Latency histograms of the site's work on this box, as
     /// (metric name, help, contents).
     fn histograms(&self) -> Vec<(&'static str, &'static str, crate::metrics::Snapshot)> {

@@ -1,7 +1,8 @@
 //! Requests one box makes of another over NATS request/reply: a search or
 //! backtest of a stream the other box runs (its frame embeddings live
-//! there). Each box answers on `sightline.<site>.ask.<box>` by making the
-//! call to its own API on the loopback, with its key, marked as forwarded.
+//! there), or the other box's part of the site's history. Each box answers
+//! on `sightline.<site>.ask.<box>` by making the call to its own API on the
+//! loopback, with its key, marked as forwarded.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use crate::control::Refusal;
 /// about 0.1 s; a busy box more).
 const TIMEOUT: Duration = Duration::from_secs(15);
 const PATH: &str = "Sightline-Path";
+const METHOD: &str = "Sightline-Method";
 const STATUS: &str = "Sightline-Status";
 /// The header the API knows a forwarded request by.
 const FORWARDED: &str = "x-sightline-forwarded";
@@ -24,15 +26,16 @@ fn subject(site: &str, box_id: &str) -> String {
     format!("sightline.{site}.ask.{box_id}")
 }
 
-/// Asks `box_id` to answer `POST path`.
+/// Asks `box_id` to answer `method path`.
 pub async fn ask(
     shared: &Shared,
     box_id: &str,
-    path: &str,
+    (method, path): (&str, &str),
     body: bytes::Bytes,
 ) -> Result<(u16, bytes::Bytes), Refusal> {
     let mut h = async_nats::HeaderMap::new();
     h.insert(PATH, path);
+    h.insert(METHOD, method);
     let request = async_nats::Request::new()
         .payload(body)
         .headers(h)
@@ -72,21 +75,30 @@ pub async fn answer(shared: Arc<Shared>, (url, key): (String, String)) {
             let Some(reply) = m.reply.clone() else {
                 continue;
             };
-            let path = m
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(PATH))
-                .map(|v| v.to_string());
+            let header = |name: &str| {
+                let h = m.headers.as_ref()?;
+                h.get(name).map(|v| v.to_string())
+            };
+            // Requests from boxes before GET was asked carry no method.
+            let method = match header(METHOD).as_deref() {
+                None | Some("POST") => Some(reqwest::Method::POST),
+                Some("GET") => Some(reqwest::Method::GET),
+                Some(_) => None,
+            };
+            let path = header(PATH).filter(|p| p.starts_with('/'));
             let (http, url, key, shared) =
                 (http.clone(), url.clone(), key.clone(), Arc::clone(&shared));
             tokio::spawn(async move {
-                let (status, body) = match path {
-                    Some(p) if p.starts_with('/') => {
-                        call(&http, &format!("{url}{p}"), &key, m.payload).await
+                let (status, body) = match (method, path) {
+                    (Some(method), Some(p)) => {
+                        let request = http.request(method, format!("{url}{p}"));
+                        call(request, &key, m.payload).await
                     }
                     _ => (
                         400,
-                        bytes::Bytes::from_static(b"{\"success\":false,\"message\":\"no path\"}"),
+                        bytes::Bytes::from_static(
+                            b"{\"success\":false,\"message\":\"no path, or a method other than GET and POST\"}",
+                        ),
                     ),
                 };
                 let mut h = async_nats::HeaderMap::new();
@@ -106,13 +118,11 @@ pub async fn answer(shared: Arc<Shared>, (url, key): (String, String)) {
 }
 
 async fn call(
-    http: &reqwest::Client,
-    url: &str,
+    request: reqwest::RequestBuilder,
     key: &str,
     body: bytes::Bytes,
 ) -> (u16, bytes::Bytes) {
-    let sent = http
-        .post(url)
+    let sent = request
         .header("x-access-token", key)
         .header(FORWARDED, "1")
         .header("content-type", "application/json")

@@ -135,9 +135,10 @@ pub struct Shared {
     revisions: Mutex<HashMap<String, u64>>,
     /// Stream → its lease.
     leases: Mutex<BTreeMap<String, Lease>>,
-    /// Box → its last announcement (live boxes only).
     /// Box → its last announcement and when this box received it.
     boxes: Mutex<BTreeMap<String, (BoxStatus, std::time::Instant)>>,
+    /// Every box announced since this box started, live or not.
+    seen: Mutex<std::collections::BTreeSet<String>>,
     /// Streams that fit on no live box at the last plan.
     unplaced: Mutex<Vec<String>>,
     /// Set once the leases and the boxes have been read as they stand.
@@ -216,10 +217,35 @@ impl Site for Shared {
     fn ask<'a>(
         &'a self,
         box_id: &'a str,
-        path: &'a str,
+        request: (&'a str, &'a str),
         body: bytes::Bytes,
     ) -> BoxFuture<'a, Result<(u16, bytes::Bytes), Refusal>> {
-        Box::pin(ask::ask(self, box_id, path, body))
+        Box::pin(ask::ask(self, box_id, request, body))
+    }
+
+    fn origins(&self) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .boxes()
+            .into_values()
+            .filter(|b| b.box_id != self.cfg.box_id)
+            .filter_map(|b| url::Url::parse(b.api_url.as_deref()?).ok())
+            .map(|u| u.origin().ascii_serialization())
+            .filter(|o| o != "null")
+            .collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    fn site_boxes(&self) -> (Vec<String>, Vec<String>) {
+        let mut live: Vec<String> = self.boxes().into_keys().collect();
+        if !live.contains(&self.cfg.box_id) {
+            live.push(self.cfg.box_id.clone());
+        }
+        live.sort();
+        let seen = self.seen.lock().map(|s| s.clone()).unwrap_or_default();
+        let silent = seen.into_iter().filter(|b| !live.contains(b)).collect();
+        (live, silent)
     }
 
     fn histograms(&self) -> Vec<(&'static str, &'static str, crate::metrics::Snapshot)> {
@@ -396,6 +422,7 @@ async fn connect(
         revisions: Mutex::default(),
         leases: Mutex::default(),
         boxes: Mutex::default(),
+        seen: Mutex::default(),
         unplaced: Mutex::default(),
         synced: (
             tokio::sync::watch::Sender::new(false),

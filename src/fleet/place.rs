@@ -190,6 +190,9 @@ pub(super) async fn follow_boxes(shared: Arc<Shared>) {
             match e.operation {
                 Operation::Put => match serde_json::from_slice::<BoxStatus>(&e.value) {
                     Ok(s) => {
+                        if let Ok(mut seen) = shared.seen.lock() {
+                            seen.insert(e.key.clone());
+                        }
                         boxes.insert(e.key.clone(), (s, Instant::now()));
                     }
                     Err(err) => {

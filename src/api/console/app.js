@@ -170,6 +170,7 @@ function fillCard(card, o, names) {
       facts([
         ['Confidence', pct(o.confidence)],
         ['Camera', camera],
+        o.box_id ? ['Box', o.box_id] : null,
         o.explanation ? ['Why', o.explanation] : null,
         ['Started', when(startedMs(o))],
         ['Stream time', `${secs(o.start_time)} – ${ended ? secs(o.end_time) : 'now'}`],
@@ -616,7 +617,8 @@ function searchPanel(models, streams, names) {
 
 async function pageHistory() {
   const status = await api('GET', '/status');
-  if (!status.recording) {
+  // In a site the other boxes' history is shown even when this box records nothing.
+  if (!status.recording && !status.fleet) {
     main().replaceChildren(el('h1', {}, 'History'), el('p', { class: 'note' }, 'Recording is off on this daemon ([recording] in the config), so no history is kept.'));
     return;
   }
@@ -626,6 +628,7 @@ async function pageHistory() {
   const label = el('input', { type: 'text', id: 'history-label', placeholder: 'any label' });
   const cards = el('ol', { class: 'cards', id: 'history' });
   const more = el('button', { type: 'button', id: 'history-more', hidden: true }, 'Older');
+  const missing = el('p', { class: 'note bad', id: 'history-missing', hidden: true, role: 'status' });
   let before = null;
   async function load(reset) {
     if (reset) { before = null; cards.replaceChildren(); }
@@ -634,6 +637,9 @@ async function pageHistory() {
     if (label.value.trim()) q.set('label', label.value.trim());
     if (before) q.set('before', String(before));
     const d = await api('GET', '/occurrences?' + q);
+    const silent = d.unanswered || [];
+    missing.hidden = !silent.length;
+    missing.textContent = silent.length ? `Not shown: the history of ${silent.join(', ')}, which did not answer in time.` : '';
     cards.append(...d.occurrences.map((o) => occurrenceCard(o, names)));
     before = d.next_before;
     more.hidden = !before;
@@ -642,7 +648,7 @@ async function pageHistory() {
   more.onclick = (ev) => act(ev.target, null, () => load(false));
   const filters = el('form', { class: 'filters', onsubmit: (ev) => { ev.preventDefault(); act(null, null, () => load(true)); } },
     field('Camera', camera), field('Label', label), el('button', { type: 'submit' }, 'Show'));
-  main().replaceChildren(el('h1', {}, 'History'), filters, cards, el('p', {}, more));
+  main().replaceChildren(el('h1', {}, 'History'), filters, missing, cards, el('p', {}, more));
   await load(true);
 }
 
