@@ -3,8 +3,9 @@
 //! every 30 s pass). `GET occurrences` on either box lists both boxes'
 //! occurrences, newest first, each naming its box, with links that answer
 //! from the box holding the evidence; pages follow each other; the console's
-//! History page shows them (headless Chromium). Once a box is killed, the
-//! other still answers, and says whose history is missing.
+//! History page shows them (headless Chromium). Both boxes publish to one
+//! mosquitto through the site's stream. Once a box is killed, the other
+//! still answers, and says whose history is missing.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -17,7 +18,14 @@ use crate::common::nats::Cluster;
 use crate::common::process::Proc;
 use crate::common::{self, receiver::Receiver};
 
-const RECORDING: &str = "enabled = true\nsegment_secs = 2\npre_secs = 2\npost_secs = 2";
+/// Recording on, and MQTT to one broker.
+fn extra(broker: u16, id: &str) -> String {
+    format!(
+        "[recording]\nenabled = true\nsegment_secs = 2\npre_secs = 2\npost_secs = 2\n\
+         [mqtt]\nport = {broker}\nclient_id = \"history-{id}-{pid}\"\n",
+        pid = std::process::id()
+    )
+}
 
 async fn history(b: &Proc, query: &str) -> Value {
     b.ok("GET", &format!("occurrences?{query}"), None).await
@@ -34,11 +42,14 @@ async fn history_covers_the_site() {
     let clip = common::media("ground_truth.mp4");
     let server = RtspServer::serve_files(0, &[("a", &clip), ("b", &clip)]).expect("rtsp server");
     let hook = Receiver::start().await.expect("receiver");
+    let broker = common::Mosquitto::start();
+    let mut mqtt = common::subscribe(broker.port, "sightline/+/alerts/#").await;
     let dir = tempfile::tempdir().expect("temp dir");
     let mut boxes: Vec<Proc> = ["b1", "b2"]
         .iter()
         .map(|id| {
-            let (config, state) = box_config(dir.path(), (id, 1), &cluster, RECORDING);
+            let (config, state) =
+                box_config(dir.path(), (id, 1), &cluster, &extra(broker.port, id));
             Proc::start(&config, &state)
         })
         .collect();
@@ -94,6 +105,7 @@ async fn history_covers_the_site() {
     );
     pages_follow(&boxes[0]).await;
     console_shows_both(&boxes[0]).await;
+    mqtt_through_the_site(&boxes, &mut mqtt, &owners).await;
 
     // A dead box: the other answers alone and says whose history is missing.
     boxes[1].kill();
@@ -131,7 +143,8 @@ async fn one_camera_each(b: &Proc) -> std::collections::BTreeMap<String, String>
     }
 }
 
-/// An index on each camera and an alert of one "person" event on each.
+/// An index on each camera and an alert of one "person" event on each, to
+/// the webhook and MQTT.
 async fn wire(b: &Proc, owners: &std::collections::BTreeMap<String, String>, hook: &str) {
     let event = json!({"event_prompt": "Detect person", "label": "person"});
     let ev = b.ok("POST", "rtstream/event", Some(event)).await;
@@ -142,7 +155,7 @@ async fn wire(b: &Proc, owners: &std::collections::BTreeMap<String, String>, hoo
             .ok("POST", &format!("rtstream/{sid}/index/scene"), Some(body))
             .await;
         let iid = ix["rtstream_index_id"].as_str().expect("index id");
-        let alert = json!({"event_id": eid, "callback_url": hook});
+        let alert = json!({"event_id": eid, "callback_url": hook, "mqtt": true});
         b.ok(
             "POST",
             &format!("rtstream/{sid}/index/{iid}/alert"),
@@ -238,5 +251,48 @@ async fn console_shows_both(b1: &Proc) {
         step["overflow"],
         json!(0),
         "the phone view scrolls sideways"
+    );
+}
+
+/// Both cameras' alerts reached the broker, each once, and went through the
+/// site's stream: the boxes handed them over and delivered from it.
+async fn mqtt_through_the_site(
+    boxes: &[Proc],
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<common::MqttMessage>,
+    owners: &std::collections::BTreeMap<String, String>,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut got: Vec<common::MqttMessage> = Vec::new();
+    loop {
+        got.extend(common::drain(rx));
+        let streams: BTreeSet<&str> = got
+            .iter()
+            .filter_map(|m| m.topic.split('/').nth(1))
+            .collect();
+        if owners.keys().all(|s| streams.contains(s.as_str())) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "MQTT had alerts of {streams:?} only"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let distinct: BTreeSet<&str> = got.iter().map(|m| m.raw.as_str()).collect();
+    assert_eq!(distinct.len(), got.len(), "an MQTT message came twice");
+    let (mut handed, mut delivered) = (0, 0);
+    for b in boxes {
+        let f = b.ok("GET", "fleet", None).await;
+        handed += f["delivery"]["handed"].as_u64().unwrap_or(0);
+        delivered += f["delivery"]["delivered"].as_u64().unwrap_or(0);
+    }
+    assert!(
+        handed >= got.len() as u64 && delivered >= got.len() as u64,
+        "{} MQTT messages, {handed} handed to the site's stream, {delivered} delivered from it",
+        got.len()
+    );
+    eprintln!(
+        "MQTT through the site: {} messages, {handed} handed, {delivered} delivered (webhooks included)",
+        got.len()
     );
 }

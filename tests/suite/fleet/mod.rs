@@ -24,13 +24,13 @@ use serde_json::{json, Value};
 
 const CAMERAS: usize = 6;
 
-/// A box's config and state folder; `recording` is its `[recording]`
-/// section's body.
+/// A box's config and state folder; `extra` holds its `[recording]`
+/// section and any other.
 fn box_config(
     dir: &Path,
     (id, capacity): (&str, usize),
     cluster: &Cluster,
-    recording: &str,
+    extra: &str,
 ) -> (PathBuf, PathBuf) {
     let state = dir.join(id);
     std::fs::create_dir_all(&state).expect("state dir");
@@ -45,8 +45,7 @@ stats_interval_secs = 0
 listen = "127.0.0.1:0"
 [state]
 dir = "{state}"
-[recording]
-{recording}
+{extra}
 [webhook]
 allow_private = ["127.0.0.1/32"]
 # Long enough for a box to die in the middle of a slow delivery.
@@ -303,7 +302,7 @@ fn start_boxes(dir: &Path, cluster: &Cluster) -> (Vec<PathBuf>, Vec<Proc>) {
     let boxes = ids
         .iter()
         .map(|id| {
-            let (config, state) = box_config(dir, (id, 3), cluster, "enabled = false");
+            let (config, state) = box_config(dir, (id, 3), cluster, "[recording]\nenabled = false");
             Proc::start(&config, &state)
         })
         .collect();
