@@ -35,6 +35,18 @@ fn items(page: &Value) -> Vec<Value> {
     page["occurrences"].as_array().cloned().unwrap_or_default()
 }
 
+/// `occurrence@box` of each occurrence listed.
+fn listed(items: &[Value]) -> BTreeSet<String> {
+    let name = |o: &Value| {
+        Some(format!(
+            "{}@{}",
+            o["occurrence_id"].as_str()?,
+            o["box_id"].as_str()?
+        ))
+    };
+    items.iter().filter_map(name).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_covers_the_site() {
     let cluster = Cluster::start(1);
@@ -79,26 +91,8 @@ async fn history_covers_the_site() {
     assert_eq!(page["boxes"], json!(["b1", "b2"]), "{page}");
     assert_eq!(page["unanswered"], json!([]), "{page}");
     evidence_answers_from_its_box(&all, &boxes[1].base).await;
-    let seen_on_b2: BTreeSet<String> = items(&history(&boxes[1], "limit=100").await)
-        .iter()
-        .filter_map(|o| {
-            Some(format!(
-                "{}@{}",
-                o["occurrence_id"].as_str()?,
-                o["box_id"].as_str()?
-            ))
-        })
-        .collect();
-    let seen_on_b1: BTreeSet<String> = all
-        .iter()
-        .filter_map(|o| {
-            Some(format!(
-                "{}@{}",
-                o["occurrence_id"].as_str()?,
-                o["box_id"].as_str()?
-            ))
-        })
-        .collect();
+    let seen_on_b2 = listed(&items(&history(&boxes[1], "limit=100").await));
+    let seen_on_b1 = listed(&all);
     assert!(
         seen_on_b1.is_subset(&seen_on_b2),
         "box 2 lists what box 1 does"
