@@ -105,6 +105,12 @@ fn frames(x: &mut Exposition, e: &Engine) {
             s.frames.load(Relaxed) as f64,
         );
         x.counter(
+            "sightline_keyframes_undecoded_total",
+            "Keyframes the compressed-domain gate left undecoded: the bitstream was as quiet as a still scene; the last results stood for them.",
+            &l,
+            s.undecoded.load(Relaxed) as f64,
+        );
+        x.counter(
             "sightline_stream_restarts_total",
             "Pipeline rebuilds after a failure or stall.",
             &l,

@@ -48,6 +48,7 @@ pub(super) async fn log_counters(
                 stream = %id,
                 frames = s.frames.load(Ordering::Relaxed),
                 restarts = s.restarts.load(Ordering::Relaxed),
+                undecoded_keyframes = s.undecoded.load(Ordering::Relaxed),
                 dropped = drops.get(&id).copied().unwrap_or(0),
                 up = engine.health(id.as_str()).up,
                 "stream counters"

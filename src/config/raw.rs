@@ -192,6 +192,11 @@ pub struct RawMotion {
     pub max_unscored_secs: Option<f64>,
     /// Polygons (normalised points) whose motion is ignored: a clock, trees.
     pub masks: Option<Vec<Vec<[f64; 2]>>>,
+    /// With `keyframes_only`, judge keyframes from the compressed video's
+    /// sizes before decoding them (default true).
+    pub compressed: Option<bool>,
+    /// 0 to 1 (default 0.5): how small a rise of the bitstream counts.
+    pub compressed_sensitivity: Option<f64>,
 }
 
 /// `[[events]]`: a reusable detection rule.

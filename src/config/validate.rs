@@ -311,6 +311,14 @@ fn motion(c: &mut Checker, p: &str, m: &RawMotion) -> MotionSpec {
             .iter()
             .map(|m| m.iter().map(|[x, y]| (*x as f32, *y as f32)).collect())
             .collect(),
+        compressed: m.compressed.unwrap_or(true),
+        compressed_sensitivity: c.float(
+            &format!("{p}.compressed_sensitivity"),
+            m.compressed_sensitivity,
+            0.5,
+            0.0,
+            1.0,
+        ) as f32,
     }
 }
 

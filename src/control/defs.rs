@@ -31,7 +31,7 @@ macro_rules! mirror {
 }
 
 mirror!(RawMotion <=> MotionDef {
-    same: [enabled, sensitivity, max_unscored_secs, masks],
+    same: [enabled, sensitivity, max_unscored_secs, masks, compressed, compressed_sensitivity],
 });
 
 mirror!(RawStream <=> StreamDef {

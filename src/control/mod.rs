@@ -84,6 +84,9 @@ pub struct Health {
     /// Frames handed to the pool and pipeline rebuilds, since it started.
     pub frames: u64,
     pub restarts: u64,
+    /// Keyframes the compressed-domain gate left undecoded.
+    #[serde(default)]
+    pub undecoded_keyframes: u64,
 }
 
 /// The parts of the running daemon the engine drives.
@@ -313,6 +316,7 @@ impl Engine {
             let stats = handle.stats();
             h.frames = stats.frames.load(std::sync::atomic::Ordering::Relaxed);
             h.restarts = stats.restarts.load(std::sync::atomic::Ordering::Relaxed);
+            h.undecoded_keyframes = stats.undecoded.load(std::sync::atomic::Ordering::Relaxed);
         }
         h
     }

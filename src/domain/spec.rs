@@ -65,6 +65,12 @@ pub struct MotionSpec {
     pub max_unscored_secs: f64,
     /// Polygons whose motion is ignored, in normalised picture coordinates.
     pub masks: Vec<Vec<(f32, f32)>>,
+    /// In keyframe mode, leave keyframes undecoded when the compressed
+    /// video since the last decoded one was as quiet as a still scene.
+    pub compressed: bool,
+    /// 0 (only a clearly busier bitstream counts) to 1 (the least rise
+    /// counts).
+    pub compressed_sensitivity: f32,
 }
 
 impl Default for MotionSpec {
@@ -74,6 +80,8 @@ impl Default for MotionSpec {
             sensitivity: 0.5,
             max_unscored_secs: 3.0,
             masks: Vec::new(),
+            compressed: true,
+            compressed_sensitivity: 0.5,
         }
     }
 }

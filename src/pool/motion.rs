@@ -66,6 +66,10 @@ struct State<T> {
     ticket: u64,
     results: Option<T>,
     occupied: bool,
+    /// The stream time of the last frame compared with a reference, and
+    /// whether its picture had moved (what the compressed-domain gate
+    /// learns the still scene from).
+    last_look: Option<(f64, bool)>,
 }
 
 impl<T: Clone> Gate<T> {
@@ -83,6 +87,7 @@ impl<T: Clone> Gate<T> {
                     ticket: 0,
                     results: None,
                     occupied: false,
+                    last_look: None,
                 }),
             })
         })
@@ -106,9 +111,12 @@ impl<T: Clone> Gate<T> {
         } else {
             self.spec.max_unscored_secs
         };
-        let still = since < due
-            && st.reference.len() == st.scratch.len()
-            && !moved(&st.reference, &st.scratch, &st.unmasked, &self.spec);
+        let compared = st.reference.len() == st.scratch.len();
+        let changed = compared && moved(&st.reference, &st.scratch, &st.unmasked, &self.spec);
+        if compared {
+            st.last_look = Some((frame.stream_secs, changed));
+        }
+        let still = since < due && compared && !changed;
         match (still, &st.results) {
             (true, Some(r)) => Decision::Repeat(r.clone()),
             _ => {
@@ -122,6 +130,17 @@ impl<T: Clone> Gate<T> {
                 Decision::Score(st.ticket)
             }
         }
+    }
+
+    /// Whether the last scored frame's results held detections.
+    pub fn occupied(&self) -> bool {
+        self.state.lock().is_ok_and(|st| st.occupied)
+    }
+
+    /// The stream time of the last frame compared with the reference, and
+    /// whether its picture had moved.
+    pub fn last_look(&self) -> Option<(f64, bool)> {
+        self.state.lock().ok().and_then(|st| st.last_look)
     }
 
     /// The results of the frame that got `ticket`; `occupied` when they

@@ -6,6 +6,7 @@
 //! the recording [`tap`], to the recorder's own pipeline: the rest of the
 //! daemon sees [`Frame`]s handed to a [`Submitter`].
 
+pub mod bitgate;
 pub mod pipeline;
 pub mod replay;
 pub mod sampler;
@@ -64,6 +65,8 @@ pub struct SourceStats {
     pub restarts: AtomicU64,
     /// Pipelines whose teardown hung and were left behind.
     pub abandoned: AtomicU64,
+    /// Keyframes the compressed-domain gate left undecoded.
+    pub undecoded: AtomicU64,
 }
 
 /// How streams are started: GStreamer pipelines in the daemon
@@ -205,7 +208,9 @@ pub fn spawn(
     // One gate per branch, kept across rebuilds: each model size compares
     // with its own last scored frame.
     let gates = branches.iter().map(|_| Gate::new(&cfg.motion)).collect();
+    let bits = bitgate::BitGate::new(&cfg.motion);
     let run = Supervisor {
+        bits,
         cfg,
         branches,
         gates,
@@ -279,6 +284,8 @@ struct Supervisor {
     branches: Vec<Branch>,
     /// Each branch's motion gate, when gating is on.
     gates: Vec<Option<Arc<FrameGate>>>,
+    /// The compressed-domain gate before the decoder, when it is on.
+    bits: Option<Arc<bitgate::BitGate>>,
     submit: Submitter,
     report: Reporter,
     stop: Arc<AtomicBool>,
@@ -387,9 +394,10 @@ impl Supervisor {
             return failed("pipeline is missing an appsink".into());
         };
         if let Ok(mut k) = self.tuning.keys.lock() {
-            *k = Some(keys);
+            *k = Some(keys.clone());
         }
         self.gate_frames(&gate, run);
+        self.gate_keyframes(&keys, run);
         for (i, (sink, branch)) in sinks.iter().zip(&self.branches).enumerate() {
             let motion = self.gates.get(i).cloned().flatten();
             self.take_frames(sink, gate.static_pad("src"), run, (branch, motion), i == 0);
@@ -451,6 +459,46 @@ impl Supervisor {
                 gst::PadProbeReturn::Drop
             }
         });
+    }
+
+    /// In keyframe mode, the compressed-domain gate decides before the
+    /// decoder; a keyframe it leaves undecoded still shows the stream alive.
+    fn gate_keyframes(&self, keys: &gst::Element, run: &RunState) {
+        let Some(gate) = self.bits.clone() else {
+            return;
+        };
+        let (time, tuning, clocks) = (
+            Arc::clone(&run.time),
+            Arc::clone(&self.tuning),
+            Arc::clone(&self.clocks),
+        );
+        let keyframe_time = move |pts: f64| {
+            if !tuning.sampler.lock().is_ok_and(|s| s.keyframes_only()) {
+                return None;
+            }
+            let now = clocks.now();
+            time.lock().ok().map(|mut c| c.stream_secs(pts, now))
+        };
+        let (last_frame, stats, clocks) = (
+            Arc::clone(&run.last_frame),
+            Arc::clone(&self.stats),
+            Arc::clone(&self.clocks),
+        );
+        let skipped = move || {
+            stats.undecoded.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut l) = last_frame.lock() {
+                *l = Some(clocks.now());
+            }
+        };
+        bitgate::watch(
+            keys,
+            bitgate::Wiring {
+                gate,
+                teachers: self.gates.iter().flatten().cloned().collect(),
+                keyframe_time: Box::new(keyframe_time),
+                skipped: Box::new(skipped),
+            },
+        );
     }
 
     /// Hands every frame the appsink gets to the pool.

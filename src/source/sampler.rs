@@ -35,6 +35,11 @@ impl Sampler {
         self.next_due = None;
     }
 
+    /// Whether only keyframes are sampled.
+    pub fn keyframes_only(&self) -> bool {
+        self.keyframes_only
+    }
+
     /// Whether the frame at `t` seconds (stream time) should be scored.
     pub fn admit(&mut self, t: f64, keyframe: bool) -> bool {
         if self.keyframes_only && !keyframe {

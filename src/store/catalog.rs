@@ -38,6 +38,10 @@ pub struct MotionDef {
     pub sensitivity: Option<f64>,
     pub max_unscored_secs: Option<f64>,
     pub masks: Option<Vec<Vec<[f64; 2]>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compressed: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compressed_sensitivity: Option<f64>,
 }
 
 /// An event's definition as stored (see [`StreamDef`]).

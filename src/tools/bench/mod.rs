@@ -212,13 +212,20 @@ async fn one(
         wanted_per_s: wanted,
         scored_per_s: 0.0,
         skipped_per_s: 0.0,
+        undecoded_per_s: 0.0,
         accounted: 0.0,
         dropped: 0,
         alerts: 0,
         p50_ms: None,
         p99_ms: None,
         cpu_cores: 0.0,
+        cpu_ms_per_frame: None,
         rss_mb: 0.0,
+    };
+    // CPU milliseconds per second over frames accounted for per second.
+    let per_frame = |cores: f64, accounted: f64| {
+        let frames = accounted * wanted;
+        (frames > 0.0).then(|| (cores * 1000.0 / frames * 10.0).round() / 10.0)
     };
     if system == System::Peer {
         let p = runs::peer(s, streams, secs)?;
@@ -230,21 +237,25 @@ async fn one(
             p50_ms: p.lat_p50_ms,
             p99_ms: p.lat_p99_ms,
             cpu_cores: p.cpu_cores,
+            cpu_ms_per_frame: per_frame(p.cpu_cores, p.scored_per_s / wanted),
             rss_mb: p.rss_mb,
             ..row(p.seconds)
         });
     }
     let (wall, c, mut lat, usage) = runs::sightline(s, system, streams, secs).await?;
     let per_s = |v: f64| (v / wall * 10.0).round() / 10.0;
+    let accounted = (c.scored + c.skipped + c.undecoded) / wall / wanted;
     Ok(Row {
         scored_per_s: per_s(c.scored),
         skipped_per_s: per_s(c.skipped),
-        accounted: (c.scored + c.skipped) / wall / wanted,
+        undecoded_per_s: per_s(c.undecoded),
+        accounted,
         dropped: c.dropped as u64,
         alerts: lat.len(),
         p50_ms: runs::quantile(&mut lat, 0.5),
         p99_ms: runs::quantile(&mut lat, 0.99),
         cpu_cores: (usage.cpu_cores * 100.0).round() / 100.0,
+        cpu_ms_per_frame: per_frame(usage.cpu_cores, accounted),
         rss_mb: usage.rss_mb.round(),
         ..row((wall * 10.0).round() / 10.0)
     })

@@ -25,20 +25,22 @@ fn ms(v: Option<f64>) -> String {
 /// One run, for the console.
 pub fn line(r: &Row) -> String {
     format!(
-        "{:<10} {:>3} streams  {:<22} accounted {:>5.1}% ({:.1} scored + {:.1} skipped of {:.0}/s), \
-         dropped {}, p50 {} ms, p99 {} ms ({} alerts), CPU {:.2} cores, peak RSS {:.0} MB",
+        "{:<10} {:>3} streams  {:<22} accounted {:>5.1}% ({:.1} scored + {:.1} skipped + {:.1} undecoded of {:.0}/s), \
+         dropped {}, p50 {} ms, p99 {} ms ({} alerts), CPU {:.2} cores ({} ms a frame), peak RSS {:.0} MB",
         r.workload,
         r.streams,
         r.system,
         100.0 * r.accounted,
         r.scored_per_s,
         r.skipped_per_s,
+        r.undecoded_per_s,
         r.wanted_per_s,
         r.dropped,
         ms(r.p50_ms),
         ms(r.p99_ms),
         r.alerts,
         r.cpu_cores,
+        r.cpu_ms_per_frame.map_or_else(|| "-".into(), |v| format!("{v:.1}")),
         r.rss_mb
     )
 }
@@ -81,21 +83,23 @@ fn markdown(rows: &[Row], o: &Options) -> String {
     let mut workloads: Vec<&str> = rows.iter().map(|r| r.workload).collect();
     workloads.dedup();
     for w in workloads {
-        md += &format!("**{w}**\n\n| streams | system | accounted | scored/s | skipped/s | dropped | p50 ms | p99 ms | CPU cores | peak RSS MB |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        md += &format!("**{w}**\n\n| streams | system | accounted | scored/s | skipped/s | undecoded/s | dropped | p50 ms | p99 ms | CPU cores | CPU ms/frame | peak RSS MB |\n|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         let mut these: Vec<&Row> = rows.iter().filter(|r| r.workload == w).collect();
         these.sort_by(|a, b| a.streams.cmp(&b.streams).then(a.system.cmp(b.system)));
         for r in &these {
             md += &format!(
-                "| {} | {} | {:.1}% | {:.1} | {:.1} | {} | {} | {} | {:.2} | {:.0} |\n",
+                "| {} | {} | {:.1}% | {:.1} | {:.1} | {:.1} | {} | {} | {} | {:.2} | {} | {:.0} |\n",
                 r.streams,
                 r.system,
                 100.0 * r.accounted,
                 r.scored_per_s,
                 r.skipped_per_s,
+                r.undecoded_per_s,
                 r.dropped,
                 ms(r.p50_ms),
                 ms(r.p99_ms),
                 r.cpu_cores,
+                r.cpu_ms_per_frame.map_or_else(|| "-".into(), |v| format!("{v:.1}")),
                 r.rss_mb
             );
         }

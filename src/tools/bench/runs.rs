@@ -19,8 +19,12 @@ pub const FPS: f64 = 2.0;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum System {
-    /// sightline decoding keyframes only.
+    /// sightline decoding keyframes only (the keyframes the
+    /// compressed-domain gate lets through).
     Keyframes,
+    /// sightline decoding every keyframe, the pixel gate alone judging
+    /// motion (`motion.compressed = false`): what the compressed stage saves.
+    KeyframesPixel,
     /// sightline decoding every frame (the peer's work).
     Full,
     /// The do-it-yourself Python peer (OpenCV, onnxruntime, HTTP POST).
@@ -34,6 +38,7 @@ impl System {
     pub fn name(self) -> &'static str {
         match self {
             System::Keyframes => "sightline keyframes",
+            System::KeyframesPixel => "sightline keyframes, pixel gate only",
             System::Full => "sightline full decode",
             System::Peer => "python peer",
             System::Fleet => "sightline keyframes, in a site",
@@ -51,13 +56,17 @@ pub struct Row {
     pub wanted_per_s: f64,
     pub scored_per_s: f64,
     pub skipped_per_s: f64,
-    /// (scored + skipped for no motion) / wanted.
+    /// Keyframes the compressed-domain gate left undecoded, per second.
+    pub undecoded_per_s: f64,
+    /// (scored + skipped for no motion + undecoded) / wanted.
     pub accounted: f64,
     pub dropped: u64,
     pub alerts: usize,
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     pub cpu_cores: f64,
+    /// CPU time spent per frame accounted for, in milliseconds.
+    pub cpu_ms_per_frame: Option<f64>,
     pub rss_mb: f64,
 }
 
@@ -153,9 +162,11 @@ fn config(
     );
     for i in 0..streams {
         text += &format!(
-            "[[streams]]\nid = \"cam{i}\"\nurl = \"{}{i}\"\nfps = {FPS}\nkeyframes_only = {}\n",
+            "[[streams]]\nid = \"cam{i}\"\nurl = \"{}{i}\"\nfps = {FPS}\nkeyframes_only = {}\n\
+             motion = {{ compressed = {} }}\n",
             s.rtsp_prefix,
-            matches!(system, System::Keyframes | System::Fleet)
+            system != System::Full,
+            system != System::KeyframesPixel,
         );
     }
     if let (System::Fleet, Some((nats, creds))) = (system, s.fleet) {
@@ -177,6 +188,7 @@ fn config(
 pub struct Counters {
     pub scored: f64,
     pub skipped: f64,
+    pub undecoded: f64,
     pub dropped: f64,
 }
 
@@ -185,6 +197,7 @@ impl Counters {
         Counters {
             scored: self.scored - o.scored,
             skipped: self.skipped - o.skipped,
+            undecoded: self.undecoded - o.undecoded,
             dropped: self.dropped - o.dropped,
         }
     }
@@ -195,6 +208,7 @@ impl Counters {
             match name {
                 "sightline_frames_scored_total" => c.scored += value,
                 "sightline_frames_skipped_no_motion_total" => c.skipped += value,
+                "sightline_keyframes_undecoded_total" => c.undecoded += value,
                 "sightline_frames_dropped_total" => c.dropped += value,
                 _ => {}
             }
@@ -360,8 +374,10 @@ mod tests {
                     sightline_frames_skipped_no_motion_total{stream=\"a\"} 5\n\
                     sightline_frames_dropped_total{stream=\"a\",reason=\"stale\"} 1\n\
                     sightline_frames_dropped_total{stream=\"a\",reason=\"queue_full\"} 2\n\
+                    sightline_keyframes_undecoded_total{stream=\"b\"} 6\n\
                     sightline_frames_total{stream=\"a\"} 99\n";
         let c = Counters::parse(text);
         assert_eq!((c.scored, c.skipped, c.dropped), (7.0, 5.0, 3.0));
+        assert_eq!(c.undecoded, 6.0);
     }
 }

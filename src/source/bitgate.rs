@@ -1,0 +1,206 @@
+//! The compressed-domain gate: in keyframe mode, whether a keyframe is
+//! worth decoding at all, judged from the sizes of the coded frames before
+//! it. Decoding a 720p keyframe costs about 15 ms here; its size and the
+//! sizes of the delta frames around it come free with the bitstream.
+//!
+//! A still scene's delta frames are small, and motion makes them larger,
+//! but "small" depends on the camera: sensor noise, night gain, rain and
+//! the encoder's rate control all move it. So each stream learns it from
+//! the stretches the pixel gate ([`crate::pool::motion`]) looked at and
+//! found still. The figure of a stretch (the delta frames between two
+//! keyframes) is the 75th percentile of their sizes: single large frames
+//! (an encoder refreshing quality after a keyframe) do not count, while
+//! motion raises most frames. The floor is the 75th percentile of the last
+//! [`WINDOW`] still stretches' figures, scaled by the sensitivity.
+//!
+//! A keyframe goes to the decoder when nothing is learned yet, when its
+//! stretch's figure is above the floor, when its stretch has no delta
+//! frames to judge, and, as with the pixel gate, at least every
+//! `max_unscored_secs` and every [`OCCUPIED_SECS`] while the last results
+//! held detections. Otherwise it is dropped before the decoder and the last
+//! results stand. Everything decoded still passes the pixel gate.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+
+use crate::domain::MotionSpec;
+use crate::pool::motion::OCCUPIED_SECS;
+use crate::pool::FrameGate;
+
+/// Still stretches the floor is learned from (the newest).
+pub const WINDOW: usize = 16;
+/// Still stretches needed before any keyframe is left undecoded.
+pub const MIN_LEARNED: usize = 4;
+
+/// What the pixel gate behind this one says.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Teacher {
+    /// The last scored results held detections.
+    pub occupied: bool,
+    /// The stream time of the last frame it compared, and whether its
+    /// picture had moved.
+    pub last_look: Option<(f64, bool)>,
+}
+
+/// One stream's compressed-domain gate.
+pub struct BitGate {
+    /// Floor multiplier: 1.5 at sensitivity 0 down to 0.5 at 1.
+    margin: f64,
+    max_unscored_secs: f64,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Sizes of the delta frames since the last keyframe.
+    deltas: Vec<u32>,
+    /// Stream time of the last keyframe sent to the decoder.
+    last_sent: Option<f64>,
+    /// The last sent keyframe's time and its stretch's figure, until the
+    /// pixel gate says whether its picture moved.
+    pending: Option<(f64, f64)>,
+    /// Figures of the newest still stretches, oldest first.
+    stills: VecDeque<f64>,
+}
+
+/// The 75th percentile of `v` (sorted in place); 0 when empty.
+fn upper_quartile(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[(v.len() * 3 / 4).min(v.len() - 1)]
+}
+
+impl BitGate {
+    /// A gate for a stream with these settings; `None` unless motion
+    /// gating and its compressed stage are on.
+    pub fn new(spec: &MotionSpec) -> Option<Arc<BitGate>> {
+        (spec.enabled && spec.compressed).then(|| {
+            Arc::new(BitGate {
+                margin: 1.5 - f64::from(spec.compressed_sensitivity.clamp(0.0, 1.0)),
+                max_unscored_secs: spec.max_unscored_secs,
+                state: Mutex::new(State::default()),
+            })
+        })
+    }
+
+    /// Notes a delta frame of `bytes`.
+    pub fn delta(&self, bytes: usize) {
+        if let Ok(mut st) = self.state.lock() {
+            st.deltas.push(u32::try_from(bytes).unwrap_or(u32::MAX));
+        }
+    }
+
+    /// The floor a stretch's figure must pass, once enough is learned.
+    pub fn floor(&self) -> Option<f64> {
+        let st = self.state.lock().ok()?;
+        self.floor_of(&st)
+    }
+
+    fn floor_of(&self, st: &State) -> Option<f64> {
+        if st.stills.len() < MIN_LEARNED {
+            return None;
+        }
+        let mut learned: Vec<f64> = st.stills.iter().copied().collect();
+        Some(upper_quartile(&mut learned) * self.margin)
+    }
+
+    /// Whether the keyframe at stream time `t` goes to the decoder, given
+    /// what the pixel gate said since the last one.
+    pub fn keyframe(&self, t: f64, teacher: Teacher) -> bool {
+        let Ok(mut guard) = self.state.lock() else {
+            return true;
+        };
+        let st = &mut *guard;
+        // Learn from the last decoded keyframe's stretch once the pixel
+        // gate has looked at that keyframe.
+        if let (Some((sent, figure)), Some((looked, moved))) = (st.pending, teacher.last_look) {
+            if (looked - sent).abs() < 1e-6 {
+                st.pending = None;
+                if !moved {
+                    st.stills.push_back(figure);
+                    if st.stills.len() > WINDOW {
+                        st.stills.pop_front();
+                    }
+                }
+            }
+        }
+        let mut sizes: Vec<f64> = st.deltas.drain(..).map(f64::from).collect();
+        let judged = !sizes.is_empty();
+        let figure = upper_quartile(&mut sizes);
+        // Stream time only rises; after a jump back, start the count over.
+        let since = st
+            .last_sent
+            .filter(|s| *s <= t)
+            .map_or(f64::INFINITY, |s| t - s);
+        let due = if teacher.occupied {
+            OCCUPIED_SECS.min(self.max_unscored_secs)
+        } else {
+            self.max_unscored_secs
+        };
+        let quiet = self.floor_of(st).is_some_and(|floor| figure <= floor);
+        let decode = !judged || since >= due || !quiet;
+        if decode {
+            st.last_sent = Some(t);
+            st.pending = judged.then_some((t, figure));
+        }
+        decode
+    }
+}
+
+/// What the probe before the decoder needs from its stream.
+pub(super) struct Wiring {
+    pub gate: Arc<BitGate>,
+    /// The pixel gates behind this one (one per model size); the first
+    /// one's looks are learned from.
+    pub teachers: Vec<Arc<FrameGate>>,
+    /// The stream time of a keyframe's pts, or `None` when the stream is
+    /// not in keyframe mode (then every unit passes).
+    pub keyframe_time: Box<dyn Fn(f64) -> Option<f64> + Send + Sync>,
+    /// Told of each keyframe left undecoded.
+    pub skipped: Box<dyn Fn() + Send + Sync>,
+}
+
+impl Wiring {
+    fn teacher(&self) -> Teacher {
+        Teacher {
+            occupied: self.teachers.iter().any(|g| g.occupied()),
+            last_look: self.teachers.first().and_then(|g| g.last_look()),
+        }
+    }
+}
+
+/// Watches the coded units entering `keys` (the element that drops delta
+/// units before the decoder in keyframe mode) and drops the keyframes the
+/// gate leaves undecoded.
+pub(super) fn watch(keys: &gst::Element, w: Wiring) {
+    let Some(pad) = keys.static_pad("sink") else {
+        return;
+    };
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let Some(buf) = info.buffer() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        if buf.flags().contains(gst::BufferFlags::DELTA_UNIT) {
+            w.gate.delta(buf.size());
+            return gst::PadProbeReturn::Ok;
+        }
+        let pts = buf.pts().map_or(0.0, |p| p.nseconds() as f64 / 1e9);
+        let Some(t) = (w.keyframe_time)(pts) else {
+            return gst::PadProbeReturn::Ok;
+        };
+        if w.gate.keyframe(t, w.teacher()) {
+            gst::PadProbeReturn::Ok
+        } else {
+            (w.skipped)();
+            gst::PadProbeReturn::Drop
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests;
