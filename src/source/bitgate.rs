@@ -152,15 +152,25 @@ impl BitGate {
     }
 }
 
+/// What the stream says of a keyframe about to be decoded.
+pub(super) enum Sampling {
+    /// Not in keyframe mode: every unit passes, the gate stays out.
+    Off,
+    /// The sampler will refuse it (it comes before the next sample is due):
+    /// no need to decode it.
+    Early,
+    /// Due at this stream time: the gate decides.
+    Due(f64),
+}
+
 /// What the probe before the decoder needs from its stream.
 pub(super) struct Wiring {
     pub gate: Arc<BitGate>,
     /// The pixel gates behind this one (one per model size); the first
     /// one's looks are learned from.
     pub teachers: Vec<Arc<FrameGate>>,
-    /// The stream time of a keyframe's pts, or `None` when the stream is
-    /// not in keyframe mode (then every unit passes).
-    pub keyframe_time: Box<dyn Fn(f64) -> Option<f64> + Send + Sync>,
+    /// What the sampler says of a keyframe with this pts.
+    pub sampling: Box<dyn Fn(f64) -> Sampling + Send + Sync>,
     /// Told of each keyframe left undecoded.
     pub skipped: Box<dyn Fn() + Send + Sync>,
 }
@@ -190,8 +200,10 @@ pub(super) fn watch(keys: &gst::Element, w: Wiring) {
             return gst::PadProbeReturn::Ok;
         }
         let pts = buf.pts().map_or(0.0, |p| p.nseconds() as f64 / 1e9);
-        let Some(t) = (w.keyframe_time)(pts) else {
-            return gst::PadProbeReturn::Ok;
+        let t = match (w.sampling)(pts) {
+            Sampling::Off => return gst::PadProbeReturn::Ok,
+            Sampling::Early => return gst::PadProbeReturn::Drop,
+            Sampling::Due(t) => t,
         };
         if w.gate.keyframe(t, w.teacher()) {
             gst::PadProbeReturn::Ok

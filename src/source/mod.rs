@@ -462,7 +462,8 @@ impl Supervisor {
     }
 
     /// In keyframe mode, the compressed-domain gate decides before the
-    /// decoder; a keyframe it leaves undecoded still shows the stream alive.
+    /// decoder (after the sampler: a keyframe it will refuse is not decoded
+    /// either); a keyframe left undecoded still shows the stream alive.
     fn gate_keyframes(&self, keys: &gst::Element, run: &RunState) {
         let Some(gate) = self.bits.clone() else {
             return;
@@ -472,12 +473,17 @@ impl Supervisor {
             Arc::clone(&self.tuning),
             Arc::clone(&self.clocks),
         );
-        let keyframe_time = move |pts: f64| {
-            if !tuning.sampler.lock().is_ok_and(|s| s.keyframes_only()) {
-                return None;
-            }
+        let sampling = move |pts: f64| {
+            let Ok(sampler) = tuning.sampler.lock() else {
+                return bitgate::Sampling::Off;
+            };
             let now = clocks.now();
-            time.lock().ok().map(|mut c| c.stream_secs(pts, now))
+            match time.lock().map(|mut c| c.stream_secs(pts, now)) {
+                Ok(_) if !sampler.keyframes_only() => bitgate::Sampling::Off,
+                Ok(t) if sampler.would_admit(t) => bitgate::Sampling::Due(t),
+                Ok(_) => bitgate::Sampling::Early,
+                Err(_) => bitgate::Sampling::Off,
+            }
         };
         let (last_frame, stats, clocks) = (
             Arc::clone(&run.last_frame),
@@ -495,7 +501,7 @@ impl Supervisor {
             bitgate::Wiring {
                 gate,
                 teachers: self.gates.iter().flatten().cloned().collect(),
-                keyframe_time: Box::new(keyframe_time),
+                sampling: Box::new(sampling),
                 skipped: Box::new(skipped),
             },
         );

@@ -40,9 +40,25 @@ impl Sampler {
         self.keyframes_only
     }
 
+    /// Whether [`Sampler::admit`] would take the keyframe at `t`, without
+    /// taking it: what is refused need not be decoded.
+    pub fn would_admit(&self, t: f64) -> bool {
+        !self.early(t)
+    }
+
+    /// Whether `t` comes before the next frame is due (and is not the
+    /// start of a new segment).
+    fn early(&self, t: f64) -> bool {
+        self.next_due
+            .is_some_and(|due| t + self.interval >= due - self.interval && t + EPSILON < due)
+    }
+
     /// Whether the frame at `t` seconds (stream time) should be scored.
     pub fn admit(&mut self, t: f64, keyframe: bool) -> bool {
         if self.keyframes_only && !keyframe {
+            return false;
+        }
+        if self.early(t) {
             return false;
         }
         match self.next_due {
@@ -51,7 +67,6 @@ impl Sampler {
                 self.next_due = Some(t + self.interval);
                 true
             }
-            Some(due) if t + EPSILON < due => false,
             Some(due) => {
                 let next = due + self.interval;
                 // After a gap, anchor at this frame rather than bursting.

@@ -5,6 +5,14 @@
 //! - Each end-to-end clip is watched twice at once, gated and ungated: the
 //!   occurrences are the same (count, onset within one sampled frame), while
 //!   the gated stream skips most of the clips' still frames.
+//! - In keyframe mode, twice more, with and without the compressed-domain
+//!   gate before the decoder: the same occurrences (onset within one
+//!   keyframe; on the ground-truth clip the person walks into a scene
+//!   still for 10 s, long enough for the gate to have learned it), while
+//!   the gate leaves keyframes of the still stretches undecoded.
+//! - A real still with sensor-like noise added before encoding: no
+//!   occurrence, and past the gate's learning no more keyframes decoded
+//!   than `max_unscored_secs` asks for.
 //! - A still test pattern is scored only every `max_unscored_secs`.
 //! - A moving ball is scored every frame, and far less when a mask covers
 //!   the picture.
@@ -60,11 +68,21 @@ async fn gating_changes_no_occurrence_on_the_end_to_end_clips() {
     let mut hook = Receiver::start().await.expect("receiver");
     let mut extra = String::new();
     for (name, _) in clips {
-        for gated in [true, false] {
+        let kinds = [
+            ("gated", "motion = { enabled = true }"),
+            ("plain", "motion = { enabled = false }"),
+            (
+                "bits",
+                "keyframes_only = true\nmotion = { compressed = true }",
+            ),
+            (
+                "keys",
+                "keyframes_only = true\nmotion = { compressed = false }",
+            ),
+        ];
+        for (kind, settings) in kinds {
             extra += &format!(
-                "[[streams]]\nid = \"{name}-{}\"\nurl = \"{}\"\nfps = 2\n\
-                 motion = {{ enabled = {gated} }}\n",
-                if gated { "gated" } else { "plain" },
+                "[[streams]]\nid = \"{name}-{kind}\"\nurl = \"{}\"\nfps = 2\n{settings}\n",
                 server.url(name)
             );
         }
@@ -115,6 +133,40 @@ async fn gating_changes_no_occurrence_on_the_end_to_end_clips() {
             "{name}: the clip is mostly stills, so most frames are skipped: \
              scored {scored}, skipped {skipped}"
         );
+        // Keyframe mode (one keyframe a second here), with and without the
+        // compressed-domain gate.
+        let (bits, keys) = (get("bits", "start"), get("keys", "start"));
+        assert_eq!(
+            keys.len(),
+            1,
+            "{name}: one occurrence on keyframes: {seen:?}"
+        );
+        assert_eq!(bits.len(), keys.len(), "{name}: same count: {seen:?}");
+        for (b, k) in bits.iter().zip(&keys) {
+            assert!(
+                (b - k).abs() <= 1.0 + 1e-6,
+                "{name}: onset {b} with the compressed gate vs {k} without"
+            );
+        }
+        assert_eq!(get("bits", "end").len(), get("keys", "end").len());
+        let undecoded = |kind: &str| {
+            let id = format!("{name}-{kind}");
+            let s = status["streams"]
+                .as_array()
+                .and_then(|a| a.iter().find(|s| s["id"] == id));
+            s.and_then(|s| s["health"]["undecoded_keyframes"].as_u64())
+                .unwrap_or(0)
+        };
+        let (bits_scored, bits_skipped) = counters(&status, &format!("{name}-bits"));
+        eprintln!(
+            "{name}: compressed gate left {} keyframes undecoded, scored {bits_scored}, skipped {bits_skipped}",
+            undecoded("bits")
+        );
+        assert!(
+            undecoded("bits") >= 5,
+            "{name}: still keyframes left undecoded"
+        );
+        assert_eq!(undecoded("keys"), 0, "{name}: off means off");
     }
 }
 
@@ -160,4 +212,78 @@ async fn still_scenes_wait_for_max_unscored_secs_and_masks_hide_motion() {
         scored <= total / 2 + 2 && skipped >= total / 3,
         "masked: motion inside the mask is ignored: {scored} scored of {total}"
     );
+}
+
+/// Encodes 20 s of the ground-truth clip's first picture (a real still)
+/// with sensor-like noise added before encoding (random snow blended at 8%,
+/// a new pattern every frame), 640×360 at 25 fps, a keyframe every 12
+/// frames, at a constant 1.5 Mbit/s as cameras do, into `out`.
+fn noisy_still(out: &std::path::Path) {
+    use gstreamer as gst;
+    use gstreamer::prelude::*;
+    gst::init().expect("GStreamer");
+    let line = format!(
+        "compositor name=mix sink_1::alpha=0.08 ! videoconvert ! \
+         x264enc key-int-max=12 bframes=0 speed-preset=veryfast bitrate=1500 ! h264parse ! \
+         mp4mux ! filesink location=\"{out}\" \
+         filesrc location=\"{clip}\" ! qtdemux ! h264parse ! avdec_h264 ! videoconvert ! videoscale ! \
+         video/x-raw,width=640,height=360,format=I420 ! imagefreeze num-buffers=500 ! \
+         video/x-raw,framerate=25/1 ! mix.sink_0 \
+         videotestsrc pattern=snow num-buffers=500 ! \
+         video/x-raw,width=640,height=360,framerate=25/1,format=I420 ! mix.sink_1",
+        out = out.display(),
+        clip = common::media("ground_truth.mp4").display(),
+    );
+    let pipeline = gst::parse::launch(&line)
+        .expect("the clip's pipeline")
+        .downcast::<gst::Pipeline>()
+        .expect("a pipeline");
+    pipeline.set_state(gst::State::Playing).expect("encodes");
+    let bus = pipeline.bus().expect("bus");
+    let end = bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(120),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
+    let _ = pipeline.set_state(gst::State::Null);
+    match end.as_ref().map(|m| m.view()) {
+        Some(gst::MessageView::Eos(_)) => {}
+        other => panic!("building the noisy still clip: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_noisy_still_scene_is_left_undecoded() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clip = dir.path().join("noisy-still.mp4");
+    noisy_still(&clip);
+    let server = RtspServer::serve_files(0, &[("still", &clip)]).expect("rtsp server");
+    let mut hook = Receiver::start().await.expect("receiver");
+    let streams = format!(
+        "[[streams]]\nid = \"still\"\nurl = \"{}\"\nfps = 2\nkeyframes_only = true\n\
+         motion = {{ max_unscored_secs = 3.0 }}\n",
+        server.url("still")
+    );
+    let secs = 24;
+    let status = watch(&streams, &hook, secs).await;
+    let s = status["streams"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["id"] == "still"))
+        .cloned()
+        .unwrap_or_default();
+    let decoded = s["health"]["frames"].as_u64().unwrap_or(0);
+    let undecoded = s["health"]["undecoded_keyframes"].as_u64().unwrap_or(0);
+    eprintln!("noisy still, {secs} s: {decoded} keyframes decoded, {undecoded} left undecoded");
+    // Learning takes the first few keyframes (the pixel gate must find
+    // MIN_LEARNED stretches still); then one every max_unscored_secs.
+    let learning = sightline::source::bitgate::MIN_LEARNED as u64 + 1;
+    assert!(
+        decoded <= learning + secs / 3 + 1,
+        "decoded {decoded} keyframes in {secs} s: more than learning and max_unscored_secs need"
+    );
+    assert!(
+        undecoded > decoded,
+        "most keyframes left undecoded: {undecoded} against {decoded}"
+    );
+    let alerts = common::drain(&mut hook.rx);
+    assert!(alerts.is_empty(), "nothing happens in the clip: {alerts:?}");
 }
