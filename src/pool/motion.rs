@@ -16,7 +16,10 @@
 //! A frame is scored anyway when `max_unscored_secs` passed since the last
 //! scored one, sooner (every [`OCCUPIED_SECS`]) while the last result held
 //! detections, since a still object may be about to leave, and whenever the
-//! last scored frame's results are not in yet.
+//! last scored frame's results are not in yet. Each stream's gate has a
+//! phase: its first forced refresh comes that share of `max_unscored_secs`
+//! early, so cameras started together do not refresh together (a burst of
+//! forced frames would queue everyone's frames behind it).
 
 use std::sync::{Arc, Mutex};
 
@@ -66,6 +69,9 @@ struct State<T> {
     ticket: u64,
     results: Option<T>,
     occupied: bool,
+    /// In [0, 1): how much earlier than `max_unscored_secs` the first
+    /// forced refresh comes.
+    phase: f64,
     /// The stream time of the last frame compared with a reference, and
     /// whether its picture had moved (what the compressed-domain gate
     /// learns the still scene from).
@@ -75,6 +81,12 @@ struct State<T> {
 impl<T: Clone> Gate<T> {
     /// A gate for a stream with these settings; `None` when gating is off.
     pub fn new(spec: &MotionSpec) -> Option<Arc<Gate<T>>> {
+        Self::with_phase(spec, 0.0)
+    }
+
+    /// A gate whose first forced refresh comes `phase` (in [0, 1)) of
+    /// `max_unscored_secs` early.
+    pub fn with_phase(spec: &MotionSpec, phase: f64) -> Option<Arc<Gate<T>>> {
         spec.enabled.then(|| {
             Arc::new(Gate {
                 spec: spec.clone(),
@@ -87,6 +99,7 @@ impl<T: Clone> Gate<T> {
                     ticket: 0,
                     results: None,
                     occupied: false,
+                    phase: phase.clamp(0.0, 0.999),
                     last_look: None,
                 }),
             })
@@ -124,7 +137,11 @@ impl<T: Clone> Gate<T> {
                 if st.scratch.len() != GRID * GRID {
                     st.scratch = vec![0; GRID * GRID];
                 }
-                st.last_scored = frame.stream_secs;
+                st.last_scored = if st.last_scored == f64::NEG_INFINITY {
+                    frame.stream_secs - st.phase * self.spec.max_unscored_secs
+                } else {
+                    frame.stream_secs
+                };
                 st.ticket += 1;
                 st.results = None;
                 Decision::Score(st.ticket)

@@ -50,6 +50,10 @@ pub struct BitGate {
     /// Floor multiplier: 1.5 at sensitivity 0 down to 0.5 at 1.
     margin: f64,
     max_unscored_secs: f64,
+    /// In [0, 1): the first forced decode after learning comes this share
+    /// of `max_unscored_secs` early, so that streams started together (and
+    /// learning together) do not all decode the same keyframe instant.
+    phase: f64,
     state: Mutex<State>,
 }
 
@@ -76,13 +80,15 @@ fn upper_quartile(v: &mut [f64]) -> f64 {
 }
 
 impl BitGate {
-    /// A gate for a stream with these settings; `None` unless motion
-    /// gating and its compressed stage are on.
-    pub fn new(spec: &MotionSpec) -> Option<Arc<BitGate>> {
+    /// A gate for a stream with these settings, first forced decode after
+    /// learning `phase` (in [0, 1)) of `max_unscored_secs` early; `None`
+    /// unless motion gating and its compressed stage are on.
+    pub fn new(spec: &MotionSpec, phase: f64) -> Option<Arc<BitGate>> {
         (spec.enabled && spec.compressed).then(|| {
             Arc::new(BitGate {
                 margin: 1.5 - f64::from(spec.compressed_sensitivity.clamp(0.0, 1.0)),
                 max_unscored_secs: spec.max_unscored_secs,
+                phase: phase.clamp(0.0, 0.999),
                 state: Mutex::new(State::default()),
             })
         })
@@ -122,6 +128,11 @@ impl BitGate {
             if (looked - sent).abs() < 1e-6 {
                 st.pending = None;
                 if !moved {
+                    if st.stills.len() + 1 == MIN_LEARNED {
+                        // Learned: from here the forced decodes keep this
+                        // stream's own phase.
+                        st.last_sent = Some(sent - self.phase * self.max_unscored_secs);
+                    }
                     st.stills.push_back(figure);
                     if st.stills.len() > WINDOW {
                         st.stills.pop_front();
@@ -171,8 +182,9 @@ pub(super) struct Wiring {
     pub teachers: Vec<Arc<FrameGate>>,
     /// What the sampler says of a keyframe with this pts.
     pub sampling: Box<dyn Fn(f64) -> Sampling + Send + Sync>,
-    /// Told of each keyframe left undecoded.
-    pub skipped: Box<dyn Fn() + Send + Sync>,
+    /// Told of each keyframe left undecoded, with its stream time: it
+    /// takes its sample's place (the sampler counts it as taken).
+    pub skipped: Box<dyn Fn(f64) + Send + Sync>,
 }
 
 impl Wiring {
@@ -208,7 +220,7 @@ pub(super) fn watch(keys: &gst::Element, w: Wiring) {
         if w.gate.keyframe(t, w.teacher()) {
             gst::PadProbeReturn::Ok
         } else {
-            (w.skipped)();
+            (w.skipped)(t);
             gst::PadProbeReturn::Drop
         }
     });

@@ -207,8 +207,13 @@ pub fn spawn(
     let id = cfg.id.clone();
     // One gate per branch, kept across rebuilds: each model size compares
     // with its own last scored frame.
-    let gates = branches.iter().map(|_| Gate::new(&cfg.motion)).collect();
-    let bits = bitgate::BitGate::new(&cfg.motion);
+    // Each stream its own phase of forced refreshes, the same across runs.
+    let phase = phase_of(&id);
+    let gates = branches
+        .iter()
+        .map(|_| Gate::with_phase(&cfg.motion, phase))
+        .collect();
+    let bits = bitgate::BitGate::new(&cfg.motion, phase);
     let run = Supervisor {
         bits,
         cfg,
@@ -232,6 +237,15 @@ pub fn spawn(
         stats,
         tuning,
     })
+}
+
+/// A number in [0, 1) that a stream id always gives, spread evenly over
+/// ids (FNV-1a).
+fn phase_of(id: &StreamId) -> f64 {
+    let h = id.as_str().bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (h % 1000) as f64 / 1000.0
 }
 
 /// Stream-time bookkeeping shared by the pipeline callbacks of one stream.
@@ -485,12 +499,18 @@ impl Supervisor {
                 Err(_) => bitgate::Sampling::Off,
             }
         };
-        let (last_frame, stats, clocks) = (
+        let (last_frame, stats, clocks, tuning) = (
             Arc::clone(&run.last_frame),
             Arc::clone(&self.stats),
             Arc::clone(&self.clocks),
+            Arc::clone(&self.tuning),
         );
-        let skipped = move || {
+        let skipped = move |t: f64| {
+            // The sample was taken and judged unchanged: the sampler's
+            // grid moves on as if it had been decoded.
+            if let Ok(mut s) = tuning.sampler.lock() {
+                s.admit(t, true);
+            }
             stats.undecoded.fetch_add(1, Ordering::Relaxed);
             if let Ok(mut l) = last_frame.lock() {
                 *l = Some(clocks.now());

@@ -70,6 +70,16 @@ fn a_still_scene_is_scored_every_max_unscored_secs() {
 }
 
 #[test]
+fn a_phase_moves_the_first_refresh_earlier_and_keeps_the_period() {
+    let g = Gate::<u32>::with_phase(&spec(), 0.5).expect("enabled");
+    let scored: Vec<f64> = (0..20)
+        .map(|i| i as f64 * 0.5)
+        .filter(|&t| step(&g, &frame(t, None), 1))
+        .collect();
+    assert_eq!(scored, vec![0.0, 1.5, 4.5, 7.5]);
+}
+
+#[test]
 fn the_last_results_stand_for_unscored_frames() {
     let g = Gate::<u32>::new(&spec()).expect("enabled");
     assert!(step(&g, &frame(0.0, None), 7));

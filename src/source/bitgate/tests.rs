@@ -17,7 +17,7 @@ struct Stream {
 impl Stream {
     fn new(spec: &MotionSpec) -> Stream {
         Stream {
-            gate: BitGate::new(spec).expect("gate on"),
+            gate: BitGate::new(spec, 0.0).expect("gate on"),
             t: 0.0,
             teacher: Teacher::default(),
         }
@@ -49,17 +49,17 @@ impl Stream {
 
 #[test]
 fn off_unless_motion_gating_and_its_compressed_stage_are_on() {
-    assert!(BitGate::new(&MotionSpec::default()).is_some());
+    assert!(BitGate::new(&MotionSpec::default(), 0.0).is_some());
     let off = MotionSpec {
         compressed: false,
         ..MotionSpec::default()
     };
-    assert!(BitGate::new(&off).is_none());
+    assert!(BitGate::new(&off, 0.0).is_none());
     let no_motion = MotionSpec {
         enabled: false,
         ..MotionSpec::default()
     };
-    assert!(BitGate::new(&no_motion).is_none());
+    assert!(BitGate::new(&no_motion, 0.0).is_none());
 }
 
 #[test]
@@ -84,6 +84,21 @@ fn a_quiet_scene_is_decoded_only_every_max_unscored_secs() {
     // 30 s more: one keyframe in six (every 3 s) is decoded.
     let decoded = s.quiet(60).iter().filter(|d| **d).count();
     assert_eq!(decoded, 10, "one every 3 s over 30 s");
+}
+
+#[test]
+fn streams_learning_together_are_forced_at_their_own_phases() {
+    let forced = |phase: f64| {
+        let mut s = Stream::new(&MotionSpec::default());
+        s.gate = BitGate::new(&MotionSpec::default(), phase).expect("gate on");
+        s.quiet(MIN_LEARNED);
+        let after: Vec<bool> = s.quiet(12);
+        after.iter().position(|d| *d).expect("a forced decode")
+    };
+    // 3 s apart at 0.5 s a keyframe: the first after learning comes six
+    // keyframes on, or three with half the period taken off.
+    assert_eq!(forced(0.0), 5, "the learning keyframe was the last sent");
+    assert_eq!(forced(0.5), 2);
 }
 
 #[test]
