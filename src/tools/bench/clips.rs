@@ -1,6 +1,7 @@
-//! The bench's camera clips, 720p25 H.264 with a keyframe every 12 frames
-//! (so keyframe-only decoding still yields ~2 fps), built once from the
-//! committed ground-truth clip and cached in the output folder.
+//! The bench's camera clips, 25 fps H.264 with a keyframe every 12 frames
+//! (so keyframe-only decoding still yields ~2 fps), 1280×720 (a camera's
+//! main stream) unless asked otherwise (640×360, a sub-stream), built once
+//! from the committed ground-truth clip and cached in the output folder.
 //!
 //! The ground-truth clip holds 10 s of a real still (coffee) and then 10 s of
 //! real pedestrian footage (OpenCV's `vtest.avi`), at 10 fps. From those:
@@ -47,28 +48,98 @@ impl Workload {
     }
 }
 
-/// The clips of `workload`, one per variant, built into `dir` if missing.
-pub fn clips(workload: Workload, source: &Path, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+/// A picture size, `WxH` on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resolution {
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Resolution {
+    /// A camera's usual main stream.
+    pub const MAIN: Resolution = Resolution {
+        width: 1280,
+        height: 720,
+    };
+
+    /// The clip name's suffix: none at 720p, so the cache stays valid.
+    fn suffix(self) -> String {
+        match self == Self::MAIN {
+            true => String::new(),
+            false => format!("-{}x{}", self.width, self.height),
+        }
+    }
+
+    /// The encoder's bitrate: 2.5 Mbit/s at 720p, in proportion to the
+    /// pixels (about what cameras use), at least 300 kbit/s.
+    fn kbps(self) -> u32 {
+        let share = f64::from(self.width * self.height) / (1280.0 * 720.0);
+        ((2500.0 * share) as u32).max(300)
+    }
+}
+
+impl std::fmt::Display for Resolution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}", self.width, self.height)
+    }
+}
+
+impl std::str::FromStr for Resolution {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad =
+            || format!("{s:?} is not WIDTHxHEIGHT (even numbers, 64 to 3840), such as 640x360");
+        let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+        let (width, height): (u32, u32) = (
+            w.trim().parse().map_err(|_| bad())?,
+            h.trim().parse().map_err(|_| bad())?,
+        );
+        let fine = |v: u32| (64..=3840).contains(&v) && v % 2 == 0;
+        match fine(width) && fine(height) {
+            true => Ok(Resolution { width, height }),
+            false => Err(bad()),
+        }
+    }
+}
+
+/// The clips of `workload` at `size`, one per variant, built into `dir` if
+/// missing.
+pub fn clips(
+    workload: Workload,
+    size: Resolution,
+    source: &Path,
+    dir: &Path,
+) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let sfx = size.suffix();
     let plans: Vec<(PathBuf, Vec<(Slot, u32)>)> = match workload {
-        Workload::Busy => vec![(dir.join("busy.mp4"), vec![(Slot::Walking, SLOT_SECS)])],
+        Workload::Busy => vec![(
+            dir.join(format!("busy{sfx}.mp4")),
+            vec![(Slot::Walking, SLOT_SECS)],
+        )],
         Workload::Realistic => (0..VARIANTS)
             .map(|k| {
                 let slots = (0..VARIANTS)
                     .map(|s| if s == k { Slot::Walking } else { Slot::Still })
                     .map(|slot| (slot, SLOT_SECS))
                     .collect();
-                (dir.join(format!("realistic-{k}.mp4")), slots)
+                (dir.join(format!("realistic-{k}{sfx}.mp4")), slots)
             })
             .collect(),
     };
-    build_missing(source, &plans)?;
+    build_missing(source, &plans, size)?;
     Ok(plans.into_iter().map(|(p, _)| p).collect())
 }
 
-/// Builds each `(file, plan)` whose file is missing from `source`, which is
-/// decoded once at most: a cache of clips that costs nothing when full.
-pub fn build_missing(source: &Path, plans: &[(PathBuf, Vec<(Slot, u32)>)]) -> anyhow::Result<()> {
+/// Builds each `(file, plan)` whose file is missing from `source`, at
+/// `size`; the source is decoded once at most: a cache of clips that costs
+/// nothing when full.
+pub fn build_missing(
+    source: &Path,
+    plans: &[(PathBuf, Vec<(Slot, u32)>)],
+    size: Resolution,
+) -> anyhow::Result<()> {
     let mut frames = None;
     for (path, slots) in plans {
         if path.is_file() {
@@ -78,7 +149,7 @@ pub fn build_missing(source: &Path, plans: &[(PathBuf, Vec<(Slot, u32)>)]) -> an
             frames = Some(decode(source)?);
         }
         let src = frames.as_deref().unwrap_or_default();
-        encode(src, slots, path).with_context(|| format!("building {}", path.display()))?;
+        encode(src, slots, path, size).with_context(|| format!("building {}", path.display()))?;
     }
     Ok(())
 }
@@ -100,7 +171,8 @@ pub fn build(source: &Path, plan: &[(Slot, u32)], out: &Path) -> anyhow::Result<
         bail!("a slot is at most {SLOT_SECS} s of footage, not {secs} s");
     }
     let frames = decode(source)?;
-    encode(&frames, plan, out).with_context(|| format!("building {}", out.display()))
+    encode(&frames, plan, out, Resolution::MAIN)
+        .with_context(|| format!("building {}", out.display()))
 }
 
 impl Slot {
@@ -237,9 +309,17 @@ impl Encoder {
 
 /// Encodes `slots` (each for its seconds, at 25 fps) from the source
 /// frames into `out`.
-fn encode(src: &[gst::Buffer], slots: &[(Slot, u32)], out: &Path) -> anyhow::Result<()> {
-    let fitted = "videoscale ! video/x-raw,width=1280,height=720";
-    let mut enc = Encoder::start(("I420", SRC_W, SRC_H), fitted, 2500, out)?;
+fn encode(
+    src: &[gst::Buffer],
+    slots: &[(Slot, u32)],
+    out: &Path,
+    size: Resolution,
+) -> anyhow::Result<()> {
+    let fitted = format!(
+        "videoscale ! video/x-raw,width={},height={}",
+        size.width, size.height
+    );
+    let mut enc = Encoder::start(("I420", SRC_W, SRC_H), &fitted, size.kbps(), out)?;
     for &(slot, secs) in slots {
         for j in 0..(secs * FPS) as usize {
             // Output frame j of the slot shows source frame j·10/25 of it.
@@ -266,4 +346,22 @@ fn wait_eos(pipeline: &gst::Pipeline) -> anyhow::Result<()> {
     };
     let _ = pipeline.set_state(gst::State::Null);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Resolution;
+
+    #[test]
+    fn resolutions_parse_and_name_their_clips() {
+        let sub: Resolution = "640x360".parse().expect("parses");
+        assert_eq!((sub.width, sub.height), (640, 360));
+        assert_eq!(sub.suffix(), "-640x360");
+        assert_eq!(Resolution::MAIN.suffix(), "", "720p keeps the cached names");
+        assert_eq!(sub.kbps(), 625);
+        for bad in ["640", "640x", "x360", "641x360", "10x10", "640*360"] {
+            let err = bad.parse::<Resolution>().expect_err(bad);
+            assert!(err.contains("WIDTHxHEIGHT"), "{err}");
+        }
+    }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-pub use clips::{build as build_clip, Slot, Workload};
+pub use clips::{build as build_clip, Resolution, Slot, Workload};
 pub use runs::{cpu_secs, peak_rss_mb, System};
 
 use crate::tools::rtsp_server::RtspServer;
@@ -60,6 +60,10 @@ pub struct Options {
     /// `scripts/setup --bench` makes).
     #[arg(long)]
     pub python: Option<PathBuf>,
+    /// The cameras' picture size: 1280x720 (a main stream) or, say,
+    /// 640x360 (what a camera's sub-stream gives).
+    #[arg(long, default_value = "1280x720")]
+    pub resolution: Resolution,
     /// The clip the footage is cut from (10 s still, then 10 s walking).
     #[arg(long, default_value = "tests/media/ground_truth.mp4")]
     pub source: PathBuf,
@@ -127,7 +131,7 @@ pub async fn run(o: &Options) -> anyhow::Result<Vec<Row>> {
             w.name(),
             out.display()
         );
-        let clips = clips::clips(w, &o.source, &out)?;
+        let clips = clips::clips(w, o.resolution, &o.source, &out)?;
         let server = serve(&clips, most)?;
         let prefix = format!("rtsp://127.0.0.1:{}/cam", server.port());
         let setup = Setup {

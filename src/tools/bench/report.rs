@@ -74,10 +74,11 @@ fn machine() -> String {
 fn markdown(rows: &[Row], o: &Options) -> String {
     let counts: Vec<String> = o.streams.iter().map(|n| n.to_string()).collect();
     let mut md = format!(
-        "Measured {} on {}: each run {} s, 720p25 H.264 cameras sampled at 2 fps, streams {}.\n\n",
+        "Measured {} on {}: each run {} s, {} 25 fps H.264 cameras sampled at 2 fps, streams {}.\n\n",
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         machine(),
         o.secs,
+        o.resolution,
         counts.join(", ")
     );
     let mut workloads: Vec<&str> = rows.iter().map(|r| r.workload).collect();

@@ -233,7 +233,7 @@ fn camera_clips(o: &Options, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         .collect();
     std::fs::create_dir_all(dir)?;
     println!("building the soak clips (cached in {})", dir.display());
-    clips::build_missing(&o.source, &plans)?;
+    clips::build_missing(&o.source, &plans, clips::Resolution::MAIN)?;
     Ok(plans.into_iter().map(|(p, _)| p).collect())
 }
 
