@@ -1,13 +1,20 @@
 """Draws `sightline bench`'s compare.json: arrival -> webhook p99 and the share of
 wanted frames accounted for, against the number of streams, one line per system
-and workload. Usage: plot.py compare.json compare.png (matplotlib, from the bench venv)."""
+and workload. Usage: plot.py compare.json WxH compare.png (matplotlib, from the bench venv)."""
 import json
 import sys
 
 import matplotlib.pyplot as plt
 
 rows = json.load(open(sys.argv[1]))
-colour = {"sightline keyframes": "tab:blue", "sightline full decode": "tab:green", "python peer": "tab:red"}
+size = sys.argv[2]
+colour = {
+    "sightline keyframes": "tab:blue",
+    "sightline keyframes, pixel gate only": "tab:cyan",
+    "sightline keyframes, in a site": "tab:purple",
+    "sightline full decode": "tab:green",
+    "python peer": "tab:red",
+}
 dash = {"realistic": "-", "busy": "--"}
 fig, (lat, acc) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=110)
 for system in colour:
@@ -25,12 +32,12 @@ for system in colour:
 lat.set_yscale("log")
 lat.axhline(250, color="grey", linewidth=0.8)
 lat.set_title("frame arrival -> webhook receipt, p99")
-lat.set_xlabel("streams (720p25, 2 fps sampled)")
+lat.set_xlabel(f"streams ({size}, 25 fps, 2 fps sampled)")
 lat.set_ylabel("ms (log scale)")
 acc.axhline(95, color="grey", linewidth=0.8)
 acc.set_ylim(0, 105)
-acc.set_title("wanted frames scored or skipped for no motion")
-acc.set_xlabel("streams (720p25, 2 fps sampled)")
+acc.set_title("wanted frames accounted for (scored, or judged unchanged)")
+acc.set_xlabel(f"streams ({size}, 25 fps, 2 fps sampled)")
 acc.set_ylabel("% of wanted")
 counts = sorted({r["streams"] for r in rows})
 for ax in (lat, acc):
@@ -38,4 +45,4 @@ for ax in (lat, acc):
     ax.grid(True, alpha=0.3)
 acc.legend(fontsize=8, loc="lower left")
 fig.tight_layout()
-fig.savefig(sys.argv[2])
+fig.savefig(sys.argv[3])

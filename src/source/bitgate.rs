@@ -34,6 +34,12 @@ use crate::pool::FrameGate;
 pub const WINDOW: usize = 16;
 /// Still stretches needed before any keyframe is left undecoded.
 pub const MIN_LEARNED: usize = 4;
+/// Which of the learned still figures is the floor: the 75th percentile
+/// (the 13th of 16). A still stretch comes out above it now and then;
+/// decoded, the pixel gate finds it still and it is learned, so the floor
+/// follows. The 90th percentile was tried: 15% less CPU on the bench, but
+/// 7% fewer alerts and one clip's onset a keyframe later.
+const FLOOR_QUANTILE: f64 = 0.75;
 
 /// What the pixel gate behind this one says.
 #[derive(Debug, Clone, Copy, Default)]
@@ -70,13 +76,14 @@ struct State {
     stills: VecDeque<f64>,
 }
 
-/// The 75th percentile of `v` (sorted in place); 0 when empty.
-fn upper_quartile(v: &mut [f64]) -> f64 {
+/// The `q` quantile of `v` (sorted in place, nearest rank below); 0 when
+/// empty.
+fn quantile(v: &mut [f64], q: f64) -> f64 {
     if v.is_empty() {
         return 0.0;
     }
     v.sort_by(f64::total_cmp);
-    v[(v.len() * 3 / 4).min(v.len() - 1)]
+    v[((v.len() as f64 * q) as usize).min(v.len() - 1)]
 }
 
 impl BitGate {
@@ -112,7 +119,7 @@ impl BitGate {
             return None;
         }
         let mut learned: Vec<f64> = st.stills.iter().copied().collect();
-        Some(upper_quartile(&mut learned) * self.margin)
+        Some(quantile(&mut learned, FLOOR_QUANTILE) * self.margin)
     }
 
     /// Whether the keyframe at stream time `t` goes to the decoder, given
@@ -142,7 +149,7 @@ impl BitGate {
         }
         let mut sizes: Vec<f64> = st.deltas.drain(..).map(f64::from).collect();
         let judged = !sizes.is_empty();
-        let figure = upper_quartile(&mut sizes);
+        let figure = quantile(&mut sizes, 0.75);
         // Stream time only rises; after a jump back, start the count over.
         let since = st
             .last_sent

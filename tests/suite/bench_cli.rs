@@ -48,6 +48,11 @@ fn the_bench_command_measures_sightline_and_writes_its_report() {
     assert!(r["accounted"].as_f64().unwrap_or(0.0) > 0.5, "{r}");
     assert!(r["alerts"].as_u64().unwrap_or(0) > 0, "{r}");
     assert!(r["p99_ms"].as_f64().is_some(), "{r}");
+    // What a frame costs: CPU time over frames accounted for.
+    assert!(
+        r["cpu_ms_per_frame"].as_f64().is_some_and(|v| v > 0.0),
+        "{r}"
+    );
     let md = std::fs::read_to_string(out.path().join("compare.md")).expect("compare.md");
     assert!(md.contains("| 2 | sightline keyframes |"), "{md}");
     assert!(

@@ -274,10 +274,14 @@ async fn a_noisy_still_scene_is_left_undecoded() {
     let undecoded = s["health"]["undecoded_keyframes"].as_u64().unwrap_or(0);
     eprintln!("noisy still, {secs} s: {decoded} keyframes decoded, {undecoded} left undecoded");
     // Learning takes the first few keyframes (the pixel gate must find
-    // MIN_LEARNED stretches still); then one every max_unscored_secs.
+    // MIN_LEARNED stretches still); then one every max_unscored_secs, the
+    // first of them up to a period early (the stream's phase), one more at
+    // the edge of the window, and one for a still stretch that came out
+    // above the floor while little was learned (the floor is the 75th
+    // percentile of the learned still stretches; this clip's vary ±30%).
     let learning = sightline::source::bitgate::MIN_LEARNED as u64 + 1;
     assert!(
-        decoded <= learning + secs / 3 + 1,
+        decoded <= learning + secs / 3 + 3,
         "decoded {decoded} keyframes in {secs} s: more than learning and max_unscored_secs need"
     );
     assert!(

@@ -13,7 +13,8 @@ use super::Options;
 
 /// A run is within budget at this p99 (arrival → webhook) ...
 const P99_BUDGET_MS: f64 = 250.0;
-/// ... with at least this share of wanted frames scored or skipped for no motion.
+/// ... with at least this share of wanted frames accounted for (scored,
+/// skipped for no motion, or left undecoded as unchanged).
 const ACCOUNTED_FLOOR: f64 = 0.95;
 
 const PLOT: &str = include_str!("../../../benches/plot.py");
@@ -140,7 +141,7 @@ pub fn write(out: &Path, rows: &[Row], o: &Options, python: &Path) -> anyhow::Re
         python,
         &out.join("plot.py"),
         PLOT,
-        &[&data],
+        &[&data, &o.resolution.to_string()],
         &out.join("compare.png"),
     )
 }
