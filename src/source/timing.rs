@@ -87,7 +87,7 @@ mod tests {
 
     #[test]
     fn phases_are_fixed_per_id_and_spread_over_ids() {
-        let id = |i: usize| StreamId::new(&format!("cam{i}"));
+        let id = |i: usize| StreamId::new(format!("cam{i}"));
         assert_eq!(phase_of(&id(7)), phase_of(&id(7)));
         // 48 cameras over six slots (a 3 s period at 0.5 s keyframes).
         let mut slots = [0usize; 6];
