@@ -203,19 +203,29 @@ impl Wiring {
     }
 }
 
-/// Watches the coded units entering `keys` (the element that drops delta
-/// units before the decoder in keyframe mode) and drops the keyframes the
-/// gate leaves undecoded.
+/// Watches the coded units around `keys` (the element that drops delta
+/// units before the decoder in keyframe mode): delta frames are measured as
+/// they enter it, and keyframes the gate leaves undecoded are dropped as
+/// they leave it. (Dropping on its sink pad made GStreamer 1.22 unref a
+/// null buffer, a CRITICAL for every drop; its source pad drops cleanly.)
 pub(super) fn watch(keys: &gst::Element, w: Wiring) {
-    let Some(pad) = keys.static_pad("sink") else {
+    let (Some(sink), Some(src)) = (keys.static_pad("sink"), keys.static_pad("src")) else {
         return;
     };
-    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+    let gate = Arc::clone(&w.gate);
+    sink.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        if let Some(buf) = info.buffer() {
+            if buf.flags().contains(gst::BufferFlags::DELTA_UNIT) {
+                gate.delta(buf.size());
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
+    src.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
         let Some(buf) = info.buffer() else {
             return gst::PadProbeReturn::Ok;
         };
         if buf.flags().contains(gst::BufferFlags::DELTA_UNIT) {
-            w.gate.delta(buf.size());
             return gst::PadProbeReturn::Ok;
         }
         let pts = buf.pts().map_or(0.0, |p| p.nseconds() as f64 / 1e9);
