@@ -30,6 +30,11 @@ use crate::domain::MotionSpec;
 use crate::pool::motion::OCCUPIED_SECS;
 use crate::pool::FrameGate;
 
+/// For this long after the last results that held detections, a keyframe
+/// is still decoded every [`OCCUPIED_SECS`]: an occurrence ends after
+/// several frames without its object, and undecoded keyframes bring no
+/// such frames (the pixel gate's repeats do).
+pub const AFTER_OCCUPIED_SECS: f64 = 10.0;
 /// Still stretches the floor is learned from (the newest).
 pub const WINDOW: usize = 16;
 /// Still stretches needed before any keyframe is left undecoded.
@@ -74,6 +79,8 @@ struct State {
     pending: Option<(f64, f64)>,
     /// Figures of the newest still stretches, oldest first.
     stills: VecDeque<f64>,
+    /// Stream time of the last keyframe at which the results held detections.
+    occupied_at: Option<f64>,
 }
 
 /// The `q` quantile of `v` (sorted in place, nearest rank below); 0 when
@@ -155,7 +162,13 @@ impl BitGate {
             .last_sent
             .filter(|s| *s <= t)
             .map_or(f64::INFINITY, |s| t - s);
-        let due = if teacher.occupied {
+        if teacher.occupied {
+            st.occupied_at = Some(t);
+        }
+        let lately = st
+            .occupied_at
+            .is_some_and(|o| o <= t && t - o < AFTER_OCCUPIED_SECS);
+        let due = if lately {
             OCCUPIED_SECS.min(self.max_unscored_secs)
         } else {
             self.max_unscored_secs

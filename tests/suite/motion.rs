@@ -142,9 +142,12 @@ async fn gating_changes_no_occurrence_on_the_end_to_end_clips() {
             "{name}: one occurrence on keyframes: {seen:?}"
         );
         assert_eq!(bits.len(), keys.len(), "{name}: same count: {seen:?}");
+        // The gate may see a walker one keyframe later (when the walk starts
+        // at the end of a stretch): one keyframe is 1 s on these clips,
+        // plus the payload's millisecond rounding of stream times.
         for (b, k) in bits.iter().zip(&keys) {
             assert!(
-                (b - k).abs() <= 1.0 + 1e-6,
+                (b - k).abs() <= 1.0 + 0.01,
                 "{name}: onset {b} with the compressed gate vs {k} without"
             );
         }

@@ -139,6 +139,22 @@ fn an_occupied_scene_is_decoded_every_second() {
 }
 
 #[test]
+fn after_something_left_keyframes_come_every_second_for_a_while() {
+    let mut s = Stream::new(&MotionSpec::default());
+    s.quiet(1 + MIN_LEARNED);
+    assert!(s.stretch(2_500, 9_000, true, true), "someone arrives");
+    // They leave: the results are empty from the next decoded keyframe on,
+    // and frames keep coming every second so the occurrence can end.
+    let after: Vec<bool> = (0..30)
+        .map(|_| s.stretch(200, 3_000, false, false))
+        .collect();
+    let first = after[..20].iter().filter(|d| **d).count();
+    let later = after[20..].iter().filter(|d| **d).count();
+    assert!(first >= 9, "every second for 10 s: {after:?}");
+    assert!(later <= 2, "then every 3 s: {after:?}");
+}
+
+#[test]
 fn a_stretch_without_delta_frames_cannot_be_judged() {
     let mut s = Stream::new(&MotionSpec::default());
     s.quiet(1 + MIN_LEARNED);
