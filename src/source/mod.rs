@@ -441,9 +441,11 @@ impl Supervisor {
             let Ok(sampler) = tuning.sampler.lock() else {
                 return bitgate::Sampling::Off;
             };
+            if !sampler.keyframes_only() {
+                return bitgate::Sampling::Off;
+            }
             let now = clocks.now();
             match time.lock().map(|mut c| c.stream_secs(pts, now)) {
-                Ok(_) if !sampler.keyframes_only() => bitgate::Sampling::Off,
                 Ok(t) if sampler.would_admit(t) => bitgate::Sampling::Due(t),
                 Ok(_) => bitgate::Sampling::Early,
                 Err(_) => bitgate::Sampling::Off,
