@@ -32,6 +32,7 @@ pub struct Page {
 
 /// One page of a box's history: its occurrences, newest first, and
 /// whether it holds older ones.
+#[derive(Default)]
 pub struct Rows {
     pub items: Vec<Value>,
     pub more: bool,
@@ -61,10 +62,7 @@ pub async fn occurrences(
             Ok(rows) => rows,
             Err(e) => return fail(StatusCode::INTERNAL_SERVER_ERROR, e),
         },
-        (None, Some(_)) => Rows {
-            items: Vec::new(),
-            more: false,
-        },
+        (None, Some(_)) => Rows::default(),
         (None, None) => {
             return fail(
                 StatusCode::NOT_FOUND,
