@@ -156,13 +156,7 @@ pub async fn site_history(site: &dyn Site, path: &str, own: Rows, limit: usize) 
                 Err(_) => unanswered.push(b.clone()),
             },
             // Recording is off there: it keeps no history.
-            Ok(Ok((404, _))) => parts.push((
-                b.clone(),
-                Rows {
-                    items: Vec::new(),
-                    more: false,
-                },
-            )),
+            Ok(Ok((404, _))) => parts.push((b.clone(), Rows::default())),
             _ => unanswered.push(b.clone()),
         }
     }
