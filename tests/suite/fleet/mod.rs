@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use common::nats::{self, Cluster};
 use common::process::Proc;
-use delivery::{in_flight_on_a_dying_box, nothing_left, outbox_rows, Hooks};
+use delivery::{
+    in_flight_on_a_dying_box, nothing_left, outbox_rows, the_stream_carried_alerts, Hooks,
+};
 use serde_json::{json, Value};
 
 const CAMERAS: usize = 6;
@@ -273,6 +275,7 @@ async fn a_site_spreads_its_cameras_and_moves_them_off_a_dead_box() {
     );
     ws::across_boxes(&boxes[..2], (&on_b3, index, event), (&hooks, &sdk_alert)).await;
     asked_of_the_owner(&boxes[0], &boxes[2], &on_b3).await;
+    the_stream_carried_alerts(&boxes).await;
 
     let (after, unsent) = power_cut(&mut boxes, (&states[2], &before), (&hooks, &sdk_alert)).await;
     full_site(&boxes[0], &states[0], &urls[0]).await;
