@@ -1,4 +1,5 @@
-//! Each bundled detector, one thread calling: how long `detect` takes; how
+//! Each bundled detector at each precision its folder has (fp32, and the
+//! calibrated int8 file where there is one), one thread calling: how long `detect` takes; how
 //! long the motion gate takes to judge a frame of each model's size; and,
 //! when `SIGHTLINE_CLIP_MODEL` names an exported dual encoder, how long its
 //! image encoder takes per frame and how much memory the model holds.
@@ -8,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use sightline::domain::Precision;
 use sightline::model::{prepare_image, Detector, ImageEncoder, Manifest, PromptModel};
 
 fn main() {
@@ -28,7 +30,9 @@ fn main() {
     // Both bundled detectors, in one run so their ratio holds on a noisy
     // machine.
     for name in ["ssdlite-person", "centernet-coco"] {
-        detector(name, &img, intra);
+        for precision in [Precision::Fp32, Precision::Int8] {
+            detector(name, precision, &img, intra);
+        }
     }
     for side in [320, 512] {
         motion_gate(side);
@@ -49,12 +53,16 @@ fn provider() -> sightline::domain::Provider {
         .unwrap_or_else(|| panic!("SIGHTLINE_BENCH_PROVIDER={want:?}: not a provider"))
 }
 
-/// Times one bundled detector: 10 warm-up frames, then 200.
-fn detector(name: &str, img: &image::RgbImage, intra: usize) {
+/// Times one bundled detector at `precision` (skipped when its folder has
+/// no such file): 10 warm-up frames, then 200.
+fn detector(name: &str, precision: Precision, img: &image::RgbImage, intra: usize) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("models")
         .join(name);
     let mut manifest = Manifest::load(&dir).expect("manifest");
+    if manifest.choose_precision(Some(precision)).is_err() {
+        return;
+    }
     manifest.placement.provider = provider();
     let manifest = Arc::new(manifest);
     let mut det = Detector::load(Arc::clone(&manifest), intra).expect("model");
@@ -72,8 +80,13 @@ fn detector(name: &str, img: &image::RgbImage, intra: usize) {
     ms.sort_by(|a, b| a.total_cmp(b));
     let i = &manifest.input;
     println!(
-        "{name} {}x{}, intra_threads={intra}: median {:.2} ms, p99 {:.2} ms, min {:.2} ms (n=200, 2 cores)",
-        i.width, i.height, ms[100], ms[198], ms[0]
+        "{name} {} {}x{}, intra_threads={intra}: median {:.2} ms, p99 {:.2} ms, min {:.2} ms (n=200, 2 cores)",
+        precision.name(),
+        i.width,
+        i.height,
+        ms[100],
+        ms[198],
+        ms[0]
     );
 }
 

@@ -455,6 +455,7 @@ pub async fn models(State(st): State<ApiState>) -> Reply<Value> {
                 "input": { "width": i.width, "height": i.height, "resize": i.resize },
                 "license": m.manifest.license,
                 "source": m.manifest.source,
+                "precision": m.manifest.precision.name(),
                 "frames": c.frames,
                 "skipped_no_motion": c.skipped,
                 "dropped": c.dropped,

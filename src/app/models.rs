@@ -25,6 +25,15 @@ fn load_model(
     let dir = model::resolve_model_dir(&entry.path).with_context(context)?;
     let mut manifest = Manifest::load(&dir).with_context(context)?;
     manifest.placement = entry.placement;
+    manifest
+        .choose_precision(entry.precision)
+        .with_context(context)?;
+    tracing::info!(
+        model = %entry.name,
+        precision = manifest.precision.name(),
+        file = %manifest.onnx_path().display(),
+        "model weights"
+    );
     let manifest = Arc::new(manifest);
     if manifest.kind == Kind::DualEncoder {
         model::init_runtime(config.runtime.ort_library.as_deref())?;

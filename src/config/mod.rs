@@ -23,7 +23,8 @@ pub use validate::{
 
 pub use crate::domain::{
     AlertSpec, Direction, EventSpec, Line, MatchParams, ModelEntry, MotionSpec, MqttSettings,
-    ObjectRules, Placement, Provider, RecordSettings, Region, SourceUrl, StreamSpec, Transport,
+    ObjectRules, Placement, Precision, Provider, RecordSettings, Region, SourceUrl, StreamSpec,
+    Transport,
 };
 
 /// One thing wrong with a config, with where it is.

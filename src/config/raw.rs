@@ -135,6 +135,8 @@ pub struct RawRuntime {
 pub struct RawModel {
     /// A folder holding `model.toml`, or the name of a folder under the model directories.
     pub path: Option<String>,
+    /// As `[[models]] precision`.
+    pub precision: Option<String>,
 }
 
 /// `[[models]]`: one of several models; events name it or are routed to it.
@@ -150,6 +152,9 @@ pub struct RawModelEntry {
     /// "cpu" runs on the CPU, with a warning, when the provider cannot
     /// load; by default that is an error.
     pub fallback: Option<String>,
+    /// "int8" runs the folder's calibrated int8 file, "fp32" the original;
+    /// by default, whichever its `model.toml` recommends.
+    pub precision: Option<String>,
 }
 
 /// `[[streams]]`: one camera.

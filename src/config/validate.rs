@@ -454,6 +454,7 @@ fn models(c: &mut Checker, raw: &RawConfig) -> Vec<ModelEntry> {
                     name,
                     path: path.clone(),
                     placement: Placement::default(),
+                    precision: precision(c, "model.precision", raw.model.precision.as_deref()),
                 }]
             }
             None => ModelEntry::defaults(),
@@ -513,9 +514,20 @@ fn models(c: &mut Checker, raw: &RawConfig) -> Vec<ModelEntry> {
                 provider,
                 cpu_fallback,
             },
+            precision: precision(c, &format!("{p}.precision"), m.precision.as_deref()),
         });
     }
     out
+}
+
+/// A model's `precision`: "int8", "fp32" or unset (the folder's choice).
+fn precision(c: &mut Checker, key: &str, value: Option<&str>) -> Option<Precision> {
+    let want = value?;
+    let p = Precision::parse(want);
+    if p.is_none() {
+        c.bad(key, format!("{want:?} must be \"int8\" or \"fp32\""));
+    }
+    p
 }
 
 /// The k-of-n start, end and cooldown rules of an event.

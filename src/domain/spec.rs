@@ -169,6 +169,35 @@ pub struct ModelEntry {
     pub path: String,
     /// Where ONNX Runtime runs it.
     pub placement: Placement,
+    /// Which of the folder's files runs (`precision`); `None` is the one
+    /// its `model.toml` recommends.
+    pub precision: Option<Precision>,
+}
+
+/// Which weights of a model folder run: the original floats, or the
+/// statically quantized int8 file calibrated beside them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Precision {
+    #[default]
+    Fp32,
+    Int8,
+}
+
+impl Precision {
+    /// Its config name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Int8 => "int8",
+        }
+    }
+
+    /// The precision a config value names.
+    pub fn parse(s: &str) -> Option<Precision> {
+        [Precision::Fp32, Precision::Int8]
+            .into_iter()
+            .find(|p| p.name() == s)
+    }
 }
 
 /// Where ONNX Runtime runs a model's sessions.
@@ -217,6 +246,7 @@ impl ModelEntry {
                 name: name.into(),
                 path: path.into(),
                 placement: Placement::default(),
+                precision: None,
             })
             .collect()
     }

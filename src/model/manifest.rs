@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::ModelError;
+use crate::domain::Precision;
 
 /// What the model is and how its outputs are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -190,6 +191,12 @@ pub struct Manifest {
     pub detections: Option<DetectionsSpec>,
     pub text: Option<TextSpec>,
     pub embedding: Option<EmbeddingSpec>,
+    /// `[int8]`: a statically quantized copy of `file`, calibrated and
+    /// checked against it (the folder's PROVENANCE.md says how).
+    pub int8: Option<Int8Spec>,
+    /// Which file runs: `[int8] default`, or `[[models]] precision`.
+    #[serde(skip)]
+    pub precision: Precision,
     #[serde(skip)]
     pub dir: PathBuf,
     /// Where its sessions run (`[[models]] provider`), not the manifest's.
@@ -197,6 +204,17 @@ pub struct Manifest {
     pub placement: super::Placement,
     #[serde(skip)]
     pub labels_shared: Vec<Arc<str>>,
+}
+
+/// `[int8]`: the quantized file beside the original.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Int8Spec {
+    /// ONNX file, relative to the folder.
+    pub file: String,
+    /// Run it unless the config asks for fp32: set only where it agrees with
+    /// fp32 and is faster on the CPUs the folder was measured on.
+    #[serde(default)]
+    pub default: bool,
 }
 
 impl Manifest {
@@ -212,6 +230,10 @@ impl Manifest {
             message: e.to_string().trim().replace('\n', " "),
         })?;
         m.dir = dir.to_path_buf();
+        m.precision = match &m.int8 {
+            Some(q) if q.default => Precision::Int8,
+            _ => Precision::Fp32,
+        };
         m.labels_shared = m.labels.iter().map(|l| Arc::from(l.as_str())).collect();
         let bad = |message: String| ModelError::Manifest {
             path: path.clone(),
@@ -283,9 +305,30 @@ impl Manifest {
         Some((self.text.as_ref()?, self.embedding?))
     }
 
-    /// Path of the ONNX file.
+    /// Path of the ONNX file that runs (at the chosen precision).
     pub fn onnx_path(&self) -> PathBuf {
-        self.dir.join(&self.file)
+        match (&self.int8, self.precision) {
+            (Some(q), Precision::Int8) => self.dir.join(&q.file),
+            _ => self.dir.join(&self.file),
+        }
+    }
+
+    /// Runs `want` instead of the folder's default; int8 needs an `[int8]`
+    /// file, and a dual encoder has none.
+    pub fn choose_precision(&mut self, want: Option<Precision>) -> Result<(), ModelError> {
+        let Some(want) = want else {
+            return Ok(());
+        };
+        if want == Precision::Int8 && self.int8.is_none() {
+            return Err(ModelError::Manifest {
+                path: self.dir.join("model.toml"),
+                message: "precision = \"int8\" needs an [int8] file in model.toml; this \
+                          folder has only its fp32 weights"
+                    .into(),
+            });
+        }
+        self.precision = want;
+        Ok(())
     }
 
     /// Model label for a raw class id, if any.

@@ -238,12 +238,15 @@ fn models(config: &Config, ort_ok: bool) -> Vec<Finding> {
                 .and_then(|(models, _)| crate::app::probe(&one, &models).map(|()| models));
             match loaded {
                 Ok(models) => {
-                    let dir = models
+                    let what = models
                         .all()
                         .first()
-                        .map(|l| l.manifest.dir.display().to_string())
+                        .map(|l| {
+                            let m = &l.manifest;
+                            format!("{} loads and runs ({})", m.dir.display(), m.precision.name())
+                        })
                         .unwrap_or_default();
-                    Finding::ok(check, format!("{dir} loads and runs"))
+                    Finding::ok(check, what)
                 }
                 Err(e) => Finding::fail(
                     check,

@@ -199,6 +199,27 @@ fn check_config_refuses_unknown_and_colliding_model_names() {
     let (code, text) = sightline(&["check-config", &path]);
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("two models are called \"det\""), "{text}");
+    // A precision that does not exist, and int8 where the folder has none.
+    let path = write(
+        &dir,
+        "[[models]]\nname = \"det\"\npath = \"ssdlite-person\"\nprecision = \"int4\"\n",
+    );
+    let (code, text) = sightline(&["check-config", &path]);
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("models[0].precision") && text.contains("\"int8\" or \"fp32\""),
+        "{text}"
+    );
+    let path = write(
+        &dir,
+        "[[models]]\nname = \"coco\"\npath = \"centernet-coco\"\nprecision = \"int8\"\n",
+    );
+    let (code, text) = sightline(&["check-config", &path]);
+    assert_eq!(code, 2, "{text}");
+    assert!(
+        text.contains("model \"coco\"") && text.contains("needs an [int8] file"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -35,6 +35,7 @@ mod mqtt_availability;
 mod mqtt_secure;
 mod openapi;
 mod outbox_model;
+mod precision;
 mod sdk;
 mod seams;
 mod search;

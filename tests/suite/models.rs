@@ -149,6 +149,8 @@ fn yolo_v8_decoder_finds_the_astronauts_face() {
     assert_eq!(faces, 1, "{dets:?}");
 }
 
+/// The person folder's manifest in a folder of its own, with `onnx` as the
+/// file it runs (none when empty).
 fn copy_manifest_with(onnx: &[u8]) -> (tempfile::TempDir, Arc<Manifest>) {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::copy(
@@ -156,10 +158,10 @@ fn copy_manifest_with(onnx: &[u8]) -> (tempfile::TempDir, Arc<Manifest>) {
         dir.path().join("model.toml"),
     )
     .expect("copy manifest");
-    if !onnx.is_empty() {
-        std::fs::write(dir.path().join("model.onnx"), onnx).expect("write model");
-    }
     let m = Arc::new(Manifest::load(dir.path()).expect("manifest"));
+    if !onnx.is_empty() {
+        std::fs::write(m.onnx_path(), onnx).expect("write model");
+    }
     (dir, m)
 }
 
@@ -167,11 +169,12 @@ fn copy_manifest_with(onnx: &[u8]) -> (tempfile::TempDir, Arc<Manifest>) {
 fn corrupt_model_is_a_clear_error() {
     sightline::model::init_runtime(None).expect("ONNX Runtime");
     let (_dir, m) = copy_manifest_with(b"this is not an ONNX protobuf");
+    let file = m.onnx_path().display().to_string();
     let err = Detector::load(m, 1).err().expect("must fail");
     let text = err.to_string();
     assert!(matches!(err, ModelError::Load { .. }), "{text}");
     assert!(
-        text.contains("model.onnx") && text.contains("cannot load"),
+        text.contains(&file) && text.contains("cannot load"),
         "{text}"
     );
 }
@@ -195,8 +198,9 @@ fn manifest_that_does_not_fit_the_model_is_refused() {
         text.replace("image_tensor:0", "pixels"),
     )
     .expect("write");
-    std::os::unix::fs::symlink(src.join("model.onnx"), dir.path().join("model.onnx"))
-        .expect("link");
+    for f in ["model.onnx", "model.int8.onnx"] {
+        std::os::unix::fs::symlink(src.join(f), dir.path().join(f)).expect("link");
+    }
     let m = Arc::new(Manifest::load(dir.path()).expect("manifest parses"));
     let text = Detector::load(m, 1).err().expect("must fail").to_string();
     assert!(

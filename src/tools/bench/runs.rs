@@ -25,6 +25,9 @@ pub enum System {
     /// sightline decoding every keyframe, the pixel gate alone judging
     /// motion (`motion.compressed = false`): what the compressed stage saves.
     KeyframesPixel,
+    /// As `keyframes`, with the person model's calibrated int8 weights
+    /// (`precision = "int8"`).
+    KeyframesInt8,
     /// sightline decoding every frame (the peer's work).
     Full,
     /// The do-it-yourself Python peer (OpenCV, onnxruntime, HTTP POST).
@@ -39,6 +42,7 @@ impl System {
         match self {
             System::Keyframes => "sightline keyframes",
             System::KeyframesPixel => "sightline keyframes, pixel gate only",
+            System::KeyframesInt8 => "sightline keyframes, int8 model",
             System::Full => "sightline full decode",
             System::Peer => "python peer",
             System::Fleet => "sightline keyframes, in a site",
@@ -153,12 +157,17 @@ fn config(
          [api]\nlisten = \"127.0.0.1:{port}\"\nmetrics_public = true\n\
          [state]\ndir = \"{}\"\nmin_free_mb = 1\n\
          [webhook]\nallow_private = [\"127.0.0.1/32\"]\n\
-         [[models]]\nname = \"person\"\npath = \"{}\"\n\
+         [[models]]\nname = \"person\"\npath = \"{}\"\nprecision = \"{}\"\n\
          [[events]]\nid = \"person\"\nprompt = \"person\"\nk = 1\nwindow = 1\nend_after = 1\n\
          max_duration_secs = 1\ncooldown_secs = 0\n\
          [[alerts]]\nid = \"bench\"\nevent = \"person\"\nsend_end = false\ncallback_url = \"{hook}\"\n",
         state.display(),
         s.model_file.parent().unwrap_or(Path::new(".")).display(),
+        if system == System::KeyframesInt8 {
+            "int8"
+        } else {
+            "fp32"
+        },
     );
     for i in 0..streams {
         text += &format!(
