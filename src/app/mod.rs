@@ -521,6 +521,7 @@ fn watchers(
 fn init_process(config: &Config) -> anyhow::Result<()> {
     raise_open_files();
     source::init().map_err(|e| anyhow!(e))?;
+    source::set_streaming_nice(config.runtime.streaming_nice);
     model::init_runtime(config.runtime.ort_library.as_deref())?;
     Ok(())
 }

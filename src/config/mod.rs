@@ -133,6 +133,8 @@ pub struct Runtime {
     /// Period of the counters log line; `None` when turned off.
     pub stats_interval: Option<Duration>,
     pub ort_library: Option<PathBuf>,
+    /// Niceness of the GStreamer streaming threads (`runtime.streaming_nice`).
+    pub streaming_nice: i32,
 }
 
 /// Webhook delivery settings.

@@ -128,6 +128,9 @@ pub struct RawRuntime {
     pub stats_interval_secs: Option<i64>,
     /// Path of `libonnxruntime.so`; else `ORT_DYLIB_PATH`; else where setup puts it.
     pub ort_library: Option<String>,
+    /// Niceness of the GStreamer streaming threads (receive, decode,
+    /// record), 0–19, so the inference workers come first (default 5).
+    pub streaming_nice: Option<i64>,
 }
 
 /// `[model]`: which model folder to load.

@@ -51,6 +51,7 @@ pub(super) fn runtime(c: &mut Checker, r: &super::raw::RawRuntime, streams: usiz
             s => Some(Duration::from_secs(s as u64)),
         },
         ort_library: r.ort_library.as_ref().map(PathBuf::from),
+        streaming_nice: c.int("runtime.streaming_nice", r.streaming_nice, 5, 0, 19) as i32,
     }
 }
 

@@ -57,6 +57,7 @@ fn a_good_config_validates_with_defaults() {
         c.runtime.stats_interval,
         Some(std::time::Duration::from_secs(60))
     );
+    assert_eq!(c.runtime.streaming_nice, 5);
     let quiet = Config::parse("[runtime]\nstats_interval_secs = 0\n", "t").expect("valid");
     assert_eq!(
         quiet.runtime.stats_interval, None,
@@ -70,6 +71,7 @@ fn every_problem_is_reported_at_once_with_its_path() {
 colour = "blue"
 [runtime]
 workers = 0
+streaming_nice = 25
 [[streams]]
 id = "bad id!"
 url = "http://not-rtsp"
@@ -94,6 +96,7 @@ streams = ["ghost"]
         "colour",
         "streams.0.bogus",
         "runtime.workers",
+        "runtime.streaming_nice",
         "streams[0].id",
         "streams[0].url",
         "streams[0].fps",

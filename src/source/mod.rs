@@ -642,14 +642,20 @@ enum RunEnd {
     Failed { reason: String, had_frames: bool },
 }
 
-/// Niceness of GStreamer streaming threads, relative to the inference workers.
+/// Niceness of GStreamer streaming threads, relative to the inference workers
+/// (`[runtime] streaming_nice`, default 5; one setting for the process).
 ///
 /// When many cameras send keyframes at the same moment, the decoders and the
 /// inference workers compete for the cores. The frames being scored are the
 /// ones an alert waits for, so streaming threads yield to them: measured in
-/// `benches/streams.rs` (docs/PERFORMANCE.md). Raising priority needs
-/// privileges; lowering it does not.
-const STREAMING_NICE: libc::c_int = 5;
+/// `benches/streams.rs` and `sightline bench` (docs/PERFORMANCE.md). Raising
+/// priority needs privileges; lowering it does not.
+static STREAMING_NICE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(5);
+
+/// Sets the niceness streaming threads take when they start (0–19).
+pub fn set_streaming_nice(nice: i32) {
+    STREAMING_NICE.store(nice.clamp(0, 19), std::sync::atomic::Ordering::Relaxed);
+}
 
 /// A `stream-status` ENTER message is posted from the new streaming thread
 /// itself, so a synchronous bus handler can renice that thread.
@@ -673,7 +679,8 @@ fn lower_streaming_thread_priority(msg: &gst::Message) {
             // SAFETY: gettid and setpriority have no memory-safety preconditions.
             unsafe {
                 let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-                libc::setpriority(libc::PRIO_PROCESS, tid, STREAMING_NICE);
+                let nice = STREAMING_NICE.load(std::sync::atomic::Ordering::Relaxed);
+                libc::setpriority(libc::PRIO_PROCESS, tid, nice);
             }
         }
     }
