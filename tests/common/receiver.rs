@@ -22,6 +22,11 @@ pub struct Received {
     pub at: SystemTime,
 }
 
+/// Occurrence messages received so far, by (stream, event, phase): the
+/// stream time each says it began (`start`) or ended (`end`), in order of
+/// arrival; -1 where the field is missing.
+pub type Times = std::collections::BTreeMap<(String, String, String), Vec<f64>>;
+
 /// A real HTTP server on 127.0.0.1 that records every POST.
 pub struct Receiver {
     pub addr: SocketAddr,
@@ -29,6 +34,27 @@ pub struct Receiver {
 }
 
 impl Receiver {
+    /// Takes every message received so far and files its time under its
+    /// (stream, event, phase).
+    pub fn occurrence_times(&mut self) -> Times {
+        let mut seen = Times::new();
+        while let Ok(r) = self.rx.try_recv() {
+            let b = r.body;
+            let field = |k: &str| b[k].as_str().unwrap_or("").to_string();
+            let phase = field("phase");
+            let t = b[if phase == "end" {
+                "end_time"
+            } else {
+                "start_time"
+            }]
+            .as_f64();
+            seen.entry((field("stream_id"), field("event_id"), phase))
+                .or_default()
+                .push(t.unwrap_or(-1.0));
+        }
+        seen
+    }
+
     /// Starts on a free port; must be called inside a tokio runtime.
     pub async fn start() -> anyhow::Result<Receiver> {
         let (tx, rx) = mpsc::unbounded_channel();

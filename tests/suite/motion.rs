@@ -19,7 +19,6 @@
 
 use crate::common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::daemon::Daemon;
@@ -90,27 +89,12 @@ async fn gating_changes_no_occurrence_on_the_end_to_end_clips() {
     // 30 s clips, then the end message (4 misses at 2 fps).
     let status = watch(&extra, &hook, 34).await;
 
-    // (stream, phase) → stream times
-    let mut seen: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
-    for r in common::drain(&mut hook.rx) {
-        let b = r.body;
-        let key = (
-            b["stream_id"].as_str().unwrap_or("").to_string(),
-            b["phase"].as_str().unwrap_or("").to_string(),
-        );
-        let t = if key.1 == "end" {
-            b["end_time"].as_f64()
-        } else {
-            b["start_time"].as_f64()
-        };
-        seen.entry(key).or_default().push(t.unwrap_or(-1.0));
-    }
+    let seen = hook.occurrence_times();
     eprintln!("occurrences: {seen:?}");
     for (name, _) in clips {
         let get = |kind: &str, phase: &str| {
-            seen.get(&(format!("{name}-{kind}"), phase.to_string()))
-                .cloned()
-                .unwrap_or_default()
+            let key = (format!("{name}-{kind}"), "person".into(), phase.into());
+            seen.get(&key).cloned().unwrap_or_default()
         };
         let (gated, plain) = (get("gated", "start"), get("plain", "start"));
         // Both clips are 30 s, so the server's loop brings nothing back

@@ -5,7 +5,6 @@
 
 use crate::common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -135,22 +134,7 @@ async fn int8_gives_the_same_occurrences_on_the_end_to_end_clips() {
     tokio::time::sleep(Duration::from_secs(34)).await;
     d.stop().await;
 
-    // (stream, event, phase) → stream times
-    let mut seen: BTreeMap<(String, String, String), Vec<f64>> = BTreeMap::new();
-    for r in common::drain(&mut hook.rx) {
-        let b = r.body;
-        let field = |k: &str| b[k].as_str().unwrap_or("").to_string();
-        let phase = field("phase");
-        let t = b[if phase == "end" {
-            "end_time"
-        } else {
-            "start_time"
-        }]
-        .as_f64();
-        seen.entry((field("stream_id"), field("event_id"), phase))
-            .or_default()
-            .push(t.unwrap_or(-1.0));
-    }
+    let seen = hook.occurrence_times();
     eprintln!("occurrences: {seen:?}");
     for (name, _) in clips {
         let get = |p: &str, phase: &str| {
