@@ -178,47 +178,40 @@ fn check_config_refuses_a_prompt_the_model_cannot_score() {
     );
 }
 
+/// `check-config` on `config` exits 2 and its output says every one of `wants`.
+fn refused(dir: &tempfile::TempDir, config: &str, wants: &[&str]) {
+    let path = write(dir, config);
+    let (code, text) = sightline(&["check-config", &path]);
+    assert_eq!(code, 2, "{text}");
+    for want in wants {
+        assert!(text.contains(want), "missing {want:?} in {text}");
+    }
+}
+
 #[test]
 fn check_config_refuses_unknown_and_colliding_model_names() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = write(
+    refused(
         &dir,
         "[[events]]\nid = \"car\"\nprompt = \"Detect car\"\nmodel = \"yolo-xl\"\n",
+        &["model \"yolo-xl\" is not loaded", "\"person\", \"coco\""],
     );
-    let (code, text) = sightline(&["check-config", &path]);
-    assert_eq!(code, 2, "{text}");
-    assert!(
-        text.contains("model \"yolo-xl\" is not loaded") && text.contains("\"person\", \"coco\""),
-        "{text}"
-    );
-    let path = write(
+    refused(
         &dir,
         "[[models]]\nname = \"det\"\npath = \"ssdlite-person\"\n\
          [[models]]\nname = \"det\"\npath = \"centernet-coco\"\n",
+        &["two models are called \"det\""],
     );
-    let (code, text) = sightline(&["check-config", &path]);
-    assert_eq!(code, 2, "{text}");
-    assert!(text.contains("two models are called \"det\""), "{text}");
     // A precision that does not exist, and int8 where the folder has none.
-    let path = write(
+    refused(
         &dir,
         "[[models]]\nname = \"det\"\npath = \"ssdlite-person\"\nprecision = \"int4\"\n",
+        &["models[0].precision", "\"int8\" or \"fp32\""],
     );
-    let (code, text) = sightline(&["check-config", &path]);
-    assert_eq!(code, 2, "{text}");
-    assert!(
-        text.contains("models[0].precision") && text.contains("\"int8\" or \"fp32\""),
-        "{text}"
-    );
-    let path = write(
+    refused(
         &dir,
         "[[models]]\nname = \"coco\"\npath = \"centernet-coco\"\nprecision = \"int8\"\n",
-    );
-    let (code, text) = sightline(&["check-config", &path]);
-    assert_eq!(code, 2, "{text}");
-    assert!(
-        text.contains("model \"coco\"") && text.contains("needs an [int8] file"),
-        "{text}"
+        &["model \"coco\"", "needs an [int8] file"],
     );
 }
 
