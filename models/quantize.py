@@ -169,8 +169,8 @@ def agreement(folder, spec):
     print(f"agreement on {len(pics)} frames never calibrated on (14 of them staged): {len(ious)} fp32 boxes matched, "
           f"{unmatched} unmatched, {extra} extra in int8, top class differs on {top_differs}; "
           f"IoU median {np.median(ious):.3f}, min {ious.min():.3f}")
-    for name, s in (("fp32", fp32), ("int8", int8)):
-        one = session(folder / ("model.onnx" if name == "fp32" else "model.int8.onnx"), 1)
+    for name, file in (("fp32", "model.onnx"), ("int8", "model.int8.onnx")):
+        one = session(folder / file, 1)
         for t in pics[:5]:
             one.run(None, {spec["input"]: t})
         start = time.perf_counter()

@@ -157,16 +157,17 @@ fn config(
          [api]\nlisten = \"127.0.0.1:{port}\"\nmetrics_public = true\n\
          [state]\ndir = \"{}\"\nmin_free_mb = 1\n\
          [webhook]\nallow_private = [\"127.0.0.1/32\"]\n\
-         [[models]]\nname = \"person\"\npath = \"{}\"\nprecision = \"{}\"\n\
+         [[models]]\nname = \"person\"\npath = \"{}\"\n{}\
          [[events]]\nid = \"person\"\nprompt = \"person\"\nk = 1\nwindow = 1\nend_after = 1\n\
          max_duration_secs = 1\ncooldown_secs = 0\n\
          [[alerts]]\nid = \"bench\"\nevent = \"person\"\nsend_end = false\ncallback_url = \"{hook}\"\n",
         state.display(),
         s.model_file.parent().unwrap_or(Path::new(".")).display(),
+        // The other systems run whatever the model folder defaults to.
         if system == System::KeyframesInt8 {
-            "int8"
+            "precision = \"int8\"\n"
         } else {
-            "fp32"
+            ""
         },
     );
     for i in 0..streams {
